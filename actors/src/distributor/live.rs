@@ -1,0 +1,509 @@
+//! Live clients (WebSocket and SSE connections) and the fan-out to them.
+//!
+//! Each connected client gets a [`ClientQueue`]: bounded, drop-oldest, never blocking the
+//! distributor. The connection (in the server crate) consumes it as a [`ClientFeed`]
+//! stream. A client that stops reading loses its oldest frames, each loss counted; once it
+//! has overflowed `maxClientDrops` times in a row without reading anything it is cut off,
+//! so a stuck browser tab costs a bounded amount of memory and no other client notices.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use futures_util::Stream;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use super::CloseReason;
+use crate::glob::Glob;
+use crate::telemetry::{DistributorTelemetry, LiveClientDisconnected};
+
+/// One encoded event on its way to one client.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Session sequence number of the event.
+    pub seq: u64,
+    /// Encoded bytes, shared with every other client receiving the same event.
+    pub bytes: Bytes,
+    /// When the event arrived, to measure delivery latency at write time.
+    pub accepted_at: Instant,
+}
+
+/// Which events a live client wants, by event-name glob.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subscription {
+    /// `None` means every event; `Some(list)` only events matching one of the patterns.
+    include: Option<Vec<Glob>>,
+    /// Events matching these are skipped even if included.
+    exclude: Vec<Glob>,
+}
+
+/// The subscription as shown to the client.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    /// Patterns received (`["*"]` for everything).
+    pub events: Vec<String>,
+    /// Patterns excluded.
+    pub exclude: Vec<String>,
+}
+
+impl Subscription {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only events matching `patterns` (an empty list means every event).
+    pub fn only<S: AsRef<str>>(patterns: &[S]) -> Self {
+        if patterns.is_empty() {
+            return Self::all();
+        }
+        Self {
+            include: Some(patterns.iter().map(|p| Glob::new(p.as_ref())).collect()),
+            exclude: Vec::new(),
+        }
+    }
+
+    /// Whether an event named `name` is wanted.
+    pub fn accepts(&self, name: &str) -> bool {
+        let included = match &self.include {
+            None => true,
+            Some(list) => list.iter().any(|g| g.matches(name)),
+        };
+        included && !self.exclude.iter().any(|g| g.matches(name))
+    }
+
+    /// Narrows or widens: the first `subscribe` replaces "everything" with the patterns,
+    /// later ones add to them; a pattern previously excluded is no longer excluded.
+    pub fn subscribe<S: AsRef<str>>(&mut self, patterns: &[S]) {
+        for p in patterns {
+            let g = Glob::new(p.as_ref());
+            self.exclude.retain(|e| *e != g);
+            if g.as_str() == "*" {
+                self.include = None;
+                continue;
+            }
+            match &mut self.include {
+                None => self.include = Some(vec![g]),
+                Some(list) if !list.contains(&g) => list.push(g),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Removes patterns; a pattern that was not subscribed becomes an exclusion.
+    pub fn unsubscribe<S: AsRef<str>>(&mut self, patterns: &[S]) {
+        for p in patterns {
+            let g = Glob::new(p.as_ref());
+            match &mut self.include {
+                Some(list) if list.contains(&g) => list.retain(|i| *i != g),
+                _ if g.as_str() == "*" => self.include = Some(Vec::new()),
+                _ => {
+                    if !self.exclude.contains(&g) {
+                        self.exclude.push(g)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The subscription in words, for acknowledgements.
+    pub fn view(&self) -> SubscriptionView {
+        SubscriptionView {
+            events: match &self.include {
+                None => vec!["*".into()],
+                Some(list) => list.iter().map(|g| g.as_str().to_string()).collect(),
+            },
+            exclude: self
+                .exclude
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct QueueState {
+    frames: VecDeque<Frame>,
+    closed: Option<CloseReason>,
+    /// Overflows since the consumer last took a frame.
+    overflows_in_a_row: u64,
+}
+
+/// The bounded, drop-oldest queue between a distributor and one live connection.
+#[derive(Debug)]
+pub struct ClientQueue {
+    /// Number of the client within its distributor (for logs).
+    pub id: u64,
+    state: Mutex<QueueState>,
+    waker: AtomicWaker,
+    capacity: usize,
+    /// Event patterns the client wants; changed by the connection, read on fan-out.
+    subscription: RwLock<Subscription>,
+    /// Frames evicted because the client was not reading.
+    dropped: AtomicU64,
+}
+
+/// What happened to a frame offered to a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued.
+    Queued,
+    /// Queued, evicting the oldest frame.
+    EvictedOldest,
+    /// The client does not want this event.
+    Filtered,
+    /// The client is gone or closed.
+    Closed,
+}
+
+impl ClientQueue {
+    /// An open queue holding at most `capacity` frames.
+    pub fn new(id: u64, capacity: usize, subscription: Subscription) -> Self {
+        Self {
+            id,
+            state: Mutex::new(QueueState {
+                frames: VecDeque::with_capacity(capacity.min(64)),
+                closed: None,
+                overflows_in_a_row: 0,
+            }),
+            waker: AtomicWaker::new(),
+            capacity: capacity.max(1),
+            subscription: RwLock::new(subscription),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Offers a frame of event `name`; never blocks.
+    pub fn offer(&self, name: &str, frame: Frame) -> Offer {
+        if !self.subscription.read().accepts(name) {
+            return Offer::Filtered;
+        }
+        self.push(frame)
+    }
+
+    /// Queues a frame whatever the subscription (protocol preambles, comments).
+    pub fn push(&self, frame: Frame) -> Offer {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return Offer::Closed;
+        }
+        let evicted = if state.frames.len() >= self.capacity {
+            state.frames.pop_front();
+            state.overflows_in_a_row += 1;
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        };
+        state.frames.push_back(frame);
+        drop(state);
+        self.waker.wake();
+        if evicted {
+            Offer::EvictedOldest
+        } else {
+            Offer::Queued
+        }
+    }
+
+    /// Overflows since the client last read.
+    pub fn overflows_in_a_row(&self) -> u64 {
+        self.state.lock().overflows_in_a_row
+    }
+
+    /// Closes the queue: the feed yields what is queued, then ends. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let mut state = self.state.lock();
+        if state.closed.is_none() {
+            state.closed = Some(reason);
+        }
+        if reason == CloseReason::SlowConsumer {
+            // A stuck client will not read the backlog anyway.
+            state.frames.clear();
+        }
+        drop(state);
+        self.waker.wake();
+    }
+
+    /// Why the queue was closed, once it is.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().closed
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
+    /// Frames evicted so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Runs `change` on the subscription and returns its new view.
+    pub fn update_subscription(&self, change: impl FnOnce(&mut Subscription)) -> SubscriptionView {
+        let mut sub = self.subscription.write();
+        change(&mut sub);
+        sub.view()
+    }
+
+    /// The consumer side as a stream.
+    pub fn feed(self: &Arc<Self>) -> ClientFeed {
+        ClientFeed {
+            queue: self.clone(),
+        }
+    }
+}
+
+/// A client's frames as a stream; ends after the queue is closed and drained. Dropping it
+/// (the connection went away) closes the queue, so the distributor forgets the client.
+#[derive(Debug)]
+pub struct ClientFeed {
+    queue: Arc<ClientQueue>,
+}
+
+impl ClientFeed {
+    /// The queue behind the feed.
+    pub fn queue(&self) -> &Arc<ClientQueue> {
+        &self.queue
+    }
+}
+
+impl Stream for ClientFeed {
+    type Item = Frame;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        let queue = &self.queue;
+        for attempt in 0..2 {
+            {
+                let mut state = queue.state.lock();
+                if let Some(frame) = state.frames.pop_front() {
+                    state.overflows_in_a_row = 0;
+                    return Poll::Ready(Some(frame));
+                }
+                if state.closed.is_some() {
+                    return Poll::Ready(None);
+                }
+            }
+            if attempt == 0 {
+                // Register, then look again, so a frame offered in between is not missed.
+                queue.waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ClientFeed {
+    fn drop(&mut self) {
+        self.queue.close(CloseReason::ClientGone);
+    }
+}
+
+/// Settings of a live-feed distributor's fan-out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FanoutConfig {
+    /// Frames a client may have waiting (`clientQueueCapacity`).
+    pub client_queue_capacity: usize,
+    /// Overflows in a row that get a client disconnected; 0 never disconnects
+    /// (`maxClientDrops`).
+    pub max_client_drops: u64,
+    /// Connected clients allowed on this distributor (`maxClients`).
+    pub max_clients: usize,
+}
+
+/// The clients of one live-feed distributor.
+pub struct LiveFanout {
+    clients: Vec<Arc<ClientQueue>>,
+    next_id: u64,
+    config: FanoutConfig,
+    telemetry: Arc<DistributorTelemetry>,
+}
+
+impl LiveFanout {
+    /// No clients yet.
+    pub fn new(config: FanoutConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+        Self {
+            clients: Vec::new(),
+            next_id: 1,
+            config,
+            telemetry,
+        }
+    }
+
+    /// New limits; they apply to clients that connect from now on (and to drop counting).
+    pub fn set_config(&mut self, config: FanoutConfig) {
+        self.config = config;
+    }
+
+    /// Adds a client and returns its queue.
+    pub fn attach(&mut self, subscription: Subscription) -> Result<Arc<ClientQueue>, String> {
+        self.sweep();
+        if self.clients.len() >= self.config.max_clients {
+            return Err(format!(
+                "the {} distributor already has its maximum of {} clients",
+                self.telemetry.kind, self.config.max_clients
+            ));
+        }
+        let queue = Arc::new(ClientQueue::new(
+            self.next_id,
+            self.config.client_queue_capacity,
+            subscription,
+        ));
+        self.next_id += 1;
+        self.clients.push(queue.clone());
+        self.telemetry.set_clients(self.clients.len());
+        Ok(queue)
+    }
+
+    /// Offers one event's frame to every client; counts evictions and cuts off stuck
+    /// clients. Returns the number of clients that took the frame.
+    pub fn publish(&mut self, name: &str, frame: &Frame) -> usize {
+        let mut taken = 0;
+        let mut evicted = 0;
+        let mut any_closed = false;
+        for client in &self.clients {
+            match client.offer(name, frame.clone()) {
+                Offer::Queued => taken += 1,
+                Offer::EvictedOldest => {
+                    taken += 1;
+                    evicted += 1;
+                    let limit = self.config.max_client_drops;
+                    if limit > 0 && client.overflows_in_a_row() >= limit {
+                        client.close(CloseReason::SlowConsumer);
+                        any_closed = true;
+                        LiveClientDisconnected {
+                            telemetry: &self.telemetry,
+                            client: client.id,
+                            reason: CloseReason::SlowConsumer.as_str(),
+                        }
+                        .emit();
+                    }
+                }
+                Offer::Filtered => {}
+                Offer::Closed => any_closed = true,
+            }
+        }
+        self.telemetry.client_frames_dropped(evicted);
+        if any_closed {
+            self.sweep();
+        }
+        taken
+    }
+
+    /// Forgets clients whose connection is gone.
+    pub fn sweep(&mut self) {
+        let before = self.clients.len();
+        self.clients.retain(|c| !c.is_closed());
+        if self.clients.len() != before {
+            self.telemetry.set_clients(self.clients.len());
+        }
+    }
+
+    /// Disconnects every client with `reason`.
+    pub fn close_all(&mut self, reason: CloseReason) {
+        for client in self.clients.drain(..) {
+            client.close(reason);
+            LiveClientDisconnected {
+                telemetry: &self.telemetry,
+                client: client.id,
+                reason: reason.as_str(),
+            }
+            .emit();
+        }
+        self.telemetry.set_clients(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributor::DistributorKind;
+    use futures_util::StreamExt;
+
+    fn frame(seq: u64) -> Frame {
+        Frame {
+            seq,
+            bytes: Bytes::from(format!("{seq}")),
+            accepted_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn subscription_narrows_then_widens() {
+        let mut s = Subscription::all();
+        assert!(s.accepts("anything"));
+        s.subscribe(&["face_*"]);
+        assert!(s.accepts("face_detected"));
+        assert!(!s.accepts("track_started"));
+        s.subscribe(&["track_*"]);
+        assert!(s.accepts("track_started"));
+        s.unsubscribe(&["face_*"]);
+        assert!(!s.accepts("face_detected"));
+        let mut all = Subscription::all();
+        all.unsubscribe(&["noise"]);
+        assert!(!all.accepts("noise"));
+        assert!(all.accepts("signal"));
+        all.subscribe(&["noise"]);
+        assert!(all.accepts("noise"));
+    }
+
+    #[test]
+    fn slow_client_is_cut_off_without_touching_the_fast_one() {
+        let telemetry = Arc::new(DistributorTelemetry::new(
+            "t".into(),
+            DistributorKind::Websocket,
+        ));
+        let mut fanout = LiveFanout::new(
+            FanoutConfig {
+                client_queue_capacity: 2,
+                max_client_drops: 3,
+                max_clients: 10,
+            },
+            telemetry.clone(),
+        );
+        let slow = fanout.attach(Subscription::all()).unwrap();
+        let fast = fanout.attach(Subscription::all()).unwrap();
+        let mut fast_feed = fast.feed();
+        let mut received = Vec::new();
+        for seq in 1..=10 {
+            fanout.publish("e", &frame(seq));
+            // The fast client reads everything as it comes.
+            while let Some(f) = futures_util::FutureExt::now_or_never(fast_feed.next()).flatten() {
+                received.push(f.seq);
+            }
+        }
+        assert_eq!(received, (1..=10).collect::<Vec<_>>());
+        assert_eq!(slow.close_reason(), Some(CloseReason::SlowConsumer));
+        // Capacity 2: seqs 3, 4, 5 overflowed, the third overflow cut it off.
+        assert_eq!(slow.dropped(), 3);
+        let counters = telemetry.counters();
+        assert_eq!(counters.connected_clients, 1);
+        assert_eq!(counters.slow_client_disconnects, 1);
+        assert_eq!(counters.client_frames_dropped, 3);
+    }
+
+    #[test]
+    fn feed_ends_after_close_and_drop_closes_queue() {
+        let q = Arc::new(ClientQueue::new(1, 4, Subscription::all()));
+        q.offer("e", frame(1));
+        q.close(CloseReason::SessionClosed);
+        let mut feed = q.feed();
+        let first = futures_util::FutureExt::now_or_never(feed.next()).flatten();
+        assert_eq!(first.map(|f| f.seq), Some(1));
+        // Closed and drained: the stream ends instead of waiting.
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(feed.next()),
+            Some(None)
+        ));
+        let q2 = Arc::new(ClientQueue::new(2, 4, Subscription::all()));
+        drop(q2.feed());
+        assert_eq!(q2.close_reason(), Some(CloseReason::ClientGone));
+    }
+}

@@ -1,0 +1,490 @@
+//! Distributors: one supervised actor per enabled protocol of a session.
+//!
+//! Every distributor is a [`DistributorActor<P>`](actor::DistributorActor): the generic
+//! actor owns what all protocols share (the bounded queue, the circuit breaker, the
+//! counters, panic isolation and supervised restart with backoff), and the protocol `P`
+//! only says how to deliver one event.
+//!
+//! # Adding a protocol
+//! Write one file with a type implementing [`Protocol`] (its config parser, its delivery),
+//! add a variant to [`DistributorKind`] and one arm to each `match` in [`parse_config`] and
+//! [`spawn`]. Nothing else in the session, the registry or the server changes.
+
+pub mod actor;
+pub mod breaker;
+pub mod live;
+pub mod queue;
+pub mod sse;
+pub mod websocket;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Context, Handler, Message};
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::telemetry::DistributorTelemetry;
+use crate::validation::{FieldReader, Report};
+use breaker::BreakerSettings;
+use live::{ClientQueue, Subscription};
+use queue::{EventQueue, OverflowPolicy};
+
+/// The protocols a session can distribute over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistributorKind {
+    /// Live feed at `/api/v1/sessions/{id}/ws`.
+    Websocket,
+    /// Live feed at `/api/v1/sessions/{id}/sse`.
+    Sse,
+    /// Publish to an MQTT broker.
+    Mqtt,
+    /// Datagrams to one or more targets.
+    Udp,
+    /// Webhooks: POST to an HTTP endpoint.
+    Http,
+    /// Redis Streams and Pub/Sub.
+    Redis,
+}
+
+impl DistributorKind {
+    /// Every kind, in a stable order.
+    pub const ALL: [DistributorKind; 6] = [
+        Self::Websocket,
+        Self::Sse,
+        Self::Mqtt,
+        Self::Udp,
+        Self::Http,
+        Self::Redis,
+    ];
+
+    /// The name used in configs, routes and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Websocket => "websocket",
+            Self::Sse => "sse",
+            Self::Mqtt => "mqtt",
+            Self::Udp => "udp",
+            Self::Http => "http",
+            Self::Redis => "redis",
+        }
+    }
+
+    /// Parses a kind name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether this build implements the protocol.
+    pub fn is_available(self) -> bool {
+        matches!(self, Self::Websocket | Self::Sse)
+    }
+
+    /// The kinds this build implements, for error messages.
+    pub fn available_names() -> String {
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.is_available())
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// All kind names, for error messages.
+    pub fn all_names() -> String {
+        Self::ALL.map(|k| k.as_str()).join(", ")
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for DistributorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A small set of kinds (one bit each), cheap to copy on the routing hot path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindSet(u8);
+
+impl KindSet {
+    /// The empty set.
+    pub const EMPTY: KindSet = KindSet(0);
+
+    /// Adds `kind`.
+    pub fn insert(&mut self, kind: DistributorKind) {
+        self.0 |= kind.bit();
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: DistributorKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// Kinds in both sets.
+    pub fn intersect(self, other: KindSet) -> KindSet {
+        KindSet(self.0 & other.0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds in the set, in [`DistributorKind::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = DistributorKind> {
+        DistributorKind::ALL
+            .into_iter()
+            .filter(move |k| self.contains(*k))
+    }
+}
+
+impl FromIterator<DistributorKind> for KindSet {
+    fn from_iter<I: IntoIterator<Item = DistributorKind>>(iter: I) -> Self {
+        let mut set = KindSet::EMPTY;
+        for k in iter {
+            set.insert(k);
+        }
+        set
+    }
+}
+
+/// Settings every distributor has, whatever its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CommonConfig {
+    /// Capacity of the distributor's queue (`queueCapacity`).
+    pub queue_capacity: usize,
+    /// What to drop when the queue is full (`overflow`).
+    pub overflow: OverflowPolicy,
+    /// Deliveries running at once (`maxInFlight`); 1 keeps strict order.
+    pub max_in_flight: usize,
+    /// Circuit breaker (`breakerThreshold`, `breakerCooldownMs`).
+    pub breaker: BreakerSettings,
+}
+
+/// Default distributor queue capacity.
+pub const DEFAULT_QUEUE_CAPACITY: u64 = 4096;
+/// Largest accepted queue capacity.
+pub const MAX_QUEUE_CAPACITY: u64 = 1_000_000;
+/// Queue capacities above this draw a memory warning.
+const LARGE_QUEUE_WARNING: u64 = 100_000;
+
+impl CommonConfig {
+    /// Reads the shared fields from a distributor config.
+    pub fn read(r: &mut FieldReader<'_>, path: &str) -> Self {
+        let queue_capacity = r.u64(
+            "queueCapacity",
+            1,
+            MAX_QUEUE_CAPACITY,
+            DEFAULT_QUEUE_CAPACITY,
+        );
+        if queue_capacity > LARGE_QUEUE_WARNING {
+            r.report().warn(format!(
+                "{path}.queueCapacity: {queue_capacity} events may hold a lot of memory while a peer is down"
+            ));
+        }
+        let overflow =
+            OverflowPolicy::parse(r.choice("overflow", &OverflowPolicy::NAMES, "drop_oldest"))
+                .unwrap_or(OverflowPolicy::DropOldest);
+        if overflow == OverflowPolicy::DropNewest {
+            r.report().warn(format!(
+                "{path}.overflow: drop_newest discards the latest events while the queue is full"
+            ));
+        }
+        let max_in_flight = r.u64("maxInFlight", 1, 1024, 1) as usize;
+        let defaults = BreakerSettings::default();
+        let failure_threshold = r.u64(
+            "breakerThreshold",
+            1,
+            1000,
+            defaults.failure_threshold as u64,
+        ) as u32;
+        let cooldown_ms = r.u64(
+            "breakerCooldownMs",
+            10,
+            3_600_000,
+            defaults.cooldown.as_millis() as u64,
+        );
+        Self {
+            queue_capacity: queue_capacity as usize,
+            overflow,
+            max_in_flight,
+            breaker: BreakerSettings {
+                failure_threshold,
+                cooldown: Duration::from_millis(cooldown_ms),
+            },
+        }
+    }
+}
+
+/// How one delivery ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The peer has it (for live feeds: queued to every subscribed client).
+    Delivered,
+    /// The protocol gave up on it (after its own retries, if any).
+    Failed(String),
+}
+
+/// What [`Protocol::deliver`] returns.
+pub enum Delivery {
+    /// Finished synchronously.
+    Done(Outcome),
+    /// Finishes later; the actor keeps at most `maxInFlight` of these running.
+    Later(LocalBoxFuture<'static, Outcome>),
+}
+
+/// Why live clients are being disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The session was closed.
+    SessionClosed,
+    /// The session's distributor was disabled.
+    DistributorDisabled,
+    /// The client stopped reading and its queue kept overflowing.
+    SlowConsumer,
+    /// The client went away.
+    ClientGone,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// Stable name for logs, metrics and close frames.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionClosed => "session_closed",
+            Self::DistributorDisabled => "distributor_disabled",
+            Self::SlowConsumer => "slow_consumer",
+            Self::ClientGone => "client_gone",
+            Self::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// Request to attach a live client (WebSocket or SSE connection) to a distributor.
+#[derive(Debug, Clone)]
+pub struct LiveAttach {
+    /// Event patterns the client starts with.
+    pub subscription: Subscription,
+    /// Replay retained events with a greater sequence number (SSE `Last-Event-ID`).
+    pub resume_after: Option<u64>,
+}
+
+/// The protocol-specific half of a distributor.
+pub trait Protocol: Sized + Unpin + 'static {
+    /// The protocol's own settings (the common ones are in [`CommonConfig`]).
+    type Config: Clone + Send + fmt::Debug + 'static;
+
+    /// Which kind this is.
+    const KIND: DistributorKind;
+
+    /// True when delivery latency is measured downstream (live clients record it on write).
+    const LATENCY_MEASURED_DOWNSTREAM: bool = false;
+
+    /// Reads the protocol's fields from its config (the reader reports problems).
+    fn parse(r: &mut FieldReader<'_>, path: &str) -> Self::Config;
+
+    /// Builds the protocol state; called once per distributor, not per restart.
+    fn new(session: Arc<str>, config: Self::Config, telemetry: Arc<DistributorTelemetry>) -> Self;
+
+    /// Called on every (re)start of the actor: connect, start timers.
+    fn started(&mut self) {}
+
+    /// Delivers one event.
+    fn deliver(&mut self, event: &Arc<Event>) -> Delivery;
+
+    /// Applies new settings in place.
+    fn reconfigure(&mut self, config: Self::Config);
+
+    /// Attaches a live client; only live-feed protocols accept.
+    fn attach(&mut self, _request: LiveAttach) -> Result<Arc<ClientQueue>, String> {
+        Err(format!(
+            "the {} distributor has no live clients",
+            Self::KIND
+        ))
+    }
+
+    /// Called periodically (housekeeping such as removing gone clients).
+    fn tick(&mut self) {}
+
+    /// The distributor is going away for good: release peers and clients.
+    fn close(&mut self, _reason: CloseReason) {}
+}
+
+/// A distributor's settings after validation: common part plus the protocol's own.
+pub struct ParsedConfig<C> {
+    /// Queue, breaker and in-flight settings.
+    pub common: CommonConfig,
+    /// Protocol settings.
+    pub protocol: C,
+}
+
+/// Validates one distributor config, returning every problem (path is e.g. `distributors.sse`).
+pub fn parse_config(kind: DistributorKind, path: &str, value: &Value, report: &mut Report) {
+    match kind {
+        DistributorKind::Websocket => {
+            parse_typed::<websocket::WebSocketProtocol>(path, value, report);
+        }
+        DistributorKind::Sse => {
+            parse_typed::<sse::SseProtocol>(path, value, report);
+        }
+        other => report.error(format!(
+            "{path}: the {other} distributor is not available in this version (available: {})",
+            DistributorKind::available_names()
+        )),
+    }
+}
+
+fn parse_typed<P: Protocol>(
+    path: &str,
+    value: &Value,
+    report: &mut Report,
+) -> ParsedConfig<P::Config> {
+    let mut reader = FieldReader::new(path, value, report);
+    let common = CommonConfig::read(&mut reader, path);
+    let protocol = P::parse(&mut reader, path);
+    reader.finish();
+    ParsedConfig { common, protocol }
+}
+
+/// What the session holds for each enabled distributor: a protocol-erased handle.
+pub trait DistributorLink: Send {
+    /// Tells the actor that its queue went from empty to non-empty.
+    fn wake(&self);
+    /// Applies a new (already validated) config.
+    fn reconfigure(&self, config: &Value) -> Result<(), Report>;
+    /// Attaches a live client.
+    fn attach(
+        &self,
+        request: LiveAttach,
+    ) -> LocalBoxFuture<'static, Result<Arc<ClientQueue>, String>>;
+    /// Debug hook: makes the actor panic inside its supervised boundary.
+    fn inject_panic(&self);
+    /// Stops the actor for good (its clients are told why).
+    fn shutdown(self: Box<Self>, reason: CloseReason);
+}
+
+/// Everything a new distributor needs from its session.
+pub struct SpawnRequest<'a> {
+    /// Owning session.
+    pub session: Arc<str>,
+    /// Validated config JSON.
+    pub config: &'a Value,
+    /// Counters shared with the session.
+    pub telemetry: Arc<DistributorTelemetry>,
+}
+
+/// Starts the supervised actor for `kind`; returns its link and queue.
+pub fn spawn(
+    kind: DistributorKind,
+    request: SpawnRequest<'_>,
+) -> Result<(Box<dyn DistributorLink>, Arc<EventQueue>), Report> {
+    match kind {
+        DistributorKind::Websocket => spawn_typed::<websocket::WebSocketProtocol>(request),
+        DistributorKind::Sse => spawn_typed::<sse::SseProtocol>(request),
+        other => {
+            let mut report = Report::default();
+            parse_config(
+                other,
+                &format!("distributors.{other}"),
+                request.config,
+                &mut report,
+            );
+            Err(report)
+        }
+    }
+}
+
+fn spawn_typed<P: Protocol>(
+    request: SpawnRequest<'_>,
+) -> Result<(Box<dyn DistributorLink>, Arc<EventQueue>), Report> {
+    let mut report = Report::default();
+    let parsed = parse_typed::<P>(
+        &format!("distributors.{}", P::KIND),
+        request.config,
+        &mut report,
+    );
+    if !report.is_valid() {
+        return Err(report);
+    }
+    let queue = Arc::new(EventQueue::new(
+        parsed.common.queue_capacity,
+        parsed.common.overflow,
+    ));
+    let addr = actor::DistributorActor::<P>::start_supervised(
+        request.session,
+        parsed,
+        queue.clone(),
+        request.telemetry,
+    );
+    Ok((Box::new(addr), queue))
+}
+
+impl<P: Protocol> DistributorLink for Addr<actor::DistributorActor<P>> {
+    fn wake(&self) {
+        // `do_send` ignores the mailbox bound; at most one wake per empty→non-empty
+        // transition is sent, so the mailbox stays small.
+        self.do_send(actor::Drain);
+    }
+
+    fn reconfigure(&self, config: &Value) -> Result<(), Report> {
+        let mut report = Report::default();
+        let parsed = parse_typed::<P>(&format!("distributors.{}", P::KIND), config, &mut report);
+        if !report.is_valid() {
+            return Err(report);
+        }
+        self.do_send(actor::Reconfigure(parsed));
+        Ok(())
+    }
+
+    fn attach(
+        &self,
+        request: LiveAttach,
+    ) -> LocalBoxFuture<'static, Result<Arc<ClientQueue>, String>> {
+        let fut = self.send(actor::Attach(request));
+        Box::pin(async move {
+            match tokio::time::timeout(ATTACH_TIMEOUT, fut).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err("the distributor is restarting, try again".into()),
+                Err(_) => Err("the distributor did not answer in time".into()),
+            }
+        })
+    }
+
+    fn inject_panic(&self) {
+        self.do_send(actor::InjectPanic);
+    }
+
+    fn shutdown(self: Box<Self>, reason: CloseReason) {
+        // The Shutdown message closes clients; dropping the last strong address afterwards
+        // is what tells the supervisor not to restart the actor.
+        self.do_send(actor::Shutdown(reason));
+    }
+}
+
+/// How long a live client waits for the distributor to accept it.
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `msg` to `addr` and waits at most `timeout` (helper for request/response paths).
+pub async fn ask<A, M>(addr: &Addr<A>, msg: M, timeout: Duration) -> Option<M::Result>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+    A::Context: ToEnvelope<A, M>,
+{
+    match tokio::time::timeout(timeout, addr.send(msg)).await {
+        Ok(Ok(result)) => Some(result),
+        _ => None,
+    }
+}

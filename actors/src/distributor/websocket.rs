@@ -1,0 +1,109 @@
+//! WebSocket distributor: fans each event's JSON envelope out to the connected clients.
+//!
+//! The WebSocket framing, heartbeat and client ops live in the server
+//! (`src/routes/live.rs`); this side only holds the clients' queues. The envelope is
+//! serialized once per event ([`Event::json`]) and every client gets the same bytes.
+
+use std::sync::Arc;
+
+use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
+use super::{CloseReason, Delivery, DistributorKind, LiveAttach, Outcome, Protocol};
+use crate::event::Event;
+use crate::telemetry::DistributorTelemetry;
+use crate::validation::FieldReader;
+
+/// Default frames a WebSocket client may have waiting.
+pub const DEFAULT_CLIENT_QUEUE: u64 = 1024;
+/// Default overflows in a row before a client is cut off.
+pub const DEFAULT_MAX_CLIENT_DROPS: u64 = 1024;
+/// Default client limit per distributor.
+pub const DEFAULT_MAX_CLIENTS: u64 = 1000;
+
+/// Reads the fan-out fields shared by the WebSocket and SSE distributors.
+pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str) -> FanoutConfig {
+    let client_queue_capacity = r.u64("clientQueueCapacity", 1, 1_000_000, DEFAULT_CLIENT_QUEUE);
+    let max_client_drops = r.u64("maxClientDrops", 0, u64::MAX >> 1, DEFAULT_MAX_CLIENT_DROPS);
+    if max_client_drops == 0 {
+        r.report().warn(format!(
+            "{path}.maxClientDrops: 0 never disconnects a client that stopped reading; it keeps losing frames instead"
+        ));
+    }
+    let max_clients = r.u64("maxClients", 1, 100_000, DEFAULT_MAX_CLIENTS);
+    FanoutConfig {
+        client_queue_capacity: client_queue_capacity as usize,
+        max_client_drops,
+        max_clients: max_clients as usize,
+    }
+}
+
+/// WebSocket settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketConfig {
+    /// Client queues and limits.
+    pub fanout: FanoutConfig,
+}
+
+/// The WebSocket protocol half of a distributor.
+pub struct WebSocketProtocol {
+    fanout: LiveFanout,
+}
+
+impl Protocol for WebSocketProtocol {
+    type Config = WebSocketConfig;
+    const KIND: DistributorKind = DistributorKind::Websocket;
+    const LATENCY_MEASURED_DOWNSTREAM: bool = true;
+
+    fn parse(r: &mut FieldReader<'_>, path: &str) -> WebSocketConfig {
+        // Older configs gave the WebSocket server its own port; here the feed shares the
+        // API listener, so the field is checked and then ignored.
+        if let Some(port) = r.raw("port") {
+            match port.as_u64() {
+                Some(p) if (1..=65535).contains(&p) => r.report().warn(format!(
+                    "{path}.port: ignored, live feeds are served on the API listener at /api/v1/sessions/{{id}}/ws"
+                )),
+                _ => r.report().error(format!(
+                    "{path}.port: WebSocket distributor requires valid port (1-65535), got {port}"
+                )),
+            }
+        }
+        WebSocketConfig {
+            fanout: read_fanout(r, path),
+        }
+    }
+
+    fn new(
+        _session: Arc<str>,
+        config: WebSocketConfig,
+        telemetry: Arc<DistributorTelemetry>,
+    ) -> Self {
+        Self {
+            fanout: LiveFanout::new(config.fanout, telemetry),
+        }
+    }
+
+    fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
+        let frame = Frame {
+            seq: event.seq,
+            bytes: event.json().clone(),
+            accepted_at: event.accepted_at,
+        };
+        self.fanout.publish(&event.name, &frame);
+        Delivery::Done(Outcome::Delivered)
+    }
+
+    fn reconfigure(&mut self, config: WebSocketConfig) {
+        self.fanout.set_config(config.fanout);
+    }
+
+    fn attach(&mut self, request: LiveAttach) -> Result<Arc<ClientQueue>, String> {
+        self.fanout.attach(request.subscription)
+    }
+
+    fn tick(&mut self) {
+        self.fanout.sweep();
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.fanout.close_all(reason);
+    }
+}

@@ -1,0 +1,103 @@
+//! Events as they travel inside the system.
+//!
+//! An [`Event`] is created once by its session (which gives it a sequence number) and then
+//! shared as `Arc<Event>` by every distributor it is routed to. Its wire encodings are
+//! computed lazily, at most once each, and handed out as [`Bytes`] so that a hundred clients
+//! receiving the same event share one buffer.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+/// One event of one session, immutable once created.
+#[derive(Debug)]
+pub struct Event {
+    /// Id of the session that accepted the event.
+    pub session: Arc<str>,
+    /// Position in the session: the first event is 1, each next one is one more.
+    pub seq: u64,
+    /// Event type, e.g. `face_detected`; routing and subscriptions match on it.
+    pub name: Arc<str>,
+    /// Wall-clock time the event happened (given by the producer or set on arrival).
+    pub ts: DateTime<Utc>,
+    /// Producer's payload, passed through untouched.
+    pub data: serde_json::Value,
+    /// Monotonic arrival time, the start of the delivery-latency measurement.
+    pub accepted_at: Instant,
+    /// The JSON envelope, serialized on first use and shared afterwards.
+    json: OnceLock<Bytes>,
+}
+
+/// The JSON envelope every text protocol carries (WebSocket frame, SSE `data:`, ...).
+#[derive(Serialize)]
+struct Envelope<'a> {
+    session: &'a str,
+    seq: u64,
+    event: &'a str,
+    ts: String,
+    data: &'a serde_json::Value,
+}
+
+impl Event {
+    /// Builds an event; only sessions call this, since they own the sequence numbers.
+    pub fn new(
+        session: Arc<str>,
+        seq: u64,
+        name: Arc<str>,
+        ts: DateTime<Utc>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            session,
+            seq,
+            name,
+            ts,
+            data,
+            accepted_at: Instant::now(),
+            json: OnceLock::new(),
+        }
+    }
+
+    /// `{"session","seq","event","ts","data"}` as compact JSON, serialized once.
+    pub fn json(&self) -> &Bytes {
+        self.json.get_or_init(|| {
+            let envelope = Envelope {
+                session: &self.session,
+                seq: self.seq,
+                event: &self.name,
+                ts: self.ts.to_rfc3339_opts(SecondsFormat::Millis, true),
+                data: &self.data,
+            };
+            // Serializing a `Value` and plain strings cannot fail.
+            Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_envelope_has_every_field_and_is_cached() {
+        let ev = Event::new(
+            "s1".into(),
+            7,
+            "face_detected".into(),
+            Utc::now(),
+            serde_json::json!({"x": 1}),
+        );
+        let first = ev.json().clone();
+        let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(v["session"], "s1");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["event"], "face_detected");
+        assert_eq!(v["data"]["x"], 1);
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+        // Same allocation the second time: serialized once.
+        assert_eq!(first.as_ptr(), ev.json().as_ptr());
+    }
+}

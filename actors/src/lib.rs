@@ -1,0 +1,27 @@
+//! Synopticon's actor system and domain, with no HTTP in it.
+//!
+//! Events enter a [`SessionActor`](session::SessionActor), which numbers them, routes them
+//! by type and pushes them into the bounded queues of its distributors; each distributor is
+//! a supervised actor that delivers over one protocol. The server crate turns REST calls,
+//! WebSocket and SSE connections into the messages of [`messages`].
+//!
+//! # Layout
+//! - [`messages`]: messages that cross actor boundaries (server → registry/session).
+//! - [`registry`]: the registry actor that creates, finds and closes sessions.
+//! - [`session`]: the session actor, its configuration ([`session::spec`]), routing
+//!   ([`session::routing`]) and templates ([`session::templates`]).
+//! - [`distributor`]: the generic supervised distributor actor, its queue, breaker, live
+//!   client fan-out, and one file per protocol.
+//! - [`event`]: the event type and its shared, serialize-once encodings.
+//! - [`telemetry`]: counters, metric names and internal events that log and count.
+//! - [`validation`]: reports that list every problem at once.
+//! - [`glob`]: `*`/`?` patterns for routing and subscriptions.
+
+pub mod distributor;
+pub mod event;
+pub mod glob;
+pub mod messages;
+pub mod registry;
+pub mod session;
+pub mod telemetry;
+pub mod validation;

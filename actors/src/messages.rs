@@ -1,0 +1,131 @@
+//! Messages that cross actor boundaries: what the server (and later the vision pipeline)
+//! sends to the registry and to sessions, and what comes back.
+//!
+//! Distributor-internal messages (`Drain`, `Attach`, ...) live beside the distributor
+//! actor in `distributor/actor.rs`; nothing outside a session sends them directly.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::distributor::live::ClientQueue;
+use crate::distributor::{CloseReason, DistributorKind, LiveAttach};
+use crate::registry::RegistryError;
+use crate::session::{SessionActor, SessionError, SessionStatus};
+use crate::validation::Report;
+
+/// Server → registry: create a session from a request body.
+#[derive(Message)]
+#[rtype(result = "Result<SessionStatus, RegistryError>")]
+pub struct CreateSession(pub Value);
+
+/// Server → registry: check a request body without creating anything.
+#[derive(Message)]
+#[rtype(result = "Report")]
+pub struct ValidateSession(pub Value);
+
+/// Server → registry: look a session up.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct FindSession(pub String);
+
+/// Server → registry: every open session, in id order.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<SessionActor>>")]
+pub struct ListSessions;
+
+/// Server → registry: forget a session and hand it back so the caller can close it.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct RemoveSession(pub String);
+
+/// Server → registry: forget every session (shutdown) and hand them back.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<SessionActor>>")]
+pub struct RemoveAllSessions;
+
+/// One event as a producer submits it.
+#[derive(Debug, Clone)]
+pub struct IncomingEvent {
+    /// Event type (already checked by the caller).
+    pub name: String,
+    /// Payload.
+    pub data: Value,
+    /// Producer's timestamp; the arrival time when absent.
+    pub ts: Option<DateTime<Utc>>,
+}
+
+/// Where one accepted event went.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutedEvent {
+    /// Sequence number in the session.
+    pub seq: u64,
+    /// Event type.
+    pub event: Arc<str>,
+    /// Distributors whose queue received it.
+    pub routed_to: Vec<DistributorKind>,
+}
+
+/// Producer (REST, pipeline) → session: accept events, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<RoutedEvent>")]
+pub struct PublishEvents(pub Vec<IncomingEvent>);
+
+/// Server → session: current status.
+#[derive(Message)]
+#[rtype(result = "SessionStatus")]
+pub struct GetStatus;
+
+/// Server → session: enable a distributor with `config`, or reconfigure it if enabled.
+#[derive(Message)]
+#[rtype(result = "Result<DistributorChange, SessionError>")]
+pub struct PutDistributor {
+    /// Which protocol.
+    pub kind: DistributorKind,
+    /// Its full settings.
+    pub config: Value,
+}
+
+/// What [`PutDistributor`] did.
+#[derive(Debug, Serialize)]
+pub struct DistributorChange {
+    /// `enabled` or `reconfigured`.
+    pub action: &'static str,
+    /// Settings that are legal but risky.
+    pub warnings: Vec<String>,
+    /// The session after the change.
+    pub session: SessionStatus,
+}
+
+/// Server → session: stop a distributor (its settings are kept for a later enable).
+#[derive(Message)]
+#[rtype(result = "Result<SessionStatus, SessionError>")]
+pub struct DisableDistributor(pub DistributorKind);
+
+/// Server → session: replace the event routing.
+#[derive(Message)]
+#[rtype(result = "Result<Report, SessionError>")]
+pub struct ReplaceRouting(pub Value);
+
+/// Server → session: attach a WebSocket or SSE client.
+#[derive(Message)]
+#[rtype(result = "Result<Arc<ClientQueue>, SessionError>")]
+pub struct AttachLiveClient {
+    /// `websocket` or `sse`.
+    pub kind: DistributorKind,
+    /// Subscription and resume point.
+    pub request: LiveAttach,
+}
+
+/// Debug hook → session: make one distributor panic.
+#[derive(Message)]
+#[rtype(result = "Result<(), SessionError>")]
+pub struct InjectDistributorPanic(pub DistributorKind);
+
+/// Server → session: close for good; the reply is the final status.
+#[derive(Message)]
+#[rtype(result = "SessionStatus")]
+pub struct CloseSession(pub CloseReason);

@@ -1,0 +1,151 @@
+//! The session registry: creates, finds and closes sessions.
+//!
+//! It is the only place that knows every session, so id uniqueness and the session limit
+//! are checked here, in one actor, without locks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::messages::*;
+use crate::session::spec::resolve;
+use crate::session::templates::TemplateStore;
+use crate::session::{SessionActor, SessionStatus};
+use crate::validation::Report;
+
+/// Registry settings.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// Template used when a request names none.
+    pub default_template: String,
+    /// Sessions allowed at once.
+    pub max_sessions: usize,
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The request did not validate.
+    #[error("invalid session configuration")]
+    Invalid(Report),
+    /// The id is taken.
+    #[error("session {0:?} already exists")]
+    Conflict(String),
+    /// The session limit is reached.
+    #[error("the server already has its maximum of {0} sessions")]
+    Full(usize),
+}
+
+/// Holds every open session.
+pub struct SessionRegistry {
+    sessions: BTreeMap<String, Addr<SessionActor>>,
+    templates: Arc<TemplateStore>,
+    settings: RegistrySettings,
+}
+
+impl SessionRegistry {
+    /// An empty registry.
+    pub fn new(templates: Arc<TemplateStore>, settings: RegistrySettings) -> Self {
+        Self {
+            sessions: BTreeMap::new(),
+            templates,
+            settings,
+        }
+    }
+
+    fn check(
+        &self,
+        request: &serde_json::Value,
+    ) -> (Option<crate::session::spec::SessionConfig>, Report) {
+        let (config, mut report) = resolve(
+            request,
+            &self.templates,
+            &self.settings.default_template,
+            || uuid::Uuid::new_v4().to_string(),
+        );
+        if let Some(c) = &config {
+            if self.sessions.contains_key(&c.id) {
+                report.error(format!("id: session {:?} already exists", c.id));
+            }
+        }
+        if self.sessions.len() >= self.settings.max_sessions {
+            report.error(format!(
+                "the server already has its maximum of {} sessions",
+                self.settings.max_sessions
+            ));
+        }
+        (config, report)
+    }
+}
+
+impl Actor for SessionRegistry {
+    type Context = Context<Self>;
+}
+
+impl Handler<CreateSession> for SessionRegistry {
+    type Result = Result<SessionStatus, RegistryError>;
+
+    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
+        let (config, report) = resolve(
+            &msg.0,
+            &self.templates,
+            &self.settings.default_template,
+            || uuid::Uuid::new_v4().to_string(),
+        );
+        let Some(config) = config else {
+            return Err(RegistryError::Invalid(report));
+        };
+        if self.sessions.contains_key(&config.id) {
+            return Err(RegistryError::Conflict(config.id));
+        }
+        if self.sessions.len() >= self.settings.max_sessions {
+            return Err(RegistryError::Full(self.settings.max_sessions));
+        }
+        let id = config.id.clone();
+        let session = SessionActor::new(config).map_err(RegistryError::Invalid)?;
+        let status = session.status();
+        self.sessions.insert(id, session.start());
+        Ok(status)
+    }
+}
+
+impl Handler<ValidateSession> for SessionRegistry {
+    type Result = MessageResult<ValidateSession>;
+
+    fn handle(&mut self, msg: ValidateSession, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.check(&msg.0).1)
+    }
+}
+
+impl Handler<FindSession> for SessionRegistry {
+    type Result = Option<Addr<SessionActor>>;
+
+    fn handle(&mut self, msg: FindSession, _: &mut Self::Context) -> Self::Result {
+        self.sessions.get(&msg.0).cloned()
+    }
+}
+
+impl Handler<ListSessions> for SessionRegistry {
+    type Result = MessageResult<ListSessions>;
+
+    fn handle(&mut self, _: ListSessions, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.sessions.values().cloned().collect())
+    }
+}
+
+impl Handler<RemoveSession> for SessionRegistry {
+    type Result = Option<Addr<SessionActor>>;
+
+    fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
+        self.sessions.remove(&msg.0)
+    }
+}
+
+impl Handler<RemoveAllSessions> for SessionRegistry {
+    type Result = MessageResult<RemoveAllSessions>;
+
+    fn handle(&mut self, _: RemoveAllSessions, _: &mut Self::Context) -> Self::Result {
+        MessageResult(std::mem::take(&mut self.sessions).into_values().collect())
+    }
+}

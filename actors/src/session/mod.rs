@@ -1,0 +1,379 @@
+//! Sessions: one [`SessionActor`] per session, owning its distributors, its routing and its
+//! counters. Sessions share nothing with each other, so a slow or failing session cannot
+//! touch another.
+
+pub mod routing;
+pub mod spec;
+pub mod templates;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::distributor::breaker::BreakerState;
+use crate::distributor::live::ClientQueue;
+use crate::distributor::queue::{EventQueue, Pushed};
+use crate::distributor::{
+    parse_config, spawn, CloseReason, DistributorKind, DistributorLink, KindSet, SpawnRequest,
+};
+use crate::event::Event;
+use crate::messages::*;
+use crate::telemetry::{DistributorCounters, DistributorTelemetry, LastError, SessionTelemetry};
+use crate::validation::Report;
+use routing::{parse_routing, warn_unreachable, Router};
+use spec::SessionConfig;
+
+/// What can go wrong when changing a running session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The distributor is not enabled on this session.
+    #[error("the {0} distributor is not enabled on this session")]
+    NotEnabled(DistributorKind),
+    /// The input did not validate.
+    #[error("invalid configuration")]
+    Invalid(Report),
+    /// A live client could not be attached.
+    #[error("{0}")]
+    Attach(String),
+}
+
+/// One enabled distributor, as the session sees it.
+struct Slot {
+    link: Box<dyn DistributorLink>,
+    queue: Arc<EventQueue>,
+    telemetry: Arc<DistributorTelemetry>,
+}
+
+/// Status of one distributor.
+#[derive(Debug, Clone, Serialize)]
+pub struct DistributorStatus {
+    /// Protocol.
+    pub kind: DistributorKind,
+    /// `healthy` (breaker closed), `degraded` (probing) or `unhealthy` (breaker open).
+    pub health: &'static str,
+    /// Circuit breaker state.
+    pub breaker: BreakerState,
+    /// Counters since the distributor was enabled.
+    #[serde(flatten)]
+    pub counters: DistributorCounters,
+    /// Events waiting in its queue.
+    pub queued: usize,
+    /// Its queue's capacity.
+    pub queue_capacity: usize,
+    /// Latest error.
+    pub last_error: Option<LastError>,
+}
+
+/// Status of one session.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionStatus {
+    /// Session id.
+    pub id: String,
+    /// `open` or `closed`.
+    pub state: &'static str,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Seconds since creation.
+    pub uptime_secs: f64,
+    /// Events accepted.
+    pub events_received: u64,
+    /// Sequence number of the latest event (0 before the first).
+    pub last_seq: u64,
+    /// Every enabled distributor.
+    pub distributors: Vec<DistributorStatus>,
+    /// The configuration in force.
+    pub config: SessionConfig,
+}
+
+/// The actor behind one session.
+pub struct SessionActor {
+    id: Arc<str>,
+    config: SessionConfig,
+    router: Router,
+    enabled: KindSet,
+    slots: BTreeMap<DistributorKind, Slot>,
+    seq: u64,
+    telemetry: SessionTelemetry,
+    created_at: DateTime<Utc>,
+    closed: bool,
+}
+
+impl SessionActor {
+    /// Builds the session and starts its distributors on the current arbiter.
+    pub fn new(config: SessionConfig) -> Result<Self, Report> {
+        let id: Arc<str> = config.id.as_str().into();
+        let mut session = Self {
+            router: Router::new(&config.event_routing),
+            enabled: KindSet::EMPTY,
+            slots: BTreeMap::new(),
+            seq: 0,
+            telemetry: SessionTelemetry::opened(&id, config.template.as_deref()),
+            created_at: Utc::now(),
+            closed: false,
+            id,
+            config,
+        };
+        for kind in session.config.enabled_distributors.clone() {
+            let cfg = session
+                .config
+                .distributors
+                .get(&kind)
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Err(report) = session.start_distributor(kind, &cfg) {
+                session.shutdown_all(CloseReason::SessionClosed);
+                return Err(report);
+            }
+        }
+        Ok(session)
+    }
+
+    fn start_distributor(&mut self, kind: DistributorKind, config: &Value) -> Result<(), Report> {
+        let telemetry = Arc::new(DistributorTelemetry::new(self.id.clone(), kind));
+        let (link, queue) = spawn(
+            kind,
+            SpawnRequest {
+                session: self.id.clone(),
+                config,
+                telemetry: telemetry.clone(),
+            },
+        )?;
+        self.slots.insert(
+            kind,
+            Slot {
+                link,
+                queue,
+                telemetry,
+            },
+        );
+        self.enabled.insert(kind);
+        Ok(())
+    }
+
+    fn shutdown_all(&mut self, reason: CloseReason) {
+        for (_, slot) in std::mem::take(&mut self.slots) {
+            slot.link.shutdown(reason);
+        }
+        self.enabled = KindSet::EMPTY;
+    }
+
+    /// Current status, read from shared counters (no distributor is asked).
+    pub fn status(&self) -> SessionStatus {
+        let distributors = self
+            .slots
+            .iter()
+            .map(|(kind, slot)| {
+                let breaker = slot.telemetry.breaker_state();
+                DistributorStatus {
+                    kind: *kind,
+                    health: match breaker {
+                        BreakerState::Closed => "healthy",
+                        BreakerState::HalfOpen => "degraded",
+                        BreakerState::Open => "unhealthy",
+                    },
+                    breaker,
+                    counters: slot.telemetry.counters(),
+                    queued: slot.queue.len(),
+                    queue_capacity: slot.queue.capacity(),
+                    last_error: slot.telemetry.last_error(),
+                }
+            })
+            .collect();
+        let mut config = self.config.clone();
+        config.enabled_distributors = self.slots.keys().copied().collect();
+        SessionStatus {
+            id: self.config.id.clone(),
+            state: if self.closed { "closed" } else { "open" },
+            created_at: self.created_at,
+            uptime_secs: (Utc::now() - self.created_at).num_milliseconds() as f64 / 1000.0,
+            events_received: self.telemetry.received_count(),
+            last_seq: self.seq,
+            distributors,
+            config,
+        }
+    }
+
+    fn slot(&self, kind: DistributorKind) -> Result<&Slot, SessionError> {
+        self.slots.get(&kind).ok_or(SessionError::NotEnabled(kind))
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Producers wait for the reply (sequence numbers), so the mailbox bound is their
+        // back-pressure; sized for bursts of REST batches.
+        ctx.set_mailbox_capacity(1024);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if !self.closed {
+            self.shutdown_all(CloseReason::SessionClosed);
+            self.telemetry.closed(&self.id, "stopped");
+        }
+    }
+}
+
+impl Handler<PublishEvents> for SessionActor {
+    type Result = MessageResult<PublishEvents>;
+
+    fn handle(&mut self, msg: PublishEvents, _: &mut Self::Context) -> Self::Result {
+        let mut routed = Vec::with_capacity(msg.0.len());
+        let now = Utc::now();
+        for incoming in msg.0 {
+            self.seq += 1;
+            let name: Arc<str> = incoming.name.into();
+            let event = Arc::new(Event::new(
+                self.id.clone(),
+                self.seq,
+                name.clone(),
+                incoming.ts.unwrap_or(now),
+                incoming.data,
+            ));
+            self.telemetry.received();
+            let targets = match self.router.route(&name) {
+                Some(set) => set.intersect(self.enabled),
+                None => self.enabled,
+            };
+            for kind in targets.iter() {
+                let Some(slot) = self.slots.get(&kind) else {
+                    continue;
+                };
+                slot.telemetry.routed();
+                match slot.queue.push(event.clone()) {
+                    Pushed::Queued { was_empty: true } => slot.link.wake(),
+                    Pushed::Queued { was_empty: false } => {}
+                    Pushed::Evicted(_) => slot.telemetry.dropped(1, "queue full, oldest evicted"),
+                    Pushed::Refused => slot.telemetry.dropped(1, "queue full, newest refused"),
+                }
+            }
+            routed.push(RoutedEvent {
+                seq: self.seq,
+                event: name,
+                routed_to: targets.iter().collect(),
+            });
+        }
+        MessageResult(routed)
+    }
+}
+
+impl Handler<GetStatus> for SessionActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<PutDistributor> for SessionActor {
+    type Result = Result<DistributorChange, SessionError>;
+
+    fn handle(&mut self, msg: PutDistributor, _: &mut Self::Context) -> Self::Result {
+        let mut report = Report::default();
+        parse_config(
+            msg.kind,
+            &format!("distributors.{}", msg.kind),
+            &msg.config,
+            &mut report,
+        );
+        if !report.is_valid() {
+            return Err(SessionError::Invalid(report));
+        }
+        let action = match self.slots.get(&msg.kind) {
+            Some(slot) => {
+                slot.link
+                    .reconfigure(&msg.config)
+                    .map_err(SessionError::Invalid)?;
+                tracing::info!(session = %self.id, distributor = %msg.kind, "distributor reconfigured");
+                "reconfigured"
+            }
+            None => {
+                self.start_distributor(msg.kind, &msg.config)
+                    .map_err(SessionError::Invalid)?;
+                tracing::info!(session = %self.id, distributor = %msg.kind, "distributor enabled");
+                "enabled"
+            }
+        };
+        self.config.distributors.insert(msg.kind, msg.config);
+        Ok(DistributorChange {
+            action,
+            warnings: report.warnings,
+            session: self.status(),
+        })
+    }
+}
+
+impl Handler<DisableDistributor> for SessionActor {
+    type Result = Result<SessionStatus, SessionError>;
+
+    fn handle(&mut self, msg: DisableDistributor, _: &mut Self::Context) -> Self::Result {
+        let slot = self
+            .slots
+            .remove(&msg.0)
+            .ok_or(SessionError::NotEnabled(msg.0))?;
+        slot.link.shutdown(CloseReason::DistributorDisabled);
+        self.enabled = self.slots.keys().copied().collect();
+        tracing::info!(session = %self.id, distributor = %msg.0, "distributor disabled");
+        Ok(self.status())
+    }
+}
+
+impl Handler<ReplaceRouting> for SessionActor {
+    type Result = Result<Report, SessionError>;
+
+    fn handle(&mut self, msg: ReplaceRouting, _: &mut Self::Context) -> Self::Result {
+        let mut report = Report::default();
+        let routing = parse_routing("eventRouting", &msg.0, &mut report);
+        if !report.is_valid() {
+            return Err(SessionError::Invalid(report));
+        }
+        let enabled: Vec<_> = self.slots.keys().copied().collect();
+        warn_unreachable("eventRouting", &routing, &enabled, &mut report);
+        self.router = Router::new(&routing);
+        self.config.event_routing = routing;
+        tracing::info!(session = %self.id, "event routing replaced");
+        Ok(report)
+    }
+}
+
+impl Handler<AttachLiveClient> for SessionActor {
+    type Result = ResponseFuture<Result<Arc<ClientQueue>, SessionError>>;
+
+    fn handle(&mut self, msg: AttachLiveClient, _: &mut Self::Context) -> Self::Result {
+        match self.slot(msg.kind) {
+            Ok(slot) => {
+                let fut = slot.link.attach(msg.request);
+                Box::pin(async move { fut.await.map_err(SessionError::Attach) })
+            }
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+impl Handler<InjectDistributorPanic> for SessionActor {
+    type Result = Result<(), SessionError>;
+
+    fn handle(&mut self, msg: InjectDistributorPanic, _: &mut Self::Context) -> Self::Result {
+        self.slot(msg.0)?.link.inject_panic();
+        Ok(())
+    }
+}
+
+impl Handler<CloseSession> for SessionActor {
+    type Result = MessageResult<CloseSession>;
+
+    fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) -> Self::Result {
+        let mut status = self.status();
+        self.shutdown_all(msg.0);
+        self.closed = true;
+        status.state = "closed";
+        self.telemetry.closed(&self.id, msg.0.as_str());
+        ctx.stop();
+        MessageResult(status)
+    }
+}

@@ -1,0 +1,278 @@
+//! A session request (`POST /api/v1/sessions` body or a `[[sessions.declared]]` entry)
+//! and its resolution against a template into the configuration the session runs with.
+//!
+//! Resolution never stops at the first problem: the [`Report`] lists every error and
+//! warning, which is what `POST /api/v1/sessions/validate` returns.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::routing::{parse_kinds, parse_routing, warn_unreachable, EventRouting};
+use super::templates::TemplateStore;
+use crate::distributor::{parse_config, DistributorKind};
+use crate::validation::{kind_of, Report};
+
+/// Longest session id.
+pub const MAX_SESSION_ID_LEN: usize = 128;
+
+/// Checks a session id: 1-128 characters from letters, digits and `_ . -`, starting with
+/// a letter or digit (it appears in URLs, topics and client ids).
+pub fn check_session_id(id: &str) -> Result<(), String> {
+    let first_ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if id.is_empty() || id.len() > MAX_SESSION_ID_LEN || !first_ok || !rest_ok {
+        return Err(format!(
+            "{id:?} must be 1-{MAX_SESSION_ID_LEN} letters, digits, _ . or -, starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// The configuration a session runs with, after template and overrides are merged.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionConfig {
+    /// Session id.
+    pub id: String,
+    /// Template it started from.
+    pub template: Option<String>,
+    /// Distributors running now.
+    pub enabled_distributors: Vec<DistributorKind>,
+    /// Settings per distributor, enabled or not (a disabled one keeps its settings).
+    pub distributors: BTreeMap<DistributorKind, Value>,
+    /// Event routing.
+    pub event_routing: EventRouting,
+}
+
+/// Fields a session request may have.
+const SPEC_FIELDS: &str = "id, template, enabledDistributors, distributors, eventRouting";
+
+/// Resolves a session request. `default_template` applies when the request names none;
+/// `generate_id` supplies an id when it has none.
+pub fn resolve(
+    request: &Value,
+    templates: &TemplateStore,
+    default_template: &str,
+    generate_id: impl FnOnce() -> String,
+) -> (Option<SessionConfig>, Report) {
+    let mut report = Report::default();
+    let empty = Map::new();
+    let map = match request {
+        Value::Object(m) => m,
+        Value::Null => &empty,
+        other => {
+            report.error(format!(
+                "session request must be a JSON object, got {}",
+                kind_of(other)
+            ));
+            return (None, report);
+        }
+    };
+    let mut id = None;
+    let mut template_name = None;
+    let mut enabled = None;
+    let mut overrides = &empty;
+    let mut routing = None;
+    for (key, v) in map {
+        match key.as_str() {
+            "id" | "sessionId" => match v.as_str() {
+                Some(s) => match check_session_id(s) {
+                    Ok(()) => id = Some(s.to_string()),
+                    Err(e) => report.error(format!("id: {e}")),
+                },
+                None if v.is_null() => {}
+                None => report.error(format!("id: must be a string, got {}", kind_of(v))),
+            },
+            "template" => match v.as_str() {
+                Some(s) => template_name = Some(s.to_string()),
+                None if v.is_null() => {}
+                None => report.error(format!("template: must be a string, got {}", kind_of(v))),
+            },
+            "enabledDistributors" | "enabled_distributors" => {
+                if !v.is_null() {
+                    enabled = Some(parse_kinds("enabledDistributors", v, &mut report));
+                }
+            }
+            "distributors" => match v {
+                Value::Object(d) => overrides = d,
+                Value::Null => {}
+                other => report.error(format!(
+                    "distributors: must be an object of distributor → settings, got {}",
+                    kind_of(other)
+                )),
+            },
+            "eventRouting" | "event_routing" => {
+                if !v.is_null() {
+                    routing = Some(parse_routing("eventRouting", v, &mut report));
+                }
+            }
+            other => report.error(format!(
+                "{other}: unknown field (known fields: {SPEC_FIELDS})"
+            )),
+        }
+    }
+
+    let template_name = template_name.unwrap_or_else(|| default_template.to_string());
+    let template = templates.get(&template_name);
+    if template.is_none() {
+        report.error(format!(
+            "template: {template_name:?} not found (available: {})",
+            templates.names()
+        ));
+    }
+
+    // Distributor settings: the template's, overridden key by key by the request's.
+    let mut distributors: BTreeMap<DistributorKind, Value> = BTreeMap::new();
+    if let Some(t) = &template {
+        for (name, cfg) in &t.distributors {
+            if let Some(kind) = DistributorKind::parse(name) {
+                distributors.insert(kind, cfg.clone());
+            }
+        }
+    }
+    for (name, cfg) in overrides {
+        let Some(kind) = DistributorKind::parse(name) else {
+            report.error(format!(
+                "distributors.{name}: unknown distributor (known: {})",
+                DistributorKind::all_names()
+            ));
+            continue;
+        };
+        let merged = match (distributors.remove(&kind), cfg) {
+            (Some(Value::Object(mut base)), Value::Object(over)) => {
+                for (k, v) in over {
+                    base.insert(k.clone(), v.clone());
+                }
+                Value::Object(base)
+            }
+            (_, other) => other.clone(),
+        };
+        distributors.insert(kind, merged);
+    }
+
+    let enabled = enabled
+        .or_else(|| template.as_ref().map(|t| t.enabled_distributors.clone()))
+        .unwrap_or_default();
+    for kind in &enabled {
+        distributors
+            .entry(*kind)
+            .or_insert(Value::Object(Map::new()));
+    }
+    for (kind, cfg) in &distributors {
+        let path = format!("distributors.{kind}");
+        if enabled.contains(kind) || kind.is_available() {
+            parse_config(*kind, &path, cfg, &mut report);
+        }
+    }
+    if enabled.is_empty() {
+        report.warn("enabledDistributors: none enabled; events are accepted and counted but go nowhere until one is");
+    }
+
+    let mut event_routing = template
+        .as_ref()
+        .map(|t| t.event_routing.clone())
+        .unwrap_or_default();
+    if let Some(r) = routing {
+        event_routing.extend(r);
+    }
+    warn_unreachable("eventRouting", &event_routing, &enabled, &mut report);
+
+    if !report.is_valid() {
+        return (None, report);
+    }
+    let config = SessionConfig {
+        id: id.unwrap_or_else(generate_id),
+        template: Some(template_name),
+        enabled_distributors: enabled,
+        distributors,
+        event_routing,
+    };
+    (Some(config), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(v: Value) -> (Option<SessionConfig>, Report) {
+        resolve(&v, &TemplateStore::new(), "local_testing", || {
+            "generated".into()
+        })
+    }
+
+    #[test]
+    fn empty_request_uses_the_default_template_and_a_generated_id() {
+        let (config, report) = run(json!({}));
+        let config = config.expect("valid");
+        assert!(report.errors.is_empty());
+        assert_eq!(config.id, "generated");
+        assert_eq!(config.template.as_deref(), Some("local_testing"));
+        assert_eq!(
+            config.enabled_distributors,
+            [DistributorKind::Websocket, DistributorKind::Sse]
+        );
+    }
+
+    #[test]
+    fn overrides_merge_into_template_settings() {
+        let (config, _) = run(json!({"id": "s1", "enabledDistributors": ["websocket"],
+            "distributors": {"websocket": {"clientQueueCapacity": 8}}}));
+        let config = config.unwrap();
+        assert_eq!(config.enabled_distributors, [DistributorKind::Websocket]);
+        assert_eq!(
+            config.distributors[&DistributorKind::Websocket]["clientQueueCapacity"],
+            8
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let (config, report) = run(json!({
+            "id": "bad id!",
+            "template": "nope",
+            "enabledDistributors": ["websocket", "pigeon"],
+            "distributors": {"websocket": {"port": 99999, "queueCapacity": 0}, "fax": {}},
+            "eventRouting": {"x": ["telegraph"]},
+            "colour": "blue"
+        }));
+        assert!(config.is_none());
+        let all = report.errors.join("\n");
+        for needle in [
+            "id:",
+            "template:",
+            "enabledDistributors[1]",
+            "distributors.websocket.port",
+            "distributors.websocket.queueCapacity",
+            "distributors.fax",
+            "eventRouting.x[0]",
+            "colour",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in:\n{all}");
+        }
+        assert_eq!(report.errors.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn unavailable_protocols_are_refused_when_enabled() {
+        let (config, report) = run(json!({"enabledDistributors": ["mqtt"]}));
+        assert!(config.is_none());
+        assert!(
+            report.errors[0].contains("not available"),
+            "{:?}",
+            report.errors
+        );
+    }
+
+    #[test]
+    fn routes_to_disabled_distributors_warn() {
+        let (config, report) =
+            run(json!({"enabledDistributors": ["websocket"], "eventRouting": {"a": ["sse"]}}));
+        assert!(config.is_some());
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    }
+}

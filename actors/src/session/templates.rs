@@ -1,0 +1,378 @@
+//! Session templates and presets: named starting points for a session's configuration.
+//!
+//! Built in are the five templates (`local_testing`, `research_lab`, `production`,
+//! `high_frequency`, `mobile_remote`) and five presets (`basic`, `realtime`, `iot`,
+//! `research`, `high_throughput`). Users add their own over REST or as TOML files in
+//! `config/templates/`. A template holds distributor configs, which distributors start
+//! enabled, and routing; a session request overrides any of them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::routing::{parse_kinds, parse_routing, EventRouting};
+use crate::distributor::{parse_config, DistributorKind};
+use crate::validation::{kind_of, Report};
+
+/// Where a template comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateOrigin {
+    /// Compiled in: one of the five templates.
+    BuiltinTemplate,
+    /// Compiled in: one of the five presets.
+    BuiltinPreset,
+    /// Loaded from a file at start.
+    File,
+    /// Registered with `PUT /api/v1/templates/{name}`.
+    Api,
+}
+
+/// A named session configuration to start from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Name used in `"template": ...`.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Where it comes from.
+    pub origin: TemplateOrigin,
+    /// Distributors enabled when the session does not say.
+    pub enabled_distributors: Vec<DistributorKind>,
+    /// Per-distributor settings (also for distributors not enabled at first).
+    pub distributors: Map<String, Value>,
+    /// Event routing.
+    pub event_routing: EventRouting,
+}
+
+/// Longest template name.
+const MAX_TEMPLATE_NAME: usize = 64;
+
+impl Template {
+    /// Parses a user template from JSON (REST body or converted TOML file).
+    pub fn from_value(
+        name: &str,
+        value: &Value,
+        origin: TemplateOrigin,
+    ) -> Result<Template, Report> {
+        let mut report = Report::default();
+        if name.is_empty()
+            || name.len() > MAX_TEMPLATE_NAME
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            report.error(format!(
+                "name: {name:?} must be 1-{MAX_TEMPLATE_NAME} letters, digits, _ or -"
+            ));
+        }
+        let Value::Object(map) = value else {
+            report.error(format!(
+                "template must be an object, got {}",
+                kind_of(value)
+            ));
+            return Err(report);
+        };
+        let mut template = Template {
+            name: name.to_string(),
+            description: String::new(),
+            origin,
+            enabled_distributors: Vec::new(),
+            distributors: Map::new(),
+            event_routing: EventRouting::new(),
+        };
+        for (key, v) in map {
+            match key.as_str() {
+                "description" => match v.as_str() {
+                    Some(s) => template.description = s.to_string(),
+                    None => report.error(format!("description: must be a string, got {}", kind_of(v))),
+                },
+                "enabledDistributors" | "enabled_distributors" => {
+                    template.enabled_distributors = parse_kinds("enabledDistributors", v, &mut report)
+                }
+                "distributors" => match v {
+                    Value::Object(d) => {
+                        for (kind_name, cfg) in d {
+                            let path = format!("distributors.{kind_name}");
+                            match DistributorKind::parse(kind_name) {
+                                Some(kind) if kind.is_available() => {
+                                    parse_config(kind, &path, cfg, &mut report)
+                                }
+                                Some(_) => {}
+                                None => report.error(format!(
+                                    "{path}: unknown distributor (known: {})",
+                                    DistributorKind::all_names()
+                                )),
+                            }
+                        }
+                        template.distributors = d.clone();
+                    }
+                    other => report.error(format!("distributors: must be an object, got {}", kind_of(other))),
+                },
+                "eventRouting" | "event_routing" => {
+                    template.event_routing = parse_routing("eventRouting", v, &mut report)
+                }
+                "name" | "origin" => {}
+                other => report.error(format!(
+                    "{other}: unknown field (known fields: description, enabledDistributors, distributors, eventRouting)"
+                )),
+            }
+        }
+        if report.is_valid() {
+            Ok(template)
+        } else {
+            Err(report)
+        }
+    }
+}
+
+fn builtin(
+    name: &str,
+    origin: TemplateOrigin,
+    description: &str,
+    enabled: &[DistributorKind],
+    distributors: Value,
+) -> Template {
+    Template {
+        name: name.into(),
+        description: description.into(),
+        origin,
+        enabled_distributors: enabled.to_vec(),
+        distributors: match distributors {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        event_routing: EventRouting::new(),
+    }
+}
+
+/// The compiled-in templates and presets.
+pub fn builtins() -> Vec<Template> {
+    use DistributorKind::*;
+    use TemplateOrigin::{BuiltinPreset as P, BuiltinTemplate as T};
+    let lab_http = json!({"baseUrl": "http://127.0.0.1:3000", "timeoutMs": 5000});
+    let lab_mqtt = json!({"broker": "mqtt://127.0.0.1:1883", "qos": 1});
+    let udp = json!({"targets": ["127.0.0.1:9999"], "encoding": "binary"});
+    vec![
+        builtin("local_testing", T,
+            "Development on one machine: WebSocket and SSE live feeds, an HTTP webhook to localhost:3000 configured but off.",
+            &[Websocket, Sse],
+            json!({"websocket": {}, "sse": {}, "http": lab_http})),
+        builtin("research_lab", T,
+            "Lab studies: webhooks to the lab database, live dashboards over WebSocket and SSE, sensors over MQTT.",
+            &[Http, Websocket, Mqtt, Sse],
+            json!({"websocket": {}, "sse": {}, "http": lab_http, "mqtt": lab_mqtt})),
+        builtin("production", T,
+            "Live systems: webhooks, WebSocket dashboards and MQTT at QoS 1, larger queues.",
+            &[Http, Websocket, Mqtt],
+            json!({"websocket": {"queueCapacity": 16384}, "http": lab_http, "mqtt": lab_mqtt})),
+        builtin("high_frequency", T,
+            "High-rate data (gaze, pupil, tracking): compact UDP datagrams, WebSocket and webhooks.",
+            &[Udp, Websocket, Http],
+            json!({"udp": udp, "websocket": {"queueCapacity": 65536, "clientQueueCapacity": 4096}, "http": lab_http})),
+        builtin("mobile_remote", T,
+            "Remote participants on mobile networks: webhooks and WebSocket with small client queues.",
+            &[Http, Websocket],
+            json!({"websocket": {"clientQueueCapacity": 128}, "http": lab_http})),
+        builtin("basic", P,
+            "Simplest useful setup: WebSocket live feed and webhooks.",
+            &[Websocket, Http],
+            json!({"websocket": {}, "http": lab_http})),
+        builtin("realtime", P,
+            "Lowest latency to viewers: WebSocket, SSE and UDP.",
+            &[Websocket, Sse, Udp],
+            json!({"websocket": {}, "sse": {}, "udp": udp})),
+        builtin("iot", P,
+            "Devices and dashboards: MQTT plus a WebSocket feed.",
+            &[Mqtt, Websocket],
+            json!({"mqtt": lab_mqtt, "websocket": {}})),
+        builtin("research", P,
+            "Everything a study records: webhooks, WebSocket, SSE, MQTT and Redis streams.",
+            &[Http, Websocket, Sse, Mqtt, Redis],
+            json!({"http": lab_http, "websocket": {}, "sse": {}, "mqtt": lab_mqtt, "redis": {"url": "redis://127.0.0.1:6379"}})),
+        builtin("high_throughput", P,
+            "Bulk event rates: UDP, Redis streams and a WebSocket feed with deep queues.",
+            &[Udp, Redis, Websocket],
+            json!({"udp": udp, "redis": {"url": "redis://127.0.0.1:6379"}, "websocket": {"queueCapacity": 65536}})),
+    ]
+}
+
+/// All known templates, shared by the registry and the REST layer.
+#[derive(Debug)]
+pub struct TemplateStore {
+    templates: RwLock<BTreeMap<String, Template>>,
+}
+
+/// Why a template could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// Built-in names are reserved.
+    #[error("template {0:?} is built in and cannot be replaced")]
+    Builtin(String),
+    /// The body did not validate.
+    #[error("invalid template")]
+    Invalid(Report),
+}
+
+impl Default for TemplateStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TemplateStore {
+    /// A store holding the built-ins.
+    pub fn new() -> Self {
+        let map = builtins()
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        Self {
+            templates: RwLock::new(map),
+        }
+    }
+
+    /// The template called `name`.
+    pub fn get(&self, name: &str) -> Option<Template> {
+        self.templates.read().get(name).cloned()
+    }
+
+    /// Every template, by name.
+    pub fn list(&self) -> Vec<Template> {
+        self.templates.read().values().cloned().collect()
+    }
+
+    /// Template names, for error messages.
+    pub fn names(&self) -> String {
+        self.templates
+            .read()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Registers or replaces a user template; returns true if it replaced one.
+    pub fn put(
+        &self,
+        name: &str,
+        body: &Value,
+        origin: TemplateOrigin,
+    ) -> Result<bool, TemplateError> {
+        if let Some(existing) = self.templates.read().get(name) {
+            if matches!(
+                existing.origin,
+                TemplateOrigin::BuiltinTemplate | TemplateOrigin::BuiltinPreset
+            ) {
+                return Err(TemplateError::Builtin(name.to_string()));
+            }
+        }
+        let template = Template::from_value(name, body, origin).map_err(TemplateError::Invalid)?;
+        Ok(self
+            .templates
+            .write()
+            .insert(name.to_string(), template)
+            .is_some())
+    }
+
+    /// Loads every `*.toml` in `dir` (the file stem is the name); a missing folder is fine.
+    pub fn load_dir(&self, dir: &Path) -> Report {
+        let mut report = Report::default();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return report;
+        };
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let shown = path.display().to_string();
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.error(format!("{shown}: cannot read: {e}"));
+                    continue;
+                }
+            };
+            let value: Value = match toml_to_json(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    report.error(format!("{shown}: {e}"));
+                    continue;
+                }
+            };
+            if let Err(e) = self.put(&name, &value, TemplateOrigin::File) {
+                match e {
+                    TemplateError::Invalid(r) => {
+                        for err in r.errors {
+                            report.error(format!("{shown}: {err}"));
+                        }
+                    }
+                    other => report.error(format!("{shown}: {other}")),
+                }
+            }
+        }
+        report
+    }
+}
+
+fn toml_to_json(text: &str) -> Result<Value, String> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    serde_json::to_value(table).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_all_there_and_protected() {
+        let store = TemplateStore::new();
+        for name in [
+            "local_testing",
+            "research_lab",
+            "production",
+            "high_frequency",
+            "mobile_remote",
+            "basic",
+            "realtime",
+            "iot",
+            "research",
+            "high_throughput",
+        ] {
+            assert!(store.get(name).is_some(), "{name}");
+        }
+        assert!(matches!(
+            store.put("production", &json!({}), TemplateOrigin::Api),
+            Err(TemplateError::Builtin(_))
+        ));
+    }
+
+    #[test]
+    fn custom_template_is_validated() {
+        let store = TemplateStore::new();
+        let bad = json!({"enabledDistributors": ["pigeon"], "distributors": {"sse": {"historySize": -1}}, "colour": 1});
+        match store.put("mine", &bad, TemplateOrigin::Api) {
+            Err(TemplateError::Invalid(r)) => assert_eq!(r.errors.len(), 3, "{:?}", r.errors),
+            other => panic!("{other:?}"),
+        }
+        let good = json!({"description": "x", "enabledDistributors": ["sse"], "eventRouting": {"*": ["sse"]}});
+        assert!(!store.put("mine", &good, TemplateOrigin::Api).unwrap());
+        assert_eq!(
+            store.get("mine").unwrap().enabled_distributors,
+            [DistributorKind::Sse]
+        );
+    }
+}
