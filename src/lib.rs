@@ -1,1 +1,15 @@
-pub fn _y() {}
+//! The Synopticon server: REST control, live feeds and metrics over the actor system of
+//! `synopticon-actors`.
+//!
+//! # Layout
+//! - [`configuration`]: settings from the embedded default, a file and the environment.
+//! - [`startup`]: [`startup::Application`], used by `main` and by the tests.
+//! - [`routes`]: one file per API area.
+//! - [`error`]: the mapping of every error to an HTTP status and JSON body.
+//! - [`telemetry`]: logging and the Prometheus recorder.
+
+pub mod configuration;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -146,12 +146,12 @@ impl<P: Protocol> DistributorActor<P> {
                                 act.account(outcome, &accepted_at);
                                 act.drain(ctx);
                             }
-                            Err(panic) => act.on_panic(panic, ctx),
+                            Err(panic) => act.on_panic(panic, true, ctx),
                         }
                     }));
                 }
                 Err(panic) => {
-                    self.on_panic(panic, ctx);
+                    self.on_panic(panic, true, ctx);
                     return;
                 }
             }
@@ -201,16 +201,24 @@ impl<P: Protocol> DistributorActor<P> {
         });
     }
 
-    /// A panic escaped protocol code: count the event in hand as failed and stop, so the
-    /// supervisor restarts the actor.
-    fn on_panic(&mut self, panic: Box<dyn Any + Send>, ctx: &mut Context<Self>) {
+    /// A panic escaped protocol code: count the event in hand (if any) as failed and stop,
+    /// so the supervisor restarts the actor.
+    fn on_panic(
+        &mut self,
+        panic: Box<dyn Any + Send>,
+        event_in_hand: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         let cause = format!("panicked: {message}");
-        self.telemetry.failed(&cause);
+        self.telemetry.set_last_error(&cause);
+        if event_in_hand {
+            self.telemetry.failed(&cause);
+        }
         // Deliveries still running die with the context: they are failures too.
         for _ in 0..self.in_flight {
             self.telemetry.failed(&cause);
@@ -303,7 +311,7 @@ impl<P: Protocol> Handler<Reconfigure<P::Config>> for DistributorActor<P> {
         let result = catch_unwind(AssertUnwindSafe(|| self.protocol.reconfigure(protocol)));
         match result {
             Ok(()) => self.drain(ctx),
-            Err(panic) => self.on_panic(panic, ctx),
+            Err(panic) => self.on_panic(panic, false, ctx),
         }
     }
 }
@@ -322,7 +330,7 @@ impl<P: Protocol> Handler<InjectPanic> for DistributorActor<P> {
     fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
         let result: Result<(), _> = catch_unwind(|| panic!("fault injected by the debug hook"));
         if let Err(panic) = result {
-            self.on_panic(panic, ctx);
+            self.on_panic(panic, false, ctx);
         }
     }
 }

@@ -1,0 +1,501 @@
+//! Configuration: the embedded default, then an optional file, then environment variables.
+//!
+//! `config/default.toml` is compiled into the binary, so `synopticon serve` works from any
+//! folder. A file given with `--config` overrides it key by key, and each
+//! `SYNOPTICON__SECTION__KEY` variable overrides that (values are read as the type of the
+//! key they replace). [`Settings::validate`] lists every problem at once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use synopticon_actors::session::spec::resolve;
+use synopticon_actors::session::templates::TemplateStore;
+use synopticon_actors::validation::Report;
+
+/// The configuration compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SYNOPTICON__";
+/// Environment variable naming a config file (same as `--config`).
+pub const CONFIG_FILE_ENV: &str = "SYNOPTICON_CONFIG";
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener and request limits.
+    pub server: ServerSettings,
+    /// WebSocket and SSE connections.
+    pub live: LiveSettings,
+    /// Session defaults and sessions created at start.
+    pub sessions: SessionSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// HTTP listener and request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one POST.
+    pub max_events_per_request: usize,
+    /// How long a request waits for an actor's answer.
+    pub request_timeout_ms: u64,
+    /// Grace period for connections at shutdown.
+    pub shutdown_timeout_ms: u64,
+    /// Enables the fault-injection routes under `/api/v1/debug`.
+    pub debug_endpoints: bool,
+}
+
+/// WebSocket and SSE connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    /// WebSocket ping interval.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a WebSocket client is dropped.
+    pub client_timeout_ms: u64,
+    /// SSE heartbeat comment interval.
+    pub sse_heartbeat_ms: u64,
+    /// Largest frame a WebSocket client may send.
+    pub max_frame_bytes: usize,
+}
+
+/// Session defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Template for requests that name none.
+    pub default_template: String,
+    /// Sessions allowed at once.
+    pub max_sessions: usize,
+    /// Folder of user templates.
+    pub templates_dir: String,
+    /// Sessions created at start, each like a `POST /api/v1/sessions` body.
+    #[serde(default)]
+    pub declared: Vec<Json>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Filter directive (RUST_LOG wins when set).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// Configuration that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// File or "embedded default".
+        origin: String,
+        /// Parser message.
+        message: String,
+    },
+    /// A key has the wrong type or is unknown.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// Where each configured value came from, for `/api/runtime`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvVariable {
+    /// Variable name.
+    pub name: String,
+    /// Configuration key it sets (`server.port`), or what it is for.
+    pub key: String,
+    /// Whether it is set in this process.
+    pub set: bool,
+    /// Its value, redacted if it looks secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Settings {
+    /// Loads the embedded default, then `file`, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<(Settings, Report), ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Settings, Report), ConfigError> {
+        let mut report = Report::default();
+        let mut root: toml::Table =
+            DEFAULT_TOML
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: "embedded default".into(),
+                    message: e.message().to_string(),
+                })?;
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let overlay: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        origin: shown,
+                        message: e.to_string().trim().to_string(),
+                    })?;
+            merge(&mut root, overlay);
+        }
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if let Err(e) = set_path(&mut root, &path, &raw) {
+                report.error(format!("{name}: {e}"));
+            }
+        }
+        let value = toml::Value::Table(root);
+        let settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Shape(format!("{path}: {}", e.into_inner().message().trim()))
+        })?;
+        Ok((settings, report))
+    }
+
+    /// Checks values and declared sessions; every problem at once.
+    pub fn validate(&self, templates: &TemplateStore) -> Report {
+        let mut r = Report::default();
+        let s = &self.server;
+        if s.host.parse::<std::net::IpAddr>().is_err() && s.host != "localhost" {
+            r.error(format!("server.host: {:?} is not an IP address", s.host));
+        }
+        if s.max_body_bytes < 1024 {
+            r.error("server.max_body_bytes: must be at least 1024");
+        }
+        if s.max_events_per_request == 0 {
+            r.error("server.max_events_per_request: must be at least 1");
+        }
+        if s.request_timeout_ms == 0 {
+            r.error("server.request_timeout_ms: must be at least 1");
+        }
+        if s.debug_endpoints {
+            r.warn("server.debug_endpoints: fault-injection routes are on; never enable them in production");
+        }
+        let l = &self.live;
+        if l.heartbeat_interval_ms == 0 || l.sse_heartbeat_ms == 0 {
+            r.error("live: heartbeat intervals must be at least 1 ms");
+        }
+        if l.client_timeout_ms <= l.heartbeat_interval_ms {
+            r.error(format!(
+                "live.client_timeout_ms: {} must exceed heartbeat_interval_ms ({}), or every client times out",
+                l.client_timeout_ms, l.heartbeat_interval_ms
+            ));
+        }
+        if l.max_frame_bytes < 256 {
+            r.error("live.max_frame_bytes: must be at least 256");
+        }
+        if self.sessions.max_sessions == 0 {
+            r.error("sessions.max_sessions: must be at least 1");
+        }
+        if templates.get(&self.sessions.default_template).is_none() {
+            r.error(format!(
+                "sessions.default_template: {:?} not found (available: {})",
+                self.sessions.default_template,
+                templates.names()
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            r.error(format!(
+                "log.format: must be text or json, got {:?}",
+                self.log.format
+            ));
+        }
+        let mut ids = Vec::new();
+        for (i, declared) in self.sessions.declared.iter().enumerate() {
+            let (config, report) =
+                resolve(declared, templates, &self.sessions.default_template, || {
+                    format!("declared-{i}")
+                });
+            for e in report.errors {
+                r.error(format!("sessions.declared[{i}].{e}"));
+            }
+            for w in report.warnings {
+                r.warn(format!("sessions.declared[{i}].{w}"));
+            }
+            if let Some(c) = config {
+                if ids.contains(&c.id) {
+                    r.error(format!(
+                        "sessions.declared[{i}].id: {:?} is declared twice",
+                        c.id
+                    ));
+                }
+                ids.push(c.id);
+            }
+        }
+        r
+    }
+
+    /// The configuration as JSON with secrets replaced.
+    pub fn redacted(&self) -> Json {
+        let mut value = serde_json::to_value(self).unwrap_or(Json::Null);
+        redact(&mut value);
+        value
+    }
+}
+
+/// Every environment variable the server reads, and whether each is set.
+pub fn environment_variables() -> Vec<EnvVariable> {
+    let mut keys = Vec::new();
+    if let Ok(table) = DEFAULT_TOML.parse::<toml::Table>() {
+        collect_keys(&table, "", &mut keys);
+    }
+    let mut vars: BTreeMap<String, EnvVariable> = BTreeMap::new();
+    let mut add = |name: String, key: String| {
+        if vars.contains_key(&name) {
+            return;
+        }
+        let value = std::env::var(&name).ok();
+        let shown = value.map(|v| {
+            if is_secret_key(&name) {
+                REDACTED.into()
+            } else {
+                v
+            }
+        });
+        vars.insert(
+            name.clone(),
+            EnvVariable {
+                set: shown.is_some(),
+                value: shown,
+                name,
+                key,
+            },
+        );
+    };
+    for key in keys {
+        let name = format!(
+            "{ENV_PREFIX}{}",
+            key.replace('.', "__").to_ascii_uppercase()
+        );
+        add(name, key);
+    }
+    add(
+        CONFIG_FILE_ENV.into(),
+        "configuration file (like --config)".into(),
+    );
+    add("RUST_LOG".into(), "log filter (overrides log.level)".into());
+    // Variables with our prefix that match no key are listed too, so typos show up.
+    let unknown: Vec<String> = std::env::vars()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with(ENV_PREFIX))
+        .collect();
+    for name in unknown {
+        add(name, "(no such key: rejected at start)".into());
+    }
+    vars.into_values().collect()
+}
+
+fn collect_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => collect_keys(t, &key, out),
+            _ => out.push(key),
+        }
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets `path` in `root` from an environment string, typed like the value it replaces.
+fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut table = root;
+    for (depth, part) in parents.iter().enumerate() {
+        table = match table.get_mut(part) {
+            Some(toml::Value::Table(t)) => t,
+            _ => {
+                return Err(format!(
+                    "no configuration section {:?}",
+                    parents[..=depth].join(".")
+                ))
+            }
+        };
+    }
+    let value = match table.get(last) {
+        None => return Err(format!("no configuration key {:?}", path.join("."))),
+        Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
+        Some(toml::Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("expected an integer, got {raw:?}"))?,
+        Some(toml::Value::Boolean(_)) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+            _ => return Err(format!("expected true or false, got {raw:?}")),
+        },
+        Some(toml::Value::Float(_)) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}"))?,
+        Some(_) => {
+            let parsed: toml::Table = format!("v = {raw}")
+                .parse()
+                .map_err(|_| format!("expected a TOML value, got {raw:?}"))?;
+            parsed.get("v").cloned().ok_or("empty value")?
+        }
+    };
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// What secret values are replaced with.
+pub const REDACTED: &str = "***redacted***";
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "authorization",
+        "credential",
+        "private",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// Replaces secret-looking fields and URL passwords in a JSON document.
+pub fn redact(value: &mut Json) {
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if is_secret_key(k) && !v.is_null() {
+                    *v = Json::String(REDACTED.into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(redact),
+        Json::String(s) => {
+            if let Some(clean) = redact_url(s) {
+                *s = clean;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `scheme://user:pass@host` → `scheme://user:***redacted***@host`.
+fn redact_url(s: &str) -> Option<String> {
+    let start = s.find("://")? + 3;
+    let authority_end = s[start..].find('/').map(|i| start + i).unwrap_or(s.len());
+    let at = s[start..authority_end].rfind('@').map(|i| start + i)?;
+    let colon = s[start..at].find(':').map(|i| start + i)?;
+    Some(format!("{}{}{}", &s[..=colon], REDACTED, &s[at..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_are_typed_like_the_key() {
+        let env = [
+            ("SYNOPTICON__SERVER__PORT".to_string(), "8081".to_string()),
+            ("SYNOPTICON__SERVER__DEBUG_ENDPOINTS".into(), "true".into()),
+            (
+                "SYNOPTICON__SESSIONS__DEFAULT_TEMPLATE".into(),
+                "123".into(),
+            ),
+            ("OTHER".into(), "x".into()),
+        ];
+        let (s, report) = Settings::load_with_env(None, env).unwrap();
+        assert!(report.is_valid(), "{report:?}");
+        assert_eq!(s.server.port, 8081);
+        assert!(s.server.debug_endpoints);
+        assert_eq!(s.sessions.default_template, "123");
+    }
+
+    #[test]
+    fn bad_env_values_are_reported_by_name() {
+        let env = [
+            ("SYNOPTICON__SERVER__PORT".to_string(), "eighty".to_string()),
+            ("SYNOPTICON__NOPE__X".into(), "1".into()),
+        ];
+        let (_, report) = Settings::load_with_env(None, env).unwrap();
+        assert_eq!(report.errors.len(), 2, "{report:?}");
+        assert!(report
+            .errors
+            .iter()
+            .any(|e| e.starts_with("SYNOPTICON__SERVER__PORT")));
+    }
+
+    #[test]
+    fn out_of_range_port_names_the_key() {
+        let env = [("SYNOPTICON__SERVER__PORT".to_string(), "99999".to_string())];
+        let err = Settings::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.starts_with("server.port"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_secrets_and_url_passwords() {
+        let mut v = serde_json::json!({
+            "password": "p", "headers": {"Authorization": "Bearer x"},
+            "broker": "mqtts://bob:hunter2@broker:8883/x", "plain": "http://host/a@b"
+        });
+        redact(&mut v);
+        assert_eq!(v["password"], REDACTED);
+        assert_eq!(v["headers"]["Authorization"], REDACTED);
+        assert_eq!(v["broker"], format!("mqtts://bob:{REDACTED}@broker:8883/x"));
+        assert_eq!(v["plain"], "http://host/a@b");
+    }
+
+    #[test]
+    fn default_config_validates() {
+        let (s, _) = Settings::load_with_env(None, []).unwrap();
+        let report = s.validate(&TemplateStore::new());
+        assert!(report.is_valid(), "{report:?}");
+    }
+}

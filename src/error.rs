@@ -1,0 +1,113 @@
+//! The one place where domain errors become HTTP answers.
+//!
+//! Every error body is JSON: `{"error": "...", "details": [...]}` (plus `warnings` where
+//! validation found some), so a client never has to parse text.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use synopticon_actors::registry::RegistryError;
+use synopticon_actors::session::templates::TemplateError;
+use synopticon_actors::session::SessionError;
+use synopticon_actors::validation::Report;
+
+/// An API failure, mapped to a status code in [`ResponseError`].
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not what the route takes (bad JSON, wrong shape).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409: the request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: well-formed but invalid; every problem is listed.
+    #[error("{message}")]
+    Invalid {
+        /// Summary.
+        message: String,
+        /// One entry per problem.
+        details: Vec<String>,
+        /// Risky-but-legal findings, for context.
+        warnings: Vec<String>,
+    },
+    /// 503: an actor did not answer in time, or a limit is reached.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// 422 from a validation report.
+    pub fn invalid(message: impl Into<String>, report: Report) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            details: report.errors,
+            warnings: report.warnings,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            Self::Invalid {
+                message,
+                details,
+                warnings,
+            } => json!({"error": message, "details": details, "warnings": warnings}),
+            other => json!({"error": other.to_string(), "details": []}),
+        };
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid(report) => {
+                Self::invalid("invalid session configuration", report)
+            }
+            RegistryError::Conflict(_) => Self::Conflict(e.to_string()),
+            RegistryError::Full(_) => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotEnabled(_) => Self::Conflict(e.to_string()),
+            SessionError::Invalid(report) => Self::invalid("invalid configuration", report),
+            SessionError::Attach(message) => Self::Unavailable(message),
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        match e {
+            TemplateError::Builtin(_) => Self::Conflict(e.to_string()),
+            TemplateError::Invalid(report) => Self::invalid("invalid template", report),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Fault injection for tests and drills, mounted only when `server.debug_endpoints` is on.
+//!
+//! `POST /api/v1/debug/sessions/{id}/distributors/{kind}/panic` makes that distributor's
+//! actor panic inside its supervised boundary, to watch the supervisor restart it.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use synopticon_actors::distributor::DistributorKind;
+use synopticon_actors::messages::InjectDistributorPanic;
+
+use super::{ask, find_session, resource};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api/v1/debug/sessions/{id}/distributors/{kind}/panic")
+            .route(web::post().to(panic)),
+    );
+}
+
+async fn panic(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, kind_name) = path.into_inner();
+    let kind = DistributorKind::parse(&kind_name)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown distributor {kind_name:?}")))?;
+    let session = find_session(&state, &id).await?;
+    ask(
+        "the session",
+        state.request_timeout,
+        session.send(InjectDistributorPanic(kind)),
+    )
+    .await??;
+    tracing::warn!(
+        session = id,
+        distributor = kind_name,
+        "fault injected: distributor will panic"
+    );
+    Ok(HttpResponse::Accepted()
+        .json(json!({"injected": "panic", "session": id, "distributor": kind})))
+}

@@ -1,0 +1,396 @@
+//! Live feeds: `GET /api/v1/sessions/{id}/ws` (WebSocket) and `.../sse` (Server-Sent Events).
+//!
+//! The client is attached to the session's distributor *before* the handshake answers, so
+//! every event accepted after the client sees `101`/`200` reaches it. Each WebSocket
+//! connection is a [`WsConnection`] actor consuming its client queue as a stream; each SSE
+//! response body is a [`SseBody`] stream over the same kind of queue.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::Stream;
+use metrics::{describe_counter, Counter, Histogram};
+use serde::Deserialize;
+use serde_json::json;
+use synopticon_actors::distributor::live::{ClientFeed, ClientQueue, Frame, Subscription};
+use synopticon_actors::distributor::{CloseReason, DistributorKind, LiveAttach};
+use synopticon_actors::messages::AttachLiveClient;
+use synopticon_actors::telemetry::{DELIVERY_LATENCY, LIVE_FRAMES};
+
+use super::{ask, find_session, resource};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Client operations that could not be understood.
+const LIVE_CLIENT_ERRORS: &str = "synopticon_live_client_errors_total";
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/sessions/{id}/ws").route(web::get().to(websocket)))
+        .service(resource("/api/v1/sessions/{id}/sse").route(web::get().to(sse)));
+}
+
+/// Describes this module's metrics.
+pub fn describe_metrics() {
+    describe_counter!(
+        LIVE_CLIENT_ERRORS,
+        "Messages from live clients that were refused (bad JSON, unknown op)."
+    );
+}
+
+/// Query parameters of both feeds.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedQuery {
+    /// Comma-separated event globs to start with (default: every event).
+    events: Option<String>,
+    /// SSE resume point for clients that cannot set `Last-Event-ID`.
+    last_event_id: Option<u64>,
+}
+
+impl FeedQuery {
+    fn subscription(&self) -> Subscription {
+        let patterns: Vec<&str> = self
+            .events
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        Subscription::only(&patterns)
+    }
+}
+
+async fn attach(
+    state: &AppState,
+    id: &str,
+    kind: DistributorKind,
+    request: LiveAttach,
+) -> Result<Arc<ClientQueue>, ApiError> {
+    let session = find_session(state, id).await?;
+    Ok(ask(
+        "the session",
+        state.request_timeout,
+        session.send(AttachLiveClient { kind, request }),
+    )
+    .await??)
+}
+
+/// Per-connection handles on the shared metric series (no label lookups per frame).
+struct FrameMetrics {
+    sent: Counter,
+    latency: Histogram,
+}
+
+impl FrameMetrics {
+    fn new(session: &str, kind: DistributorKind) -> Self {
+        Self {
+            sent: metrics::counter!(LIVE_FRAMES, "session" => session.to_string(), "distributor" => kind.as_str(), "outcome" => "sent"),
+            latency: metrics::histogram!(DELIVERY_LATENCY, "distributor" => kind.as_str()),
+        }
+    }
+
+    fn record(&self, frame: &Frame) {
+        if frame.seq > 0 {
+            self.sent.increment(1);
+            self.latency
+                .record(frame.accepted_at.elapsed().as_secs_f64());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- WebSocket
+
+async fn websocket(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<FeedQuery>,
+    req: HttpRequest,
+    stream: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let subscription = query.subscription();
+    let queue = attach(
+        &state,
+        &id,
+        DistributorKind::Websocket,
+        LiveAttach {
+            subscription,
+            resume_after: None,
+        },
+    )
+    .await?;
+    let live = &state.settings.live;
+    let connection = WsConnection {
+        metrics: FrameMetrics::new(&id, DistributorKind::Websocket),
+        session: id.into_inner(),
+        feed: Some(queue.feed()),
+        queue,
+        last_seen: Instant::now(),
+        heartbeat: Duration::from_millis(live.heartbeat_interval_ms),
+        timeout: Duration::from_millis(live.client_timeout_ms),
+    };
+    let response = ws::WsResponseBuilder::new(connection, &req, stream)
+        .frame_size(live.max_frame_bytes)
+        .start();
+    if response.is_err() {
+        // The handshake failed, so the actor never started: release the client slot.
+        tracing::debug!("WebSocket handshake refused");
+    }
+    response
+}
+
+/// One WebSocket client.
+pub struct WsConnection {
+    /// Session id, for logs and the hello frame.
+    session: String,
+    /// The client's queue (subscription lives there).
+    queue: Arc<ClientQueue>,
+    /// Taken in `started` and added as a stream.
+    feed: Option<ClientFeed>,
+    /// Last time the client showed it is alive (pong or any message).
+    last_seen: Instant,
+    /// Ping interval.
+    heartbeat: Duration,
+    /// Silence after which the client is dropped.
+    timeout: Duration,
+    /// Frame counters.
+    metrics: FrameMetrics,
+}
+
+/// A client's request over the socket.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientOp {
+    op: String,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+impl WsConnection {
+    fn reply(&self, ctx: &mut ws::WebsocketContext<Self>, value: serde_json::Value) {
+        ctx.text(value.to_string());
+    }
+
+    fn refuse(&self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
+        metrics::counter!(LIVE_CLIENT_ERRORS, "distributor" => "websocket").increment(1);
+        self.reply(ctx, json!({"op": "error", "error": error}));
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let op: ClientOp = match serde_json::from_str(text) {
+            Ok(op) => op,
+            Err(e) => {
+                return self.refuse(ctx, format!(
+                    "cannot read {text:.64?}: {e}; send {{\"op\": \"subscribe\"|\"unsubscribe\", \"events\": [\"face_*\"]}}"
+                ))
+            }
+        };
+        let bad = op.events.iter().find(|p| {
+            p.is_empty()
+                || p.len() > 128
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-*?".contains(c))
+        });
+        if let Some(bad) = bad {
+            return self.refuse(ctx, format!("event pattern {bad:?} is not valid: use letters, digits, _ . : - and the wildcards * ?"));
+        }
+        match op.op.as_str() {
+            "subscribe" | "unsubscribe" if op.events.is_empty() => {
+                self.refuse(ctx, format!("{} needs a non-empty \"events\" list", op.op))
+            }
+            "subscribe" => {
+                let view = self.queue.update_subscription(|s| s.subscribe(&op.events));
+                self.reply(
+                    ctx,
+                    json!({"op": "subscribed", "events": view.events, "exclude": view.exclude}),
+                );
+            }
+            "unsubscribe" => {
+                let view = self
+                    .queue
+                    .update_subscription(|s| s.unsubscribe(&op.events));
+                self.reply(
+                    ctx,
+                    json!({"op": "subscribed", "events": view.events, "exclude": view.exclude}),
+                );
+            }
+            "ping" => self.reply(ctx, json!({"op": "pong"})),
+            other => self.refuse(
+                ctx,
+                format!("unknown op {other:?}; known: subscribe, unsubscribe, ping"),
+            ),
+        }
+    }
+}
+
+impl Actor for WsConnection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(feed) = self.feed.take() {
+            ctx.add_stream(feed);
+        }
+        let view = self.queue.update_subscription(|_| {});
+        self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude}));
+        ctx.run_interval(self.heartbeat, |act, ctx| {
+            if act.last_seen.elapsed() > act.timeout {
+                tracing::debug!(session = %act.session, client = act.queue.id, "WebSocket client timed out");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("heartbeat timeout".into()),
+                }));
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.queue.close(CloseReason::ClientGone);
+    }
+}
+
+/// Frames from the session.
+impl StreamHandler<Frame> for WsConnection {
+    fn handle(&mut self, frame: Frame, ctx: &mut Self::Context) {
+        self.metrics.record(&frame);
+        match ByteString::try_from(frame.bytes) {
+            Ok(text) => ctx.text(text),
+            Err(_) => tracing::error!(session = %self.session, "dropped a frame that is not UTF-8"),
+        }
+    }
+
+    /// The queue was closed by the server: say why in the close frame.
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        let reason = self
+            .queue
+            .close_reason()
+            .unwrap_or(CloseReason::SessionClosed);
+        let code = match reason {
+            CloseReason::ServerShutdown => ws::CloseCode::Away,
+            CloseReason::SlowConsumer => ws::CloseCode::Policy,
+            _ => ws::CloseCode::Normal,
+        };
+        ctx.close(Some(ws::CloseReason {
+            code,
+            description: Some(reason.as_str().into()),
+        }));
+        ctx.stop();
+    }
+}
+
+/// Messages from the client.
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConnection {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.refuse(
+                ctx,
+                "binary frames are not understood; send JSON text".into(),
+            ),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(error) => {
+                tracing::debug!(session = %self.session, %error, "WebSocket protocol error");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some(error.to_string()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- SSE
+
+async fn sse(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<FeedQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let header_id = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let request = LiveAttach {
+        subscription: query.subscription(),
+        resume_after: header_id.or(query.last_event_id),
+    };
+    let queue = attach(&state, &id, DistributorKind::Sse, request).await?;
+    let heartbeat = Duration::from_millis(state.settings.live.sse_heartbeat_ms);
+    let mut interval =
+        actix_rt::time::interval_at(actix_rt::time::Instant::now() + heartbeat, heartbeat);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = SseBody {
+        metrics: FrameMetrics::new(&id, DistributorKind::Sse),
+        feed: queue.feed(),
+        heartbeat: interval,
+        finished: false,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+/// An SSE response body: frames from the queue, heartbeat comments when idle, and a final
+/// comment saying why the stream ends.
+pub struct SseBody {
+    feed: ClientFeed,
+    heartbeat: actix_rt::time::Interval,
+    finished: bool,
+    metrics: FrameMetrics,
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.feed).poll_next(cx) {
+            Poll::Ready(Some(frame)) => {
+                self.metrics.record(&frame);
+                return Poll::Ready(Some(Ok(frame.bytes)));
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                let reason = self
+                    .feed
+                    .queue()
+                    .close_reason()
+                    .unwrap_or(CloseReason::SessionClosed);
+                return Poll::Ready(Some(Ok(Bytes::from(format!(
+                    ": stream closed: {}\n\n",
+                    reason.as_str()
+                )))));
+            }
+            Poll::Pending => {}
+        }
+        match self.heartbeat.poll_tick(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(b": heartbeat\n\n")))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Sessions over REST: create (from a template with overrides), validate, list, status,
+//! close; enable/reconfigure/disable one distributor; replace routing; post events.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use synopticon_actors::distributor::{CloseReason, DistributorKind};
+use synopticon_actors::messages::*;
+use synopticon_actors::session::routing::check_event_name;
+use synopticon_actors::validation::{kind_of, Report};
+
+use super::{ask, find_session, redacted_json, resource};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/v1/sessions/validate").route(web::post().to(validate)))
+        .service(
+            resource("/api/v1/sessions")
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
+        .service(
+            resource("/api/v1/sessions/{id}")
+                .route(web::get().to(status))
+                .route(web::delete().to(close)),
+        )
+        .service(
+            resource("/api/v1/sessions/{id}/distributors/{kind}")
+                .route(web::put().to(put_distributor))
+                .route(web::delete().to(delete_distributor)),
+        )
+        .service(resource("/api/v1/sessions/{id}/routing").route(web::put().to(put_routing)))
+        .service(resource("/api/v1/sessions/{id}/events").route(web::post().to(post_events)));
+}
+
+async fn validate(
+    state: web::Data<AppState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let report = ask(
+        "the session registry",
+        state.request_timeout,
+        state.registry.send(ValidateSession(body.into_inner())),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "valid": report.is_valid(),
+        "errors": report.errors,
+        "warnings": report.warnings,
+    })))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let created = ask(
+        "the session registry",
+        state.request_timeout,
+        state.registry.send(CreateSession(body.into_inner())),
+    )
+    .await??;
+    Ok(redacted_json(StatusCode::CREATED, &created))
+}
+
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let sessions = ask(
+        "the session registry",
+        state.request_timeout,
+        state.registry.send(ListSessions),
+    )
+    .await?;
+    let statuses = futures_util::future::join_all(
+        sessions
+            .iter()
+            .map(|s| tokio::time::timeout(state.request_timeout, s.send(GetStatus))),
+    )
+    .await;
+    let statuses: Vec<_> = statuses.into_iter().filter_map(|s| s.ok()?.ok()).collect();
+    Ok(redacted_json(
+        StatusCode::OK,
+        &json!({"sessions": statuses}),
+    ))
+}
+
+async fn status(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session = find_session(&state, &id).await?;
+    let status = ask(
+        "the session",
+        state.request_timeout,
+        session.send(GetStatus),
+    )
+    .await?;
+    Ok(redacted_json(StatusCode::OK, &status))
+}
+
+/// Closes the session: live clients get a close frame / stream end; the final counters
+/// are returned.
+async fn close(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session = ask(
+        "the session registry",
+        state.request_timeout,
+        state.registry.send(RemoveSession(id.to_string())),
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("session {:?} not found", id.as_str())))?;
+    let status = ask(
+        "the session",
+        state.request_timeout,
+        session.send(CloseSession(CloseReason::SessionClosed)),
+    )
+    .await?;
+    Ok(redacted_json(StatusCode::OK, &status))
+}
+
+fn parse_kind(kind: &str) -> Result<DistributorKind, ApiError> {
+    DistributorKind::parse(kind).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "unknown distributor {kind:?} (known: {})",
+            DistributorKind::all_names()
+        ))
+    })
+}
+
+/// Enables with this config, or reconfigures in place when already enabled (200 either
+/// way; `action` says which). Other distributors are not touched.
+async fn put_distributor(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, kind) = path.into_inner();
+    let kind = parse_kind(&kind)?;
+    let session = find_session(&state, &id).await?;
+    let change = ask(
+        "the session",
+        state.request_timeout,
+        session.send(PutDistributor {
+            kind,
+            config: body.into_inner(),
+        }),
+    )
+    .await??;
+    Ok(redacted_json(StatusCode::OK, &change))
+}
+
+async fn delete_distributor(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, kind) = path.into_inner();
+    let kind = parse_kind(&kind)?;
+    let session = find_session(&state, &id).await?;
+    let status = ask(
+        "the session",
+        state.request_timeout,
+        session.send(DisableDistributor(kind)),
+    )
+    .await??;
+    Ok(redacted_json(StatusCode::OK, &status))
+}
+
+async fn put_routing(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let session = find_session(&state, &id).await?;
+    let report = ask(
+        "the session",
+        state.request_timeout,
+        session.send(ReplaceRouting(body.into_inner())),
+    )
+    .await??;
+    let status = ask(
+        "the session",
+        state.request_timeout,
+        session.send(GetStatus),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "eventRouting": status.config.event_routing,
+        "warnings": report.warnings,
+    })))
+}
+
+/// Accepts `{"event", "data"?, "ts"?}` or an array of them; 202 with where each went.
+async fn post_events(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let session = find_session(&state, &id).await?;
+    let events = parse_events(
+        body.into_inner(),
+        state.settings.server.max_events_per_request,
+    )?;
+    let routed = ask(
+        "the session",
+        state.request_timeout,
+        session.send(PublishEvents(events)),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({"accepted": routed.len(), "events": routed})))
+}
+
+/// Checks every event of a request; all problems are reported together (422).
+pub fn parse_events(body: Value, max: usize) -> Result<Vec<IncomingEvent>, ApiError> {
+    let (items, batch) = match body {
+        Value::Array(items) => (items, true),
+        object @ Value::Object(_) => (vec![object], false),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "body must be an event object or an array of them, got {}",
+                kind_of(&other)
+            )))
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid("no events", {
+            let mut r = Report::default();
+            r.error("the array is empty: send at least one event");
+            r
+        }));
+    }
+    if items.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} events in one request; the limit is {max} (server.max_events_per_request)",
+            items.len()
+        )));
+    }
+    let mut report = Report::default();
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = if batch {
+            format!("[{i}].")
+        } else {
+            String::new()
+        };
+        let Value::Object(mut map) = item else {
+            report.error(format!(
+                "{at}: must be an object with \"event\" and \"data\", got {}",
+                kind_of(&item)
+            ));
+            continue;
+        };
+        let name = match map.remove("event") {
+            Some(Value::String(s)) => match check_event_name(&s) {
+                Ok(()) => Some(s),
+                Err(e) => {
+                    report.error(format!("{at}event: {e}"));
+                    None
+                }
+            },
+            Some(other) => {
+                report.error(format!(
+                    "{at}event: must be a string, got {}",
+                    kind_of(&other)
+                ));
+                None
+            }
+            None => {
+                report.error(format!(
+                    "{at}event: is required (the event type, e.g. \"face_detected\")"
+                ));
+                None
+            }
+        };
+        let data = map
+            .remove("data")
+            .unwrap_or(Value::Object(Default::default()));
+        let ts = match map.remove("ts") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
+                Ok(t) => Some(t.with_timezone(&Utc)),
+                Err(e) => {
+                    report.error(format!("{at}ts: {s:?} is not an RFC 3339 time: {e}"));
+                    None
+                }
+            },
+            Some(other) => {
+                report.error(format!(
+                    "{at}ts: must be an RFC 3339 string, got {}",
+                    kind_of(&other)
+                ));
+                None
+            }
+        };
+        for key in map.keys() {
+            report.error(format!(
+                "{at}{key}: unknown field (known fields: event, data, ts)"
+            ));
+        }
+        if let Some(name) = name {
+            events.push(IncomingEvent { name, data, ts });
+        }
+    }
+    if !report.is_valid() {
+        return Err(ApiError::invalid(
+            "invalid events; none were accepted",
+            report,
+        ));
+    }
+    Ok(events)
+}

@@ -1,0 +1,30 @@
+//! `GET /api/config` (effective configuration, secrets redacted) and `GET /api/runtime`
+//! (version, uptime, and the environment variables the server reads).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::resource;
+use crate::configuration::environment_variables;
+use crate::startup::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/config").route(web::get().to(config)))
+        .service(resource("/api/runtime").route(web::get().to(runtime)));
+}
+
+async fn config(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.settings.redacted())
+}
+
+async fn runtime(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": state.started_at,
+        "uptime_secs": state.started.elapsed().as_secs_f64(),
+        "pid": std::process::id(),
+        "environmentVariables": environment_variables(),
+    }))
+}

@@ -1,0 +1,202 @@
+//! Building and running the server: the same [`Application::build`] serves `main` and the
+//! integration tests (which bind port 0).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
+use synopticon_actors::distributor::CloseReason;
+use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
+use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
+use synopticon_actors::session::templates::TemplateStore;
+
+use crate::configuration::Settings;
+use crate::{routes, telemetry};
+
+/// How often histogram summaries are maintained.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for each session to close.
+const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What every request handler can reach.
+pub struct AppState {
+    /// The session registry actor.
+    pub registry: Addr<SessionRegistry>,
+    /// Templates, shared with the registry.
+    pub templates: Arc<TemplateStore>,
+    /// Effective configuration.
+    pub settings: Arc<Settings>,
+    /// Monotonic start time, for uptime.
+    pub started: Instant,
+    /// Wall-clock start time.
+    pub started_at: DateTime<Utc>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// How long a handler waits for an actor.
+    pub request_timeout: Duration,
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    actors: Arbiter,
+}
+
+impl Application {
+    /// Validates `settings`, starts the actor system, creates declared sessions and binds
+    /// the listener. Must run inside an actix `System`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let metrics = telemetry::metrics_handle();
+        let templates = Arc::new(TemplateStore::new());
+        let mut report = templates.load_dir(Path::new(&settings.sessions.templates_dir));
+        report.merge(settings.validate(&templates));
+        for warning in &report.warnings {
+            tracing::warn!(%warning, "configuration warning");
+        }
+        if !report.is_valid() {
+            bail!("invalid configuration:\n  {}", report.errors.join("\n  "));
+        }
+
+        let actors = Arbiter::new();
+        let registry_settings = RegistrySettings {
+            default_template: settings.sessions.default_template.clone(),
+            max_sessions: settings.sessions.max_sessions,
+        };
+        let registry_templates = templates.clone();
+        let registry = SessionRegistry::start_in_arbiter(&actors.handle(), move |_| {
+            SessionRegistry::new(registry_templates, registry_settings)
+        });
+        for declared in &settings.sessions.declared {
+            registry
+                .send(CreateSession(declared.clone()))
+                .await
+                .context("session registry stopped")?
+                .map_err(|e| anyhow::anyhow!("declared session {declared}: {e:?}"))?;
+        }
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let address = listener.local_addr()?;
+        if !address.ip().is_loopback() {
+            tracing::warn!(%address, "listening beyond this machine: anyone who can reach it can control sessions");
+        }
+
+        let state = web::Data::new(AppState {
+            registry,
+            templates,
+            request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            settings: Arc::new(settings),
+            started: Instant::now(),
+            started_at: Utc::now(),
+            metrics: metrics.clone(),
+        });
+        let workers = match state.settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(|cfg| routes::configure(cfg, &app_state.settings))
+        })
+        .listen(listener)?
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(state.settings.server.shutdown_timeout_ms.div_ceil(1000))
+        .run();
+
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+        tracing::info!(%address, workers, "listening on http://{address}");
+        Ok(Application {
+            port: address.port(),
+            server,
+            state,
+            actors,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let state = self.state.clone();
+        actix_rt::spawn(async move {
+            wait_for_signal().await;
+            graceful_shutdown(&state, &handle).await;
+        });
+        self.server.await?;
+        self.actors.stop();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Closes every session (clients get close frames and stream ends), then stops the server.
+pub async fn graceful_shutdown(state: &AppState, server: &ServerHandle) {
+    tracing::info!("shutting down: closing sessions");
+    let sessions = tokio::time::timeout(
+        SESSION_CLOSE_TIMEOUT,
+        state.registry.send(RemoveAllSessions),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    let closing = sessions.iter().map(|s| {
+        tokio::time::timeout(
+            SESSION_CLOSE_TIMEOUT,
+            s.send(CloseSession(CloseReason::ServerShutdown)),
+        )
+    });
+    let closed = futures_util::future::join_all(closing).await;
+    tracing::info!(sessions = closed.len(), "sessions closed");
+    server.stop(true).await;
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = actix_rt::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = actix_rt::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_rt::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,112 @@
+//! `/api/health`, `/api/config`, `/api/runtime` and `check-config`.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_reports_each_component() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "h1"})).await;
+
+    let health = app.get("/api/health").await;
+
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(health.body["components"]["registry"]["sessions_open"], 1);
+    for component in ["http", "registry", "sessions", "metrics"] {
+        assert_eq!(
+            health.body["components"][component]["status"], "ok",
+            "{component}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn config_and_runtime_describe_the_server() {
+    let app = spawn_app_with(|s| s.sessions.max_sessions = 7).await;
+
+    let config = app.get("/api/config").await;
+    let runtime = app.get("/api/runtime").await;
+
+    assert_eq!(config.status, 200);
+    assert_eq!(config.body["sessions"]["max_sessions"], 7);
+    assert_eq!(config.body["server"]["port"], 0);
+    assert_eq!(runtime.body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(runtime.body["uptime_secs"].as_f64().unwrap() >= 0.0);
+    let vars = runtime.body["environmentVariables"].as_array().unwrap();
+    let port = vars
+        .iter()
+        .find(|v| v["name"] == "SYNOPTICON__SERVER__PORT")
+        .expect("port variable listed");
+    assert_eq!(port["key"], "server.port");
+    assert!(vars.iter().any(|v| v["name"] == "SYNOPTICON_CONFIG"));
+}
+
+fn check_config(contents: &str) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("synopticon-check-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(&file, contents).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_synopticon"))
+        .arg("check-config")
+        .arg(&file)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+            .unwrap();
+
+    let (code, out) = check_config(&example);
+
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 error(s)"), "{out}");
+}
+
+#[test]
+fn check_config_prints_every_error() {
+    let (code, out) = check_config(
+        r#"
+[live]
+heartbeat_interval_ms = 10000
+client_timeout_ms = 5000
+[log]
+format = "xml"
+[sessions]
+default_template = "nope"
+[[sessions.declared]]
+id = "a"
+enabledDistributors = ["fax"]
+"#,
+    );
+
+    assert_eq!(code, 1, "{out}");
+    let errors: Vec<_> = out.lines().filter(|l| l.starts_with("error: ")).collect();
+    // The declared session also inherits the missing default template: five in all.
+    assert_eq!(errors.len(), 5, "{out}");
+    assert!(out.contains("live.client_timeout_ms"));
+    assert!(out.contains("log.format"));
+    assert!(out.contains("sessions.default_template"));
+    assert!(out.contains("sessions.declared[0].enabledDistributors[0]"));
+    assert!(out.contains("sessions.declared[0].template"));
+}
+
+#[test]
+fn check_config_reports_type_errors_by_key() {
+    let (code, out) = check_config("[server]\nport = \"eighty\"\n");
+
+    assert_eq!(code, 1);
+    assert!(out.contains("server.port"), "{out}");
+}

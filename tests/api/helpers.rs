@@ -1,0 +1,387 @@
+//! Test harness: a real server on port 0 per test, real HTTP/WebSocket/SSE clients, and
+//! `wait_until` with deadlines instead of sleeps.
+
+use std::future::Future;
+use std::time::Duration;
+
+use eventsource_stream::{Event as SseEvent, Eventsource};
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde_json::Value;
+use synopticon::configuration::Settings;
+use synopticon::startup::Application;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Longest any single wait in a test may take.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running server and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// Bound port.
+    pub port: u16,
+    /// HTTP client.
+    pub client: reqwest::Client,
+}
+
+/// Settings every test starts from: port 0, fast heartbeats, debug hooks on.
+pub fn test_settings() -> Settings {
+    let (mut settings, _) = Settings::load_with_env(None, []).expect("embedded default loads");
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings.server.debug_endpoints = true;
+    settings.live.heartbeat_interval_ms = 500;
+    settings.live.client_timeout_ms = 3000;
+    settings.live.sse_heartbeat_ms = 500;
+    settings.sessions.templates_dir =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates").into();
+    settings.log.level = "warn".into();
+    settings
+}
+
+/// Starts a server with the test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server with the test settings changed by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) -> TestApp {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut settings = test_settings();
+        tweak(&mut settings);
+        synopticon::telemetry::init_logging(&settings.log);
+        let result = actix_rt::System::new().block_on(async move {
+            match Application::build(settings).await {
+                Ok(app) => {
+                    let _ = tx.send(Ok(app.port()));
+                    app.run_until_stopped().await
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{e:#}")));
+                    Ok(())
+                }
+            }
+        });
+        if let Err(e) = result {
+            eprintln!("test server stopped: {e:#}");
+        }
+    });
+    let port = tokio::time::timeout(DEADLINE, rx)
+        .await
+        .expect("server starts in time")
+        .expect("server thread alive")
+        .expect("server builds");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(DEADLINE)
+            .build()
+            .expect("client"),
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// An HTTP answer: status and JSON body (Null when not JSON).
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Body.
+    pub body: Value,
+}
+
+impl TestApp {
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Answer {
+        Self::answer(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        Self::answer(
+            self.client
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    /// POST with a raw body.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        Self::answer(request.body(body).send().await.expect("POST")).await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Answer {
+        Self::answer(
+            self.client
+                .put(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("PUT"),
+        )
+        .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Answer {
+        Self::answer(
+            self.client
+                .delete(self.url(path))
+                .send()
+                .await
+                .expect("DELETE"),
+        )
+        .await
+    }
+
+    /// Creates a session and asserts 201.
+    pub async fn create_session(&self, body: Value) -> Value {
+        let answer = self.post("/api/v1/sessions", &body).await;
+        assert_eq!(answer.status, 201, "create session: {}", answer.body);
+        answer.body
+    }
+
+    /// Posts events and asserts 202.
+    pub async fn publish(&self, session: &str, events: Value) -> Value {
+        let answer = self
+            .post(&format!("/api/v1/sessions/{session}/events"), &events)
+            .await;
+        assert_eq!(answer.status, 202, "publish: {}", answer.body);
+        answer.body
+    }
+
+    /// Session status.
+    pub async fn status(&self, session: &str) -> Value {
+        let answer = self.get(&format!("/api/v1/sessions/{session}")).await;
+        assert_eq!(answer.status, 200, "status: {}", answer.body);
+        answer.body
+    }
+
+    /// One distributor's status within a session status.
+    pub async fn distributor(&self, session: &str, kind: &str) -> Value {
+        let status = self.status(session).await;
+        status["distributors"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["kind"] == kind).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Opens a WebSocket feed and reads its hello frame.
+    pub async fn ws(&self, session: &str, query: &str) -> WsClient {
+        let url = format!(
+            "ws://127.0.0.1:{}/api/v1/sessions/{session}/ws{query}",
+            self.port
+        );
+        let (stream, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("ws connects in time")
+            .expect("ws handshake");
+        let mut client = WsClient { stream };
+        let hello = client.next_json().await.expect("hello frame");
+        assert_eq!(hello["op"], "hello", "{hello}");
+        client
+    }
+
+    /// Opens an SSE feed.
+    pub async fn sse(&self, session: &str, query: &str, last_event_id: Option<u64>) -> SseClient {
+        let mut request = self
+            .client
+            .get(self.url(&format!("/api/v1/sessions/{session}/sse{query}")))
+            .timeout(Duration::from_secs(600));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.expect("sse request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        SseClient {
+            events: Box::pin(response.bytes_stream().eventsource()),
+        }
+    }
+}
+
+/// A WebSocket client.
+pub struct WsClient {
+    /// The raw stream, for tests that need it.
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a WebSocket read produced.
+#[derive(Debug)]
+pub enum WsRead {
+    /// A JSON text frame.
+    Json(Value),
+    /// A close frame: code and reason.
+    Closed(u16, String),
+}
+
+impl WsClient {
+    /// Next text frame or close frame (pings and pongs skipped); None on timeout/end.
+    pub async fn read(&mut self) -> Option<WsRead> {
+        loop {
+            let next = tokio::time::timeout(DEADLINE, self.stream.next())
+                .await
+                .ok()??;
+            match next.ok()? {
+                Message::Text(text) => {
+                    return Some(WsRead::Json(
+                        serde_json::from_str(&text).expect("JSON frame"),
+                    ))
+                }
+                Message::Close(frame) => {
+                    return Some(match frame {
+                        Some(f) => WsRead::Closed(f.code.into(), f.reason.to_string()),
+                        None => WsRead::Closed(1005, String::new()),
+                    })
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Next JSON frame (control or event).
+    pub async fn next_json(&mut self) -> Option<Value> {
+        match self.read().await? {
+            WsRead::Json(v) => Some(v),
+            WsRead::Closed(..) => None,
+        }
+    }
+
+    /// Next event frame, skipping control replies (`op` frames).
+    pub async fn next_event(&mut self) -> Option<Value> {
+        loop {
+            let v = self.next_json().await?;
+            if v.get("op").is_none() {
+                return Some(v);
+            }
+        }
+    }
+
+    /// `n` event frames.
+    pub async fn events(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            match self.next_event().await {
+                Some(v) => out.push(v),
+                None => panic!("expected {n} events, feed ended after {i}"),
+            }
+        }
+        out
+    }
+
+    /// Sends a JSON text frame.
+    pub async fn send(&mut self, value: Value) {
+        self.stream
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// Waits for the close frame, skipping anything before it.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match self.read().await {
+                Some(WsRead::Closed(code, reason)) => return (code, reason),
+                Some(WsRead::Json(_)) => continue,
+                None => panic!("feed ended without a close frame"),
+            }
+        }
+    }
+}
+
+/// An SSE client.
+pub struct SseClient {
+    events: std::pin::Pin<
+        Box<
+            dyn Stream<
+                    Item = Result<SseEvent, eventsource_stream::EventStreamError<reqwest::Error>>,
+                > + Send,
+        >,
+    >,
+}
+
+impl SseClient {
+    /// Next event; None when the stream ended (or on timeout).
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(DEADLINE, self.events.next())
+            .await
+            .ok()?
+            .map(|e| e.expect("well-formed SSE"))
+    }
+
+    /// `n` events.
+    pub async fn events(&mut self, n: usize) -> Vec<SseEvent> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            match self.next().await {
+                Some(e) => out.push(e),
+                None => panic!("expected {n} SSE events, stream ended after {i}"),
+            }
+        }
+        out
+    }
+}
+
+/// `n` events named `name` with `{"i": k}` payloads.
+pub fn batch(name: &str, n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| serde_json::json!({"event": name, "data": {"i": i}}))
+            .collect(),
+    )
+}

@@ -1,0 +1,11 @@
+//! Integration tests: each starts the real server on port 0 and talks to it with real
+//! HTTP, WebSocket and SSE clients.
+
+mod config;
+mod helpers;
+mod live;
+mod metrics;
+mod sessions;
+mod shutdown;
+mod supervision;
+mod templates;
