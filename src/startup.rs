@@ -114,6 +114,15 @@ impl Application {
                 .app_data(app_state.clone())
                 .configure(|cfg| routes::configure(cfg, &app_state.settings))
         })
+        // Live feeds write many small frames: without TCP_NODELAY, Nagle's algorithm and
+        // delayed ACKs hold them back for tens of milliseconds.
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            }
+        })
         .listen(listener)?
         .workers(workers)
         .disable_signals()

@@ -1,12 +1,12 @@
 //! The HTTP surface, one file per API area; each exposes `configure`.
 //!
-//! - [`health`]: `/api/health`
-//! - [`system`]: `/api/config`, `/api/runtime`
-//! - [`metrics`]: `/metrics`
-//! - [`templates`]: `/api/v1/templates`
-//! - [`sessions`]: `/api/v1/sessions` (sessions, distributors, routing, events)
-//! - [`live`]: `/api/v1/sessions/{id}/ws` and `/sse`
-//! - [`debug`]: `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
+//! - [`health`](self::health): `/api/health`
+//! - [`system`](self::system): `/api/config`, `/api/runtime`
+//! - [`metrics`](self::metrics): `/metrics`
+//! - [`templates`](self::templates): `/api/v1/templates`
+//! - [`sessions`](self::sessions): `/api/v1/sessions` (sessions, distributors, routing, events)
+//! - [`live`](self::live): `/api/v1/sessions/{id}/ws` and `/sse`
+//! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
 
 pub mod debug;
 pub mod health;

@@ -1,7 +1,6 @@
 //! Live feeds with real clients: WebSocket and SSE delivery, order, subscriptions,
 //! isolation, runtime changes and slow consumers.
 
-use std::time::Duration;
 
 use serde_json::{json, Value};
 

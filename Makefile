@@ -1,0 +1,42 @@
+# Synopticon: the two set-up commands are `make run` and `make test`.
+# Both install what they need that is missing; downloads are cached in .cache/
+# (git-ignored, outside target/) so later runs and CI reuse them.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+CACHE ?= $(CURDIR)/.cache
+PROMTOOL := $(CACHE)/bin/promtool
+# apt needs root; use sudo when we are not root and it exists.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
+
+.PHONY: run test test-deps lint bench help
+
+help:
+	@echo "make run   - build and start the server on the embedded default configuration"
+	@echo "make test  - install what the tests need, then run the whole suite"
+	@echo "make lint  - rustfmt and clippy"
+	@echo "make bench - fan-out benchmark (see docs/PERFORMANCE.md)"
+
+run:
+	$(CARGO) run --release --bin synopticon -- serve
+
+test: test-deps
+	PROMTOOL=$(PROMTOOL) SYNOPTICON_REQUIRE_PROMTOOL=1 ./scripts/run-tests.sh
+
+test-deps: $(PROMTOOL)
+
+# promtool checks the /metrics exposition. It ships in Debian's prometheus package; we
+# only unpack the binary (installing would start a Prometheus service).
+$(PROMTOOL):
+	@mkdir -p $(CACHE)/debs $(CACHE)/bin
+	cd $(CACHE)/debs && { apt-get download prometheus 2>/dev/null || { $(SUDO) apt-get update -qq && apt-get download prometheus; }; }
+	rm -rf $(CACHE)/prometheus-root && dpkg-deb -x $$(ls -t $(CACHE)/debs/prometheus_*.deb | head -1) $(CACHE)/prometheus-root
+	cp $(CACHE)/prometheus-root/usr/bin/promtool $@ && rm -rf $(CACHE)/prometheus-root
+	@$@ --version | head -1
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) run --release --example fanout_bench

@@ -1,0 +1,266 @@
+//! Fan-out benchmark: one session, N WebSocket clients on loopback, events posted over REST.
+//!
+//! Phase 1 (throughput): post batches as fast as the server accepts them and count the
+//! frames all clients receive. Phase 2 (latency): post at a fixed rate (10 events per
+//! millisecond by default) and measure, per frame, the time from the producer's POST to the
+//! client's receipt (producer and clients share this process's monotonic clock).
+//!
+//! `cargo run --release --example fanout_bench -- [--clients 100] [--seconds 5] [--rate 10000] [--write-docs]`
+//! `--write-docs` replaces the table between the fanout markers in docs/PERFORMANCE.md.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use synopticon::configuration::Settings;
+use synopticon::startup::Application;
+use tokio_tungstenite::tungstenite::Message;
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+struct Args {
+    clients: usize,
+    seconds: u64,
+    rate: u64,
+    write_docs: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args { clients: 100, seconds: 5, rate: 10_000, write_docs: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || it.next().and_then(|v| v.parse::<u64>().ok()).expect("a number after the flag");
+        match flag.as_str() {
+            "--clients" => a.clients = num() as usize,
+            "--seconds" => a.seconds = num(),
+            "--rate" => a.rate = num(),
+            "--write-docs" => a.write_docs = true,
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn start_server() -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut settings, _) = Settings::load_with_env(None, []).unwrap();
+        settings.server.port = 0;
+        settings.log.level = "warn".into();
+        settings.server.max_body_bytes = 16 << 20;
+        synopticon::telemetry::init_logging(&settings.log);
+        actix_rt::System::new()
+            .block_on(async move {
+                let app = Application::build(settings).await?;
+                tx.send(app.port()).unwrap();
+                app.run_until_stopped().await
+            })
+            .unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("server starts")
+}
+
+/// Pulls the number after `"t":` out of a frame without parsing the whole JSON.
+fn stamp(text: &str) -> Option<u64> {
+    let at = text.find("\"t\":")? + 4;
+    let digits: &str = &text[at..];
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+struct Client {
+    frames: Arc<AtomicU64>,
+    latencies: tokio::task::JoinHandle<Vec<u32>>,
+}
+
+async fn connect(port: u16, session: &str, record: Arc<AtomicBool>) -> Client {
+    let url = format!("ws://127.0.0.1:{port}/api/v1/sessions/{session}/ws");
+    // Nagle off on the client too, as any latency-sensitive client would.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("ws connect");
+    let frames = Arc::new(AtomicU64::new(0));
+    let counter = frames.clone();
+    let latencies = tokio::spawn(async move {
+        let mut lat = Vec::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(text) = msg {
+                // Event envelopes start with their session; control frames (hello, acks) do not.
+                if !text.starts_with("{\"session\"") {
+                    continue;
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+                if record.load(Ordering::Relaxed) {
+                    if let Some(t) = stamp(&text) {
+                        lat.push(((now_ns().saturating_sub(t)) / 1000) as u32);
+                    }
+                }
+            }
+        }
+        lat
+    });
+    Client { frames, latencies }
+}
+
+/// Cumulative `(le, count)` of the server's WebSocket delivery-latency histogram.
+async fn server_histogram(http: &reqwest::Client, base: &str) -> Vec<(f64, u64)> {
+    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = "synopticon_delivery_latency_seconds_bucket{distributor=\"websocket\",le=\"";
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Upper bucket bound (ms) under which a fraction `p` of the observations fall.
+fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> String {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| (*le, n - before.iter().find(|(l, _)| l == le).map_or(0, |(_, m)| *m)))
+        .collect();
+    let total = diff.last().map_or(0, |(_, n)| *n);
+    let want = (total as f64 * p).ceil() as u64;
+    match diff.iter().find(|(_, n)| *n >= want) {
+        Some((le, _)) if le.is_finite() => format!("≤ {:.2}", le * 1000.0),
+        _ => "> 5000".into(),
+    }
+}
+
+fn total(clients: &[Client]) -> u64 {
+    clients.iter().map(|c| c.frames.load(Ordering::Relaxed)).sum()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    START.get_or_init(Instant::now);
+    let port = start_server();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let session = json!({"id": "bench", "enabledDistributors": ["websocket"], "distributors": {"websocket": {
+        "queueCapacity": 1_000_000, "clientQueueCapacity": 1_000_000, "maxClientDrops": 0, "maxClients": 10_000}}});
+    let created = http.post(format!("{base}/api/v1/sessions")).json(&session).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let record = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..a.clients {
+        clients.push(connect(port, "bench", record.clone()).await);
+    }
+    let events_url = format!("{base}/api/v1/sessions/bench/events");
+
+    // Phase 1: throughput.
+    let batch: Value = Value::Array((0..1000).map(|i| json!({"event": "tick", "data": {"i": i}})).collect());
+    let body = serde_json::to_vec(&batch).unwrap();
+    let started = Instant::now();
+    let mut posted = 0u64;
+    while started.elapsed() < Duration::from_secs(a.seconds) {
+        let r = http.post(&events_url).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        posted += 1000;
+        // Keep the backlog bounded so the measurement is of delivery, not of queueing.
+        while (posted * a.clients as u64).saturating_sub(total(&clients)) > 2_000_000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let expected = posted * a.clients as u64;
+    while total(&clients) < expected && started.elapsed() < Duration::from_secs(a.seconds + 60) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let delivered = total(&clients);
+    let throughput = delivered as f64 / elapsed;
+    let accepted = posted as f64 / elapsed;
+
+    // Phase 2: latency at a fixed rate, 10 events per tick.
+    let per_tick = 10u64;
+    let tick = Duration::from_nanos(1_000_000_000 * per_tick / a.rate);
+    let before = total(&clients);
+    let hist_before = server_histogram(&http, &base).await;
+    record.store(true, Ordering::Relaxed);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let phase2 = Instant::now();
+    let mut sent = 0u64;
+    while phase2.elapsed() < Duration::from_secs(a.seconds) {
+        interval.tick().await;
+        let t = now_ns();
+        let events: Vec<Value> = (0..per_tick).map(|i| json!({"event": "tick", "data": {"t": t, "i": i}})).collect();
+        let http = http.clone();
+        let url = events_url.clone();
+        tokio::spawn(async move { http.post(url).json(&events).send().await.map(|r| r.status().as_u16()) });
+        sent += per_tick;
+    }
+    let want = before + sent * a.clients as u64;
+    let wait = Instant::now();
+    while total(&clients) < want && wait.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    record.store(false, Ordering::Relaxed);
+    let received = total(&clients) - before;
+    // The server records a frame when its connection writes it; give the last ones a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hist_after = server_histogram(&http, &base).await;
+    let server_p50 = bucket_quantile(&hist_before, &hist_after, 0.50);
+    let server_p99 = bucket_quantile(&hist_before, &hist_after, 0.99);
+    // Closing the session ends every client's stream, which hands back its latencies.
+    http.delete(format!("{base}/api/v1/sessions/bench")).send().await.unwrap();
+    let mut lat: Vec<u32> = Vec::new();
+    for c in clients {
+        lat.extend(c.latencies.await.unwrap());
+    }
+    lat.sort_unstable();
+    let achieved_rate = sent as f64 / phase2.elapsed().as_secs_f64();
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let table = format!(
+        "Measured {date} on {cores} cores ({cpu}), release build, server and clients in one process on loopback.\n\n\
+| Scenario | Result |\n|---|---|\n\
+| WebSocket fan-out, {clients} clients, max rate | {throughput:.0} deliveries/s ({accepted:.0} events/s accepted) |\n\
+| WebSocket at {rate:.0} events/s to {clients} clients | {received} of {expect} frames received |\n\
+| latency p50 / p90 / p99 / p99.9 / max (POST sent → client received) | {p50:.2} / {p90:.2} / {p99:.2} / {p999:.2} / {max:.2} ms |\n\
+| server latency p50 / p99 (event accepted → written to the connection, histogram buckets) | {server_p50} / {server_p99} ms |\n",
+        date = chrono::Utc::now().format("%Y-%m-%d"),
+        clients = a.clients,
+        rate = achieved_rate,
+        expect = sent * a.clients as u64,
+        p50 = percentile(&lat, 0.50),
+        p90 = percentile(&lat, 0.90),
+        p99 = percentile(&lat, 0.99),
+        p999 = percentile(&lat, 0.999),
+        max = percentile(&lat, 1.0),
+    );
+    println!("{table}");
+    if a.write_docs {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PERFORMANCE.md");
+        let doc = std::fs::read_to_string(path).expect("docs/PERFORMANCE.md");
+        let (begin, end) = ("<!-- fanout:begin -->\n", "<!-- fanout:end -->");
+        let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
+            panic!("markers missing in {path}");
+        };
+        let updated = format!("{}{begin}{table}{}", &doc[..b], &doc[e..]);
+        std::fs::write(path, updated).unwrap();
+        println!("wrote {path}");
+    }
+    std::process::exit(0);
+}
