@@ -32,10 +32,19 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 100, seconds: 5, rate: 10_000, write_docs: false };
+    let mut a = Args {
+        clients: 100,
+        seconds: 5,
+        rate: 10_000,
+        write_docs: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut num = || it.next().and_then(|v| v.parse::<u64>().ok()).expect("a number after the flag");
+        let mut num = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a number after the flag")
+        };
         match flag.as_str() {
             "--clients" => a.clients = num() as usize,
             "--seconds" => a.seconds = num(),
@@ -64,14 +73,17 @@ fn start_server() -> u16 {
             })
             .unwrap();
     });
-    rx.recv_timeout(Duration::from_secs(10)).expect("server starts")
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("server starts")
 }
 
 /// Pulls the number after `"t":` out of a frame without parsing the whole JSON.
 fn stamp(text: &str) -> Option<u64> {
     let at = text.find("\"t\":")? + 4;
     let digits: &str = &text[at..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 
@@ -83,7 +95,9 @@ struct Client {
 async fn connect(port: u16, session: &str, record: Arc<AtomicBool>) -> Client {
     let url = format!("ws://127.0.0.1:{port}/api/v1/sessions/{session}/ws");
     // Nagle off on the client too, as any latency-sensitive client would.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await.expect("ws connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .expect("ws connect");
     let frames = Arc::new(AtomicU64::new(0));
     let counter = frames.clone();
     let latencies = tokio::spawn(async move {
@@ -109,13 +123,24 @@ async fn connect(port: u16, session: &str, record: Arc<AtomicBool>) -> Client {
 
 /// Cumulative `(le, count)` of the server's WebSocket delivery-latency histogram.
 async fn server_histogram(http: &reqwest::Client, base: &str) -> Vec<(f64, u64)> {
-    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let prefix = "synopticon_delivery_latency_seconds_bucket{distributor=\"websocket\",le=\"";
     text.lines()
         .filter_map(|l| l.strip_prefix(prefix))
         .filter_map(|rest| {
             let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, count.trim().parse().ok()?))
         })
         .collect()
@@ -125,7 +150,12 @@ async fn server_histogram(http: &reqwest::Client, base: &str) -> Vec<(f64, u64)>
 fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> String {
     let diff: Vec<(f64, u64)> = after
         .iter()
-        .map(|(le, n)| (*le, n - before.iter().find(|(l, _)| l == le).map_or(0, |(_, m)| *m)))
+        .map(|(le, n)| {
+            (
+                *le,
+                n - before.iter().find(|(l, _)| l == le).map_or(0, |(_, m)| *m),
+            )
+        })
         .collect();
     let total = diff.last().map_or(0, |(_, n)| *n);
     let want = (total as f64 * p).ceil() as u64;
@@ -136,7 +166,10 @@ fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> Strin
 }
 
 fn total(clients: &[Client]) -> u64 {
-    clients.iter().map(|c| c.frames.load(Ordering::Relaxed)).sum()
+    clients
+        .iter()
+        .map(|c| c.frames.load(Ordering::Relaxed))
+        .sum()
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -156,7 +189,12 @@ async fn main() {
     let base = format!("http://127.0.0.1:{port}");
     let session = json!({"id": "bench", "enabledDistributors": ["websocket"], "distributors": {"websocket": {
         "queueCapacity": 1_000_000, "clientQueueCapacity": 1_000_000, "maxClientDrops": 0, "maxClients": 10_000}}});
-    let created = http.post(format!("{base}/api/v1/sessions")).json(&session).send().await.unwrap();
+    let created = http
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status(), 201);
     let record = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -166,12 +204,22 @@ async fn main() {
     let events_url = format!("{base}/api/v1/sessions/bench/events");
 
     // Phase 1: throughput.
-    let batch: Value = Value::Array((0..1000).map(|i| json!({"event": "tick", "data": {"i": i}})).collect());
+    let batch: Value = Value::Array(
+        (0..1000)
+            .map(|i| json!({"event": "tick", "data": {"i": i}}))
+            .collect(),
+    );
     let body = serde_json::to_vec(&batch).unwrap();
     let started = Instant::now();
     let mut posted = 0u64;
     while started.elapsed() < Duration::from_secs(a.seconds) {
-        let r = http.post(&events_url).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+        let r = http
+            .post(&events_url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202);
         posted += 1000;
         // Keep the backlog bounded so the measurement is of delivery, not of queueing.
@@ -201,10 +249,18 @@ async fn main() {
     while phase2.elapsed() < Duration::from_secs(a.seconds) {
         interval.tick().await;
         let t = now_ns();
-        let events: Vec<Value> = (0..per_tick).map(|i| json!({"event": "tick", "data": {"t": t, "i": i}})).collect();
+        let events: Vec<Value> = (0..per_tick)
+            .map(|i| json!({"event": "tick", "data": {"t": t, "i": i}}))
+            .collect();
         let http = http.clone();
         let url = events_url.clone();
-        tokio::spawn(async move { http.post(url).json(&events).send().await.map(|r| r.status().as_u16()) });
+        tokio::spawn(async move {
+            http.post(url)
+                .json(&events)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
         sent += per_tick;
     }
     let want = before + sent * a.clients as u64;
@@ -220,7 +276,10 @@ async fn main() {
     let server_p50 = bucket_quantile(&hist_before, &hist_after, 0.50);
     let server_p99 = bucket_quantile(&hist_before, &hist_after, 0.99);
     // Closing the session ends every client's stream, which hands back its latencies.
-    http.delete(format!("{base}/api/v1/sessions/bench")).send().await.unwrap();
+    http.delete(format!("{base}/api/v1/sessions/bench"))
+        .send()
+        .await
+        .unwrap();
     let mut lat: Vec<u32> = Vec::new();
     for c in clients {
         lat.extend(c.latencies.await.unwrap());
@@ -230,7 +289,11 @@ async fn main() {
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let table = format!(

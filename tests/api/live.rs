@@ -1,7 +1,6 @@
 //! Live feeds with real clients: WebSocket and SSE delivery, order, subscriptions,
 //! isolation, runtime changes and slow consumers.
 
-
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -347,4 +346,64 @@ async fn a_stuck_client_is_cut_off_without_delaying_the_others() {
     let metrics = app.metrics().await;
     assert!(metrics.contains("synopticon_live_disconnects_total{session=\"slow\",distributor=\"websocket\",reason=\"slow_consumer\"} 1"), "{metrics}");
     drop(stuck);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_dropped() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "hb"})).await;
+    // Handshake, then never read again: pings go unanswered.
+    let (silent, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/api/v1/sessions/hb/ws",
+        app.port
+    ))
+    .await
+    .unwrap();
+    let mut live = app.ws("hb", "").await;
+    assert_eq!(
+        app.distributor("hb", "websocket").await["connected_clients"],
+        2
+    );
+
+    // live.client_timeout_ms is 3 s in the test settings; the live client keeps reading,
+    // which answers the server's pings.
+    let reader = tokio::spawn(async move { while live.read().await.is_some() {} });
+    wait_until("the silent client to be dropped", DEADLINE, || async {
+        (app.distributor("hb", "websocket").await["connected_clients"] == 1).then_some(())
+    })
+    .await;
+
+    reader.abort();
+    drop(silent);
+}
+
+#[tokio::test]
+async fn idle_sse_streams_get_heartbeat_comments() {
+    use futures_util::StreamExt;
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "beat"})).await;
+    let response = app
+        .client
+        .get(app.url("/api/v1/sessions/beat/sse"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+
+    let mut text = String::new();
+    let started = std::time::Instant::now();
+    while !text.contains(": heartbeat\n\n") {
+        let chunk = tokio::time::timeout(DEADLINE, body.next())
+            .await
+            .expect("a chunk in time")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    assert!(text.starts_with("retry: 3000\n\n"), "{text:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "the heartbeat comes after an idle period"
+    );
 }
