@@ -9,3 +9,4 @@ mod sessions;
 mod shutdown;
 mod supervision;
 mod templates;
+mod udp;

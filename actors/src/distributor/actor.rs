@@ -176,6 +176,7 @@ impl<P: Protocol> DistributorActor<P> {
                 let t = self.breaker.on_failure(Instant::now());
                 self.report_transition(t);
             }
+            Outcome::Rejected(error) => self.telemetry.failed(&error),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod live;
 pub mod queue;
 pub mod sse;
+pub mod udp;
 pub mod websocket;
 
 use std::fmt;
@@ -82,7 +83,7 @@ impl DistributorKind {
 
     /// Whether this build implements the protocol.
     pub fn is_available(self) -> bool {
-        matches!(self, Self::Websocket | Self::Sse)
+        matches!(self, Self::Websocket | Self::Sse | Self::Udp)
     }
 
     /// The kinds this build implements, for error messages.
@@ -230,8 +231,12 @@ impl CommonConfig {
 pub enum Outcome {
     /// The peer has it (for live feeds: queued to every subscribed client).
     Delivered,
-    /// The protocol gave up on it (after its own retries, if any).
+    /// The protocol gave up on it (after its own retries, if any); counts toward the
+    /// circuit breaker, since the peer or the path to it is failing.
     Failed(String),
+    /// This event can never be delivered (too large, refused as malformed by the peer);
+    /// counted as failed, but the peer is healthy, so the breaker is not moved.
+    Rejected(String),
 }
 
 /// What [`Protocol::deliver`] returns.
@@ -338,6 +343,9 @@ pub fn parse_config(kind: DistributorKind, path: &str, value: &Value, report: &m
         DistributorKind::Sse => {
             parse_typed::<sse::SseProtocol>(path, value, report);
         }
+        DistributorKind::Udp => {
+            parse_typed::<udp::UdpProtocol>(path, value, report);
+        }
         other => report.error(format!(
             "{path}: the {other} distributor is not available in this version (available: {})",
             DistributorKind::available_names()
@@ -392,6 +400,7 @@ pub fn spawn(
     match kind {
         DistributorKind::Websocket => spawn_typed::<websocket::WebSocketProtocol>(request),
         DistributorKind::Sse => spawn_typed::<sse::SseProtocol>(request),
+        DistributorKind::Udp => spawn_typed::<udp::UdpProtocol>(request),
         other => {
             let mut report = Report::default();
             parse_config(

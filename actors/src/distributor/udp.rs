@@ -1,0 +1,296 @@
+//! UDP distributor: one datagram per event to every target, in a compact binary encoding
+//! (documented byte by byte in docs/PROTOCOLS.md) or as the JSON envelope.
+//!
+//! Sending is a non-blocking `send_to` on the actor's thread: no future, no allocation
+//! beyond the encoded datagram, which is built once per event and sent to every target.
+//! A datagram larger than `maxDatagramBytes` is refused and counted, never cut.
+
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::Value;
+
+use super::{Delivery, DistributorKind, Outcome, Protocol};
+use crate::event::Event;
+use crate::telemetry::DistributorTelemetry;
+use crate::validation::{kind_of, FieldReader};
+
+/// First four bytes of every binary datagram: `SYNO`.
+pub const MAGIC: [u8; 4] = *b"SYNO";
+/// Binary format version.
+pub const VERSION: u8 = 1;
+/// Length of the fixed binary header.
+pub const HEADER_LEN: usize = 40;
+/// Payload format code: the event's `data` as compact JSON.
+pub const PAYLOAD_JSON: u8 = 1;
+/// Largest datagram that crosses an Ethernet path without IP fragmentation (1500 − 20 − 8).
+pub const SAFE_DATAGRAM: u64 = 1472;
+/// Largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: u64 = 65507;
+
+/// Datagram encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpEncoding {
+    /// Fixed binary header plus the data as JSON.
+    Binary,
+    /// The JSON envelope, as WebSocket clients get it.
+    Json,
+}
+
+/// UDP settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UdpConfig {
+    /// Where datagrams go, as written (`host:port`).
+    pub targets: Vec<String>,
+    /// `binary` (default) or `json`.
+    pub encoding: UdpEncoding,
+    /// Larger datagrams are refused (`maxDatagramBytes`).
+    pub max_datagram: usize,
+}
+
+/// FNV-1a, 32 bits: the session and event-name hashes in the binary header.
+pub fn fnv1a32(text: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// Encodes `event` in the binary format (big-endian; see docs/PROTOCOLS.md).
+pub fn encode_binary(event: &Event) -> Bytes {
+    let name = event.name.as_bytes();
+    let payload = serde_json::to_vec(&event.data).unwrap_or_default();
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + name.len() + payload.len());
+    buf.put_slice(&MAGIC);
+    buf.put_u8(VERSION);
+    buf.put_u8(PAYLOAD_JSON);
+    buf.put_u16(HEADER_LEN as u16);
+    buf.put_u32(fnv1a32(&event.session));
+    buf.put_u64(event.seq);
+    buf.put_u32(fnv1a32(&event.name));
+    buf.put_i64(event.ts.timestamp_micros());
+    buf.put_u16(name.len() as u16);
+    buf.put_u16(0); // reserved
+    buf.put_u32(payload.len() as u32);
+    buf.put_slice(name);
+    buf.put_slice(&payload);
+    buf.freeze()
+}
+
+/// The UDP protocol half of a distributor.
+pub struct UdpProtocol {
+    config: UdpConfig,
+    resolved: Vec<SocketAddr>,
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+    telemetry: Arc<DistributorTelemetry>,
+}
+
+fn parse_target(path: &str, item: &Value, default_port: Option<u64>) -> Result<String, String> {
+    let (host, port) = match item {
+        Value::String(s) => match s.rsplit_once(':') {
+            Some((h, p)) => (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse::<u64>().ok(),
+            ),
+            None => (s.clone(), default_port),
+        },
+        Value::Object(o) => (
+            o.get("host")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            o.get("port").and_then(Value::as_u64).or(default_port),
+        ),
+        other => {
+            return Err(format!(
+                "{path}: must be \"host:port\" or {{\"host\", \"port\"}}, got {}",
+                kind_of(other)
+            ))
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{path}: host is missing"));
+    }
+    match port {
+        Some(p) if (1..=65535).contains(&p) => Ok(if host.contains(':') {
+            format!("[{host}]:{p}")
+        } else {
+            format!("{host}:{p}")
+        }),
+        _ => Err(format!("{path}: port must be 1-65535")),
+    }
+}
+
+impl UdpProtocol {
+    fn resolve(&mut self) {
+        self.resolved.clear();
+        for target in &self.config.targets {
+            match target.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(addr)) => self.resolved.push(addr),
+                _ => self
+                    .telemetry
+                    .set_last_error(&format!("cannot resolve UDP target {target}")),
+            }
+        }
+        let bind = |addr: &str| {
+            UdpSocket::bind(addr)
+                .and_then(|s| s.set_nonblocking(true).map(|_| s))
+                .ok()
+        };
+        if self.resolved.iter().any(SocketAddr::is_ipv4) && self.v4.is_none() {
+            self.v4 = bind("0.0.0.0:0");
+        }
+        if self.resolved.iter().any(SocketAddr::is_ipv6) && self.v6.is_none() {
+            self.v6 = bind("[::]:0");
+        }
+    }
+}
+
+impl Protocol for UdpProtocol {
+    type Config = UdpConfig;
+    const KIND: DistributorKind = DistributorKind::Udp;
+
+    fn parse(r: &mut FieldReader<'_>, path: &str) -> UdpConfig {
+        let default_port = r
+            .raw("port")
+            .map(|p| p.as_u64().filter(|n| (1..=65535).contains(n)).ok_or(p));
+        let default_port = match default_port {
+            Some(Ok(p)) => Some(p),
+            Some(Err(bad)) => {
+                r.report()
+                    .error(format!("{path}.port: port must be 1-65535, got {bad}"));
+                None
+            }
+            None => None,
+        };
+        let mut targets = Vec::new();
+        match r.raw("targets") {
+            Some(Value::Array(items)) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    match parse_target(&format!("{path}.targets[{i}]"), item, default_port) {
+                        Ok(t) => targets.push(t),
+                        Err(e) => r.report().error(e),
+                    }
+                }
+            }
+            Some(Value::String(one)) => match parse_target(
+                &format!("{path}.targets"),
+                &Value::String(one.clone()),
+                default_port,
+            ) {
+                Ok(t) => targets.push(t),
+                Err(e) => r.report().error(e),
+            },
+            _ => r.report().error(format!(
+                "{path}.targets: UDP distributor requires at least one target (\"host:port\")"
+            )),
+        }
+        let encoding = match r.choice("encoding", &["binary", "json"], "binary") {
+            "json" => UdpEncoding::Json,
+            _ => UdpEncoding::Binary,
+        };
+        let max_datagram = r.u64(
+            "maxDatagramBytes",
+            HEADER_LEN as u64 + 16,
+            MAX_DATAGRAM,
+            SAFE_DATAGRAM,
+        );
+        if max_datagram > SAFE_DATAGRAM {
+            r.report().warn(format!(
+                "{path}.maxDatagramBytes: datagrams over {SAFE_DATAGRAM} bytes are fragmented by IP and lost whole if one fragment is"
+            ));
+        }
+        UdpConfig {
+            targets,
+            encoding,
+            max_datagram: max_datagram as usize,
+        }
+    }
+
+    fn new(_session: Arc<str>, config: UdpConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+        let mut protocol = Self {
+            config,
+            resolved: Vec::new(),
+            v4: None,
+            v6: None,
+            telemetry,
+        };
+        protocol.resolve();
+        protocol
+    }
+
+    fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
+        let datagram = match self.config.encoding {
+            UdpEncoding::Json => event.json().clone(),
+            UdpEncoding::Binary => encode_binary(event),
+        };
+        if datagram.len() > self.config.max_datagram {
+            return Delivery::Done(Outcome::Rejected(format!(
+                "event {} seq {}: datagram of {} bytes exceeds maxDatagramBytes {}",
+                event.name,
+                event.seq,
+                datagram.len(),
+                self.config.max_datagram
+            )));
+        }
+        if self.resolved.is_empty() {
+            return Delivery::Done(Outcome::Failed("no UDP target could be resolved".into()));
+        }
+        let mut errors = Vec::new();
+        for target in &self.resolved {
+            let socket = if target.is_ipv4() { &self.v4 } else { &self.v6 };
+            let Some(socket) = socket else {
+                errors.push(format!("{target}: no local socket"));
+                continue;
+            };
+            if let Err(e) = socket.send_to(&datagram, target) {
+                errors.push(format!("{target}: {e}"));
+            }
+        }
+        Delivery::Done(if errors.is_empty() {
+            Outcome::Delivered
+        } else {
+            Outcome::Failed(format!("UDP send failed: {}", errors.join("; ")))
+        })
+    }
+
+    fn reconfigure(&mut self, config: UdpConfig) {
+        self.config = config;
+        self.resolve();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_reference_values() {
+        assert_eq!(fnv1a32(""), 0x811c9dc5);
+        assert_eq!(fnv1a32("a"), 0xe40c292c);
+        assert_eq!(fnv1a32("foobar"), 0xbf9cf968);
+    }
+
+    #[test]
+    fn targets_accept_strings_objects_and_a_default_port() {
+        assert_eq!(
+            parse_target("t", &"127.0.0.1:9".into(), None).unwrap(),
+            "127.0.0.1:9"
+        );
+        assert_eq!(
+            parse_target("t", &serde_json::json!({"host": "h"}), Some(7)).unwrap(),
+            "h:7"
+        );
+        assert_eq!(
+            parse_target("t", &"[::1]:5".into(), None).unwrap(),
+            "[::1]:5"
+        );
+        assert!(parse_target("t", &"h:70000".into(), None)
+            .unwrap_err()
+            .contains("port must be 1-65535"));
+    }
+}
