@@ -184,6 +184,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 async fn main() {
     let a = args();
     START.get_or_init(Instant::now);
+    synopticon_actors::distributor::http::install_crypto_provider();
     let port = start_server();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

@@ -56,6 +56,7 @@ impl Application {
     /// the listener. Must run inside an actix `System`.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let metrics = telemetry::metrics_handle();
+        synopticon_actors::distributor::http::install_crypto_provider();
         let templates = Arc::new(TemplateStore::new());
         let mut report = templates.load_dir(Path::new(&settings.sessions.templates_dir));
         report.merge(settings.validate(&templates));

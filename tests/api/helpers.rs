@@ -48,6 +48,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server with the test settings changed by `tweak`.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) -> TestApp {
+    synopticon_actors::distributor::http::install_crypto_provider();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut settings = test_settings();

@@ -10,3 +10,4 @@ mod shutdown;
 mod supervision;
 mod templates;
 mod udp;
+mod webhook;

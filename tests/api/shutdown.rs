@@ -10,6 +10,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn sigterm_closes_sessions_and_exits_cleanly() {
+    synopticon_actors::distributor::http::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("synopticon-shutdown-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");

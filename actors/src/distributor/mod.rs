@@ -12,6 +12,7 @@
 
 pub mod actor;
 pub mod breaker;
+pub mod http;
 pub mod live;
 pub mod queue;
 pub mod sse;
@@ -83,7 +84,7 @@ impl DistributorKind {
 
     /// Whether this build implements the protocol.
     pub fn is_available(self) -> bool {
-        matches!(self, Self::Websocket | Self::Sse | Self::Udp)
+        matches!(self, Self::Websocket | Self::Sse | Self::Udp | Self::Http)
     }
 
     /// The kinds this build implements, for error messages.
@@ -346,6 +347,9 @@ pub fn parse_config(kind: DistributorKind, path: &str, value: &Value, report: &m
         DistributorKind::Udp => {
             parse_typed::<udp::UdpProtocol>(path, value, report);
         }
+        DistributorKind::Http => {
+            parse_typed::<http::HttpProtocol>(path, value, report);
+        }
         other => report.error(format!(
             "{path}: the {other} distributor is not available in this version (available: {})",
             DistributorKind::available_names()
@@ -401,6 +405,7 @@ pub fn spawn(
         DistributorKind::Websocket => spawn_typed::<websocket::WebSocketProtocol>(request),
         DistributorKind::Sse => spawn_typed::<sse::SseProtocol>(request),
         DistributorKind::Udp => spawn_typed::<udp::UdpProtocol>(request),
+        DistributorKind::Http => spawn_typed::<http::HttpProtocol>(request),
         other => {
             let mut report = Report::default();
             parse_config(

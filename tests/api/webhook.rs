@@ -1,0 +1,320 @@
+//! HTTP webhooks against a real HTTP receiver on loopback with scripted answers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub seq: u64,
+    pub authorization: Option<String>,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// How the receiver answers the next request.
+#[derive(Clone, Copy)]
+pub enum Reply {
+    Status(u16),
+    RetryAfter(u16, u64),
+}
+
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub port: u16,
+    log: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// Starts a receiver on `port` (0 for any) answering `script` in order, then 200.
+    pub fn start(port: u16, script: Vec<Reply>) -> Receiver {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (l, s) = (log.clone(), script.clone());
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    let (l, s) = (l.clone(), s.clone());
+                    App::new().default_service(web::to(
+                        move |req: HttpRequest, body: web::Bytes| {
+                            let (l, s) = (l.clone(), s.clone());
+                            async move {
+                                let header = |n: &str| {
+                                    req.headers()
+                                        .get(n)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(str::to_string)
+                                };
+                                l.lock().unwrap().push(Received {
+                                    path: req.path().to_string(),
+                                    seq: header("x-synopticon-seq")
+                                        .and_then(|v| v.parse().ok())
+                                        .unwrap_or(0),
+                                    authorization: header("authorization"),
+                                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                                    at: Instant::now(),
+                                });
+                                let reply = s.lock().unwrap().pop_front();
+                                match reply {
+                                    None => HttpResponse::Ok().finish(),
+                                    Some(Reply::Status(code)) => HttpResponse::build(
+                                        actix_web::http::StatusCode::from_u16(code).unwrap(),
+                                    )
+                                    .finish(),
+                                    Some(Reply::RetryAfter(code, secs)) => HttpResponse::build(
+                                        actix_web::http::StatusCode::from_u16(code).unwrap(),
+                                    )
+                                    .insert_header(("Retry-After", secs.to_string()))
+                                    .finish(),
+                                }
+                            }
+                        },
+                    ))
+                })
+                .workers(1)
+                .bind(("127.0.0.1", port))
+                .expect("receiver binds");
+                tx.send(server.addrs()[0].port()).unwrap();
+                server.run().await
+            })
+        });
+        let port = rx.recv_timeout(DEADLINE).expect("receiver starts");
+        Receiver { port, log }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn requests_for(receiver: &Receiver, n: usize) -> Vec<Received> {
+    wait_until(&format!("{n} webhook requests"), DEADLINE, || async {
+        let r = receiver.requests();
+        (r.len() >= n).then_some(r)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn webhooks_post_the_envelope_with_headers_to_each_endpoint() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0, vec![]);
+    app.create_session(
+        json!({"id": "hook", "enabledDistributors": ["http"], "distributors": {"http": {
+        "baseUrl": receiver.url(), "endpoint": "/events", "endpoints": {"face_*": "/faces"},
+        "headers": {"Authorization": "Bearer lab-secret"}}}}),
+    )
+    .await;
+
+    app.publish(
+        "hook",
+        json!([{"event": "face_detected", "data": {"p": "P001"}}, {"event": "gaze", "data": {}}]),
+    )
+    .await;
+    let got = requests_for(&receiver, 2).await;
+
+    assert_eq!(got[0].path, "/faces");
+    assert_eq!(got[1].path, "/events");
+    assert_eq!(got[0].authorization.as_deref(), Some("Bearer lab-secret"));
+    assert_eq!(got[0].body["session"], "hook");
+    assert_eq!(got[0].body["event"], "face_detected");
+    assert_eq!(got[0].body["data"], json!({"p": "P001"}));
+    assert_eq!((got[0].seq, got[1].seq), (1, 2), "in order");
+    let status = app.status("hook").await;
+    assert_eq!(
+        status["config"]["distributors"]["http"]["headers"]["Authorization"],
+        "***redacted***"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_the_event_arrives_exactly_once_more() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0, vec![Reply::Status(500), Reply::Status(500)]);
+    app.create_session(
+        json!({"id": "retry", "enabledDistributors": ["http"], "distributors": {"http": {
+        "baseUrl": receiver.url(), "retryBaseMs": 10}}}),
+    )
+    .await;
+
+    app.publish("retry", json!({"event": "participant_joined", "data": {}}))
+        .await;
+    let got = requests_for(&receiver, 3).await;
+    app.publish("retry", json!({"event": "next", "data": {}}))
+        .await;
+    let all = requests_for(&receiver, 4).await;
+
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 1, 1],
+        "two 500s, then the 200"
+    );
+    assert_eq!(all.len(), 4, "no duplicate after the success");
+    assert_eq!(all[3].seq, 2);
+    let http = wait_until("accounting", DEADLINE, || async {
+        let d = app.distributor("retry", "http").await;
+        (d["sent"] == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(http["failed"], 0);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried_and_are_reported() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0, vec![Reply::Status(400)]);
+    app.create_session(
+        json!({"id": "bad-req", "enabledDistributors": ["http"], "distributors": {"http": {
+        "baseUrl": receiver.url(), "retryBaseMs": 10}}}),
+    )
+    .await;
+
+    app.publish(
+        "bad-req",
+        json!([{"event": "refused"}, {"event": "accepted"}]),
+    )
+    .await;
+    let got = requests_for(&receiver, 2).await;
+    let http = wait_until("accounting", DEADLINE, || async {
+        let d = app.distributor("bad-req", "http").await;
+        (d["sent"] == 1 && d["failed"] == 1).then_some(d)
+    })
+    .await;
+
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2],
+        "the 400 was not retried"
+    );
+    assert!(
+        http["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400"),
+        "{http}"
+    );
+    assert_eq!(http["breaker"], "closed");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0, vec![Reply::RetryAfter(429, 1)]);
+    app.create_session(
+        json!({"id": "slowdown", "enabledDistributors": ["http"], "distributors": {"http": {
+        "baseUrl": receiver.url(), "retryBaseMs": 10}}}),
+    )
+    .await;
+
+    app.publish("slowdown", json!({"event": "x"})).await;
+    let got = requests_for(&receiver, 2).await;
+
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "waited {gap:?}, the receiver asked for 1 s"
+    );
+    assert_eq!((got[0].seq, got[1].seq), (1, 1));
+}
+
+#[tokio::test]
+async fn a_dead_receiver_opens_the_breaker_without_slowing_websocket_and_recovery_closes_it() {
+    let app = spawn_app().await;
+    let port = free_port();
+    app.create_session(json!({"id": "outage", "enabledDistributors": ["websocket", "http"], "distributors": {"http": {
+        "baseUrl": format!("http://127.0.0.1:{port}"), "maxRetries": 0, "timeoutMs": 500,
+        "breakerThreshold": 2, "breakerCooldownMs": 300}}}))
+        .await;
+    let mut ws = app.ws("outage", "").await;
+
+    app.publish("outage", batch("during_outage", 6)).await;
+    let live = ws.events(6).await;
+    let open = wait_until("the breaker to open", DEADLINE, || async {
+        let d = app.distributor("outage", "http").await;
+        (d["breaker"] == "open").then_some(d)
+    })
+    .await;
+    let health = app.get("/api/health").await;
+    let receiver = Receiver::start(port, vec![]);
+    let recovered = wait_until(
+        "the breaker to close and the backlog to drain",
+        DEADLINE,
+        || async {
+            let d = app.distributor("outage", "http").await;
+            (d["breaker"] == "closed" && d["queued"] == 0).then_some(d)
+        },
+    )
+    .await;
+
+    assert_eq!(
+        live.len(),
+        6,
+        "WebSocket delivered everything during the outage"
+    );
+    assert!(open["failed"].as_u64().unwrap() >= 2, "{open}");
+    assert!(
+        open["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection failed"),
+        "{open}"
+    );
+    assert_eq!(health.body["status"], "degraded");
+    let (sent, failed) = (
+        recovered["sent"].as_u64().unwrap(),
+        recovered["failed"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        sent + failed + recovered["dropped"].as_u64().unwrap(),
+        6,
+        "every event accounted for: {recovered}"
+    );
+    assert!(sent >= 1, "delivery resumed: {recovered}");
+    let got: Vec<u64> = receiver.requests().iter().map(|r| r.seq).collect();
+    assert_eq!(
+        got.len() as u64,
+        sent,
+        "the receiver got exactly what was counted as sent"
+    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("synopticon_distributor_breaker_transitions_total{session=\"outage\",distributor=\"http\",to=\"open\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn webhook_settings_are_validated_at_once() {
+    let app = spawn_app().await;
+
+    let answer = app
+        .post(
+            "/api/v1/sessions",
+            &json!({"enabledDistributors": ["http"], "distributors": {"http": {
+            "baseUrl": "invalid-url", "timeoutMs": "soon", "endpoints": {"a": "no-slash"}}}}),
+        )
+        .await;
+
+    assert_eq!(answer.status, 422);
+    let details: Vec<String> = serde_json::from_value(answer.body["details"].clone()).unwrap();
+    assert_eq!(details.len(), 3, "{details:#?}");
+    assert!(details[0].contains("HTTP baseUrl must start with http:// or https://"));
+}
