@@ -24,6 +24,7 @@ test: test-deps
 	PROMTOOL=$(PROMTOOL) SYNOPTICON_REQUIRE_PROMTOOL=1 ./scripts/run-tests.sh
 
 test-deps: $(PROMTOOL)
+	./scripts/test-services.sh
 
 # promtool checks the /metrics exposition. It ships in Debian's prometheus package; we
 # only unpack the binary (installing would start a Prometheus service).

@@ -5,6 +5,7 @@ mod config;
 mod helpers;
 mod live;
 mod metrics;
+mod mqtt;
 mod sessions;
 mod shutdown;
 mod supervision;

@@ -140,8 +140,8 @@ async fn error_statuses_have_json_bodies() {
     let not_enabled = app.delete("/api/v1/sessions/e1/distributors/mqtt").await;
     let unavailable = app
         .put(
-            "/api/v1/sessions/e1/distributors/mqtt",
-            &json!({"broker": "mqtt://x"}),
+            "/api/v1/sessions/e1/distributors/redis",
+            &json!({"url": "redis://127.0.0.1"}),
         )
         .await;
 

@@ -14,6 +14,7 @@ pub mod actor;
 pub mod breaker;
 pub mod http;
 pub mod live;
+pub mod mqtt;
 pub mod queue;
 pub mod sse;
 pub mod udp;
@@ -84,7 +85,7 @@ impl DistributorKind {
 
     /// Whether this build implements the protocol.
     pub fn is_available(self) -> bool {
-        matches!(self, Self::Websocket | Self::Sse | Self::Udp | Self::Http)
+        !matches!(self, Self::Redis)
     }
 
     /// The kinds this build implements, for error messages.
@@ -350,6 +351,9 @@ pub fn parse_config(kind: DistributorKind, path: &str, value: &Value, report: &m
         DistributorKind::Http => {
             parse_typed::<http::HttpProtocol>(path, value, report);
         }
+        DistributorKind::Mqtt => {
+            parse_typed::<mqtt::MqttProtocol>(path, value, report);
+        }
         other => report.error(format!(
             "{path}: the {other} distributor is not available in this version (available: {})",
             DistributorKind::available_names()
@@ -406,6 +410,7 @@ pub fn spawn(
         DistributorKind::Sse => spawn_typed::<sse::SseProtocol>(request),
         DistributorKind::Udp => spawn_typed::<udp::UdpProtocol>(request),
         DistributorKind::Http => spawn_typed::<http::HttpProtocol>(request),
+        DistributorKind::Mqtt => spawn_typed::<mqtt::MqttProtocol>(request),
         other => {
             let mut report = Report::default();
             parse_config(

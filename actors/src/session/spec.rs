@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn unavailable_protocols_are_refused_when_enabled() {
-        let (config, report) = run(json!({"enabledDistributors": ["mqtt"]}));
+        let (config, report) = run(json!({"enabledDistributors": ["redis"]}));
         assert!(config.is_none());
         assert!(
             report.errors[0].contains("not available"),

@@ -1,0 +1,519 @@
+//! MQTT distributor: publishes each event's JSON envelope to a broker with `rumqttc`.
+//!
+//! A connection task (spawned on the actor's thread) drives the client's event loop,
+//! reconnects after `reconnectDelayMs`, and rotates through `backupBrokers` when the current
+//! broker is down. Deliveries complete when the broker acknowledges them: `PUBACK` at QoS 1,
+//! `PUBCOMP` at QoS 2, the write at QoS 0. Publishes leave in the order they are queued, so
+//! each outgoing packet id is matched to its event in FIFO order. While no broker is
+//! connected a delivery fails at once (and the breaker soon stops taking events off the
+//! queue), so a dead broker never holds up the session.
+//!
+//! The connection announces itself on a retained status topic: `online` after connecting,
+//! `offline` as its last will and when the distributor is closed.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
+};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{CloseReason, Delivery, DistributorKind, Outcome, Protocol};
+use crate::event::Event;
+use crate::glob::Glob;
+use crate::telemetry::DistributorTelemetry;
+use crate::validation::{kind_of, FieldReader};
+
+/// Default topic template.
+pub const DEFAULT_TOPIC: &str = "synopticon/{session}/{event}";
+/// Default status (last will) topic template.
+pub const DEFAULT_STATUS_TOPIC: &str = "synopticon/{session}/status";
+/// Requests the client may have queued before `try_publish` refuses.
+const CLIENT_CHANNEL_CAPACITY: usize = 1024;
+
+/// One broker address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broker {
+    /// As configured (password removed), for status and logs.
+    pub shown: String,
+    host: String,
+    port: u16,
+    tls: bool,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// MQTT settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttConfig {
+    /// `broker` first, then `backupBrokers` in order.
+    pub brokers: Vec<Broker>,
+    /// Client id; `-{session}` is appended (`clientId`, default `synopticon`).
+    pub client_id: String,
+    /// `username` / `password` (the broker URL's credentials win).
+    pub username: Option<String>,
+    password: Option<String>,
+    /// Quality of service for events (`qos`, 0-2, default 1).
+    pub qos: QoS,
+    /// Retain flag for events (`retain`).
+    pub retain: bool,
+    /// Topic template (`topic`): `{session}` and `{event}` are replaced.
+    pub topic: String,
+    /// Event pattern → topic template (`topics`), most specific first.
+    pub topics: Vec<(Glob, String)>,
+    /// Retained status topic template for `online`/`offline` (`statusTopic`).
+    pub status_topic: String,
+    /// MQTT keep-alive (`keepAliveSecs`).
+    pub keep_alive: Duration,
+    /// How long a publish may wait for its acknowledgement (`ackTimeoutMs`).
+    pub ack_timeout: Duration,
+    /// Pause before reconnecting or trying the next broker (`reconnectDelayMs`).
+    pub reconnect_delay: Duration,
+}
+
+fn parse_broker(path: &str, url: &str) -> Result<Broker, String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("{path}: {url:?} must look like mqtt://host:1883 or mqtts://host:8883")
+    })?;
+    let tls = match scheme {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => {
+            return Err(format!(
+                "{path}: scheme {other:?} must be mqtt:// or mqtts://"
+            ))
+        }
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        Some((u, p)) => (Some(u.to_string()), (!p.is_empty()).then(|| p.to_string())),
+        None => (None, None),
+    };
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p.parse::<u64>().ok().filter(|n| (1..=65535).contains(n));
+            (
+                h.trim_matches(['[', ']']).to_string(),
+                port.ok_or_else(|| format!("{path}: port must be 1-65535"))?,
+            )
+        }
+        _ => (hostport.to_string(), default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("{path}: {url:?} has no host"));
+    }
+    let shown = format!("{scheme}://{host}:{port}");
+    Ok(Broker {
+        shown,
+        host,
+        port: port as u16,
+        tls,
+        username,
+        password,
+    })
+}
+
+fn check_topic(path: &str, topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.contains(['+', '#']) || topic.contains('\0') {
+        Err(format!(
+            "{path}: {topic:?} must be a non-empty topic without the wildcards + and #"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn render(template: &str, session: &str, event: &str) -> String {
+    template
+        .replace("{session}", session)
+        .replace("{event}", event)
+}
+
+/// What a queued publish is.
+enum Tag {
+    /// The retained status message (nobody waits for it).
+    Status,
+    /// An event; the sender completes its delivery.
+    Event(QoS, oneshot::Sender<Result<(), String>>),
+}
+
+/// Connection state shared by the protocol and its connection task (same thread).
+#[derive(Default)]
+struct Link {
+    client: Option<AsyncClient>,
+    connected: bool,
+    broker: String,
+    last_error: String,
+    /// Publishes queued, in order, not yet written.
+    queued: VecDeque<Tag>,
+    /// Written QoS 1/2 publishes awaiting their acknowledgement, by packet id.
+    awaiting: HashMap<u16, Tag>,
+    closing: bool,
+}
+
+impl Link {
+    fn fail_all(&mut self, error: &str) {
+        let tags = self
+            .queued
+            .drain(..)
+            .chain(self.awaiting.drain().map(|(_, t)| t));
+        for tag in tags.collect::<Vec<_>>() {
+            if let Tag::Event(_, tx) = tag {
+                let _ = tx.send(Err(error.to_string()));
+            }
+        }
+    }
+}
+
+/// The MQTT protocol half of a distributor.
+pub struct MqttProtocol {
+    session: Arc<str>,
+    config: Arc<MqttConfig>,
+    link: Rc<RefCell<Link>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    telemetry: Arc<DistributorTelemetry>,
+}
+
+fn options(config: &MqttConfig, broker: &Broker, session: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(
+        format!("{}-{session}", config.client_id),
+        &broker.host,
+        broker.port,
+    );
+    o.set_keep_alive(config.keep_alive);
+    o.set_clean_session(true);
+    let status = render(&config.status_topic, session, "status");
+    o.set_last_will(LastWill::new(status, "offline", QoS::AtLeastOnce, true));
+    let username = broker.username.clone().or_else(|| config.username.clone());
+    let password = broker.password.clone().or_else(|| config.password.clone());
+    if let Some(u) = username {
+        o.set_credentials(u, password.unwrap_or_default());
+    }
+    if broker.tls {
+        o.set_transport(Transport::tls_with_default_config());
+    }
+    o
+}
+
+/// Drives one connection after another until the link is closed.
+async fn run(
+    link: Rc<RefCell<Link>>,
+    config: Arc<MqttConfig>,
+    session: Arc<str>,
+    telemetry: Arc<DistributorTelemetry>,
+) {
+    let status_topic = render(&config.status_topic, &session, "status");
+    for attempt in 0usize.. {
+        let broker = &config.brokers[attempt % config.brokers.len()];
+        let (client, mut eventloop) =
+            AsyncClient::new(options(&config, broker, &session), CLIENT_CHANNEL_CAPACITY);
+        {
+            let mut l = link.borrow_mut();
+            if l.closing {
+                return;
+            }
+            l.client = Some(client.clone());
+            l.broker = broker.shown.clone();
+        }
+        loop {
+            let polled = eventloop.poll().await;
+            let mut l = link.borrow_mut();
+            match polled {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                    l.connected = true;
+                    tracing::info!(session = %session, broker = %broker.shown, "MQTT connected");
+                    if client
+                        .try_publish(&status_topic, QoS::AtLeastOnce, true, "online")
+                        .is_ok()
+                    {
+                        l.queued.push_back(Tag::Status);
+                    }
+                }
+                Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => match l.queued.pop_front() {
+                    Some(Tag::Event(QoS::AtMostOnce, tx)) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                    Some(tag) => {
+                        l.awaiting.insert(pkid, tag);
+                    }
+                    None => {}
+                },
+                Ok(MqttEvent::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(Tag::Event(QoS::AtLeastOnce, tx)) = l.awaiting.remove(&ack.pkid) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Ok(MqttEvent::Incoming(Packet::PubComp(comp))) => {
+                    if let Some(Tag::Event(QoS::ExactlyOnce, tx)) = l.awaiting.remove(&comp.pkid) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let was_connected = std::mem::replace(&mut l.connected, false);
+                    l.client = None;
+                    l.last_error = format!("MQTT broker {}: {error}", broker.shown);
+                    let error_text = l.last_error.clone();
+                    l.fail_all(&error_text);
+                    if l.closing {
+                        return;
+                    }
+                    telemetry.set_last_error(&l.last_error);
+                    if was_connected {
+                        tracing::warn!(session = %session, broker = %broker.shown, %error, "MQTT connection lost");
+                    } else {
+                        tracing::debug!(session = %session, broker = %broker.shown, %error, "MQTT connection failed");
+                    }
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(config.reconnect_delay).await;
+    }
+}
+
+impl MqttProtocol {
+    fn spawn(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let mut old = self.link.replace(Link::default());
+        old.fail_all("MQTT distributor reconfigured");
+        if let Some(client) = old.client.take() {
+            let _ = client.try_disconnect();
+        }
+        self.task = Some(tokio::task::spawn_local(run(
+            self.link.clone(),
+            self.config.clone(),
+            self.session.clone(),
+            self.telemetry.clone(),
+        )));
+    }
+}
+
+impl Protocol for MqttProtocol {
+    type Config = MqttConfig;
+    const KIND: DistributorKind = DistributorKind::Mqtt;
+
+    fn parse(r: &mut FieldReader<'_>, path: &str) -> MqttConfig {
+        let mut brokers = Vec::new();
+        match r.string("broker") {
+            Some(url) => match parse_broker(&format!("{path}.broker"), &url) {
+                Ok(b) => brokers.push(b),
+                Err(e) => r.report().error(e),
+            },
+            None => r.report().error(format!(
+                "{path}.broker: MQTT distributor requires broker URL"
+            )),
+        }
+        match r.raw("backupBrokers") {
+            None => {}
+            Some(Value::Array(list)) => {
+                for (i, v) in list.iter().enumerate() {
+                    let p = format!("{path}.backupBrokers[{i}]");
+                    match v.as_str().map(|u| parse_broker(&p, u)) {
+                        Some(Ok(b)) => brokers.push(b),
+                        Some(Err(e)) => r.report().error(e),
+                        None => r
+                            .report()
+                            .error(format!("{p}: must be a broker URL, got {}", kind_of(v))),
+                    }
+                }
+            }
+            Some(other) => r.report().error(format!(
+                "{path}.backupBrokers: must be a list of broker URLs, got {}",
+                kind_of(other)
+            )),
+        }
+        let client_id = r.string("clientId").unwrap_or_else(|| "synopticon".into());
+        let username = r.string("username");
+        let password = r.string("password");
+        if brokers.iter().any(|b| !b.tls)
+            && (password.is_some() || brokers.iter().any(|b| b.password.is_some()))
+        {
+            r.report().warn(format!(
+                "{path}: a password over mqtt:// travels unencrypted; use mqtts://"
+            ));
+        }
+        let qos = match r.u64("qos", 0, 2, 1) {
+            0 => QoS::AtMostOnce,
+            2 => QoS::ExactlyOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        let retain = r.bool("retain", false);
+        let topic = r.string("topic").unwrap_or_else(|| DEFAULT_TOPIC.into());
+        if let Err(e) = check_topic(&format!("{path}.topic"), &topic) {
+            r.report().error(e);
+        }
+        let mut topics = Vec::new();
+        match r.raw("topics") {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (pattern, t) in map {
+                    let p = format!("{path}.topics.{pattern}");
+                    match t
+                        .as_str()
+                        .map(|t| check_topic(&p, t).map(|_| t.to_string()))
+                    {
+                        Some(Ok(t)) => topics.push((Glob::new(pattern), t)),
+                        Some(Err(e)) => r.report().error(e),
+                        None => r
+                            .report()
+                            .error(format!("{p}: must be a topic string, got {}", kind_of(t))),
+                    }
+                }
+            }
+            Some(other) => r.report().error(format!(
+                "{path}.topics: must be an object of event pattern → topic, got {}",
+                kind_of(other)
+            )),
+        }
+        topics.sort_by_key(|(g, _)| std::cmp::Reverse(g.specificity()));
+        let status_topic = r
+            .string("statusTopic")
+            .unwrap_or_else(|| DEFAULT_STATUS_TOPIC.into());
+        if let Err(e) = check_topic(&format!("{path}.statusTopic"), &status_topic) {
+            r.report().error(e);
+        }
+        let keep_alive = Duration::from_secs(r.u64("keepAliveSecs", 5, 3600, 30));
+        let ack_timeout = Duration::from_millis(r.u64("ackTimeoutMs", 10, 600_000, 5000));
+        let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
+        MqttConfig {
+            brokers,
+            client_id,
+            username,
+            password,
+            qos,
+            retain,
+            topic,
+            topics,
+            status_topic,
+            keep_alive,
+            ack_timeout,
+            reconnect_delay,
+        }
+    }
+
+    fn new(session: Arc<str>, config: MqttConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+        Self {
+            session,
+            config: Arc::new(config),
+            link: Rc::default(),
+            task: None,
+            telemetry,
+        }
+    }
+
+    fn started(&mut self) {
+        // Restarts after a panic keep the running connection.
+        if self.task.as_ref().is_none_or(|t| t.is_finished()) {
+            self.spawn();
+        }
+    }
+
+    fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
+        let mut link = self.link.borrow_mut();
+        let client = match (&link.client, link.connected) {
+            (Some(client), true) => client.clone(),
+            _ => {
+                let why = if link.last_error.is_empty() {
+                    "connecting".to_string()
+                } else {
+                    link.last_error.clone()
+                };
+                return Delivery::Done(Outcome::Failed(format!(
+                    "MQTT broker {} not connected ({why})",
+                    link.broker
+                )));
+            }
+        };
+        let template = self
+            .config
+            .topics
+            .iter()
+            .find(|(g, _)| g.matches(&event.name))
+            .map(|(_, t)| t.as_str())
+            .unwrap_or(&self.config.topic);
+        let topic = render(template, &self.session, &event.name);
+        let (tx, rx) = oneshot::channel();
+        let qos = self.config.qos;
+        if let Err(e) = client.try_publish(topic, qos, self.config.retain, event.json().clone()) {
+            return Delivery::Done(Outcome::Failed(format!("MQTT publish refused: {e}")));
+        }
+        link.queued.push_back(Tag::Event(qos, tx));
+        let timeout = self.config.ack_timeout;
+        Delivery::Later(Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(()))) => Outcome::Delivered,
+                Ok(Ok(Err(error))) => Outcome::Failed(error),
+                Ok(Err(_)) => Outcome::Failed(
+                    "MQTT connection was replaced before the acknowledgement".into(),
+                ),
+                Err(_) => Outcome::Failed(format!(
+                    "no acknowledgement from the MQTT broker within {} ms",
+                    timeout.as_millis()
+                )),
+            }
+        }))
+    }
+
+    fn reconfigure(&mut self, config: MqttConfig) {
+        self.config = Arc::new(config);
+        self.spawn();
+    }
+
+    fn close(&mut self, _reason: CloseReason) {
+        let mut link = self.link.borrow_mut();
+        link.closing = true;
+        if let Some(client) = link.client.take() {
+            let status = render(&self.config.status_topic, &self.session, "status");
+            let _ = client.try_publish(status, QoS::AtLeastOnce, true, "offline");
+            let _ = client.try_disconnect();
+        }
+        link.fail_all("MQTT distributor closed");
+        // The connection task flushes the goodbye and ends when the broker closes.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_are_parsed_with_defaults_and_credentials() {
+        let b = parse_broker("b", "mqtt://127.0.0.1").unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("127.0.0.1", 1883, false));
+        let b = parse_broker("b", "mqtts://bob:pw@broker.lab:8884").unwrap();
+        assert_eq!(
+            (b.port, b.tls, b.username.as_deref(), b.password.as_deref()),
+            (8884, true, Some("bob"), Some("pw"))
+        );
+        assert_eq!(b.shown, "mqtts://broker.lab:8884");
+        assert!(parse_broker("b", "http://x")
+            .unwrap_err()
+            .contains("mqtt://"));
+        assert!(parse_broker("b", "mqtt://x:0")
+            .unwrap_err()
+            .contains("port must be 1-65535"));
+    }
+
+    #[test]
+    fn topics_are_rendered_and_checked() {
+        assert_eq!(
+            render(DEFAULT_TOPIC, "s1", "face_detected"),
+            "synopticon/s1/face_detected"
+        );
+        assert!(check_topic("t", "a/+/b").is_err());
+        assert!(check_topic("t", "a/b").is_ok());
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883.
+# Installs from apt when missing; starts a local instance when nothing listens.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_package() { # command package
+  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+    echo "installing $2 from apt"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$2" >/dev/null
+  fi
+}
+
+ensure_package mosquitto mosquitto
+export PATH="$PATH:/usr/sbin"
+if ! listening 1883; then
+  echo "starting mosquitto on 127.0.0.1:1883"
+  mosquitto -d -p 1883
+  for _ in $(seq 50); do listening 1883 && break; sleep 0.1; done
+fi
+listening 1883 || { echo "mosquitto is not listening on 1883" >&2; exit 1; }

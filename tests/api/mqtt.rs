@@ -1,0 +1,414 @@
+//! MQTT distributor against real Mosquitto brokers: the shared one on 127.0.0.1:1883 and
+//! private ones this test starts and stops to simulate outages.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// The broker `make test` makes sure is running.
+const SHARED_BROKER: u16 = 1883;
+
+#[derive(Clone, Debug)]
+struct Message {
+    topic: String,
+    qos: QoS,
+    retain: bool,
+    payload: Value,
+}
+
+/// A real MQTT client subscribed to `filter`, collecting what arrives.
+struct Subscriber {
+    messages: Arc<Mutex<Vec<Message>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    async fn start(port: u16, filter: &str) -> Subscriber {
+        let mut options = MqttOptions::new(
+            format!("test-sub-{}", uuid::Uuid::new_v4()),
+            "127.0.0.1",
+            port,
+        );
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        client.subscribe(filter, QoS::ExactlyOnce).await.unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let sink = messages.clone();
+        let filter = filter.to_string();
+        let task = tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().unwrap().push(Message {
+                        topic: p.topic.clone(),
+                        qos: p.qos,
+                        retain: p.retain,
+                        payload: serde_json::from_slice(&p.payload)
+                            .unwrap_or(Value::String(String::from_utf8_lossy(&p.payload).into())),
+                    }),
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // After a broker restart: subscribe again.
+                        let _ = _client.try_subscribe(&filter, QoS::ExactlyOnce);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(DEADLINE, subscribed)
+            .await
+            .expect("SUBACK in time")
+            .unwrap();
+        Subscriber { messages, task }
+    }
+
+    fn all(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    fn events(&self) -> Vec<Message> {
+        self.all()
+            .into_iter()
+            .filter(|m| !m.topic.ends_with("/status"))
+            .collect()
+    }
+
+    async fn wait_events(&self, n: usize) -> Vec<Message> {
+        wait_until(&format!("{n} MQTT messages"), DEADLINE, || async {
+            let e = self.events();
+            (e.len() >= n).then_some(e)
+        })
+        .await
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A private Mosquitto on its own port.
+struct Broker {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start_on(port: u16) -> Broker {
+        let child = Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (make test installs it)");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker {
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn mqtt_delivered(app: &TestApp, session: &str, n: u64) -> Value {
+    wait_until(&format!("{n} MQTT deliveries"), DEADLINE, || async {
+        let d = app.distributor(session, "mqtt").await;
+        (d["sent"].as_u64() >= Some(n)).then_some(d)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn events_reach_a_real_subscriber_with_topics_qos_and_order() {
+    let app = spawn_app().await;
+    let session = format!("mq-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let sub = Subscriber::start(SHARED_BROKER, &format!("+/{session}/#")).await;
+    app.create_session(
+        json!({"id": session, "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"), "qos": 1, "clientId": "lab",
+        "topics": {"face_*": "lab/{session}/faces"}}}}),
+    )
+    .await;
+
+    wait_until("the online status", DEADLINE, || async {
+        sub.all()
+            .iter()
+            .any(|m| m.topic == format!("synopticon/{session}/status") && m.payload == "online")
+            .then_some(())
+    })
+    .await;
+    let events: Vec<Value> = (0..20).map(|i| json!({"event": if i % 5 == 0 { "face_detected" } else { "gaze" }, "data": {"i": i}})).collect();
+    app.publish(&session, Value::Array(events)).await;
+    let got = sub.wait_events(20).await;
+
+    let seqs: Vec<u64> = got
+        .iter()
+        .map(|m| m.payload["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "in order");
+    assert_eq!(got[0].topic, format!("lab/{session}/faces"));
+    assert_eq!(got[1].topic, format!("synopticon/{session}/gaze"));
+    assert!(got.iter().all(|m| m.qos == QoS::AtLeastOnce && !m.retain));
+    assert_eq!(got[3].payload["data"], json!({"i": 3}));
+    let d = mqtt_delivered(&app, &session, 20).await;
+    assert_eq!(d["failed"], 0);
+
+    // Disabling the distributor says goodbye on the status topic.
+    app.delete(&format!("/api/v1/sessions/{session}/distributors/mqtt"))
+        .await;
+    wait_until("the offline status", DEADLINE, || async {
+        sub.all()
+            .iter()
+            .any(|m| m.topic.ends_with("/status") && m.payload == "offline")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn qos2_and_retain_are_honoured() {
+    let app = spawn_app().await;
+    let session = format!("mq2-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    app.create_session(
+        json!({"id": session, "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"), "qos": 2, "retain": true}}}),
+    )
+    .await;
+    let live = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/temperature")).await;
+
+    app.publish(&session, json!([{"event": "temperature", "data": {"c": 21}}, {"event": "temperature", "data": {"c": 22}}])).await;
+    let got = live.wait_events(2).await;
+    mqtt_delivered(&app, &session, 2).await;
+    let late = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/temperature")).await;
+    let retained = late.wait_events(1).await;
+
+    assert!(got.iter().all(|m| m.qos == QoS::ExactlyOnce), "{got:?}");
+    assert!(retained[0].retain);
+    assert_eq!(
+        retained[0].payload["data"],
+        json!({"c": 22}),
+        "the broker kept the last one"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_broker_opens_the_breaker_while_websocket_keeps_delivering_and_its_return_closes_it(
+) {
+    let app = spawn_app().await;
+    let mut broker = Broker::start();
+    let port = broker.port;
+    app.create_session(json!({"id": "outage", "enabledDistributors": ["websocket", "mqtt"], "distributors": {"mqtt": {
+        "broker": broker.url(), "breakerThreshold": 2, "breakerCooldownMs": 300, "reconnectDelayMs": 100, "ackTimeoutMs": 1000}}}))
+        .await;
+    let mut ws = app.ws("outage", "").await;
+    let sub = Subscriber::start(port, "synopticon/outage/#").await;
+    wait_until("the distributor to connect", DEADLINE, || async {
+        sub.all()
+            .iter()
+            .any(|m| m.payload == "online")
+            .then_some(())
+    })
+    .await;
+    app.publish("outage", batch("before", 3)).await;
+    sub.wait_events(3).await;
+    ws.events(3).await;
+
+    broker.stop();
+    let started = std::time::Instant::now();
+    app.publish("outage", batch("during", 20)).await;
+    let during = ws.events(20).await;
+    let ws_elapsed = started.elapsed();
+    let open = wait_until("the breaker to open", DEADLINE, || async {
+        let d = app.distributor("outage", "mqtt").await;
+        (d["breaker"] == "open").then_some(d)
+    })
+    .await;
+    eprintln!("WebSocket delivered 20 events in {ws_elapsed:?} with the MQTT broker down");
+
+    let _broker = Broker::start_on(port);
+    app.publish("outage", batch("after", 2)).await;
+    let recovered = wait_until(
+        "the breaker to close and the queue to drain",
+        DEADLINE,
+        || async {
+            let d = app.distributor("outage", "mqtt").await;
+            (d["breaker"] == "closed" && d["queued"] == 0 && d["sent"].as_u64() > Some(3))
+                .then_some(d)
+        },
+    )
+    .await;
+
+    assert_eq!(during.last().unwrap()["seq"], 23);
+    assert!(
+        open["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MQTT broker"),
+        "{open}"
+    );
+    let c = |k: &str| recovered[k].as_u64().unwrap();
+    assert_eq!(c("routed"), 25);
+    assert_eq!(
+        c("sent") + c("failed") + c("dropped") + c("queued"),
+        25,
+        "every event accounted for: {recovered}"
+    );
+    let last = sub.wait_events(4).await;
+    assert_eq!(
+        last.last().unwrap().payload["seq"],
+        25,
+        "delivery resumed to the end"
+    );
+}
+
+#[tokio::test]
+async fn a_backup_broker_takes_over_when_the_primary_is_down() {
+    let app = spawn_app().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let session = format!("backup-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let sub = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/#")).await;
+    app.create_session(json!({"id": session, "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{dead}"), "backupBrokers": [format!("mqtt://127.0.0.1:{SHARED_BROKER}")],
+        "reconnectDelayMs": 50, "breakerThreshold": 1000}}}))
+        .await;
+
+    wait_until("the backup broker to connect", DEADLINE, || async {
+        sub.all()
+            .iter()
+            .any(|m| m.payload == "online")
+            .then_some(())
+    })
+    .await;
+    app.publish(&session, batch("via_backup", 3)).await;
+    let got = sub.wait_events(3).await;
+
+    assert_eq!(
+        got.iter()
+            .map(|m| m.payload["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+}
+
+#[tokio::test]
+async fn reconfiguring_the_broker_switches_mid_session() {
+    let app = spawn_app().await;
+    let second = Broker::start();
+    let session = format!("switch-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let first_sub = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/#")).await;
+    let second_sub = Subscriber::start(second.port, &format!("synopticon/{session}/#")).await;
+    app.create_session(
+        json!({"id": session, "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}")}}}),
+    )
+    .await;
+    wait_until("online on the first broker", DEADLINE, || async {
+        first_sub
+            .all()
+            .iter()
+            .any(|m| m.payload == "online")
+            .then_some(())
+    })
+    .await;
+    app.publish(&session, batch("first", 2)).await;
+    first_sub.wait_events(2).await;
+
+    let changed = app
+        .put(
+            &format!("/api/v1/sessions/{session}/distributors/mqtt"),
+            &json!({"broker": second.url()}),
+        )
+        .await;
+    wait_until("online on the second broker", DEADLINE, || async {
+        second_sub
+            .all()
+            .iter()
+            .any(|m| m.payload == "online")
+            .then_some(())
+    })
+    .await;
+    app.publish(&session, batch("second", 2)).await;
+    let got = second_sub.wait_events(2).await;
+
+    assert_eq!(changed.body["action"], "reconfigured");
+    assert_eq!(
+        got.iter()
+            .map(|m| m.payload["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 4],
+        "same session, numbering goes on"
+    );
+    assert_eq!(
+        first_sub.events().len(),
+        2,
+        "nothing more went to the old broker"
+    );
+}
+
+#[tokio::test]
+async fn mqtt_settings_are_validated_at_once() {
+    let app = spawn_app().await;
+
+    let answer = app
+        .post(
+            "/api/v1/sessions/validate",
+            &json!({"enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+            "qos": 3, "topic": "a/#", "backupBrokers": ["http://x"]}}}),
+        )
+        .await;
+
+    let errors: Vec<String> = serde_json::from_value(answer.body["errors"].clone()).unwrap();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(errors
+        .iter()
+        .any(|e| e.contains("MQTT distributor requires broker URL")));
+}
