@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883.
+# Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883 and
+# Redis on 127.0.0.1:6379.
 # Installs from apt when missing; starts a local instance when nothing listens.
 set -euo pipefail
 SUDO=""
@@ -23,3 +24,11 @@ if ! listening 1883; then
   for _ in $(seq 50); do listening 1883 && break; sleep 0.1; done
 fi
 listening 1883 || { echo "mosquitto is not listening on 1883" >&2; exit 1; }
+
+ensure_package redis-server redis-server
+if ! listening 6379; then
+  echo "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 50); do listening 6379 && break; sleep 0.1; done
+fi
+listening 6379 || { echo "redis-server is not listening on 6379" >&2; exit 1; }

@@ -6,6 +6,7 @@ mod helpers;
 mod live;
 mod metrics;
 mod mqtt;
+mod redis;
 mod sessions;
 mod shutdown;
 mod supervision;

@@ -141,7 +141,7 @@ async fn error_statuses_have_json_bodies() {
     let unavailable = app
         .put(
             "/api/v1/sessions/e1/distributors/redis",
-            &json!({"url": "redis://127.0.0.1"}),
+            &json!({"url": "http://not-redis"}),
         )
         .await;
 

@@ -16,6 +16,7 @@ pub mod http;
 pub mod live;
 pub mod mqtt;
 pub mod queue;
+pub mod redis;
 pub mod sse;
 pub mod udp;
 pub mod websocket;
@@ -81,21 +82,6 @@ impl DistributorKind {
     /// Parses a kind name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-
-    /// Whether this build implements the protocol.
-    pub fn is_available(self) -> bool {
-        !matches!(self, Self::Redis)
-    }
-
-    /// The kinds this build implements, for error messages.
-    pub fn available_names() -> String {
-        Self::ALL
-            .into_iter()
-            .filter(|k| k.is_available())
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 
     /// All kind names, for error messages.
@@ -354,10 +340,9 @@ pub fn parse_config(kind: DistributorKind, path: &str, value: &Value, report: &m
         DistributorKind::Mqtt => {
             parse_typed::<mqtt::MqttProtocol>(path, value, report);
         }
-        other => report.error(format!(
-            "{path}: the {other} distributor is not available in this version (available: {})",
-            DistributorKind::available_names()
-        )),
+        DistributorKind::Redis => {
+            parse_typed::<redis::RedisProtocol>(path, value, report);
+        }
     }
 }
 
@@ -411,16 +396,7 @@ pub fn spawn(
         DistributorKind::Udp => spawn_typed::<udp::UdpProtocol>(request),
         DistributorKind::Http => spawn_typed::<http::HttpProtocol>(request),
         DistributorKind::Mqtt => spawn_typed::<mqtt::MqttProtocol>(request),
-        other => {
-            let mut report = Report::default();
-            parse_config(
-                other,
-                &format!("distributors.{other}"),
-                request.config,
-                &mut report,
-            );
-            Err(report)
-        }
+        DistributorKind::Redis => spawn_typed::<redis::RedisProtocol>(request),
     }
 }
 

@@ -159,6 +159,8 @@ struct Link {
     /// Written QoS 1/2 publishes awaiting their acknowledgement, by packet id.
     awaiting: HashMap<u16, Tag>,
     closing: bool,
+    /// Wakes deliveries that wait for the first connection.
+    connected_notify: Rc<tokio::sync::Notify>,
 }
 
 impl Link {
@@ -231,6 +233,7 @@ async fn run(
             match polled {
                 Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
                     l.connected = true;
+                    l.connected_notify.notify_waiters();
                     tracing::info!(session = %session, broker = %broker.shown, "MQTT connected");
                     if client
                         .try_publish(&status_topic, QoS::AtLeastOnce, true, "online")
@@ -422,47 +425,31 @@ impl Protocol for MqttProtocol {
     }
 
     fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
-        let mut link = self.link.borrow_mut();
-        let client = match (&link.client, link.connected) {
-            (Some(client), true) => client.clone(),
-            _ => {
-                let why = if link.last_error.is_empty() {
-                    "connecting".to_string()
-                } else {
-                    link.last_error.clone()
-                };
-                return Delivery::Done(Outcome::Failed(format!(
-                    "MQTT broker {} not connected ({why})",
-                    link.broker
-                )));
-            }
-        };
-        let template = self
-            .config
-            .topics
-            .iter()
-            .find(|(g, _)| g.matches(&event.name))
-            .map(|(_, t)| t.as_str())
-            .unwrap_or(&self.config.topic);
-        let topic = render(template, &self.session, &event.name);
-        let (tx, rx) = oneshot::channel();
-        let qos = self.config.qos;
-        if let Err(e) = client.try_publish(topic, qos, self.config.retain, event.json().clone()) {
-            return Delivery::Done(Outcome::Failed(format!("MQTT publish refused: {e}")));
+        let link = self.link.borrow();
+        if link.connected {
+            drop(link);
+            return match publish(&self.link, &self.config, &self.session, event) {
+                Ok(ack) => Delivery::Later(Box::pin(await_ack(ack, self.config.ack_timeout))),
+                Err(outcome) => Delivery::Done(outcome),
+            };
         }
-        link.queued.push_back(Tag::Event(qos, tx));
-        let timeout = self.config.ack_timeout;
+        if !link.last_error.is_empty() {
+            return Delivery::Done(Outcome::Failed(format!(
+                "MQTT broker {} not connected ({})",
+                link.broker, link.last_error
+            )));
+        }
+        // Still making the first connection: wait for it (bounded by ackTimeoutMs) rather
+        // than fail events sent right after the distributor was enabled.
+        let notify = link.connected_notify.clone();
+        drop(link);
+        let (link, config) = (self.link.clone(), self.config.clone());
+        let (session, event) = (self.session.clone(), event.clone());
         Delivery::Later(Box::pin(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(()))) => Outcome::Delivered,
-                Ok(Ok(Err(error))) => Outcome::Failed(error),
-                Ok(Err(_)) => Outcome::Failed(
-                    "MQTT connection was replaced before the acknowledgement".into(),
-                ),
-                Err(_) => Outcome::Failed(format!(
-                    "no acknowledgement from the MQTT broker within {} ms",
-                    timeout.as_millis()
-                )),
+            let _ = tokio::time::timeout(config.ack_timeout, notify.notified()).await;
+            match publish(&link, &config, &session, &event) {
+                Ok(ack) => await_ack(ack, config.ack_timeout).await,
+                Err(outcome) => outcome,
             }
         }))
     }
@@ -482,6 +469,58 @@ impl Protocol for MqttProtocol {
         }
         link.fail_all("MQTT distributor closed");
         // The connection task flushes the goodbye and ends when the broker closes.
+    }
+}
+
+/// Queues `event` on the connected client; the receiver completes on the broker's ack.
+fn publish(
+    link: &Rc<RefCell<Link>>,
+    config: &MqttConfig,
+    session: &str,
+    event: &Event,
+) -> Result<oneshot::Receiver<Result<(), String>>, Outcome> {
+    let mut link = link.borrow_mut();
+    let client = match (&link.client, link.connected) {
+        (Some(client), true) => client.clone(),
+        _ => {
+            let why = if link.last_error.is_empty() {
+                "not connected in time"
+            } else {
+                link.last_error.as_str()
+            };
+            return Err(Outcome::Failed(format!(
+                "MQTT broker {} not connected ({why})",
+                link.broker
+            )));
+        }
+    };
+    let template = config
+        .topics
+        .iter()
+        .find(|(g, _)| g.matches(&event.name))
+        .map(|(_, t)| t.as_str())
+        .unwrap_or(&config.topic);
+    let topic = render(template, session, &event.name);
+    let (tx, rx) = oneshot::channel();
+    if let Err(e) = client.try_publish(topic, config.qos, config.retain, event.json().clone()) {
+        return Err(Outcome::Failed(format!("MQTT publish refused: {e}")));
+    }
+    link.queued.push_back(Tag::Event(config.qos, tx));
+    Ok(rx)
+}
+
+/// Waits for the broker's acknowledgement of one publish.
+async fn await_ack(ack: oneshot::Receiver<Result<(), String>>, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, ack).await {
+        Ok(Ok(Ok(()))) => Outcome::Delivered,
+        Ok(Ok(Err(error))) => Outcome::Failed(error),
+        Ok(Err(_)) => {
+            Outcome::Failed("MQTT connection was replaced before the acknowledgement".into())
+        }
+        Err(_) => Outcome::Failed(format!(
+            "no acknowledgement from the MQTT broker within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 

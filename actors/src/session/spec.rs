@@ -164,9 +164,7 @@ pub fn resolve(
     }
     for (kind, cfg) in &distributors {
         let path = format!("distributors.{kind}");
-        if enabled.contains(kind) || kind.is_available() {
-            parse_config(*kind, &path, cfg, &mut report);
-        }
+        parse_config(*kind, &path, cfg, &mut report);
     }
     if enabled.is_empty() {
         report.warn("enabledDistributors: none enabled; events are accepted and counted but go nowhere until one is");
@@ -258,14 +256,18 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_protocols_are_refused_when_enabled() {
-        let (config, report) = run(json!({"enabledDistributors": ["redis"]}));
+    fn enabling_a_protocol_without_its_required_settings_is_refused() {
+        let (config, report) = run(json!({"enabledDistributors": ["redis", "mqtt"]}));
         assert!(config.is_none());
-        assert!(
-            report.errors[0].contains("not available"),
-            "{:?}",
-            report.errors
-        );
+        assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+        assert!(report
+            .errors
+            .iter()
+            .any(|e| e.contains("MQTT distributor requires broker URL")));
+        assert!(report
+            .errors
+            .iter()
+            .any(|e| e.contains("Redis distributor requires url")));
     }
 
     #[test]

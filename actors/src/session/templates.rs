@@ -99,10 +99,7 @@ impl Template {
                         for (kind_name, cfg) in d {
                             let path = format!("distributors.{kind_name}");
                             match DistributorKind::parse(kind_name) {
-                                Some(kind) if kind.is_available() => {
-                                    parse_config(kind, &path, cfg, &mut report)
-                                }
-                                Some(_) => {}
+                                Some(kind) => parse_config(kind, &path, cfg, &mut report),
                                 None => report.error(format!(
                                     "{path}: unknown distributor (known: {})",
                                     DistributorKind::all_names()

@@ -1,0 +1,326 @@
+//! Redis distributor: `PUBLISH`es each event's JSON envelope to a channel and/or `XADD`s it
+//! to a stream capped with `MAXLEN ~`, over one multiplexed connection that reconnects by
+//! itself.
+//!
+//! Channels and stream keys are templates (`{session}`, `{event}`) chosen per event pattern.
+//! Both commands go in one pipeline, so an event costs one round trip. While no connection
+//! is up a delivery fails at once, and the breaker soon holds events in the queue.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::Value;
+
+use super::{Delivery, DistributorKind, Outcome, Protocol};
+use crate::event::Event;
+use crate::glob::Glob;
+use crate::telemetry::DistributorTelemetry;
+use crate::validation::{kind_of, FieldReader};
+
+/// Default Pub/Sub channel template.
+pub const DEFAULT_CHANNEL: &str = "synopticon:{session}:{event}";
+/// Default approximate stream length cap.
+pub const DEFAULT_MAX_LEN: u64 = 100_000;
+
+/// Redis settings.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]` (`url`).
+    pub url: String,
+    /// Publish to channels (`publish`, default true).
+    pub publish: bool,
+    /// Channel template (`channel`).
+    pub channel: String,
+    /// Event pattern → channel template (`channels`), most specific first.
+    pub channels: Vec<(Glob, String)>,
+    /// Stream key template for every event (`stream`; none by default).
+    pub stream: Option<String>,
+    /// Event pattern → stream key template (`streams`), most specific first.
+    pub streams: Vec<(Glob, String)>,
+    /// `XADD ... MAXLEN ~ maxLen` (`maxLen`).
+    pub max_len: u64,
+    /// Per-command timeout (`commandTimeoutMs`).
+    pub command_timeout: Duration,
+    /// Pause between connection attempts (`reconnectDelayMs`).
+    pub reconnect_delay: Duration,
+}
+
+fn render(template: &str, session: &str, event: &str) -> String {
+    template
+        .replace("{session}", session)
+        .replace("{event}", event)
+}
+
+fn pick<'a>(map: &'a [(Glob, String)], default: Option<&'a str>, event: &str) -> Option<&'a str> {
+    map.iter()
+        .find(|(g, _)| g.matches(event))
+        .map(|(_, t)| t.as_str())
+        .or(default)
+}
+
+fn read_templates(r: &mut FieldReader<'_>, path: &str, key: &'static str) -> Vec<(Glob, String)> {
+    let mut out = Vec::new();
+    match r.raw(key) {
+        None => {}
+        Some(Value::Object(map)) => {
+            for (pattern, v) in map {
+                match v.as_str() {
+                    Some(t) if !t.is_empty() => out.push((Glob::new(pattern), t.to_string())),
+                    _ => r.report().error(format!(
+                        "{path}.{key}.{pattern}: must be a non-empty name template, got {v}"
+                    )),
+                }
+            }
+        }
+        Some(other) => r.report().error(format!(
+            "{path}.{key}: must be an object of event pattern → name, got {}",
+            kind_of(other)
+        )),
+    }
+    out.sort_by_key(|(g, _)| std::cmp::Reverse(g.specificity()));
+    out
+}
+
+/// The Redis protocol half of a distributor.
+pub struct RedisProtocol {
+    session: Arc<str>,
+    config: Arc<RedisConfig>,
+    connection: Rc<RefCell<Option<ConnectionManager>>>,
+    last_error: Rc<RefCell<String>>,
+    /// Wakes deliveries that wait for the first connection.
+    connected: Rc<tokio::sync::Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    telemetry: Arc<DistributorTelemetry>,
+}
+
+impl RedisProtocol {
+    /// Connects in the background, retrying until it succeeds; the manager then keeps the
+    /// connection up by itself.
+    fn connect(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.connection.replace(None);
+        let (config, slot, last_error) = (
+            self.config.clone(),
+            self.connection.clone(),
+            self.last_error.clone(),
+        );
+        let connected = self.connected.clone();
+        let (session, telemetry) = (self.session.clone(), self.telemetry.clone());
+        self.task = Some(tokio::task::spawn_local(async move {
+            let client = match redis::Client::open(config.url.as_str()) {
+                Ok(c) => c,
+                Err(e) => {
+                    *last_error.borrow_mut() = format!("invalid Redis URL: {e}");
+                    return;
+                }
+            };
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.command_timeout))
+                .set_response_timeout(Some(config.command_timeout))
+                .set_max_delay(config.reconnect_delay.max(Duration::from_millis(100)));
+            loop {
+                match client
+                    .get_connection_manager_with_config(manager_config.clone())
+                    .await
+                {
+                    Ok(manager) => {
+                        tracing::info!(session = %session, "Redis connected");
+                        slot.replace(Some(manager));
+                        connected.notify_waiters();
+                        return;
+                    }
+                    Err(e) => {
+                        let message = format!("Redis {}: {e}", redact_url(&config.url));
+                        telemetry.set_last_error(&message);
+                        *last_error.borrow_mut() = message;
+                        tokio::time::sleep(config.reconnect_delay).await;
+                    }
+                }
+            }
+        }));
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***@{}", &url[..s + 3], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+impl Protocol for RedisProtocol {
+    type Config = RedisConfig;
+    const KIND: DistributorKind = DistributorKind::Redis;
+
+    fn parse(r: &mut FieldReader<'_>, path: &str) -> RedisConfig {
+        let url = match r.string("url") {
+            Some(u) if u.starts_with("redis://") => {
+                if redis::Client::open(u.as_str()).is_err() {
+                    r.report().error(format!(
+                        "{path}.url: {:?} is not a valid Redis URL",
+                        redact_url(&u)
+                    ));
+                }
+                u
+            }
+            Some(u) if u.starts_with("rediss://") => {
+                r.report().error(format!(
+                    "{path}.url: rediss:// (TLS) is not supported in this build yet"
+                ));
+                u
+            }
+            Some(u) => {
+                r.report().error(format!(
+                    "{path}.url: Redis url must start with redis://, got {:?}",
+                    redact_url(&u)
+                ));
+                u
+            }
+            None => {
+                r.report()
+                    .error(format!("{path}.url: Redis distributor requires url"));
+                String::new()
+            }
+        };
+        let publish = r.bool("publish", true);
+        let channel = r
+            .string("channel")
+            .unwrap_or_else(|| DEFAULT_CHANNEL.into());
+        let channels = read_templates(r, path, "channels");
+        let stream = r.string("stream");
+        let streams = read_templates(r, path, "streams");
+        if !publish && stream.is_none() && streams.is_empty() {
+            r.report().error(format!(
+                "{path}: nothing to do: set publish, stream or streams"
+            ));
+        }
+        let max_len = r.u64("maxLen", 1, 1 << 40, DEFAULT_MAX_LEN);
+        let command_timeout = Duration::from_millis(r.u64("commandTimeoutMs", 10, 600_000, 2000));
+        let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
+        RedisConfig {
+            url,
+            publish,
+            channel,
+            channels,
+            stream,
+            streams,
+            max_len,
+            command_timeout,
+            reconnect_delay,
+        }
+    }
+
+    fn new(session: Arc<str>, config: RedisConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+        Self {
+            session,
+            config: Arc::new(config),
+            connection: Rc::default(),
+            last_error: Rc::default(),
+            connected: Rc::default(),
+            task: None,
+            telemetry,
+        }
+    }
+
+    fn started(&mut self) {
+        if self.connection.borrow().is_none() && self.task.as_ref().is_none_or(|t| t.is_finished())
+        {
+            self.connect();
+        }
+    }
+
+    fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
+        let connection = self.connection.borrow().clone();
+        if connection.is_none() && !self.last_error.borrow().is_empty() {
+            let why = self.last_error.borrow().clone();
+            return Delivery::Done(Outcome::Failed(format!("Redis not connected ({why})")));
+        }
+        // Still making the first connection: wait for it (bounded by the command timeout)
+        // rather than fail events sent right after the distributor was enabled.
+        let (slot, notify) = (self.connection.clone(), self.connected.clone());
+        let config = &self.config;
+        let json = event.json();
+        let mut pipe = redis::pipe();
+        if let Some(stream) = pick(&config.streams, config.stream.as_deref(), &event.name) {
+            pipe.cmd("XADD")
+                .arg(render(stream, &self.session, &event.name))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(config.max_len)
+                .arg("*")
+                .arg("event")
+                .arg(&*event.name)
+                .arg("seq")
+                .arg(event.seq)
+                .arg("json")
+                .arg(json.as_ref())
+                .ignore();
+        }
+        if config.publish {
+            let channel = pick(&config.channels, Some(&config.channel), &event.name)
+                .unwrap_or(DEFAULT_CHANNEL);
+            pipe.cmd("PUBLISH")
+                .arg(render(channel, &self.session, &event.name))
+                .arg(json.as_ref())
+                .ignore();
+        }
+        let timeout = config.command_timeout;
+        Delivery::Later(Box::pin(async move {
+            let mut connection = match connection {
+                Some(c) => c,
+                None => {
+                    let _ = tokio::time::timeout(timeout, notify.notified()).await;
+                    let Some(c) = slot.borrow().clone() else {
+                        return Outcome::Failed(format!(
+                            "Redis not connected within {} ms",
+                            timeout.as_millis()
+                        ));
+                    };
+                    c
+                }
+            };
+            match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut connection)).await {
+                Ok(Ok(())) => Outcome::Delivered,
+                Ok(Err(e))
+                    if e.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+                {
+                    Outcome::Rejected(format!("Redis refused the event: {e}"))
+                }
+                Ok(Err(e)) => Outcome::Failed(format!("Redis: {e}")),
+                Err(_) => Outcome::Failed(format!(
+                    "Redis did not answer within {} ms",
+                    timeout.as_millis()
+                )),
+            }
+        }))
+    }
+
+    fn reconfigure(&mut self, config: RedisConfig) {
+        let reconnect = config.url != self.config.url;
+        self.config = Arc::new(config);
+        if reconnect {
+            self.connect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            redact_url("redis://:pw@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://host"), "redis://host");
+    }
+}

@@ -1,0 +1,212 @@
+//! Redis distributor against real Redis servers: the shared one on 127.0.0.1:6379 and a
+//! private one this test starts late to simulate an outage and its end.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::Commands;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// The server `make test` makes sure is running.
+const SHARED: &str = "redis://127.0.0.1:6379";
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().to_string()[..8])
+}
+
+/// A real Pub/Sub subscriber on a pattern, collecting (channel, payload).
+fn psubscribe(url: &str, pattern: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (url, pattern) = (url.to_string(), pattern.to_string());
+    std::thread::spawn(move || {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut pubsub = conn.as_pubsub();
+        pubsub.psubscribe(&pattern).unwrap();
+        pubsub
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        while let Ok(msg) = pubsub.get_message() {
+            let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
+            sink.lock().unwrap().push((
+                msg.get_channel_name().to_string(),
+                serde_json::from_slice(&payload).unwrap_or(Value::Null),
+            ));
+        }
+    });
+    ready.recv_timeout(DEADLINE).expect("subscribed");
+    got
+}
+
+#[tokio::test]
+async fn events_are_published_to_channels_in_order() {
+    let app = spawn_app().await;
+    let session = unique("rps");
+    let got = psubscribe(SHARED, &format!("synopticon:{session}:*"));
+    app.create_session(json!({"id": session, "enabledDistributors": ["redis"], "distributors": {"redis": {"url": SHARED}}})).await;
+
+    let events: Vec<Value> = (0..10).map(|i| json!({"event": if i % 2 == 0 { "zone_enter" } else { "zone_exit" }, "data": {"i": i}})).collect();
+    app.publish(&session, Value::Array(events)).await;
+    let messages = wait_until("10 messages", DEADLINE, || async {
+        let m = got.lock().unwrap().clone();
+        (m.len() >= 10).then_some(m)
+    })
+    .await;
+
+    assert_eq!(
+        messages
+            .iter()
+            .map(|(_, v)| v["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(messages[0].0, format!("synopticon:{session}:zone_enter"));
+    assert_eq!(messages[1].0, format!("synopticon:{session}:zone_exit"));
+    assert_eq!(messages[9].1["data"], json!({"i": 9}));
+}
+
+#[tokio::test]
+async fn streams_are_capped_approximately() {
+    let app = spawn_app().await;
+    let session = unique("rstream");
+    let key = format!("synopticon:{session}:events");
+    app.create_session(json!({"id": session, "enabledDistributors": ["redis"], "distributors": {"redis": {
+        "url": SHARED, "publish": false, "streams": {"*": "synopticon:{session}:events"}, "maxLen": 100}}}))
+        .await;
+
+    let mut published = 0;
+    while published < 1000 {
+        app.publish(&session, batch("track_started", 250)).await;
+        published += 250;
+    }
+    wait_until("1000 XADDs", DEADLINE, || async {
+        (app.distributor(&session, "redis").await["sent"] == 1000).then_some(())
+    })
+    .await;
+    let mut conn = redis::Client::open(SHARED)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let len: u64 = conn.xlen(&key).unwrap();
+    let last: redis::streams::StreamRangeReply = conn.xrevrange_count(&key, "+", "-", 1).unwrap();
+    let _: () = conn.del(&key).unwrap();
+
+    assert!(
+        (100..1000).contains(&len),
+        "MAXLEN ~ 100 kept {len} entries"
+    );
+    let entry = &last.ids[0];
+    assert_eq!(
+        entry.get::<String>("event").as_deref(),
+        Some("track_started")
+    );
+    assert_eq!(entry.get::<u64>("seq"), Some(1000));
+    let json: Value = serde_json::from_str(&entry.get::<String>("json").unwrap()).unwrap();
+    assert_eq!(
+        (json["seq"].as_u64(), json["session"].as_str()),
+        (Some(1000), Some(session.as_str()))
+    );
+}
+
+struct PrivateRedis(Child);
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_absent_server_opens_the_breaker_without_slowing_websocket_and_its_arrival_closes_it() {
+    let app = spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    app.create_session(json!({"id": "r-out", "enabledDistributors": ["websocket", "redis"], "distributors": {"redis": {
+        "url": url, "breakerThreshold": 2, "breakerCooldownMs": 300, "reconnectDelayMs": 100,
+        "publish": false, "stream": "synopticon:r-out"}}}))
+        .await;
+    let mut ws = app.ws("r-out", "").await;
+
+    app.publish("r-out", batch("while_down", 8)).await;
+    let live = ws.events(8).await;
+    wait_until("the breaker to open", DEADLINE, || async {
+        (app.distributor("r-out", "redis").await["breaker"] == "open").then_some(())
+    })
+    .await;
+    let _server = PrivateRedis(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make test installs it)"),
+    );
+    app.publish("r-out", batch("after", 1)).await;
+    let recovered = wait_until(
+        "the breaker to close and the queue to drain",
+        DEADLINE,
+        || async {
+            let d = app.distributor("r-out", "redis").await;
+            (d["breaker"] == "closed" && d["queued"] == 0 && d["sent"].as_u64() >= Some(1))
+                .then_some(d)
+        },
+    )
+    .await;
+
+    assert_eq!(live.len(), 8);
+    let c = |k: &str| recovered[k].as_u64().unwrap();
+    assert_eq!(
+        c("sent") + c("failed") + c("dropped"),
+        9,
+        "every event accounted for: {recovered}"
+    );
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let len: u64 = conn.xlen("synopticon:r-out").unwrap();
+    assert_eq!(
+        len,
+        c("sent"),
+        "the stream holds exactly what was counted as sent"
+    );
+}
+
+#[tokio::test]
+async fn redis_settings_are_validated_at_once() {
+    let app = spawn_app().await;
+
+    let answer = app
+        .post(
+            "/api/v1/sessions/validate",
+            &json!({"enabledDistributors": ["redis"], "distributors": {"redis": {
+            "url": "http://x", "publish": false, "maxLen": 0}}}),
+        )
+        .await;
+
+    let errors: Vec<String> = serde_json::from_value(answer.body["errors"].clone()).unwrap();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors
+        .iter()
+        .any(|e| e.contains("must start with redis://")));
+    assert!(errors.iter().any(|e| e.contains("nothing to do")));
+}
