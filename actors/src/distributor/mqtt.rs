@@ -219,6 +219,10 @@ async fn run(
         let broker = &config.brokers[attempt % config.brokers.len()];
         let (client, mut eventloop) =
             AsyncClient::new(options(&config, broker, &session), CLIENT_CHANNEL_CAPACITY);
+        // Events are small and latency matters: no Nagle delay on the publisher.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         {
             let mut l = link.borrow_mut();
             if l.closing {
