@@ -407,3 +407,30 @@ async fn idle_sse_streams_get_heartbeat_comments() {
         "the heartbeat comes after an idle period"
     );
 }
+
+#[tokio::test]
+async fn sse_event_names_can_be_mapped_per_event() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "names", "enabledDistributors": ["sse"],
+        "distributors": {"sse": {"eventNames": {"face_*": "face", "face_lost": "face_gone"}}}}))
+        .await;
+    let mut sse = app.sse("names", "", None).await;
+
+    app.publish(
+        "names",
+        json!([{"event": "face_detected"}, {"event": "face_lost"}, {"event": "gaze"}]),
+    )
+    .await;
+    let got = sse.events(3).await;
+
+    let names: Vec<_> = got
+        .iter()
+        .map(|e| (e.id.as_str(), e.event.as_str()))
+        .collect();
+    assert_eq!(names, [("1", "face"), ("2", "face_gone"), ("3", "gaze")]);
+    let data: Value = serde_json::from_str(&got[0].data).unwrap();
+    assert_eq!(
+        data["event"], "face_detected",
+        "the envelope keeps the real event type"
+    );
+}

@@ -412,3 +412,34 @@ async fn mqtt_settings_are_validated_at_once() {
         .iter()
         .any(|e| e.contains("MQTT distributor requires broker URL")));
 }
+
+#[tokio::test]
+async fn per_event_options_set_topic_qos_and_retain() {
+    let app = spawn_app().await;
+    let session = format!("opts-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let sub = Subscriber::start(SHARED_BROKER, &format!("lab/{session}/#")).await;
+    app.create_session(json!({"id": session, "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"), "qos": 0, "topic": "lab/{session}/other",
+        "topics": {"alarm": {"topic": "lab/{session}/alarms", "qos": 2, "retain": true}, "gaze_*": "lab/{session}/gaze"}}}}))
+        .await;
+
+    app.publish(&session, json!([{"event": "alarm", "data": {"level": 3}}, {"event": "gaze_sample"}, {"event": "misc"}])).await;
+    let got = sub.wait_events(3).await;
+    mqtt_delivered(&app, &session, 3).await;
+    let late = Subscriber::start(SHARED_BROKER, &format!("lab/{session}/alarms")).await;
+    let retained = late.wait_events(1).await;
+
+    let by_topic = |suffix: &str| {
+        got.iter()
+            .find(|m| m.topic.ends_with(suffix))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_topic("/alarms").qos, QoS::ExactlyOnce);
+    assert_eq!(by_topic("/gaze").qos, QoS::AtMostOnce);
+    assert_eq!(by_topic("/other").payload["event"], "misc");
+    assert!(
+        retained[0].retain && retained[0].payload["data"] == json!({"level": 3}),
+        "{retained:?}"
+    );
+}

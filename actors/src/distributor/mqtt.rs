@@ -64,8 +64,8 @@ pub struct MqttConfig {
     pub retain: bool,
     /// Topic template (`topic`): `{session}` and `{event}` are replaced.
     pub topic: String,
-    /// Event pattern → topic template (`topics`), most specific first.
-    pub topics: Vec<(Glob, String)>,
+    /// Event pattern → per-event options (`topics`), most specific first.
+    pub topics: Vec<(Glob, EventOptions)>,
     /// Retained status topic template for `online`/`offline` (`statusTopic`).
     pub status_topic: String,
     /// MQTT keep-alive (`keepAliveSecs`).
@@ -137,6 +137,84 @@ fn render(template: &str, session: &str, event: &str) -> String {
     template
         .replace("{session}", session)
         .replace("{event}", event)
+}
+
+/// Per-event MQTT options: a `topics` value is a topic template, or
+/// `{"topic"?, "qos"?, "retain"?}` overriding the distributor's settings for those events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventOptions {
+    /// Topic template (the distributor's `topic` when absent).
+    pub topic: Option<String>,
+    /// QoS override.
+    pub qos: Option<QoS>,
+    /// Retain override.
+    pub retain: Option<bool>,
+}
+
+fn parse_event_options(path: &str, value: &Value) -> Result<EventOptions, Vec<String>> {
+    let mut errors = Vec::new();
+    let options = match value {
+        Value::String(t) => EventOptions {
+            topic: Some(t.clone()),
+            qos: None,
+            retain: None,
+        },
+        Value::Object(o) => {
+            let topic = o
+                .get("topic")
+                .map(|t| t.as_str().map(str::to_string).ok_or(t));
+            let qos = o.get("qos").map(|q| match q.as_u64() {
+                Some(0) => Ok(QoS::AtMostOnce),
+                Some(1) => Ok(QoS::AtLeastOnce),
+                Some(2) => Ok(QoS::ExactlyOnce),
+                _ => Err(q),
+            });
+            let retain = o.get("retain").map(|r| r.as_bool().ok_or(r));
+            for key in o
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "topic" | "qos" | "retain"))
+            {
+                errors.push(format!(
+                    "{path}.{key}: unknown field (known fields: topic, qos, retain)"
+                ));
+            }
+            if let Some(Err(v)) = &topic {
+                errors.push(format!(
+                    "{path}.topic: must be a topic string, got {}",
+                    kind_of(v)
+                ));
+            }
+            if let Some(Err(v)) = &qos {
+                errors.push(format!("{path}.qos: must be 0, 1 or 2, got {v}"));
+            }
+            if let Some(Err(v)) = &retain {
+                errors.push(format!("{path}.retain: must be true or false, got {v}"));
+            }
+            EventOptions {
+                topic: topic.and_then(Result::ok),
+                qos: qos.and_then(Result::ok),
+                retain: retain.and_then(Result::ok),
+            }
+        }
+        other => {
+            return Err(vec![format!(
+                "{path}: must be a topic or {{\"topic\", \"qos\", \"retain\"}}, got {}",
+                kind_of(other)
+            )])
+        }
+    };
+    if let Some(Err(e)) = options
+        .topic
+        .as_deref()
+        .map(|t| check_topic(&format!("{path}.topic"), t))
+    {
+        errors.push(e);
+    }
+    if errors.is_empty() {
+        Ok(options)
+    } else {
+        Err(errors)
+    }
 }
 
 /// What a queued publish is.
@@ -366,22 +444,15 @@ impl Protocol for MqttProtocol {
         match r.raw("topics") {
             None => {}
             Some(Value::Object(map)) => {
-                for (pattern, t) in map {
-                    let p = format!("{path}.topics.{pattern}");
-                    match t
-                        .as_str()
-                        .map(|t| check_topic(&p, t).map(|_| t.to_string()))
-                    {
-                        Some(Ok(t)) => topics.push((Glob::new(pattern), t)),
-                        Some(Err(e)) => r.report().error(e),
-                        None => r
-                            .report()
-                            .error(format!("{p}: must be a topic string, got {}", kind_of(t))),
+                for (pattern, v) in map {
+                    match parse_event_options(&format!("{path}.topics.{pattern}"), v) {
+                        Ok(o) => topics.push((Glob::new(pattern), o)),
+                        Err(errors) => errors.into_iter().for_each(|e| r.report().error(e)),
                     }
                 }
             }
             Some(other) => r.report().error(format!(
-                "{path}.topics: must be an object of event pattern → topic, got {}",
+                "{path}.topics: must be an object of event pattern → topic or options, got {}",
                 kind_of(other)
             )),
         }
@@ -498,18 +569,22 @@ fn publish(
             )));
         }
     };
-    let template = config
+    let options = config
         .topics
         .iter()
         .find(|(g, _)| g.matches(&event.name))
-        .map(|(_, t)| t.as_str())
+        .map(|(_, o)| o);
+    let template = options
+        .and_then(|o| o.topic.as_deref())
         .unwrap_or(&config.topic);
+    let qos = options.and_then(|o| o.qos).unwrap_or(config.qos);
+    let retain = options.and_then(|o| o.retain).unwrap_or(config.retain);
     let topic = render(template, session, &event.name);
     let (tx, rx) = oneshot::channel();
-    if let Err(e) = client.try_publish(topic, config.qos, config.retain, event.json().clone()) {
+    if let Err(e) = client.try_publish(topic, qos, retain, event.json().clone()) {
         return Err(Outcome::Failed(format!("MQTT publish refused: {e}")));
     }
-    link.queued.push_back(Tag::Event(config.qos, tx));
+    link.queued.push_back(Tag::Event(qos, tx));
     Ok(rx)
 }
 

@@ -11,6 +11,8 @@ use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
 use super::websocket::read_fanout;
 use super::{CloseReason, Delivery, DistributorKind, LiveAttach, Outcome, Protocol};
 use crate::event::Event;
+use crate::glob::Glob;
+use crate::session::routing::check_event_name;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::FieldReader;
 
@@ -28,6 +30,9 @@ pub struct SseConfig {
     pub history_size: usize,
     /// Reconnect delay sent to clients on connect (`retryMs`).
     pub retry_ms: u64,
+    /// Event pattern → name on the `event:` line (`eventNames`), most specific first;
+    /// browsers dispatch on it (`addEventListener(name, ...)`).
+    pub event_names: Vec<(Glob, String)>,
 }
 
 /// The SSE protocol half of a distributor.
@@ -37,19 +42,42 @@ pub struct SseProtocol {
     config: SseConfig,
 }
 
-/// Encodes one event as an SSE block: `id`, `event`, `data` (the JSON envelope).
-pub fn encode(event: &Event) -> Bytes {
+/// Encodes one event as an SSE block: `id`, `event` (`name`), `data` (the JSON envelope).
+pub fn encode(event: &Event, name: &str) -> Bytes {
     let json = event.json();
-    let mut buf = BytesMut::with_capacity(json.len() + event.name.len() + 40);
+    let mut buf = BytesMut::with_capacity(json.len() + name.len() + 40);
     buf.put_slice(b"id: ");
     buf.put_slice(event.seq.to_string().as_bytes());
     buf.put_slice(b"\nevent: ");
-    buf.put_slice(event.name.as_bytes());
+    buf.put_slice(name.as_bytes());
     buf.put_slice(b"\ndata: ");
     // Compact JSON never contains a raw newline, so one `data:` line holds it all.
     buf.put_slice(json);
     buf.put_slice(b"\n\n");
     buf.freeze()
+}
+
+fn read_event_names(r: &mut FieldReader<'_>, path: &str) -> Vec<(Glob, String)> {
+    let mut names = Vec::new();
+    match r.raw("eventNames") {
+        None => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (pattern, v) in map {
+                match v.as_str() {
+                    Some(n) if check_event_name(n).is_ok() => names.push((Glob::new(pattern), n.to_string())),
+                    _ => r.report().error(format!(
+                        "{path}.eventNames.{pattern}: must be an event name (letters, digits, _ . : -), got {v}"
+                    )),
+                }
+            }
+        }
+        Some(other) => r.report().error(format!(
+            "{path}.eventNames: must be an object of event pattern → name, got {}",
+            crate::validation::kind_of(other)
+        )),
+    }
+    names.sort_by_key(|(g, _)| std::cmp::Reverse(g.specificity()));
+    names
 }
 
 impl Protocol for SseProtocol {
@@ -62,6 +90,7 @@ impl Protocol for SseProtocol {
             fanout: read_fanout(r, path),
             history_size: r.u64("historySize", 0, 1_000_000, DEFAULT_HISTORY) as usize,
             retry_ms: r.u64("retryMs", 0, 3_600_000, DEFAULT_RETRY_MS),
+            event_names: read_event_names(r, path),
         }
     }
 
@@ -74,9 +103,15 @@ impl Protocol for SseProtocol {
     }
 
     fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
+        let name = self
+            .config
+            .event_names
+            .iter()
+            .find(|(g, _)| g.matches(&event.name))
+            .map_or(&*event.name, |(_, n)| n.as_str());
         let frame = Frame {
             seq: event.seq,
-            bytes: encode(event),
+            bytes: encode(event, name),
             accepted_at: event.accepted_at,
         };
         self.fanout.publish(&event.name, &frame);
@@ -147,7 +182,7 @@ mod tests {
             Utc::now(),
             serde_json::json!({"t": "a\nb"}),
         );
-        let text = String::from_utf8(encode(&ev).to_vec()).unwrap();
+        let text = String::from_utf8(encode(&ev, "zone_enter").to_vec()).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(lines[0], "id: 12");
         assert_eq!(lines[1], "event: zone_enter");
