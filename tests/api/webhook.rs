@@ -24,6 +24,8 @@ pub struct Received {
 pub enum Reply {
     Status(u16),
     RetryAfter(u16, u64),
+    /// Accept the request and never answer (until the test ends).
+    Hang,
 }
 
 #[derive(Clone, Default)]
@@ -63,12 +65,16 @@ impl Receiver {
                                     at: Instant::now(),
                                 });
                                 let reply = s.lock().unwrap().pop_front();
+                                if let Some(Reply::Hang) = reply {
+                                    actix_rt::time::sleep(Duration::from_secs(600)).await;
+                                }
                                 match reply {
                                     None => HttpResponse::Ok().finish(),
                                     Some(Reply::Status(code)) => HttpResponse::build(
                                         actix_web::http::StatusCode::from_u16(code).unwrap(),
                                     )
                                     .finish(),
+                                    Some(Reply::Hang) => HttpResponse::Ok().finish(),
                                     Some(Reply::RetryAfter(code, secs)) => HttpResponse::build(
                                         actix_web::http::StatusCode::from_u16(code).unwrap(),
                                     )
@@ -317,4 +323,53 @@ async fn webhook_settings_are_validated_at_once() {
     let details: Vec<String> = serde_json::from_value(answer.body["details"].clone()).unwrap();
     assert_eq!(details.len(), 3, "{details:#?}");
     assert!(details[0].contains("HTTP baseUrl must start with http:// or https://"));
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_slows_neither_the_sessions_websocket_nor_another_session() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0, vec![Reply::Hang; 50]);
+    app.create_session(json!({"id": "hang", "enabledDistributors": ["websocket", "http"], "distributors": {"http": {
+        "baseUrl": receiver.url(), "timeoutMs": 300, "maxRetries": 1, "retryBaseMs": 10,
+        "breakerThreshold": 2, "breakerCooldownMs": 60000}}}))
+        .await;
+    app.create_session(json!({"id": "bystander", "enabledDistributors": ["websocket"]}))
+        .await;
+    let mut same = app.ws("hang", "").await;
+    let mut other = app.ws("bystander", "").await;
+
+    let started = std::time::Instant::now();
+    app.publish("hang", batch("while_hanging", 20)).await;
+    app.publish("bystander", batch("elsewhere", 20)).await;
+    let same_events = same.events(20).await;
+    let other_events = other.events(20).await;
+    let live_elapsed = started.elapsed();
+    let http = wait_until(
+        "the hanging receiver to open the breaker",
+        DEADLINE,
+        || async {
+            let d = app.distributor("hang", "http").await;
+            (d["breaker"] == "open").then_some(d)
+        },
+    )
+    .await;
+
+    eprintln!("both WebSocket feeds got 20 events in {live_elapsed:?} while the webhook hung");
+    assert_eq!(same_events.last().unwrap()["seq"], 20);
+    assert_eq!(other_events.last().unwrap()["seq"], 20);
+    assert!(
+        http["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 300 ms"),
+        "{http}"
+    );
+    assert_eq!(
+        http["failed"], 2,
+        "two events timed out (with one retry each), then the breaker opened: {http}"
+    );
+    assert_eq!(
+        http["queued"], 18,
+        "the rest wait in the queue while the breaker is open"
+    );
 }
