@@ -443,3 +443,91 @@ async fn per_event_options_set_topic_qos_and_retain() {
         "{retained:?}"
     );
 }
+
+#[tokio::test]
+async fn credentials_reach_a_broker_that_requires_them() {
+    let dir = std::env::temp_dir().join(format!("synopticon-mqtt-auth-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwd = dir.join("passwd");
+    let status = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["lab", "s3cret"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Mosquitto drops root privileges: its own user must be able to read the files.
+    for path in [&dir, &passwd] {
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            passwd.display()
+        ),
+    )
+    .unwrap();
+    let _broker = Broker {
+        port,
+        child: Some(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    wait_until("the broker to listen", DEADLINE, || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let app = spawn_app().await;
+    app.create_session(
+        json!({"id": "authed", "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://lab:s3cret@127.0.0.1:{port}")}}}),
+    )
+    .await;
+    app.create_session(json!({"id": "refused", "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{port}"), "username": "lab", "password": "wrong", "ackTimeoutMs": 500}}}))
+        .await;
+
+    app.publish("authed", batch("ok", 2)).await;
+    app.publish("refused", batch("nope", 1)).await;
+    let authed = mqtt_delivered(&app, "authed", 2).await;
+    let refused = wait_until(
+        "the refused connection to fail the event",
+        DEADLINE,
+        || async {
+            let d = app.distributor("refused", "mqtt").await;
+            (d["failed"] == 1).then_some(d)
+        },
+    )
+    .await;
+    let status = app.status("refused").await;
+
+    assert_eq!(authed["failed"], 0);
+    assert!(
+        refused["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MQTT broker"),
+        "{refused}"
+    );
+    assert_eq!(
+        status["config"]["distributors"]["mqtt"]["password"],
+        "***redacted***"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
