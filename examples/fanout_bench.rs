@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use synopticon::configuration::Settings;
-use synopticon::startup::Application;
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{machine, percentile_ms, start_server, write_docs};
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -55,26 +56,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn start_server() -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut settings, _) = Settings::load_with_env(None, []).unwrap();
-        settings.server.port = 0;
-        settings.log.level = "warn".into();
-        settings.server.max_body_bytes = 16 << 20;
-        synopticon::telemetry::init_logging(&settings.log);
-        actix_rt::System::new()
-            .block_on(async move {
-                let app = Application::build(settings).await?;
-                tx.send(app.port()).unwrap();
-                app.run_until_stopped().await
-            })
-            .unwrap();
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("server starts")
 }
 
 /// Pulls the number after `"t":` out of a frame without parsing the whole JSON.
@@ -172,19 +153,10 @@ fn total(clients: &[Client]) -> u64 {
         .sum()
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
     START.get_or_init(Instant::now);
-    synopticon_actors::distributor::http::install_crypto_provider();
     let port = start_server();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -288,43 +260,26 @@ async fn main() {
     lat.sort_unstable();
     let achieved_rate = sent as f64 / phase2.elapsed().as_secs_f64();
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let table = format!(
-        "Measured {date} on {cores} cores ({cpu}), release build, server and clients in one process on loopback.\n\n\
+        "{machine}, release build, server and clients in one process on loopback.\n\n\
 | Scenario | Result |\n|---|---|\n\
 | WebSocket fan-out, {clients} clients, max rate | {throughput:.0} deliveries/s ({accepted:.0} events/s accepted) |\n\
 | WebSocket at {rate:.0} events/s to {clients} clients | {received} of {expect} frames received |\n\
 | latency p50 / p90 / p99 / p99.9 / max (POST sent → client received) | {p50:.2} / {p90:.2} / {p99:.2} / {p999:.2} / {max:.2} ms |\n\
 | server latency p50 / p99 (event accepted → written to the connection, histogram buckets) | {server_p50} / {server_p99} ms |\n",
-        date = chrono::Utc::now().format("%Y-%m-%d"),
+        machine = machine(),
         clients = a.clients,
         rate = achieved_rate,
         expect = sent * a.clients as u64,
-        p50 = percentile(&lat, 0.50),
-        p90 = percentile(&lat, 0.90),
-        p99 = percentile(&lat, 0.99),
-        p999 = percentile(&lat, 0.999),
-        max = percentile(&lat, 1.0),
+        p50 = percentile_ms(&lat, 0.50),
+        p90 = percentile_ms(&lat, 0.90),
+        p99 = percentile_ms(&lat, 0.99),
+        p999 = percentile_ms(&lat, 0.999),
+        max = percentile_ms(&lat, 1.0),
     );
     println!("{table}");
     if a.write_docs {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PERFORMANCE.md");
-        let doc = std::fs::read_to_string(path).expect("docs/PERFORMANCE.md");
-        let (begin, end) = ("<!-- fanout:begin -->\n", "<!-- fanout:end -->");
-        let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
-            panic!("markers missing in {path}");
-        };
-        let updated = format!("{}{begin}{table}{}", &doc[..b], &doc[e..]);
-        std::fs::write(path, updated).unwrap();
-        println!("wrote {path}");
+        write_docs("fanout", &table);
     }
     std::process::exit(0);
 }

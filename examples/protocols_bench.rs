@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use synopticon::configuration::Settings;
-use synopticon::startup::Application;
+
+mod common;
+use common::{machine, percentile_ms, start_server, write_docs};
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -50,25 +51,6 @@ fn stamp(bytes: &[u8]) -> Option<u64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
-}
-
-fn start_server() -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut settings, _) = Settings::load_with_env(None, []).unwrap();
-        settings.server.port = 0;
-        settings.server.max_body_bytes = 16 << 20;
-        settings.log.level = "error".into();
-        synopticon::telemetry::init_logging(&settings.log);
-        actix_rt::System::new()
-            .block_on(async move {
-                let app = Application::build(settings).await?;
-                tx.send(app.port()).unwrap();
-                app.run_until_stopped().await
-            })
-            .unwrap();
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
 fn udp_peer(targets: usize, seen: Arc<Seen>) -> Vec<String> {
@@ -156,13 +138,6 @@ fn http_peer(seen: Arc<Seen>) -> u16 {
         })
     });
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
 struct Row {
@@ -280,9 +255,9 @@ async fn run(
         },
         received,
         expected,
-        p50: percentile(&lat, 0.5),
-        p99: percentile(&lat, 0.99),
-        max: percentile(&lat, 1.0),
+        p50: percentile_ms(&lat, 0.5),
+        p99: percentile_ms(&lat, 0.99),
+        max: percentile_ms(&lat, 1.0),
     }
 }
 
@@ -290,19 +265,18 @@ async fn run(
 async fn main() {
     let mut events = 100_000u64;
     let mut targets = 10usize;
-    let mut write_docs = false;
+    let mut update_docs = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--events" => events = args.next().unwrap().parse().unwrap(),
             "--udp-targets" => targets = args.next().unwrap().parse().unwrap(),
-            "--write-docs" => write_docs = true,
+            "--write-docs" => update_docs = true,
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
     }
     START.get_or_init(Instant::now);
-    synopticon_actors::distributor::http::install_crypto_provider();
     let port = start_server();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -346,19 +320,10 @@ async fn main() {
         json!({"kind": "http", "baseUrl": format!("http://127.0.0.1:{hport}"), "maxInFlight": 32});
     rows.push(run(&http, &base, "bench http", hook, seen, 1, events / 10).await);
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut table = format!(
-        "Measured {} on {cores} cores ({cpu}), release build; server, peers and producer on one machine over loopback.\n\n\
+        "{}, release build; server, peers and producer on one machine over loopback.\n\n\
 | Distributor | Throughput | Received | Latency p50 / p99 / max at 1,000 events/s (POST → peer) |\n|---|---|---|---|\n",
-        chrono::Utc::now().format("%Y-%m-%d")
+        machine()
     );
     for r in &rows {
         table.push_str(&format!(
@@ -374,16 +339,8 @@ async fn main() {
         ));
     }
     println!("{table}");
-    if write_docs {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PERFORMANCE.md");
-        let doc = std::fs::read_to_string(path).unwrap();
-        let (begin, end) = ("<!-- protocols:begin -->\n", "<!-- protocols:end -->");
-        let (b, e) = (
-            doc.find(begin).expect("marker"),
-            doc.find(end).expect("marker"),
-        );
-        std::fs::write(path, format!("{}{begin}{table}{}", &doc[..b], &doc[e..])).unwrap();
-        println!("wrote {path}");
+    if update_docs {
+        write_docs("protocols", &table);
     }
     std::process::exit(0);
 }

@@ -1,0 +1,71 @@
+//! What the benchmarks share: an in-process server, percentiles, the machine's
+//! description, and writing a table between markers in docs/PERFORMANCE.md.
+
+use std::time::Duration;
+
+use synopticon::configuration::Settings;
+use synopticon::startup::Application;
+
+/// Starts the server on a free port in its own thread (own actix System) and returns the port.
+pub fn start_server() -> u16 {
+    synopticon_actors::distributor::http::install_crypto_provider();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut settings, _) = Settings::load_with_env(None, []).expect("embedded default");
+        settings.server.port = 0;
+        settings.server.max_body_bytes = 16 << 20;
+        settings.log.level = "error".into();
+        synopticon::telemetry::init_logging(&settings.log);
+        actix_rt::System::new()
+            .block_on(async move {
+                let app = Application::build(settings).await?;
+                tx.send(app.port()).expect("bench alive");
+                app.run_until_stopped().await
+            })
+            .expect("server runs");
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("server starts")
+}
+
+/// The `p` quantile of sorted microsecond samples, in milliseconds.
+pub fn percentile_ms<T: Copy + Into<u64>>(sorted: &[T], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].into() as f64 / 1000.0
+}
+
+/// "Measured DATE on N cores (CPU)".
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "Measured {} on {cores} cores ({cpu})",
+        chrono::Utc::now().format("%Y-%m-%d")
+    )
+}
+
+/// Replaces what stands between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
+pub fn write_docs(name: &str, table: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PERFORMANCE.md");
+    let doc = std::fs::read_to_string(path).expect("docs/PERFORMANCE.md");
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->\n"),
+        format!("<!-- {name}:end -->"),
+    );
+    let (Some(b), Some(e)) = (doc.find(&begin), doc.find(&end)) else {
+        panic!("markers for {name} missing in {path}");
+    };
+    std::fs::write(path, format!("{}{begin}{table}{}", &doc[..b], &doc[e..])).expect("write docs");
+    println!("wrote {path}");
+}
