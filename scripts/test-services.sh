@@ -17,6 +17,8 @@ ensure_package() { # command package
 }
 
 ensure_package mosquitto mosquitto
+# The MQTT TLS test makes its own throwaway CA with the openssl command.
+ensure_package openssl openssl
 export PATH="$PATH:/usr/sbin"
 if ! listening 1883; then
   echo "starting mosquitto on 127.0.0.1:1883"

@@ -531,3 +531,101 @@ async fn credentials_reach_a_broker_that_requires_them() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn sh(dir: &std::path::Path, command: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{command}");
+}
+
+#[tokio::test]
+async fn mqtts_verifies_the_broker_with_the_configured_ca_and_suffixes_the_client_id() {
+    // Arrange: a test CA, a server certificate for 127.0.0.1, and a broker with a TLS
+    // listener (for the distributor) and a plain one (for the test's subscriber).
+    let dir = std::env::temp_dir().join(format!("synopticon-mqtts-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    sh(&dir, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj '/CN=synopticon test CA'");
+    sh(&dir, "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1'");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh(&dir, "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf");
+    sh(&dir, "chmod 755 . && chmod 644 *");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (plain, tls) = (free(), free());
+    let d = dir.display();
+    std::fs::write(dir.join("mosquitto.conf"), format!(
+        "per_listener_settings false\nallow_anonymous true\nlog_dest stderr\nlog_type all\n\
+         listener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+    )).unwrap();
+    let log = std::fs::File::create(dir.join("broker.log")).unwrap();
+    let _broker = Broker {
+        port: plain,
+        child: Some(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(dir.join("mosquitto.conf"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    wait_until("the TLS listener", DEADLINE, || async {
+        std::net::TcpStream::connect(("127.0.0.1", tls))
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let sub = Subscriber::start(plain, "synopticon/#").await;
+    let app = spawn_app().await;
+
+    // Act: one session trusts the test CA, one relies on the system roots.
+    app.create_session(json!({"id": "tls-ok", "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtts://127.0.0.1:{tls}"), "caFile": dir.join("ca.pem"), "clientId": "lab"}}}))
+        .await;
+    app.create_session(
+        json!({"id": "tls-untrusted", "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtts://127.0.0.1:{tls}"), "ackTimeoutMs": 1000}}}),
+    )
+    .await;
+    app.publish("tls-ok", batch("secure", 2)).await;
+    app.publish("tls-untrusted", batch("insecure", 1)).await;
+
+    // Assert
+    let got = sub.wait_events(2).await;
+    assert!(
+        got.iter().all(|m| m.topic == "synopticon/tls-ok/secure"),
+        "{got:?}"
+    );
+    let untrusted = wait_until(
+        "the untrusted connection to fail the event",
+        DEADLINE,
+        || async {
+            let d = app.distributor("tls-untrusted", "mqtt").await;
+            (d["failed"] == 1).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(untrusted["sent"], 0);
+    let log = std::fs::read_to_string(dir.join("broker.log")).unwrap();
+    assert!(
+        log.contains(" as lab-tls-ok "),
+        "the client id carries the session id:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

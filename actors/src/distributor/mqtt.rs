@@ -74,6 +74,9 @@ pub struct MqttConfig {
     pub ack_timeout: Duration,
     /// Pause before reconnecting or trying the next broker (`reconnectDelayMs`).
     pub reconnect_delay: Duration,
+    /// PEM certificates trusted for `mqtts://` instead of the system roots (`caFile`, read
+    /// when the settings are validated).
+    pub ca: Option<Vec<u8>>,
 }
 
 fn parse_broker(path: &str, url: &str) -> Result<Broker, String> {
@@ -280,7 +283,10 @@ fn options(config: &MqttConfig, broker: &Broker, session: &str) -> MqttOptions {
         o.set_credentials(u, password.unwrap_or_default());
     }
     if broker.tls {
-        o.set_transport(Transport::tls_with_default_config());
+        o.set_transport(match &config.ca {
+            Some(ca) => Transport::tls(ca.clone(), None, None),
+            None => Transport::tls_with_default_config(),
+        });
     }
     o
 }
@@ -466,6 +472,26 @@ impl Protocol for MqttProtocol {
         let keep_alive = Duration::from_secs(r.u64("keepAliveSecs", 5, 3600, 30));
         let ack_timeout = Duration::from_millis(r.u64("ackTimeoutMs", 10, 600_000, 5000));
         let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
+        let ca = r
+            .string("caFile")
+            .and_then(|file| match std::fs::read(&file) {
+                Ok(pem) if pem.windows(17).any(|w| w == b"BEGIN CERTIFICATE") => Some(pem),
+                Ok(_) => {
+                    r.report()
+                        .error(format!("{path}.caFile: {file} holds no PEM certificate"));
+                    None
+                }
+                Err(e) => {
+                    r.report()
+                        .error(format!("{path}.caFile: cannot read {file}: {e}"));
+                    None
+                }
+            });
+        if ca.is_some() && !brokers.iter().any(|b| b.tls) {
+            r.report().warn(format!(
+                "{path}.caFile: only used for mqtts:// brokers, and none is configured"
+            ));
+        }
         MqttConfig {
             brokers,
             client_id,
@@ -479,6 +505,7 @@ impl Protocol for MqttProtocol {
             keep_alive,
             ack_timeout,
             reconnect_delay,
+            ca,
         }
     }
 
