@@ -373,3 +373,35 @@ async fn a_hanging_receiver_slows_neither_the_sessions_websocket_nor_another_ses
         "the rest wait in the queue while the breaker is open"
     );
 }
+
+#[tokio::test]
+async fn deliveries_in_flight_when_a_distributor_is_disabled_are_counted_as_dropped() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(0, vec![Reply::Hang; 10]);
+    app.create_session(
+        json!({"id": "inflight", "enabledDistributors": ["http"], "distributors": {"http": {
+        "baseUrl": receiver.url(), "timeoutMs": 60000, "maxInFlight": 4}}}),
+    )
+    .await;
+    app.publish("inflight", batch("stuck", 6)).await;
+    requests_for(&receiver, 4).await;
+    let before = app.distributor("inflight", "http").await;
+
+    let disabled = app
+        .delete("/api/v1/sessions/inflight/distributors/http")
+        .await;
+    let metrics = wait_until("the books to close", DEADLINE, || async {
+        let m = app.metrics().await;
+        m.contains("synopticon_distributor_events_total{session=\"inflight\",distributor=\"http\",outcome=\"dropped\"} 6").then_some(m)
+    })
+    .await;
+
+    assert_eq!(
+        (before["queued"].as_u64(), before["sent"].as_u64()),
+        (Some(2), Some(0)),
+        "4 in flight, 2 queued: {before}"
+    );
+    assert_eq!(disabled.status, 200);
+    assert!(metrics
+        .contains("synopticon_events_routed_total{session=\"inflight\",distributor=\"http\"} 6"));
+}

@@ -257,6 +257,13 @@ impl<P: Protocol> Actor for DistributorActor<P> {
             self.protocol.close(CloseReason::DistributorDisabled);
             let left = self.queue.take_all().len() as u64;
             self.telemetry.dropped(left, "distributor stopped");
+            // Deliveries still running die with the context; their outcome is unknown, so
+            // they count as dropped rather than vanish from the books.
+            self.telemetry.dropped(
+                self.in_flight as u64,
+                "in flight when the distributor stopped",
+            );
+            self.in_flight = 0;
             self.telemetry.set_queue_depth(0);
         }
     }
