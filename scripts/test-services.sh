@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883 and
-# Redis on 127.0.0.1:6379.
+# Redis on 127.0.0.1:6379; and that the openssl and ffmpeg commands are installed.
 # Installs from apt when missing; starts a local instance when nothing listens.
 set -euo pipefail
 SUDO=""
@@ -19,6 +19,8 @@ ensure_package() { # command package
 ensure_package mosquitto mosquitto
 # The MQTT TLS test makes its own throwaway CA with the openssl command.
 ensure_package openssl openssl
+# `synopticon analyze` decodes videos through an ffmpeg subprocess; the tests make clips.
+ensure_package ffmpeg ffmpeg
 export PATH="$PATH:/usr/sbin"
 if ! listening 1883; then
   echo "starting mosquitto on 127.0.0.1:1883"

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use synopticon_actors::inference::hub::InferenceSettings;
 use synopticon_actors::session::spec::resolve;
 use synopticon_actors::session::templates::TemplateStore;
 use synopticon_actors::validation::Report;
@@ -33,6 +34,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Logging.
     pub log: LogSettings,
+    /// ONNX Runtime and the detection models.
+    pub inference: InferenceSettings,
 }
 
 /// HTTP listener and request limits.
@@ -232,6 +235,7 @@ impl Settings {
                 self.log.format
             ));
         }
+        r.merge(self.inference.validate());
         let mut ids = Vec::new();
         for (i, declared) in self.sessions.declared.iter().enumerate() {
             let (config, report) =

@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use synopticon_actors::inference::InferenceError;
 use synopticon_actors::registry::RegistryError;
 use synopticon_actors::session::templates::TemplateError;
 use synopticon_actors::session::SessionError;
@@ -29,6 +30,9 @@ pub enum ApiError {
     /// 413: the body is larger than the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: the body is not of a media type the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: well-formed but invalid; every problem is listed.
     #[error("{message}")]
     Invalid {
@@ -42,6 +46,9 @@ pub enum ApiError {
     /// 503: an actor did not answer in time, or a limit is reached.
     #[error("{0}")]
     Unavailable(String),
+    /// 500: the server failed at something that should have worked.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -65,6 +72,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -108,6 +117,27 @@ impl From<TemplateError> for ApiError {
         match e {
             TemplateError::Builtin(_) => Self::Conflict(e.to_string()),
             TemplateError::Invalid(report) => Self::invalid("invalid template", report),
+        }
+    }
+}
+
+impl From<InferenceError> for ApiError {
+    fn from(e: InferenceError) -> Self {
+        let message = e.to_string();
+        match e {
+            InferenceError::UnknownModel { .. } => Self::NotFound(message),
+            InferenceError::NotAnImage(_) => Self::UnsupportedMediaType(message),
+            InferenceError::BadImage(_) => Self::Invalid {
+                message,
+                details: Vec::new(),
+                warnings: Vec::new(),
+            },
+            InferenceError::TooLarge(_) => Self::PayloadTooLarge(message),
+            InferenceError::BadRequest(_) => Self::BadRequest(message),
+            InferenceError::Runtime(_)
+            | InferenceError::ModelUnavailable { .. }
+            | InferenceError::Busy(_) => Self::Unavailable(message),
+            InferenceError::Failed(_) => Self::Internal(message),
         }
     }
 }

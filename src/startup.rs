@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use synopticon_actors::distributor::CloseReason;
+use synopticon_actors::inference::ModelHub;
 use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::session::templates::TemplateStore;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// How long a handler waits for an actor.
     pub request_timeout: Duration,
+    /// The detection models.
+    pub models: Arc<ModelHub>,
 }
 
 /// A built, bound, not yet running server.
@@ -84,6 +87,8 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("declared session {declared}: {e:?}"))?;
         }
 
+        let models = Arc::new(ModelHub::start(&settings.inference, &actors.handle()));
+
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!(
@@ -104,6 +109,7 @@ impl Application {
             started: Instant::now(),
             started_at: Utc::now(),
             metrics: metrics.clone(),
+            models,
         });
         let workers = match state.settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

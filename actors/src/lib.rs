@@ -12,6 +12,8 @@
 //!   ([`session::routing`]) and templates ([`session::templates`]).
 //! - [`distributor`]: the generic supervised distributor actor, its queue, breaker, live
 //!   client fan-out, and one file per protocol.
+//! - [`inference`]: ONNX Runtime detectors (YOLO family, CenterFace), the model thread
+//!   behind each `InferenceActor`, and the hub of configured models.
 //! - [`event`]: the event type and its shared, serialize-once encodings.
 //! - [`telemetry`]: counters, metric names and internal events that log and count.
 //! - [`validation`]: reports that list every problem at once.
@@ -20,6 +22,7 @@
 pub mod distributor;
 pub mod event;
 pub mod glob;
+pub mod inference;
 pub mod messages;
 pub mod registry;
 pub mod session;

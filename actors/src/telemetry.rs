@@ -47,9 +47,23 @@ pub const LIVE_DISCONNECTS: &str = "synopticon_live_disconnects_total";
 /// Time from an event's arrival to its delivery (written to a client, or acknowledged).
 pub const DELIVERY_LATENCY: &str = "synopticon_delivery_latency_seconds";
 
+/// `Session::run` time per model.
+pub const INFERENCE_LATENCY: &str = "synopticon_inference_duration_seconds";
+/// Frames and images per model by outcome: processed, dropped, rejected, failed.
+pub const INFERENCE_FRAMES: &str = "synopticon_inference_frames_total";
+
 /// Describes every metric of this crate once, so `/metrics` has HELP and TYPE lines.
 pub fn describe() {
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
+    describe_histogram!(
+        INFERENCE_LATENCY,
+        Unit::Seconds,
+        "ONNX Runtime Session::run time per model."
+    );
+    describe_counter!(
+        INFERENCE_FRAMES,
+        "Frames and images per model by outcome: processed, dropped (replaced by a newer live frame), rejected (queue full), failed."
+    );
     describe_counter!(SESSIONS_CREATED, "Sessions created since start.");
     describe_counter!(SESSIONS_CLOSED, "Sessions closed since start.");
     describe_counter!(EVENTS_RECEIVED, "Events accepted by a session.");

@@ -49,14 +49,33 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     } else {
         "degraded"
     };
+    let models: serde_json::Map<String, serde_json::Value> = state
+        .models
+        .states()
+        .into_iter()
+        .map(|(name, s)| (name, json!(s)))
+        .collect();
+    let models_status = if models.values().all(|s| s == "ready") {
+        "ok"
+    } else if models.values().any(|s| s == "failed" || s == "stopped") {
+        "degraded"
+    } else {
+        "loading"
+    };
+    let overall = if sessions_status == "ok" && models_status != "degraded" {
+        "ok"
+    } else {
+        "degraded"
+    };
     HttpResponse::Ok().json(json!({
-        "status": if sessions_status == "ok" { "ok" } else { "degraded" },
+        "status": overall,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs_f64(),
         "components": {
             "http": {"status": "ok"},
             "registry": {"status": "ok", "sessions_open": sessions.len()},
             "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
+            "models": {"status": models_status, "models": models},
             "metrics": {"status": "ok"},
         },
     }))

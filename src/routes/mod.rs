@@ -6,10 +6,12 @@
 //! - [`templates`](self::templates): `/api/v1/templates`
 //! - [`sessions`](self::sessions): `/api/v1/sessions` (sessions, distributors, routing, events)
 //! - [`live`](self::live): `/api/v1/sessions/{id}/ws` and `/sse`
+//! - [`inference`](self::inference): `/api/v1/detect`, `/api/v1/batch`, `/api/pipelines`
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
 
 pub mod debug;
 pub mod health;
+pub mod inference;
 pub mod live;
 pub mod metrics;
 pub mod sessions;
@@ -45,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     templates::configure(cfg);
     sessions::configure(cfg);
     live::configure(cfg);
+    inference::configure(cfg);
     if settings.server.debug_endpoints {
         debug::configure(cfg);
     }

@@ -38,7 +38,39 @@ pub fn test_settings() -> Settings {
     settings.sessions.templates_dir =
         concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates").into();
     settings.log.level = "warn".into();
+    // Models load only in the tests that ask for them (see `with_models`).
+    settings.inference.models.clear();
+    settings.inference.default_model = String::new();
     settings
+}
+
+/// The cache folder `make assets` fills (models, images, ONNX Runtime, reference venv).
+pub fn cache_dir() -> std::path::PathBuf {
+    match std::env::var_os("SYNOPTICON_CACHE") {
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => concat!(env!("CARGO_MANIFEST_DIR"), "/.cache").into(),
+    }
+}
+
+/// A file under the cache folder; fails the test with the fix when it is missing.
+pub fn asset(relative: &str) -> std::path::PathBuf {
+    let path = cache_dir().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make assets` (make test does it)",
+        path.display()
+    );
+    path
+}
+
+/// The ONNX Runtime library from the cache (or ORT_DYLIB_PATH).
+pub fn ort_library() -> String {
+    match std::env::var("ORT_DYLIB_PATH") {
+        Ok(path) if !path.is_empty() => path,
+        _ => asset("onnxruntime/libonnxruntime.so.1.32.0")
+            .display()
+            .to_string(),
+    }
 }
 
 /// Starts a server with the test settings.
@@ -148,6 +180,21 @@ impl TestApp {
             .post(self.url(path))
             .header("content-type", "application/json");
         Self::answer(request.body(body).send().await.expect("POST")).await
+    }
+
+    /// POST with a raw body and a content type.
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) -> Answer {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type);
+        Self::answer(request.body(body).send().await.expect("POST")).await
+    }
+
+    /// POST a multipart form.
+    pub async fn post_form(&self, path: &str, form: reqwest::multipart::Form) -> Answer {
+        let request = self.client.post(self.url(path)).multipart(form);
+        Self::answer(request.send().await.expect("POST")).await
     }
 
     /// PUT with a JSON body.

@@ -3,6 +3,7 @@
 
 mod config;
 mod helpers;
+mod inference;
 mod live;
 mod metrics;
 mod mqtt;
