@@ -2,12 +2,14 @@
 //! `synopticon-actors`.
 //!
 //! # Layout
+//! - [`analyze`]: the offline `analyze` command (images, folders, videos to JSON lines).
 //! - [`configuration`]: settings from the embedded default, a file and the environment.
 //! - [`startup`]: [`startup::Application`], used by `main` and by the tests.
 //! - [`routes`]: one file per API area.
 //! - [`error`]: the mapping of every error to an HTTP status and JSON body.
 //! - [`telemetry`]: logging and the Prometheus recorder.
 
+pub mod analyze;
 pub mod configuration;
 pub mod error;
 pub mod routes;

@@ -1,9 +1,10 @@
-//! `synopticon`: `serve` (the default) and `check-config`.
+//! `synopticon`: `serve` (the default), `check-config` and `analyze`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use synopticon::analyze::AnalyzeArgs;
 use synopticon::configuration::{Settings, CONFIG_FILE_ENV};
 use synopticon::startup::Application;
 use synopticon::telemetry::init_logging;
@@ -33,6 +34,26 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Detect objects in an image, a folder of images or a video; write JSON lines.
+    Analyze {
+        /// Image (.jpg/.png), folder of images, or video file (decoded by ffmpeg).
+        input: PathBuf,
+        /// Model name from the configuration (default: inference.default_model).
+        #[arg(long)]
+        model: Option<String>,
+        /// Write the JSON lines here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Analyse only every n-th video frame.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        every: u64,
+        /// Override the model's confidence threshold (0..1).
+        #[arg(long)]
+        confidence: Option<f32>,
+        /// Configuration file layered over the embedded default.
+        #[arg(long, env = CONFIG_FILE_ENV)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +63,52 @@ fn main() -> ExitCode {
     }) {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => check_config(file),
+        Command::Analyze {
+            input,
+            model,
+            out,
+            every,
+            confidence,
+            config,
+        } => analyze(
+            config,
+            AnalyzeArgs {
+                input,
+                model,
+                out,
+                every,
+                confidence,
+            },
+        ),
+    }
+}
+
+fn analyze(config: Option<PathBuf>, args: AnalyzeArgs) -> ExitCode {
+    let (settings, env_report) = match Settings::load(config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // stderr is for the progress bar and the summary: only warnings and errors besides.
+    let mut log = settings.log.clone();
+    log.level = "warn".into();
+    init_logging(&log);
+    if let Some(e) = env_report.errors.first() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(c) = args.confidence.filter(|c| !(0.0..=1.0).contains(c)) {
+        eprintln!("error: --confidence must be between 0 and 1, got {c}");
+        return ExitCode::FAILURE;
+    }
+    match synopticon::analyze::run(&settings, args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real server on port 0 and talks to it with real
 //! HTTP, WebSocket and SSE clients.
 
+mod analyze;
 mod config;
 mod helpers;
 mod inference;

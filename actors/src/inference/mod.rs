@@ -18,11 +18,14 @@
 //! - [`yolo`], [`centerface`]: output decoders; [`nms`]: IoU suppression.
 //! - [`onnx_graph`]: the one-time rewrite that makes CenterFace's fixed input dynamic.
 //! - [`detector`]: a loaded model and its full path; [`actor`]: its thread and mailbox.
+//! - [`envelope`]: the detection message envelope (`version`, `source`, `frame`,
+//!   `detections`) that `analyze` writes and live sources will publish.
 //! - [`hub`]: every configured model by name, as the server and `analyze` see them.
 
 pub mod actor;
 pub mod centerface;
 pub mod detector;
+pub mod envelope;
 pub mod frame;
 pub mod hub;
 pub mod nms;
