@@ -166,7 +166,6 @@ pub fn run(settings: &Settings, args: AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         analyze_video(&mut detector, &args, &options, &mut summary, &mut emit)?;
     }
-    drop(emit);
     out.flush()?;
 
     let elapsed = started.elapsed().as_secs_f64();
