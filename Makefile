@@ -20,6 +20,7 @@ help:
 	@echo "make assets - fetch ONNX Runtime, models and test images into .cache/"
 	@echo "make lint  - rustfmt and clippy"
 	@echo "make bench - fan-out benchmark (see docs/PERFORMANCE.md)"
+	@echo "make bench-inference - Session::run against the full detection path"
 
 # The default configuration loads a face detector, so the runtime and model come first.
 run: assets
@@ -51,3 +52,7 @@ lint:
 
 bench:
 	$(CARGO) run --release --example fanout_bench
+
+# Bare Session::run against the full detection path (docs/PERFORMANCE.md).
+bench-inference: assets
+	$(CARGO) run --release --example inference_bench

@@ -110,3 +110,46 @@ fn check_config_reports_type_errors_by_key() {
     assert_eq!(code, 1);
     assert!(out.contains("server.port"), "{out}");
 }
+
+#[test]
+fn check_config_lists_every_problem_with_the_models() {
+    let (code, out) = check_config(
+        r#"
+[inference]
+default_model = "people"
+max_batch_images = 0
+[[inference.models]]
+name = "face"
+kind = "centerface"
+path = "/nonexistent/centerface.onnx"
+confidence = 1.5
+[[inference.models]]
+name = "face"
+kind = "yolov8"
+path = "/nonexistent/yolo.onnx"
+input_size = [8, 8]
+roi = { x1 = 100, y1 = 0, x2 = 50, y2 = 10 }
+"#,
+    );
+
+    assert_eq!(code, 1, "{out}");
+    for needle in [
+        "inference.models[0].confidence: 1.5 is not between 0 and 1",
+        "inference.models[1].name: \"face\" is used twice",
+        "inference.models[1].input_size",
+        "inference.models[1].roi",
+        "inference.default_model: \"people\" is not among the models",
+        "inference.max_batch_images: must be at least 1",
+        "warning: inference.models[0].path: /nonexistent/centerface.onnx does not exist",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+
+    let (code, out) =
+        check_config("[[inference.models]]\nname = \"x\"\nkind = \"resnet\"\npath = \"m.onnx\"\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("inference.models[0].kind") && out.contains("resnet"),
+        "{out}"
+    );
+}

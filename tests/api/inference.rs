@@ -585,3 +585,35 @@ async fn live_frames_the_model_cannot_keep_up_with_are_replaced_and_counted() {
     assert!(seen.iter().all(|(_, faces)| *faces == 2), "{seen:?}");
     assert_eq!(shared.waiting(), (0, 0), "nothing left queued");
 }
+
+#[tokio::test]
+async fn the_default_configuration_finds_faces_out_of_the_box() {
+    // The embedded default's [inference] section as `make run` uses it: the runtime from
+    // ORT_DYLIB_PATH (exported by make), the face model from .cache/.
+    let app = spawn_app_with(|s| {
+        let (defaults, _) = Settings::load_with_env(None, []).expect("embedded default");
+        s.inference = defaults.inference;
+        if std::env::var_os("SYNOPTICON_CACHE").is_some() {
+            s.inference.models[0].path = asset("models/centerface.onnx");
+        }
+    })
+    .await;
+    wait_until("the default model", MODEL_DEADLINE, || async {
+        let body = app.get("/api/pipelines").await.body;
+        (body["models"][0]["state"] != "loading").then_some(())
+    })
+    .await;
+
+    let answer = app
+        .post_bytes("/api/v1/detect", image("zidane.jpg"), "image/jpeg")
+        .await;
+
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["model"], "face");
+    assert_eq!(
+        answer.body["detections"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        answer.body
+    );
+}
