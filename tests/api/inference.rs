@@ -617,3 +617,46 @@ async fn the_default_configuration_finds_faces_out_of_the_box() {
         answer.body
     );
 }
+
+#[tokio::test]
+async fn a_region_of_interest_limits_detection_and_boxes_stay_in_frame_coordinates() {
+    let app = ready_app(|s| {
+        let mut right = face_model();
+        right.name = "face-right".into();
+        right.roi = Some(synopticon_actors::inference::Roi {
+            x1: 700,
+            y1: 0,
+            x2: 1280,
+            y2: 720,
+        });
+        s.inference.models.push(right);
+    })
+    .await;
+
+    let answer = app
+        .post_bytes(
+            "/api/v1/detect?model=face-right",
+            image("zidane.jpg"),
+            "image/jpeg",
+        )
+        .await;
+
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = &answer.body;
+    assert_eq!(
+        body["roi_applied"],
+        serde_json::json!({"x1": 700, "y1": 0, "x2": 1280, "y2": 720})
+    );
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    let faces = body["detections"].as_array().expect("detections");
+    assert_eq!(
+        faces.len(),
+        1,
+        "only Ancelotti's face is right of x = 700: {body}"
+    );
+    let x1 = faces[0]["bbox"]["x1"].as_f64().unwrap_or(0.0);
+    assert!(x1 > 900.0 && x1 < 930.0, "whole-frame coordinates: {body}");
+}

@@ -20,6 +20,9 @@ use super::{
 const DEFAULT_YOLO_SIZE: u32 = 640;
 /// CenterFace needs sides divisible by this.
 const CENTERFACE_ALIGN: u32 = 32;
+/// A model whose input follows the frame size gets at most this many pixels on the longer
+/// side: a 40-megapixel upload must not ask ONNX Runtime for gigabytes of activations.
+pub const MAX_FOLLOWING_SIDE: u32 = 1920;
 
 /// One input or output of a model, as `/api/pipelines` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -265,14 +268,27 @@ impl Detector {
         &self.config
     }
 
-    /// The input tensor size for a frame: fixed, or the frame's own size aligned.
+    /// The input tensor size for a frame: fixed, or the frame's own size aligned (scaled
+    /// down first when its longer side is over [`MAX_FOLLOWING_SIDE`]).
     fn input_size(&self, roi_w: u32, roi_h: u32) -> (u32, u32) {
         match self.info.input_size {
             Some([w, h]) => (w, h),
-            None => (
-                roi_w.div_ceil(CENTERFACE_ALIGN) * CENTERFACE_ALIGN,
-                roi_h.div_ceil(CENTERFACE_ALIGN) * CENTERFACE_ALIGN,
-            ),
+            None => {
+                let longer = roi_w.max(roi_h);
+                let (w, h) = if longer > MAX_FOLLOWING_SIDE {
+                    let r = MAX_FOLLOWING_SIDE as f32 / longer as f32;
+                    (
+                        ((roi_w as f32 * r).round() as u32).max(1),
+                        ((roi_h as f32 * r).round() as u32).max(1),
+                    )
+                } else {
+                    (roi_w, roi_h)
+                };
+                (
+                    w.div_ceil(CENTERFACE_ALIGN) * CENTERFACE_ALIGN,
+                    h.div_ceil(CENTERFACE_ALIGN) * CENTERFACE_ALIGN,
+                )
+            }
         }
     }
 
