@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Builds the Python environment the inference tests run the reference detector in
 # (scripts/reference_detect.py): onnxruntime (the same 1.32.0 wheel the server loads),
-# numpy and onnx, in a virtualenv under the cache folder. Prints the interpreter's path.
+# numpy and onnx; and the tracker comparison (scripts/supervision_track.py): supervision.
+# All in a virtualenv under the cache folder. Prints the interpreter's path.
 set -euo pipefail
 CACHE="${SYNOPTICON_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}"
 VENV="$CACHE/venv"
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-REQUIREMENTS=(onnxruntime==1.32.0 numpy==2.4.6 onnx==1.23.2)
+REQUIREMENTS=(onnxruntime==1.32.0 numpy==2.4.6 onnx==1.23.2 supervision==0.27.0)
 
-if "$VENV/bin/python" -c "import onnxruntime, numpy, onnx" 2>/dev/null; then
+if "$VENV/bin/python" -c "import onnxruntime, numpy, onnx, supervision" 2>/dev/null; then
   echo "$VENV/bin/python"
   exit 0
 fi
@@ -18,8 +19,7 @@ if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; 
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
 fi
-rm -rf "$VENV"
-python3 -m venv "$VENV"
+[ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
 echo "installing ${REQUIREMENTS[*]} into $VENV" >&2
 # Reuse the onnxruntime wheel fetch-assets.sh already downloaded.
 "$VENV/bin/pip" install --quiet --find-links "$CACHE/wheels" "${REQUIREMENTS[@]}" >&2

@@ -15,6 +15,7 @@
 //! - [`inference`]: ONNX Runtime detectors (YOLO family, CenterFace), the model thread
 //!   behind each `InferenceActor`, and the hub of configured models.
 //! - [`event`]: the event type and its shared, serialize-once encodings.
+//! - [`tracker`]: ByteTrack-style tracking and its evaluation on synthetic scenes.
 //! - [`telemetry`]: counters, metric names and internal events that log and count.
 //! - [`validation`]: reports that list every problem at once.
 //! - [`glob`]: `*`/`?` patterns for routing and subscriptions.
@@ -27,4 +28,5 @@ pub mod messages;
 pub mod registry;
 pub mod session;
 pub mod telemetry;
+pub mod tracker;
 pub mod validation;

@@ -13,5 +13,6 @@ mod sessions;
 mod shutdown;
 mod supervision;
 mod templates;
+mod tracking;
 mod udp;
 mod webhook;

@@ -1,0 +1,15 @@
+//! Tracking: stable ids for detections across frames, and the line and zone analytics
+//! that turn tracks into events.
+//!
+//! # Layout
+//! - [`bytetrack`]: the ByteTrack-style tracker (`ByteTracker`, `TrackerConfig`).
+//! - [`kalman`]: the constant-velocity box filter it predicts with.
+//! - [`assignment`]: minimum-cost matching of tracks to detections.
+//! - [`eval`]: synthetic scenes with ground truth, MOTA and ID-switch scoring.
+
+pub mod assignment;
+pub mod bytetrack;
+pub mod eval;
+pub mod kalman;
+
+pub use bytetrack::{ByteTracker, EndedTrack, TrackView, TrackerConfig, TrackerUpdate};
