@@ -4,9 +4,12 @@
 //! # Layout
 //! - [`bytetrack`]: the ByteTrack-style tracker (`ByteTracker`, `TrackerConfig`).
 //! - [`kalman`]: the constant-velocity box filter it predicts with.
+//! - [`analytics`]: lines and zones (pixels or percentages), from tracks to
+//!   `line_cross`, `zone_enter`, `zone_exit` and `loitering` events.
 //! - [`assignment`]: minimum-cost matching of tracks to detections.
 //! - [`eval`]: synthetic scenes with ground truth, MOTA and ID-switch scoring.
 
+pub mod analytics;
 pub mod assignment;
 pub mod bytetrack;
 pub mod eval;
