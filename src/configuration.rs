@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use synopticon_actors::inference::hub::InferenceSettings;
 use synopticon_actors::session::spec::resolve;
 use synopticon_actors::session::templates::TemplateStore;
+use synopticon_actors::source::SourceConfig;
 use synopticon_actors::validation::Report;
 
 /// The configuration compiled into the binary.
@@ -36,6 +37,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// ONNX Runtime and the detection models.
     pub inference: InferenceSettings,
+    /// Vision sources started with the server (`[[sources]]`).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
 }
 
 /// HTTP listener and request limits.
@@ -236,6 +240,20 @@ impl Settings {
             ));
         }
         r.merge(self.inference.validate());
+        let mut source_ids = Vec::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let report = source.validate();
+            for e in report.errors {
+                r.error(format!("sources[{i}].{e}"));
+            }
+            if source_ids.contains(&source.id) {
+                r.error(format!(
+                    "sources[{i}].id: {:?} is declared twice",
+                    source.id
+                ));
+            }
+            source_ids.push(source.id.clone());
+        }
         let mut ids = Vec::new();
         for (i, declared) in self.sessions.declared.iter().enumerate() {
             let (config, report) =

@@ -10,6 +10,7 @@ use synopticon_actors::inference::InferenceError;
 use synopticon_actors::registry::RegistryError;
 use synopticon_actors::session::templates::TemplateError;
 use synopticon_actors::session::SessionError;
+use synopticon_actors::source::hub::SourceError;
 use synopticon_actors::validation::Report;
 
 /// An API failure, mapped to a status code in [`ResponseError`].
@@ -98,6 +99,7 @@ impl From<RegistryError> for ApiError {
             }
             RegistryError::Conflict(_) => Self::Conflict(e.to_string()),
             RegistryError::Full(_) => Self::Unavailable(e.to_string()),
+            RegistryError::NotFound(_) => Self::NotFound(e.to_string()),
         }
     }
 }
@@ -138,6 +140,17 @@ impl From<InferenceError> for ApiError {
             | InferenceError::ModelUnavailable { .. }
             | InferenceError::Busy(_) => Self::Unavailable(message),
             InferenceError::Failed(_) => Self::Internal(message),
+        }
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Invalid(report) => Self::invalid("invalid source request", report),
+            SourceError::Conflict(_) | SourceError::WrongKind(_) => Self::Conflict(e.to_string()),
+            SourceError::NotFound(_) => Self::NotFound(e.to_string()),
+            SourceError::Unavailable(_) => Self::Unavailable(e.to_string()),
         }
     }
 }

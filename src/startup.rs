@@ -17,6 +17,7 @@ use synopticon_actors::inference::ModelHub;
 use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::session::templates::TemplateStore;
+use synopticon_actors::source::hub::{SourceError, SourceHub};
 
 use crate::configuration::Settings;
 use crate::{routes, telemetry};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The detection models.
     pub models: Arc<ModelHub>,
+    /// The vision sources.
+    pub sources: Arc<SourceHub>,
 }
 
 /// A built, bound, not yet running server.
@@ -88,6 +91,21 @@ impl Application {
         }
 
         let models = Arc::new(ModelHub::start(&settings.inference, &actors.handle()));
+        let sources = Arc::new(SourceHub::new(
+            actors.handle(),
+            registry.clone().recipient(),
+            models.clone(),
+        ));
+        for declared in &settings.sources {
+            sources.add(declared.clone()).map_err(|e| match e {
+                SourceError::Invalid(report) => anyhow::anyhow!(
+                    "declared source {:?}: {}",
+                    declared.id,
+                    report.errors.join("; ")
+                ),
+                other => anyhow::anyhow!("declared source {:?}: {other}", declared.id),
+            })?;
+        }
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -110,6 +128,7 @@ impl Application {
             started_at: Utc::now(),
             metrics: metrics.clone(),
             models,
+            sources,
         });
         let workers = match state.settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -174,7 +193,8 @@ impl Application {
 
 /// Closes every session (clients get close frames and stream ends), then stops the server.
 pub async fn graceful_shutdown(state: &AppState, server: &ServerHandle) {
-    tracing::info!("shutting down: closing sessions");
+    tracing::info!("shutting down: stopping sources, closing sessions");
+    state.sources.stop_all();
     let sessions = tokio::time::timeout(
         SESSION_CLOSE_TIMEOUT,
         state.registry.send(RemoveAllSessions),

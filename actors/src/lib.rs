@@ -15,6 +15,8 @@
 //! - [`inference`]: ONNX Runtime detectors (YOLO family, CenterFace), the model thread
 //!   behind each `InferenceActor`, and the hub of configured models.
 //! - [`event`]: the event type and its shared, serialize-once encodings.
+//! - [`source`]: vision sources (files, streams, cameras, folders, synthetic, external
+//!   edge devices) and the `SourceActor` from frames to session events.
 //! - [`tracker`]: ByteTrack-style tracking and its evaluation on synthetic scenes.
 //! - [`telemetry`]: counters, metric names and internal events that log and count.
 //! - [`validation`]: reports that list every problem at once.
@@ -27,6 +29,7 @@ pub mod inference;
 pub mod messages;
 pub mod registry;
 pub mod session;
+pub mod source;
 pub mod telemetry;
 pub mod tracker;
 pub mod validation;

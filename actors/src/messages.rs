@@ -129,3 +129,28 @@ pub struct InjectDistributorPanic(pub DistributorKind);
 #[derive(Message)]
 #[rtype(result = "SessionStatus")]
 pub struct CloseSession(pub CloseReason);
+
+/// Source → registry: events of a vision source, for every session listening to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishSourceEvents {
+    /// Source id.
+    pub source: Arc<str>,
+    /// Events, in order.
+    pub events: Vec<IncomingEvent>,
+}
+
+/// Server → registry: change which sources a session listens to.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, RegistryError>")]
+pub struct SetSessionSources {
+    /// Session id.
+    pub session: String,
+    /// Source ids (or `"*"`).
+    pub sources: Vec<String>,
+}
+
+/// Registry → session: the sources it now listens to (shown in its status).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SourcesChanged(pub Vec<String>);

@@ -35,11 +35,16 @@ pub enum RegistryError {
     /// The session limit is reached.
     #[error("the server already has its maximum of {0} sessions")]
     Full(usize),
+    /// No such session.
+    #[error("session {0:?} not found")]
+    NotFound(String),
 }
 
 /// Holds every open session.
 pub struct SessionRegistry {
     sessions: BTreeMap<String, Addr<SessionActor>>,
+    /// Session id → the sources it listens to; consulted for every source event batch.
+    sources: BTreeMap<String, Vec<String>>,
     templates: Arc<TemplateStore>,
     settings: RegistrySettings,
 }
@@ -49,6 +54,7 @@ impl SessionRegistry {
     pub fn new(templates: Arc<TemplateStore>, settings: RegistrySettings) -> Self {
         Self {
             sessions: BTreeMap::new(),
+            sources: BTreeMap::new(),
             templates,
             settings,
         }
@@ -105,6 +111,8 @@ impl Handler<CreateSession> for SessionRegistry {
         let id = config.id.clone();
         let session = SessionActor::new(config).map_err(RegistryError::Invalid)?;
         let status = session.status();
+        self.sources
+            .insert(id.clone(), status.config.sources.clone());
         self.sessions.insert(id, session.start());
         Ok(status)
     }
@@ -138,6 +146,7 @@ impl Handler<RemoveSession> for SessionRegistry {
     type Result = Option<Addr<SessionActor>>;
 
     fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
+        self.sources.remove(&msg.0);
         self.sessions.remove(&msg.0)
     }
 }
@@ -146,6 +155,36 @@ impl Handler<RemoveAllSessions> for SessionRegistry {
     type Result = MessageResult<RemoveAllSessions>;
 
     fn handle(&mut self, _: RemoveAllSessions, _: &mut Self::Context) -> Self::Result {
+        self.sources.clear();
         MessageResult(std::mem::take(&mut self.sessions).into_values().collect())
+    }
+}
+
+impl Handler<PublishSourceEvents> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishSourceEvents, _: &mut Self::Context) {
+        for (id, sources) in &self.sources {
+            if !sources.iter().any(|s| s == "*" || **s == *msg.source) {
+                continue;
+            }
+            if let Some(session) = self.sessions.get(id) {
+                session.do_send(PublishEvents(msg.events.clone()));
+            }
+        }
+    }
+}
+
+impl Handler<SetSessionSources> for SessionRegistry {
+    type Result = Result<Vec<String>, RegistryError>;
+
+    fn handle(&mut self, msg: SetSessionSources, _: &mut Self::Context) -> Self::Result {
+        let session = self
+            .sessions
+            .get(&msg.session)
+            .ok_or_else(|| RegistryError::NotFound(msg.session.clone()))?;
+        session.do_send(SourcesChanged(msg.sources.clone()));
+        self.sources.insert(msg.session, msg.sources.clone());
+        Ok(msg.sources)
     }
 }

@@ -62,11 +62,26 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     } else {
         "loading"
     };
-    let overall = if sessions_status == "ok" && models_status != "degraded" {
+    let source_states: serde_json::Map<String, serde_json::Value> = state
+        .sources
+        .states()
+        .into_iter()
+        .map(|(id, s)| (id, json!(s)))
+        .collect();
+    let sources_status = if source_states
+        .values()
+        .all(|s| s["state"] == "running" || s["state"] == "finished")
+    {
         "ok"
     } else {
         "degraded"
     };
+    let overall =
+        if sessions_status == "ok" && models_status != "degraded" && sources_status == "ok" {
+            "ok"
+        } else {
+            "degraded"
+        };
     HttpResponse::Ok().json(json!({
         "status": overall,
         "version": env!("CARGO_PKG_VERSION"),
@@ -76,6 +91,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "registry": {"status": "ok", "sessions_open": sessions.len()},
             "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
             "models": {"status": models_status, "models": models},
+            "sources": {"status": sources_status, "sources": source_states},
             "metrics": {"status": "ok"},
         },
     }))

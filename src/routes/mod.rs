@@ -7,6 +7,8 @@
 //! - [`sessions`](self::sessions): `/api/v1/sessions` (sessions, distributors, routing, events)
 //! - [`live`](self::live): `/api/v1/sessions/{id}/ws` and `/sse`
 //! - [`inference`](self::inference): `/api/v1/detect`, `/api/v1/batch`, `/api/pipelines`
+//! - [`sources`](self::sources): `/api/v1/sources` (vision sources, edge detections) and
+//!   `/api/v1/sessions/{id}/sources`
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
 
 pub mod debug;
@@ -15,6 +17,7 @@ pub mod inference;
 pub mod live;
 pub mod metrics;
 pub mod sessions;
+pub mod sources;
 pub mod system;
 pub mod templates;
 
@@ -48,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     sessions::configure(cfg);
     live::configure(cfg);
     inference::configure(cfg);
+    sources::configure(cfg);
     if settings.server.debug_endpoints {
         debug::configure(cfg);
     }

@@ -197,6 +197,19 @@ impl TestApp {
         Self::answer(request.send().await.expect("POST")).await
     }
 
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> Answer {
+        Self::answer(
+            self.client
+                .patch(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("PATCH"),
+        )
+        .await
+    }
+
     /// PUT with a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> Answer {
         Self::answer(

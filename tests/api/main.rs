@@ -11,6 +11,7 @@ mod mqtt;
 mod redis;
 mod sessions;
 mod shutdown;
+mod sources;
 mod supervision;
 mod templates;
 mod tracking;

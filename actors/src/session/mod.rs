@@ -262,6 +262,14 @@ impl Handler<PublishEvents> for SessionActor {
     }
 }
 
+impl Handler<SourcesChanged> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SourcesChanged, _: &mut Self::Context) {
+        self.config.sources = msg.0;
+    }
+}
+
 impl Handler<GetStatus> for SessionActor {
     type Result = MessageResult<GetStatus>;
 

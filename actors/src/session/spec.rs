@@ -46,10 +46,12 @@ pub struct SessionConfig {
     pub distributors: BTreeMap<DistributorKind, Value>,
     /// Event routing.
     pub event_routing: EventRouting,
+    /// Vision sources whose events this session receives (`"*"`: all).
+    pub sources: Vec<String>,
 }
 
 /// Fields a session request may have.
-const SPEC_FIELDS: &str = "id, template, enabledDistributors, distributors, eventRouting";
+const SPEC_FIELDS: &str = "id, template, enabledDistributors, distributors, eventRouting, sources";
 
 /// Resolves a session request. `default_template` applies when the request names none;
 /// `generate_id` supplies an id when it has none.
@@ -77,6 +79,7 @@ pub fn resolve(
     let mut enabled = None;
     let mut overrides = &empty;
     let mut routing = None;
+    let mut sources = Vec::new();
     for (key, v) in map {
         match key.as_str() {
             "id" | "sessionId" => match v.as_str() {
@@ -108,6 +111,11 @@ pub fn resolve(
             "eventRouting" | "event_routing" => {
                 if !v.is_null() {
                     routing = Some(parse_routing("eventRouting", v, &mut report));
+                }
+            }
+            "sources" => {
+                if !v.is_null() {
+                    sources = parse_sources("sources", v, &mut report);
                 }
             }
             other => report.error(format!(
@@ -188,8 +196,36 @@ pub fn resolve(
         enabled_distributors: enabled,
         distributors,
         event_routing,
+        sources,
     };
     (Some(config), report)
+}
+
+/// A list of source ids (or `"*"`), each checked like a session id.
+pub fn parse_sources(at: &str, v: &Value, report: &mut Report) -> Vec<String> {
+    let Some(items) = v.as_array() else {
+        report.error(format!(
+            "{at}: must be an array of source ids, got {}",
+            kind_of(v)
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some("*") => out.push("*".to_string()),
+            Some(id) => match check_session_id(id) {
+                Ok(()) if !out.iter().any(|o| o == id) => out.push(id.to_string()),
+                Ok(()) => {}
+                Err(e) => report.error(format!("{at}[{i}]: {e}")),
+            },
+            None => report.error(format!(
+                "{at}[{i}]: must be a string, got {}",
+                kind_of(item)
+            )),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ struct Track {
     id: u64,
     state: State,
     filter: BoxFilter,
+    /// The detection box matched most recently (what the camera saw).
+    observed: BBox,
     hits: u32,
     missed: u32,
     class_id: u32,
@@ -111,7 +113,8 @@ pub struct TrackView {
     pub class_name: Arc<str>,
     /// Score of the latest matched detection.
     pub confidence: f32,
-    /// The filtered box.
+    /// The box of the detection matched in this frame (the filter only guides matching:
+    /// like supervision's ByteTrack, the observed box is reported).
     pub bbox: BBox,
     /// Landmarks of the latest matched detection.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -290,6 +293,7 @@ impl ByteTracker {
                 id: 0,
                 state: State::Tentative,
                 filter: BoxFilter::new(&det.bbox),
+                observed: det.bbox,
                 hits: 1,
                 missed: 0,
                 class_id: det.class_id,
@@ -317,7 +321,7 @@ impl ByteTracker {
                 class_id: t.class_id,
                 class_name: t.class_name.clone(),
                 confidence: t.score,
-                bbox: t.filter.bbox(),
+                bbox: t.observed,
                 landmarks: t.landmarks.clone(),
                 first_seen: t.first_seen,
             })
@@ -361,6 +365,7 @@ impl ByteTracker {
             let det = &detections[d];
             let track = &mut self.tracks[t];
             track.filter.update(&det.bbox);
+            track.observed = det.bbox;
             track.hits += 1;
             track.missed = 0;
             track.class_id = det.class_id;
@@ -379,6 +384,6 @@ fn ended(track: &Track) -> EndedTrack {
         track_id: track.id,
         class_name: track.class_name.clone(),
         duration_s: track.last_seen - track.first_seen,
-        bbox: track.filter.bbox(),
+        bbox: track.observed,
     }
 }

@@ -1,0 +1,323 @@
+//! Capture threads: each reads frames from one place and hands them to its source actor.
+//!
+//! Files, streams and V4L2 cameras are decoded by an `ffmpeg` subprocess writing raw RGB
+//! frames to a pipe, so every container, codec and protocol ffmpeg knows works and nothing
+//! links against libav. Files are read at their own pace (`-re`) and resampled to the
+//! source's frame rate. Image folders and the synthetic pattern are paced here. A capture
+//! that ends or fails reports why; restarting is the actor's decision.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::{SourceConfig, SourceKind};
+use crate::inference::frame::{self, Frame, ImageLimits};
+
+/// Capture thread → source actor: a new frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FrameCaptured(pub Arc<Frame>);
+
+/// Capture thread → source actor: the capture stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CaptureEnded {
+    /// Why, when it failed (`None`: a file or folder reached its end).
+    pub error: Option<String>,
+}
+
+/// Stops a capture thread and its subprocess.
+#[derive(Clone, Default)]
+pub struct CaptureControl {
+    stop: Arc<AtomicBool>,
+    pid: Arc<AtomicU32>,
+}
+
+impl CaptureControl {
+    /// Asks the thread to stop and kills its ffmpeg, if any.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let pid = self.pid.load(Ordering::Relaxed);
+        if pid != 0 {
+            // SAFETY: kill(2) has no memory effects; at worst the pid is gone already.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// The running ffmpeg's process id (0 when none).
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Images a folder source decodes.
+const FOLDER_LIMITS: ImageLimits = ImageLimits {
+    max_bytes: 64 << 20,
+    max_pixels: 40_000_000,
+};
+
+/// Starts the capture thread of `config`, sending frames and its end to the actor.
+pub fn start(
+    config: &SourceConfig,
+    frames: Recipient<FrameCaptured>,
+    ended: Recipient<CaptureEnded>,
+) -> CaptureControl {
+    let control = CaptureControl::default();
+    let thread_control = control.clone();
+    let config = config.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("capture-{}", config.id))
+        .spawn(move || {
+            let result = match config.kind {
+                SourceKind::File | SourceKind::Stream | SourceKind::V4l2 => {
+                    ffmpeg(&config, &frames, &thread_control)
+                }
+                SourceKind::Folder => folder(&config, &frames, &thread_control),
+                SourceKind::Synthetic => synthetic(&config, &frames, &thread_control),
+                SourceKind::External => Ok(()),
+            };
+            if !thread_control.stopped() {
+                ended.do_send(CaptureEnded {
+                    error: result.err(),
+                });
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a capture thread");
+    }
+    control
+}
+
+/// Sleeps until the next frame is due.
+struct Pacer {
+    period: Duration,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(fps: f64) -> Self {
+        Self {
+            period: Duration::from_secs_f64(1.0 / fps),
+            next: Instant::now(),
+        }
+    }
+
+    fn wait(&mut self) {
+        let now = Instant::now();
+        if self.next > now {
+            std::thread::sleep(self.next - now);
+        } else if now - self.next > self.period * 4 {
+            // Far behind (a slow decode): do not try to catch up with a burst.
+            self.next = now;
+        }
+        self.next += self.period;
+    }
+}
+
+fn synthetic(
+    config: &SourceConfig,
+    frames: &Recipient<FrameCaptured>,
+    control: &CaptureControl,
+) -> Result<(), String> {
+    let [w, h] = config.size.unwrap_or([640, 480]);
+    let side = (h / 4).max(4);
+    let mut pacer = Pacer::new(config.fps);
+    let mut n: u64 = 0;
+    while !control.stopped() {
+        pacer.wait();
+        let mut rgb = vec![64u8; (w * h * 3) as usize];
+        let x0 = (n * 8 % u64::from(w.saturating_sub(side).max(1))) as u32;
+        let y0 = (h - side) / 2;
+        for y in y0..y0 + side {
+            let row = (y * w * 3) as usize;
+            rgb[row + (x0 * 3) as usize..row + ((x0 + side) * 3) as usize].fill(230);
+        }
+        let frame = Frame::from_rgb(w, h, rgb).map_err(|e| e.to_string())?;
+        frames.do_send(FrameCaptured(Arc::new(frame)));
+        n += 1;
+    }
+    Ok(())
+}
+
+fn folder(
+    config: &SourceConfig,
+    frames: &Recipient<FrameCaptured>,
+    control: &CaptureControl,
+) -> Result<(), String> {
+    let dir = PathBuf::from(config.url.clone().unwrap_or_default());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "{} holds no .jpg, .jpeg or .png files",
+            dir.display()
+        ));
+    }
+    let mut pacer = Pacer::new(config.fps);
+    loop {
+        for path in &files {
+            if control.stopped() {
+                return Ok(());
+            }
+            pacer.wait();
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            match frame::decode(&bytes, &FOLDER_LIMITS) {
+                Ok(frame) => frames.do_send(FrameCaptured(Arc::new(frame))),
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "skipping an image"),
+            }
+        }
+        if !config.repeat {
+            return Ok(());
+        }
+    }
+}
+
+/// Size, frame rate and frame count (when known) of a video, from `ffprobe`.
+pub fn probe(
+    input: &str,
+    format: Option<&str>,
+) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
+    let mut command = Command::new("ffprobe");
+    command.args(["-v", "error", "-select_streams", "v:0"]);
+    if let Some(f) = format {
+        command.args(["-f", f]);
+    }
+    let output = command
+        .args([
+            "-show_entries",
+            "stream=width,height,avg_frame_rate,nb_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(input)
+        .output()
+        .map_err(|e| {
+            format!("cannot run ffprobe ({e}): install ffmpeg (`apt-get install ffmpeg`)")
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "ffprobe cannot read {input}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("ffprobe output: {e}"))?;
+    let stream = info["streams"]
+        .get(0)
+        .ok_or_else(|| format!("{input} has no video stream"))?;
+    let dim = |k: &str| {
+        stream[k]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("ffprobe gave no {k} for {input}"))
+    };
+    let fps = stream["avg_frame_rate"].as_str().and_then(|r| {
+        let (n, d) = r.split_once('/')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (d > 0.0 && n > 0.0).then_some(n / d)
+    });
+    let frames = stream["nb_frames"].as_str().and_then(|n| n.parse().ok());
+    Ok((dim("width")?, dim("height")?, fps, frames))
+}
+
+fn ffmpeg(
+    config: &SourceConfig,
+    frames: &Recipient<FrameCaptured>,
+    control: &CaptureControl,
+) -> Result<(), String> {
+    let (input, format) = match config.kind {
+        SourceKind::V4l2 => {
+            let device = config.device.clone().unwrap_or_default();
+            if !Path::new(&device).exists() {
+                return Err(format!(
+                    "{device} not found: no such camera device (check `ls /dev/video*`)"
+                ));
+            }
+            (device, Some("v4l2"))
+        }
+        _ => (config.url.clone().unwrap_or_default(), None),
+    };
+    if config.kind == SourceKind::File && !Path::new(&input).is_file() {
+        return Err(format!("{input} not found"));
+    }
+    let (width, height, _, _) = probe(&input, format)?;
+    let mut command = Command::new("ffmpeg");
+    command.args(["-v", "error", "-nostdin"]);
+    if config.kind == SourceKind::File {
+        if config.repeat {
+            command.args(["-stream_loop", "-1"]);
+        }
+        command.arg("-re");
+    }
+    if let Some(f) = format {
+        command.args(["-f", f]);
+    }
+    let mut child = command
+        .arg("-i")
+        .arg(&input)
+        .args(["-vf", &format!("fps={}", config.fps)])
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run ffmpeg ({e}): install it with `apt-get install ffmpeg`")
+        })?;
+    control.pid.store(child.id(), Ordering::Relaxed);
+    let mut stdout = child.stdout.take().ok_or("ffmpeg has no stdout")?;
+    let size = width as usize * height as usize * 3;
+    let read = loop {
+        if control.stopped() {
+            break Ok(());
+        }
+        let mut buffer = vec![0u8; size];
+        match stdout.read_exact(&mut buffer) {
+            Ok(()) => {
+                let frame = Frame::from_rgb(width, height, buffer).map_err(|e| e.to_string())?;
+                frames.do_send(FrameCaptured(Arc::new(frame)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
+            Err(e) => break Err(format!("reading from ffmpeg: {e}")),
+        }
+    };
+    let _ = child.kill();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    control.pid.store(0, Ordering::Relaxed);
+    read?;
+    if control.stopped() {
+        return Ok(());
+    }
+    if !status.success() {
+        let why = stderr.trim();
+        return Err(if why.is_empty() {
+            format!("ffmpeg exited with {status}")
+        } else {
+            format!("ffmpeg exited with {status}: {why}")
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Every source by id: created from the configuration at start and over REST, removed
+//! over REST. The hub starts each source's actor on the actors arbiter and gives camera
+//! sources their model's `InferenceActor`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::actor::{
+    IngestDetections, Reconfigure, SourceActor, SourceShared, SourceStatus, StopSource,
+};
+use super::{SourceConfig, SourceKind};
+use crate::inference::ModelHub;
+use crate::messages::PublishSourceEvents;
+use crate::validation::Report;
+
+/// Why a source request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The configuration did not validate.
+    #[error("invalid source configuration")]
+    Invalid(Report),
+    /// The id is taken.
+    #[error("source {0:?} already exists")]
+    Conflict(String),
+    /// No such source.
+    #[error("source {0:?} not found")]
+    NotFound(String),
+    /// The operation does not apply to this kind of source.
+    #[error("{0}")]
+    WrongKind(String),
+    /// The source did not answer.
+    #[error("source {0:?} is not running")]
+    Unavailable(String),
+}
+
+/// A source as the REST API shows it.
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// State, last error, ffmpeg pid.
+    #[serde(flatten)]
+    pub status: SourceStatus,
+    /// Counters.
+    pub stats: Value,
+    /// The configuration in force.
+    pub config: SourceConfig,
+}
+
+struct Handle {
+    addr: Addr<SourceActor>,
+    shared: Arc<SourceShared>,
+}
+
+/// The sources of this server.
+pub struct SourceHub {
+    sources: Mutex<BTreeMap<String, Handle>>,
+    arbiter: ArbiterHandle,
+    sink: Recipient<PublishSourceEvents>,
+    models: Arc<ModelHub>,
+}
+
+/// Fields PATCH may change while a source runs.
+const PATCHABLE: &[&str] = &[
+    "lines",
+    "zones",
+    "anchor",
+    "hysteresis_px",
+    "tracker",
+    "classes",
+    "confidence",
+    "detections_every_ms",
+    "detections_events",
+];
+
+impl SourceHub {
+    /// An empty hub whose sources publish to `sink` (the session registry).
+    pub fn new(
+        arbiter: ArbiterHandle,
+        sink: Recipient<PublishSourceEvents>,
+        models: Arc<ModelHub>,
+    ) -> Self {
+        Self {
+            sources: Mutex::new(BTreeMap::new()),
+            arbiter,
+            sink,
+            models,
+        }
+    }
+
+    /// Checks a configuration against the models too.
+    pub fn check(&self, config: &SourceConfig) -> Report {
+        let mut report = config.validate();
+        if config.kind != SourceKind::External {
+            if let Err(e) = self.models.get(config.model.as_deref()) {
+                report.error(format!("model: {e}"));
+            }
+        }
+        report
+    }
+
+    /// Creates and starts a source.
+    pub fn add(&self, config: SourceConfig) -> Result<SourceReport, SourceError> {
+        let report = self.check(&config);
+        if !report.is_valid() {
+            return Err(SourceError::Invalid(report));
+        }
+        let mut sources = self.sources.lock();
+        if sources.contains_key(&config.id) {
+            return Err(SourceError::Conflict(config.id));
+        }
+        let model = match config.kind {
+            SourceKind::External => None,
+            _ => self
+                .models
+                .get(config.model.as_deref())
+                .ok()
+                .map(|m| m.addr.clone()),
+        };
+        let (actor, shared) = SourceActor::new(config.clone(), model, self.sink.clone());
+        let addr = SourceActor::start_in_arbiter(&self.arbiter, move |_| actor);
+        let id = config.id.clone();
+        sources.insert(id.clone(), Handle { addr, shared });
+        tracing::info!(source = %id, kind = config.kind.as_str(), "source added");
+        Ok(report_of(&id, &sources[&id]))
+    }
+
+    /// Every source, by id.
+    pub fn list(&self) -> Vec<SourceReport> {
+        self.sources
+            .lock()
+            .iter()
+            .map(|(id, h)| report_of(id, h))
+            .collect()
+    }
+
+    /// One source.
+    pub fn get(&self, id: &str) -> Result<SourceReport, SourceError> {
+        let sources = self.sources.lock();
+        let h = sources
+            .get(id)
+            .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
+        Ok(report_of(id, h))
+    }
+
+    /// States for health.
+    pub fn states(&self) -> Vec<(String, SourceStatus)> {
+        self.sources
+            .lock()
+            .iter()
+            .map(|(id, h)| (id.clone(), h.shared.status.read().clone()))
+            .collect()
+    }
+
+    /// Stops and forgets a source (its open tracks end).
+    pub fn remove(&self, id: &str) -> Result<(), SourceError> {
+        let h = self
+            .sources
+            .lock()
+            .remove(id)
+            .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
+        h.addr.do_send(StopSource);
+        tracing::info!(source = %id, "source removed");
+        Ok(())
+    }
+
+    /// Changes lines, zones, thresholds or classes of a running source.
+    pub fn patch(&self, id: &str, patch: &Value) -> Result<SourceReport, SourceError> {
+        let sources = self.sources.lock();
+        let h = sources
+            .get(id)
+            .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
+        let Value::Object(fields) = patch else {
+            let mut r = Report::default();
+            r.error("the body must be a JSON object of the fields to change");
+            return Err(SourceError::Invalid(r));
+        };
+        let mut r = Report::default();
+        for key in fields.keys() {
+            if !PATCHABLE.contains(&key.as_str()) {
+                r.error(format!(
+                    "{key}: cannot be changed while the source runs (changeable: {}); delete and add the source instead",
+                    PATCHABLE.join(", ")
+                ));
+            }
+        }
+        if !r.is_valid() {
+            return Err(SourceError::Invalid(r));
+        }
+        let mut current = serde_json::to_value(&*h.shared.config.read()).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut current {
+            for (k, v) in fields {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let config: SourceConfig = serde_json::from_value(current).map_err(|e| {
+            let mut r = Report::default();
+            r.error(e.to_string());
+            SourceError::Invalid(r)
+        })?;
+        let report = config.validate();
+        if !report.is_valid() {
+            return Err(SourceError::Invalid(report));
+        }
+        // The actor applies it to its tracker and analytics; the shared copy updates now
+        // so a GET right after the PATCH shows it.
+        *h.shared.config.write() = config.clone();
+        h.addr.do_send(Reconfigure(config));
+        Ok(report_of(id, h))
+    }
+
+    /// Detections from an edge device for an `external` source.
+    pub async fn ingest(&self, id: &str, body: Value) -> Result<usize, SourceError> {
+        let addr = {
+            let sources = self.sources.lock();
+            let h = sources
+                .get(id)
+                .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
+            if h.shared.config.read().kind != SourceKind::External {
+                return Err(SourceError::WrongKind(format!(
+                    "source {id:?} is not external: only external sources take posted detections"
+                )));
+            }
+            h.addr.clone()
+        };
+        match addr.send(IngestDetections(body)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(message)) => {
+                let mut r = Report::default();
+                r.error(message);
+                Err(SourceError::Invalid(r))
+            }
+            Err(_) => Err(SourceError::Unavailable(id.to_string())),
+        }
+    }
+
+    /// Stops every source (shutdown).
+    pub fn stop_all(&self) {
+        for (_, h) in std::mem::take(&mut *self.sources.lock()) {
+            h.addr.do_send(StopSource);
+        }
+    }
+}
+
+fn report_of(id: &str, h: &Handle) -> SourceReport {
+    let config = h.shared.config.read().clone();
+    SourceReport {
+        id: id.to_string(),
+        kind: config.kind.as_str(),
+        status: h.shared.status.read().clone(),
+        stats: h.shared.stats_json(),
+        config,
+    }
+}

@@ -1,0 +1,185 @@
+//! Vision sources: where frames (or edge detections) come from, and the actor that turns
+//! them into tracked objects and events for the sessions that listen.
+//!
+//! # Layout
+//! - this file: [`SourceConfig`] (REST body and config file table) and its validation.
+//! - [`capture`]: the capture threads (ffmpeg subprocess for files, streams and V4L2
+//!   devices; image folders; a synthetic test pattern).
+//! - [`hub`]: every source by id, as the REST API and the configuration create them.
+//! - [`actor`]: the [`SourceActor`](actor::SourceActor): capture → inference → tracking →
+//!   lines and zones → events, with its counters and the capture's restarts.
+
+pub mod actor;
+pub mod capture;
+pub mod hub;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tracker::analytics::{AnalyticsConfig, Anchor, LineConfig, ZoneConfig};
+use crate::tracker::TrackerConfig;
+use crate::validation::Report;
+
+/// Where a source's frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// No camera: edge devices post detections to `/api/v1/sources/{id}/detections`.
+    External,
+    /// A video file, decoded by ffmpeg (`url` is the path).
+    File,
+    /// An RTSP or HTTP stream, decoded by ffmpeg (`url`).
+    Stream,
+    /// A V4L2 camera (`device`, e.g. `/dev/video0`), read through ffmpeg.
+    V4l2,
+    /// A folder of JPEG/PNG images replayed at `fps` (`url` is the folder).
+    Folder,
+    /// A generated test pattern: a square moving across the picture.
+    Synthetic,
+}
+
+impl SourceKind {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::External => "external",
+            Self::File => "file",
+            Self::Stream => "stream",
+            Self::V4l2 => "v4l2",
+            Self::Folder => "folder",
+            Self::Synthetic => "synthetic",
+        }
+    }
+}
+
+/// One source, as `POST /api/v1/sources` takes it and `[[sources]]` declares it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Id (letters, digits, `_ . -`).
+    pub id: String,
+    /// Where frames come from.
+    pub kind: SourceKind,
+    /// File path, stream URL or folder.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Camera device path.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Frames per second to capture and analyse.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// Start a file or folder again at its end.
+    #[serde(default, rename = "loop")]
+    pub repeat: bool,
+    /// Synthetic pattern size `[width, height]`.
+    #[serde(default)]
+    pub size: Option<[u32; 2]>,
+    /// Detection model name (camera kinds; default: `inference.default_model`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Only these classes are tracked (names or ids; empty: all).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Detections scoring below this are not tracked (default: the model's threshold).
+    #[serde(default)]
+    pub confidence: Option<f32>,
+    /// Tracker thresholds.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// Counting lines.
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Polygon zones.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    /// The box point that stands for an object.
+    #[serde(default)]
+    pub anchor: Anchor,
+    /// Band around a line, in pixels, that a crossing must clear.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis_px: f32,
+    /// Emit a `detections` event (the seed-004 envelope) at most this often; 0: every frame.
+    #[serde(default = "default_detections_every")]
+    pub detections_every_ms: u64,
+    /// Whether to emit `detections` events at all.
+    #[serde(default = "default_true")]
+    pub detections_events: bool,
+    /// `device_id` in the envelope (default: the source id).
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+fn default_fps() -> f64 {
+    10.0
+}
+
+fn default_hysteresis() -> f32 {
+    8.0
+}
+
+fn default_detections_every() -> u64 {
+    1000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Highest frame rate a source may ask for.
+pub const MAX_FPS: f64 = 120.0;
+
+impl SourceConfig {
+    /// Lines, zones and anchoring as the analytics take them.
+    pub fn analytics(&self) -> AnalyticsConfig {
+        AnalyticsConfig {
+            lines: self.lines.clone(),
+            zones: self.zones.clone(),
+            anchor: self.anchor,
+            hysteresis_px: self.hysteresis_px,
+        }
+    }
+
+    /// Every problem at once.
+    pub fn validate(&self) -> Report {
+        let mut r = Report::default();
+        if let Err(e) = crate::session::spec::check_session_id(&self.id) {
+            r.error(format!("id: {e}"));
+        }
+        if !(self.fps > 0.0 && self.fps <= MAX_FPS) {
+            r.error(format!(
+                "fps: {} must be above 0 and at most {MAX_FPS}",
+                self.fps
+            ));
+        }
+        match self.kind {
+            SourceKind::File | SourceKind::Stream | SourceKind::Folder => {
+                if self.url.as_deref().is_none_or(str::is_empty) {
+                    r.error(format!("url: a {} source needs one", self.kind.as_str()));
+                }
+            }
+            SourceKind::V4l2 => {
+                if self.device.as_deref().is_none_or(str::is_empty) {
+                    r.error("device: a v4l2 source needs one, e.g. \"/dev/video0\"");
+                }
+            }
+            SourceKind::External | SourceKind::Synthetic => {}
+        }
+        if let Some([w, h]) = self.size {
+            if !(16..=4096).contains(&w) || !(16..=4096).contains(&h) {
+                r.error(format!("size: [{w}, {h}] must be 16..4096 on each side"));
+            }
+        }
+        if self.confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+            r.error("confidence: must be between 0 and 1");
+        }
+        self.tracker.validate("tracker", &mut r);
+        self.analytics().validate("", &mut r);
+        // The analytics report paths start with "." when given an empty prefix.
+        for e in r.errors.iter_mut() {
+            if let Some(rest) = e.strip_prefix('.') {
+                *e = rest.to_string();
+            }
+        }
+        r
+    }
+}

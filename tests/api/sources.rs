@@ -1,0 +1,316 @@
+//! Vision sources over REST: an `external` source fed scripted detections (the edge
+//! device's side of seed 004) is tracked and analysed, and its events reach the sessions
+//! that listen to it, over WebSocket.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, wait_until, TestApp, WsClient, DEADLINE};
+
+/// Frames are 100 ms apart in the scripted feed.
+const FRAME_MS: i64 = 100;
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// One message in the seed-004 envelope with one person whose feet are at (x, y_bottom).
+fn envelope(frame: i64, people: &[(f32, f32)]) -> Value {
+    let at = base() + chrono::Duration::milliseconds(frame * FRAME_MS);
+    json!({
+        "version": 1,
+        "source": {"device_id": "jetson-01", "camera_id": "door-cam", "timestamp": at.to_rfc3339()},
+        "frame": {"number": frame, "width": 640, "height": 480},
+        "detections": people.iter().map(|(x, y)| json!({
+            "class_id": 0, "class_name": "person", "confidence": 0.9,
+            "bbox": {"x1": x - 40.0, "y1": y - 160.0, "x2": x + 40.0, "y2": *y},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn add_door_cam(app: &TestApp) {
+    let answer = app
+        .post(
+            "/api/v1/sources",
+            &json!({
+                "id": "door-cam",
+                "kind": "external",
+                "lines": [{"id": "door", "points": [[0, "50%"], ["100%", "50%"]]}],
+                "zones": [{"id": "desk", "points": [[400, 300], [640, 300], [640, 480], [400, 480]]}],
+                "detections_events": false,
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(answer.body["state"], "running");
+}
+
+async fn feed(app: &TestApp, frames: &[(i64, Vec<(f32, f32)>)]) {
+    for (frame, people) in frames {
+        let answer = app
+            .post(
+                "/api/v1/sources/door-cam/detections",
+                &envelope(*frame, people),
+            )
+            .await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+    }
+}
+
+/// Events until `last` arrives (or the deadline), as (event, data).
+async fn events_until(ws: &mut WsClient, last: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        let Some(frame) = ws.next_event().await else {
+            break;
+        };
+        let name = frame["event"].as_str().unwrap_or_default().to_string();
+        out.push((name.clone(), frame["data"].clone()));
+        if name == last {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_external_source_counts_line_crossings_zone_visits_and_track_ends() {
+    let app = spawn_app().await;
+    add_door_cam(&app).await;
+    app.create_session(json!({"id": "lab", "sources": ["door-cam"]}))
+        .await;
+    app.create_session(json!({"id": "elsewhere"})).await;
+    let mut ws = app.ws("lab", "").await;
+    let mut other = app.ws("elsewhere", "").await;
+
+    // Walk down across the door line at y = 240, jitter on it, walk on into the desk
+    // zone, stay, walk back up across the line, then vanish.
+    let mut path: Vec<(f32, f32)> = Vec::new();
+    let walk = |path: &mut Vec<(f32, f32)>, to: (f32, f32), steps: u32| {
+        let from = *path.last().unwrap_or(&to);
+        for i in 1..=steps {
+            let t = i as f32 / steps as f32;
+            path.push((from.0 + (to.0 - from.0) * t, from.1 + (to.1 - from.1) * t));
+        }
+    };
+    path.push((300.0, 150.0));
+    walk(&mut path, (300.0, 230.0), 4);
+    // Jitter within the 8 px band around y = 240: must not count.
+    path.extend([236.0, 245.0, 235.0, 244.0, 237.0, 246.0].map(|y| (300.0, y)));
+    walk(&mut path, (470.0, 366.0), 8);
+    walk(&mut path, (470.0, 366.0), 5);
+    walk(&mut path, (300.0, 150.0), 12);
+    let inside = |(x, y): (f32, f32)| x > 400.0 && y > 300.0;
+    let entered = path
+        .iter()
+        .position(|p| inside(*p))
+        .expect("the path enters the zone");
+    let left = entered
+        + path[entered..]
+            .iter()
+            .position(|p| !inside(*p))
+            .expect("and leaves it");
+    let walked = path.len() as i64;
+    let mut frames: Vec<(i64, Vec<(f32, f32)>)> = path
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as i64, vec![*p]))
+        .collect();
+    // Nothing seen for longer than the tracker's 30-frame buffer: the track ends.
+    for k in 0..32 {
+        frames.push((walked + k, Vec::new()));
+    }
+    let n = walked + 32;
+    feed(&app, &frames).await;
+
+    let got = events_until(&mut ws, "track_ended").await;
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "track_started",
+            "line_cross",
+            "zone_enter",
+            "zone_exit",
+            "line_cross",
+            "track_ended"
+        ],
+        "{got:#?}"
+    );
+    let track_id = got[0].1["track_id"].clone();
+    assert_eq!(track_id, 1);
+    for (name, data) in &got {
+        assert_eq!(data["track_id"], track_id, "{name}: one track throughout");
+        assert_eq!(data["source"], "door-cam", "{name}");
+    }
+    assert_eq!(got[1].1["line_id"], "door");
+    assert_eq!(
+        got[1].1["direction"], "in",
+        "moving down across a line drawn left to right"
+    );
+    assert_eq!(got[4].1["direction"], "out");
+    assert_eq!(got[2].1["zone_id"], "desk");
+    let dwell = got[3].1["dwell_s"].as_f64().unwrap_or(-1.0);
+    let expected_dwell = (left - entered) as f64 * FRAME_MS as f64 / 1000.0;
+    assert!(
+        (dwell - expected_dwell).abs() < 1e-6,
+        "dwell {dwell}, expected {expected_dwell}"
+    );
+    assert_eq!(got[3].1["reason"], "left");
+    // Seen from frame 0 (confirmed at its second) to frame walked-1.
+    let duration = got[5].1["duration_s"].as_f64().unwrap_or(-1.0);
+    let expected = (walked - 1) as f64 * FRAME_MS as f64 / 1000.0;
+    assert!(
+        (duration - expected).abs() < 1e-6,
+        "duration {duration}, expected {expected}"
+    );
+
+    // The session that does not listen got nothing; after subscribing, it gets events.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.next_event())
+            .await
+            .is_err(),
+        "a session that does not listen to door-cam received an event"
+    );
+    let put = app
+        .put("/api/v1/sessions/elsewhere/sources", &json!(["door-cam"]))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    feed(
+        &app,
+        &[(n, vec![(100.0, 100.0)]), (n + 1, vec![(102.0, 101.0)])],
+    )
+    .await;
+    let first = other
+        .next_event()
+        .await
+        .expect("an event after subscribing");
+    assert_eq!(first["event"], "track_started");
+    assert_eq!(first["data"]["track_id"], 2);
+    let status = app.get("/api/v1/sessions/elsewhere").await;
+    assert_eq!(status.body["config"]["sources"], json!(["door-cam"]));
+
+    // The source's counters.
+    let source = app.get("/api/v1/sources/door-cam").await.body;
+    assert_eq!(source["stats"]["frames_processed"], frames.len() as u64 + 2);
+    assert_eq!(source["stats"]["active_tracks"], 1);
+}
+
+#[tokio::test]
+async fn source_requests_are_validated_and_answered_with_clear_errors() {
+    let app = spawn_app().await;
+    add_door_cam(&app).await;
+
+    let duplicate = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "door-cam", "kind": "external"}),
+        )
+        .await;
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+
+    let invalid = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "bad", "kind": "file", "fps": 0,
+                    "lines": [{"id": "l", "points": [[0, "half"], [10, 10]]}],
+                    "zones": [{"id": "z", "points": [[0, 0], [1, 1]]}]}),
+        )
+        .await;
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    let details = invalid.body["details"].to_string();
+    for needle in [
+        "url: a file source needs one",
+        "fps: 0",
+        "lines[0].points[0][1]",
+        "zones[0].points: a zone needs at least 3 points",
+    ] {
+        assert!(details.contains(needle), "missing {needle:?} in {details}");
+    }
+    let unknown_kind = app
+        .post("/api/v1/sources", &json!({"id": "x", "kind": "webcam9000"}))
+        .await;
+    assert_eq!(unknown_kind.status, 422, "{}", unknown_kind.body);
+    assert!(
+        unknown_kind.body["details"].to_string().contains("kind"),
+        "{}",
+        unknown_kind.body
+    );
+    let no_model = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "cam", "kind": "synthetic"}),
+        )
+        .await;
+    assert_eq!(no_model.status, 422, "{}", no_model.body);
+    assert!(
+        no_model.body["details"].to_string().contains("model"),
+        "{}",
+        no_model.body
+    );
+
+    let bad_envelope = app
+        .post(
+            "/api/v1/sources/door-cam/detections",
+            &json!({"version": 1, "frame": {"width": 640}}),
+        )
+        .await;
+    assert_eq!(bad_envelope.status, 422, "{}", bad_envelope.body);
+    assert!(bad_envelope.body["details"]
+        .to_string()
+        .contains("frame.height"));
+    let bad_box = app
+        .post(
+            "/api/v1/sources/door-cam/detections",
+            &json!({"frame": {"width": 640, "height": 480},
+                    "detections": [{"confidence": 0.9, "bbox": {"x1": 10, "y1": 10, "x2": 5, "y2": 20}}]}),
+        )
+        .await;
+    assert_eq!(bad_box.status, 422, "{}", bad_box.body);
+    let unknown = app
+        .post("/api/v1/sources/nope/detections", &envelope(0, &[]))
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    // PATCH: lines and zones change while it runs; what it is cannot.
+    let patched = app
+        .patch(
+            "/api/v1/sources/door-cam",
+            &json!({"lines": [], "hysteresis_px": 4}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["config"]["lines"], json!([]));
+    assert_eq!(patched.body["config"]["hysteresis_px"], 4.0);
+    let frozen = app
+        .patch("/api/v1/sources/door-cam", &json!({"kind": "file"}))
+        .await;
+    assert_eq!(frozen.status, 422, "{}", frozen.body);
+    assert!(frozen.body["details"]
+        .to_string()
+        .contains("cannot be changed"));
+
+    let listed = app.get("/api/v1/sources").await.body;
+    assert_eq!(listed["sources"].as_array().map(Vec::len), Some(1));
+    let health = app.get("/api/health").await.body;
+    assert_eq!(
+        health["components"]["sources"]["sources"]["door-cam"]["state"],
+        "running"
+    );
+
+    assert_eq!(app.delete("/api/v1/sources/door-cam").await.status, 204);
+    assert_eq!(app.get("/api/v1/sources/door-cam").await.status, 404);
+    wait_until("source gone from health", DEADLINE, || async {
+        let h = app.get("/api/health").await.body;
+        h["components"]["sources"]["sources"]
+            .get("door-cam")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
