@@ -52,9 +52,32 @@ pub const INFERENCE_LATENCY: &str = "synopticon_inference_duration_seconds";
 /// Frames and images per model by outcome: processed, dropped, rejected, failed.
 pub const INFERENCE_FRAMES: &str = "synopticon_inference_frames_total";
 
+/// Frames per source by outcome: captured, processed, failed.
+pub const SOURCE_FRAMES: &str = "synopticon_source_frames_total";
+/// Events a source handed to the sessions.
+pub const SOURCE_EVENTS: &str = "synopticon_source_events_total";
+/// Capture restarts per source.
+pub const SOURCE_RESTARTS: &str = "synopticon_source_restarts_total";
+/// Confirmed tracks per source.
+pub const SOURCE_ACTIVE_TRACKS: &str = "synopticon_source_active_tracks";
+/// Tracking and line/zone analytics time per frame.
+pub const SOURCE_TRACKING: &str = "synopticon_source_tracking_duration_seconds";
+
 /// Describes every metric of this crate once, so `/metrics` has HELP and TYPE lines.
 pub fn describe() {
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
+    describe_counter!(
+        SOURCE_FRAMES,
+        "Frames per source by outcome: captured, processed (tracked), failed (in the model)."
+    );
+    describe_counter!(SOURCE_EVENTS, "Events a source handed to the sessions.");
+    describe_counter!(SOURCE_RESTARTS, "Capture restarts per source.");
+    describe_gauge!(SOURCE_ACTIVE_TRACKS, "Confirmed tracks per source.");
+    describe_histogram!(
+        SOURCE_TRACKING,
+        Unit::Seconds,
+        "Tracking and line/zone analytics time per frame."
+    );
     describe_histogram!(
         INFERENCE_LATENCY,
         Unit::Seconds,

@@ -199,6 +199,16 @@ async fn an_external_source_counts_line_crossings_zone_visits_and_track_ends() {
     let source = app.get("/api/v1/sources/door-cam").await.body;
     assert_eq!(source["stats"]["frames_processed"], frames.len() as u64 + 2);
     assert_eq!(source["stats"]["active_tracks"], 1);
+    let metrics = app.metrics().await;
+    let processed = format!(
+        "synopticon_source_frames_total{{source=\"door-cam\",outcome=\"processed\"}} {}",
+        frames.len() + 2
+    );
+    assert!(metrics.contains(&processed), "{processed} not in {metrics}");
+    assert!(
+        metrics.contains(r#"synopticon_source_active_tracks{source="door-cam"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ use crate::inference::envelope::{
 };
 use crate::inference::{BBox, DetectFrame, Detection, FrameDetected, InferenceActor, Roi};
 use crate::messages::{IncomingEvent, PublishSourceEvents};
+use crate::telemetry;
 use crate::tracker::analytics::Analytics;
 use crate::tracker::{ByteTracker, EndedTrack, TrackView};
 
@@ -86,6 +87,33 @@ pub struct SourceStatus {
     pub capture_pid: Option<u32>,
 }
 
+/// Pre-registered metric handles of one source.
+struct SourceMetrics {
+    captured: metrics::Counter,
+    processed: metrics::Counter,
+    failed: metrics::Counter,
+    events: metrics::Counter,
+    restarts: metrics::Counter,
+    active_tracks: metrics::Gauge,
+    tracking: metrics::Histogram,
+}
+
+impl SourceMetrics {
+    fn new(source: &str) -> Self {
+        let frames = |outcome: &'static str| metrics::counter!(telemetry::SOURCE_FRAMES, "source" => source.to_string(), "outcome" => outcome);
+        let labels = [("source", source.to_string())];
+        Self {
+            captured: frames("captured"),
+            processed: frames("processed"),
+            failed: frames("failed"),
+            events: metrics::counter!(telemetry::SOURCE_EVENTS, &labels),
+            restarts: metrics::counter!(telemetry::SOURCE_RESTARTS, &labels),
+            active_tracks: metrics::gauge!(telemetry::SOURCE_ACTIVE_TRACKS, &labels),
+            tracking: metrics::histogram!(telemetry::SOURCE_TRACKING, &labels),
+        }
+    }
+}
+
 /// Shared between the actor and readers.
 pub struct SourceShared {
     /// Counters.
@@ -95,6 +123,7 @@ pub struct SourceShared {
     /// The configuration in force (updated by PATCH).
     pub config: RwLock<SourceConfig>,
     capture: RwLock<Option<CaptureControl>>,
+    metrics: SourceMetrics,
 }
 
 impl SourceShared {
@@ -175,6 +204,7 @@ impl SourceActor {
             }),
             config: RwLock::new(config.clone()),
             capture: RwLock::new(None),
+            metrics: SourceMetrics::new(&config.id),
         });
         let actor = Self {
             id: Arc::from(config.id.as_str()),
@@ -311,11 +341,15 @@ impl SourceActor {
             ));
         }
         let s = &self.shared.stats;
+        let m = &self.shared.metrics;
         s.frames_processed.fetch_add(1, Ordering::Relaxed);
+        m.processed.increment(1);
         s.active_tracks
             .store(self.tracker.active() as u64, Ordering::Relaxed);
+        m.active_tracks.set(self.tracker.active() as f64);
         s.tracking_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        m.tracking.record(started.elapsed().as_secs_f64());
         self.publish(events);
     }
 
@@ -327,6 +361,7 @@ impl SourceActor {
             .stats
             .events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.shared.metrics.events.increment(events.len() as u64);
         self.sink.do_send(PublishSourceEvents {
             source: self.id.clone(),
             events,
@@ -352,6 +387,7 @@ impl SourceActor {
         }
         self.faces_seen.clear();
         self.shared.stats.active_tracks.store(0, Ordering::Relaxed);
+        self.shared.metrics.active_tracks.set(0.0);
         self.publish(events);
     }
 
@@ -433,6 +469,7 @@ impl Handler<FrameCaptured> for SourceActor {
             .stats
             .frames_captured
             .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.captured.increment(1);
         if let Some(control) = self.shared.capture.read().as_ref() {
             let pid = control.pid();
             self.shared.status.write().capture_pid = (pid != 0).then_some(pid);
@@ -472,6 +509,7 @@ impl Handler<FrameDetected> for SourceActor {
                     .stats
                     .frames_failed
                     .fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.failed.increment(1);
                 tracing::warn!(source = %self.id, %error, "frame not analysed");
             }
         }
@@ -507,6 +545,7 @@ impl Handler<CaptureEnded> for SourceActor {
                 return;
             }
             actor.shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
+            actor.shared.metrics.restarts.increment(1);
             actor.start_capture(ctx);
         });
     }
@@ -528,6 +567,7 @@ impl Handler<IngestDetections> for SourceActor {
             .stats
             .frames_captured
             .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.captured.increment(1);
         self.process(&detections, at, width, height, roi);
         Ok(count)
     }
