@@ -187,3 +187,76 @@ async fn a_missing_camera_device_is_a_clear_error() {
     let health = app.get("/api/health").await.body;
     assert_eq!(health["components"]["sources"]["status"], "degraded");
 }
+
+#[tokio::test]
+async fn an_image_folder_is_replayed_and_its_two_faces_become_two_tracks() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let folder = std::env::temp_dir().join(format!("synopticon-folder-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&folder).expect("folder");
+    for name in ["a.jpg", "b.jpg"] {
+        std::fs::copy(asset("images/zidane.jpg"), folder.join(name)).expect("copy");
+    }
+    app.create_session(json!({"id": "folder", "sources": ["*"]}))
+        .await;
+    let mut ws = app.ws("folder", "").await;
+
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "stills", "kind": "folder", "url": folder, "fps": 2, "loop": true,
+                    "model": "face", "detections_events": false}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let mut faces = Vec::new();
+    let deadline = tokio::time::Instant::now() + PIPELINE_DEADLINE;
+    while faces.len() < 2 && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), ws.next_event()).await {
+            if e["event"] == "face_detected" {
+                faces.push(e["data"]["track_id"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    faces.sort_unstable();
+    assert_eq!(faces, [1, 2], "two faces, two tracks");
+
+    // Removing the source ends its tracks.
+    assert_eq!(app.delete("/api/v1/sources/stills").await.status, 204);
+    let mut ended = 0;
+    while ended < 2 {
+        let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(10), ws.next_event()).await
+        else {
+            break;
+        };
+        if e["event"] == "track_ended" {
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, 2, "both tracks end when the source is removed");
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+#[tokio::test]
+async fn a_synthetic_source_runs_frames_through_the_model() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "pattern", "kind": "synthetic", "fps": 10, "size": [320, 240], "model": "face-small"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let stats = wait_until("processed frames", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/pattern").await.body;
+        (s["stats"]["frames_processed"].as_u64() >= Some(5)).then_some(s)
+    })
+    .await;
+    assert_eq!(stats["state"], "running");
+    assert_eq!(
+        stats["stats"]["active_tracks"], 0,
+        "a moving grey square is not a face"
+    );
+}
