@@ -167,6 +167,8 @@ async fn a_killed_ffmpeg_is_restarted_and_frames_keep_coming() {
 #[tokio::test]
 async fn a_missing_camera_device_is_a_clear_error() {
     let app = spawn_app_with(with_face_models).await;
+    // ONNX Runtime aborts the process if it exits while a model is still loading.
+    ready(&app).await;
     let created = app
         .post(
             "/api/v1/sources",
