@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use synopticon_actors::distributor::CloseReason;
+use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
 use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
@@ -26,6 +27,8 @@ use crate::{routes, telemetry};
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for each session to close.
 const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait at shutdown for a model that is still loading.
+const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -185,6 +188,14 @@ impl Application {
             graceful_shutdown(&state, &handle).await;
         });
         self.server.await?;
+        // ONNX Runtime aborts the process if it exits while a session is being created:
+        // let a model that is still loading finish first (bounded).
+        let deadline = Instant::now() + MODEL_LOAD_GRACE;
+        while self.state.models.states().iter().any(|(_, s)| *s == ModelState::Loading)
+            && Instant::now() < deadline
+        {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
         self.actors.stop();
         tracing::info!("stopped");
         Ok(())
