@@ -191,7 +191,12 @@ impl Application {
         // ONNX Runtime aborts the process if it exits while a session is being created:
         // let a model that is still loading finish first (bounded).
         let deadline = Instant::now() + MODEL_LOAD_GRACE;
-        while self.state.models.states().iter().any(|(_, s)| *s == ModelState::Loading)
+        while self
+            .state
+            .models
+            .states()
+            .iter()
+            .any(|(_, s)| *s == ModelState::Loading)
             && Instant::now() < deadline
         {
             actix_rt::time::sleep(Duration::from_millis(50)).await;

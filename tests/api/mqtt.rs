@@ -671,3 +671,36 @@ async fn the_broker_announces_offline_when_the_server_dies_without_a_goodbye() {
     .await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn an_event_over_the_packet_limit_is_refused_and_counted_while_the_connection_stays() {
+    let app = spawn_app().await;
+    let session = format!("mq-big-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let sub = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/#")).await;
+    app.create_session(
+        json!({"id": session, "enabledDistributors": ["mqtt"], "distributors": {"mqtt": {
+        "broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"), "qos": 1, "maxPacketBytes": 2048}}}),
+    )
+    .await;
+
+    let big = "x".repeat(5000);
+    app.publish(
+        &session,
+        json!([{"event": "frame", "data": {"jpeg": big}}, {"event": "small", "data": {"n": 1}}]),
+    )
+    .await;
+
+    let got = sub.wait_events(1).await;
+    assert_eq!(
+        got[0].topic,
+        format!("synopticon/{session}/small"),
+        "the small event still goes out"
+    );
+    let d = mqtt_delivered(&app, &session, 1).await;
+    assert_eq!(d["failed"], 1, "{d}");
+    assert!(
+        d["last_error"].to_string().contains("maxPacketBytes 2048"),
+        "{d}"
+    );
+    assert!(sub.events().iter().all(|m| !m.topic.ends_with("/frame")));
+}

@@ -56,7 +56,7 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
         .post(
             "/api/v1/sources",
             &json!({"id": "megamind", "kind": "file", "url": asset("videos/Megamind.avi"),
-                    "fps": 5, "model": "face", "detections_every_ms": 500}),
+                    "fps": 5, "model": "face", "detections_every_ms": 500, "frame_data": true}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -93,13 +93,24 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
         b["x2"].as_f64() > b["x1"].as_f64() && b["x2"].as_f64() <= Some(720.0),
         "{b}"
     );
-    // The per-frame envelope carries the same track id.
-    let envelope = seen.iter().find(|e| e["event"] == "detections");
-    if let Some(e) = envelope {
-        assert_eq!(e["data"]["version"], 1);
-        assert_eq!(e["data"]["source"]["camera_id"], "megamind");
-        assert_eq!(e["data"]["frame"]["width"], 720);
-    }
+    // The per-frame envelope (seed 004), with the frame attached as a JPEG.
+    let e = seen
+        .iter()
+        .find(|e| e["event"] == "detections")
+        .unwrap_or_else(|| panic!("no detections envelope in {seen:#?}"));
+    assert_eq!(e["data"]["version"], 1);
+    assert_eq!(e["data"]["source"]["camera_id"], "megamind");
+    assert_eq!(e["data"]["frame"]["width"], 720);
+    assert_eq!(e["data"]["frame"]["height"], 528);
+    assert_eq!(e["data"]["frame_data"]["encoding"], "jpeg");
+    let jpeg = e["data"]["frame_data"]["base64"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        jpeg.starts_with("/9j/"),
+        "base64 of a JPEG starts with /9j/ (FF D8 FF)"
+    );
+    assert!(jpeg.len() > 10_000, "a whole 720x528 frame");
 
     // The same events reached the MQTT subscriber, on per-event topics.
     let got = wait_until("face_detected over MQTT", PIPELINE_DEADLINE, || async {

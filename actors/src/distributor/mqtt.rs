@@ -74,6 +74,9 @@ pub struct MqttConfig {
     pub ack_timeout: Duration,
     /// Pause before reconnecting or trying the next broker (`reconnectDelayMs`).
     pub reconnect_delay: Duration,
+    /// Largest MQTT packet sent or accepted (`maxPacketBytes`); a larger event is refused
+    /// and counted as failed instead of breaking the connection.
+    pub max_packet: usize,
     /// PEM certificates trusted for `mqtts://` instead of the system roots (`caFile`, read
     /// when the settings are validated).
     pub ca: Option<Vec<u8>>,
@@ -275,6 +278,7 @@ fn options(config: &MqttConfig, broker: &Broker, session: &str) -> MqttOptions {
     );
     o.set_keep_alive(config.keep_alive);
     o.set_clean_session(true);
+    o.set_max_packet_size(config.max_packet, config.max_packet);
     let status = render(&config.status_topic, session, "status");
     o.set_last_will(LastWill::new(status, "offline", QoS::AtLeastOnce, true));
     let username = broker.username.clone().or_else(|| config.username.clone());
@@ -472,6 +476,7 @@ impl Protocol for MqttProtocol {
         let keep_alive = Duration::from_secs(r.u64("keepAliveSecs", 5, 3600, 30));
         let ack_timeout = Duration::from_millis(r.u64("ackTimeoutMs", 10, 600_000, 5000));
         let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
+        let max_packet = r.u64("maxPacketBytes", 1024, 268_435_455, 1 << 20) as usize;
         let ca = r
             .string("caFile")
             .and_then(|file| match std::fs::read(&file) {
@@ -505,6 +510,7 @@ impl Protocol for MqttProtocol {
             keep_alive,
             ack_timeout,
             reconnect_delay,
+            max_packet,
             ca,
         }
     }
@@ -607,6 +613,14 @@ fn publish(
     let qos = options.and_then(|o| o.qos).unwrap_or(config.qos);
     let retain = options.and_then(|o| o.retain).unwrap_or(config.retain);
     let topic = render(template, session, &event.name);
+    // Fixed header (5) + topic length (2) + packet id (2) + topic + payload.
+    let packet = 9 + topic.len() + event.json().len();
+    if packet > config.max_packet {
+        return Err(Outcome::Rejected(format!(
+            "event {} seq {}: MQTT packet of {packet} bytes exceeds maxPacketBytes {}",
+            event.name, event.seq, config.max_packet
+        )));
+    }
     let (tx, rx) = oneshot::channel();
     if let Err(e) = client.try_publish(topic, qos, retain, event.json().clone()) {
         return Err(Outcome::Failed(format!("MQTT publish refused: {e}")));

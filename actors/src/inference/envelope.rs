@@ -86,6 +86,17 @@ impl From<&Detection> for EnvelopeDetection {
     }
 }
 
+/// The analysed frame, attached to a message when a source asks for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameData {
+    /// Always `jpeg`.
+    pub encoding: &'static str,
+    /// JPEG quality.
+    pub quality: u8,
+    /// The JPEG, base64.
+    pub base64: String,
+}
+
 /// A whole message.
 #[derive(Debug, Clone, Serialize)]
 pub struct DetectionMessage {
@@ -99,6 +110,9 @@ pub struct DetectionMessage {
     pub model: String,
     /// Detections, strongest first.
     pub detections: Vec<EnvelopeDetection>,
+    /// The frame itself, when the source is configured to attach it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_data: Option<FrameData>,
 }
 
 impl DetectionMessage {
@@ -121,6 +135,7 @@ impl DetectionMessage {
                 .iter()
                 .map(EnvelopeDetection::from)
                 .collect(),
+            frame_data: None,
         }
     }
 }

@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use super::capture::{self, CaptureControl, CaptureEnded, FrameCaptured};
 use super::{SourceConfig, SourceKind};
 use crate::inference::envelope::{
-    DetectionMessage, EnvelopeDetection, FrameInfo, SourceInfo, VERSION,
+    DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
 };
-use crate::inference::{BBox, DetectFrame, Detection, FrameDetected, InferenceActor, Roi};
+use crate::inference::{BBox, DetectFrame, Detection, Frame, FrameDetected, InferenceActor, Roi};
 use crate::messages::{IncomingEvent, PublishSourceEvents};
 use crate::telemetry;
 use crate::tracker::analytics::Analytics;
@@ -244,6 +244,7 @@ impl SourceActor {
         width: u32,
         height: u32,
         roi: Roi,
+        frame: Option<&Frame>,
     ) {
         let started = Instant::now();
         let now = (at.timestamp_micros() as f64) / 1e6;
@@ -333,6 +334,10 @@ impl SourceActor {
                         landmarks: t.landmarks.clone(),
                     })
                     .collect(),
+                frame_data: match frame {
+                    Some(f) if config.frame_data => jpeg(f, config.frame_quality),
+                    _ => None,
+                },
             };
             events.push(event(
                 "detections",
@@ -406,6 +411,31 @@ impl SourceActor {
         s.processed_fps_milli
             .store(per_s(processed - processed0), Ordering::Relaxed);
         self.window = (Instant::now(), captured, processed);
+    }
+}
+
+/// The frame as a base64 JPEG for the envelope's `frame_data`.
+fn jpeg(frame: &Frame, quality: u8) -> Option<FrameData> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    let written = image::ImageEncoder::write_image(
+        encoder,
+        &frame.rgb,
+        frame.width,
+        frame.height,
+        image::ExtendedColorType::Rgb8,
+    );
+    match written {
+        Ok(()) => Some(FrameData {
+            encoding: "jpeg",
+            quality,
+            base64: base64::engine::general_purpose::STANDARD.encode(&out),
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode frame_data");
+            None
+        }
     }
 }
 
@@ -502,6 +532,7 @@ impl Handler<FrameDetected> for SourceActor {
                     result.width,
                     result.height,
                     result.roi_applied,
+                    Some(&msg.frame),
                 );
             }
             Err(error) => {
@@ -568,7 +599,7 @@ impl Handler<IngestDetections> for SourceActor {
             .frames_captured
             .fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.captured.increment(1);
-        self.process(&detections, at, width, height, roi);
+        self.process(&detections, at, width, height, roi, None);
         Ok(count)
     }
 }

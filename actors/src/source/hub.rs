@@ -78,6 +78,8 @@ const PATCHABLE: &[&str] = &[
     "confidence",
     "detections_every_ms",
     "detections_events",
+    "frame_data",
+    "frame_quality",
 ];
 
 impl SourceHub {

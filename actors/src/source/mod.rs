@@ -104,6 +104,12 @@ pub struct SourceConfig {
     /// Whether to emit `detections` events at all.
     #[serde(default = "default_true")]
     pub detections_events: bool,
+    /// Attach the analysed frame as a base64 JPEG (`frame_data`) to `detections` events.
+    #[serde(default)]
+    pub frame_data: bool,
+    /// JPEG quality of `frame_data` (1-100).
+    #[serde(default = "default_quality")]
+    pub frame_quality: u8,
     /// `device_id` in the envelope (default: the source id).
     #[serde(default)]
     pub device_id: Option<String>,
@@ -119,6 +125,10 @@ fn default_hysteresis() -> f32 {
 
 fn default_detections_every() -> u64 {
     1000
+}
+
+fn default_quality() -> u8 {
+    85
 }
 
 fn default_true() -> bool {
@@ -168,6 +178,12 @@ impl SourceConfig {
             if !(16..=4096).contains(&w) || !(16..=4096).contains(&h) {
                 r.error(format!("size: [{w}, {h}] must be 16..4096 on each side"));
             }
+        }
+        if !(1..=100).contains(&self.frame_quality) {
+            r.error(format!(
+                "frame_quality: {} must be 1..100",
+                self.frame_quality
+            ));
         }
         if self.confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
             r.error("confidence: must be between 0 and 1");
