@@ -324,3 +324,23 @@ async fn source_requests_are_validated_and_answered_with_clear_errors() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sources_declared_in_the_configuration_start_with_the_server() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.sources = vec![serde_json::from_value(json!({
+            "id": "gate", "kind": "external",
+            "zones": [{"id": "yard", "points": [[0, 0], ["100%", 0], ["100%", "100%"], [0, "100%"]]}],
+        }))
+        .expect("source config")];
+    })
+    .await;
+
+    let listed = app.get("/api/v1/sources").await.body;
+
+    let sources = listed["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 1, "{listed}");
+    assert_eq!(sources[0]["id"], "gate");
+    assert_eq!(sources[0]["state"], "running");
+    assert_eq!(sources[0]["config"]["zones"][0]["id"], "yard");
+}
