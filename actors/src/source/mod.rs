@@ -3,13 +3,16 @@
 //!
 //! # Layout
 //! - this file: [`SourceConfig`] (REST body and config file table) and its validation.
-//! - [`capture`]: the capture threads (ffmpeg subprocess for files, streams and V4L2
-//!   devices; image folders; a synthetic test pattern).
+//! - [`capture`]: the capture threads (ffmpeg subprocess for files and streams; image
+//!   folders; a synthetic test pattern).
+//! - [`camera`]: V4L2 devices through the `v4l` crate (MJPEG, YUYV) and cameras on any
+//!   platform through `nokhwa`.
 //! - [`hub`]: every source by id, as the REST API and the configuration create them.
 //! - [`actor`]: the [`SourceActor`](actor::SourceActor): capture → inference → tracking →
 //!   lines and zones → events, with its counters and the capture's restarts.
 
 pub mod actor;
+pub mod camera;
 pub mod capture;
 pub mod hub;
 
@@ -29,8 +32,10 @@ pub enum SourceKind {
     File,
     /// An RTSP or HTTP stream, decoded by ffmpeg (`url`).
     Stream,
-    /// A V4L2 camera (`device`, e.g. `/dev/video0`), read through ffmpeg.
+    /// A V4L2 camera (`device`, e.g. `/dev/video0`), read with the `v4l` crate.
     V4l2,
+    /// A camera by index (`"0"`) or name on any platform, read with `nokhwa`.
+    Camera,
     /// A folder of JPEG/PNG images replayed at `fps` (`url` is the folder).
     Folder,
     /// A generated test pattern: a square moving across the picture.
@@ -45,6 +50,7 @@ impl SourceKind {
             Self::File => "file",
             Self::Stream => "stream",
             Self::V4l2 => "v4l2",
+            Self::Camera => "camera",
             Self::Folder => "folder",
             Self::Synthetic => "synthetic",
         }
@@ -172,7 +178,7 @@ impl SourceConfig {
                     r.error("device: a v4l2 source needs one, e.g. \"/dev/video0\"");
                 }
             }
-            SourceKind::External | SourceKind::Synthetic => {}
+            SourceKind::Camera | SourceKind::External | SourceKind::Synthetic => {}
         }
         if let Some([w, h]) = self.size {
             if !(16..=4096).contains(&w) || !(16..=4096).contains(&h) {
