@@ -18,7 +18,11 @@ COPY --from=build /src/.cache/models /opt/synopticon/models
 COPY config /etc/synopticon
 WORKDIR /etc/synopticon
 USER synopticon
+# Reachable from outside the container, so production mode: every request needs a token.
+# Give the admin token's SHA-256 at run time (synopticon token new prints a token and it):
+#   docker run -e SYNOPTICON__AUTH__ADMIN_TOKEN_SHA256=... synopticon
 ENV SYNOPTICON__SERVER__HOST=0.0.0.0 \
+    SYNOPTICON__SERVER__MODE=production \
     ORT_DYLIB_PATH=/opt/synopticon/onnxruntime/libonnxruntime.so.1.32.0 \
     SYNOPTICON__INFERENCE__MODELS='[{name = "face", kind = "centerface", path = "/opt/synopticon/models/centerface.onnx"}]' \
     SYNOPTICON__SESSIONS__TEMPLATES_DIR=/etc/synopticon/templates \

@@ -5,8 +5,11 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
+# libclang itself (libclang.so.1, libclang-14.so.1), not libclang-cpp, which bindgen cannot use.
 has_libclang() {
-  ldconfig -p 2>/dev/null | grep -q 'libclang.*\.so' || ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1
+  ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so' ||
+    compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null ||
+    compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null
 }
 
 if ! has_libclang; then

@@ -40,6 +40,127 @@ pub struct Settings {
     /// Vision sources started with the server (`[[sources]]`).
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Bearer tokens and who may do what.
+    pub auth: AuthSettings,
+    /// Request and ingestion rate limits.
+    pub rate_limit: RateLimitSettings,
+    /// Redaction of personal fields.
+    pub privacy: PrivacySettings,
+}
+
+/// On, off, or decided by the server's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    /// On, except in `local_testing` mode.
+    Auto,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    /// `true`/`false` in a file, or the strings `auto`, `on`/`true`, `off`/`false` (an
+    /// environment variable is always a string).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Switch::On),
+            Raw::Bool(false) => Ok(Switch::Off),
+            Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "auto" => Ok(Switch::Auto),
+                "on" | "true" | "yes" | "1" => Ok(Switch::On),
+                "off" | "false" | "no" | "0" => Ok(Switch::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected auto, true or false, got {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+impl Switch {
+    /// Whether it is on, `auto` meaning "unless local testing".
+    pub fn resolve(self, local_testing: bool) -> bool {
+        match self {
+            Switch::Auto => !local_testing,
+            Switch::On => true,
+            Switch::Off => false,
+        }
+    }
+}
+
+/// Bearer-token authentication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Whether every route but `GET /api/health` needs a token (`auto`: unless
+    /// `server.mode` is `local_testing`).
+    pub enabled: Switch,
+    /// Lets `/metrics` be scraped without a token.
+    pub metrics_public: bool,
+    /// JSON file keeping tokens created over REST (hashes only) across restarts; empty:
+    /// they live until the server stops.
+    pub tokens_file: String,
+    /// Tokens declared here: `[[auth.tokens]]` with `id`, `role`, `sha256` and optional
+    /// scopes (`synopticon token new` prints one).
+    #[serde(default)]
+    pub tokens: Vec<crate::auth::tokens::TokenConfig>,
+    /// SHA-256 of an admin token with id `admin`, for set-ups configured by environment
+    /// (containers): `SYNOPTICON__AUTH__ADMIN_TOKEN_SHA256`. Empty: none.
+    pub admin_token_sha256: String,
+}
+
+impl AuthSettings {
+    /// The configured tokens, with the `admin_token_sha256` one when set.
+    pub fn all_tokens(&self) -> Vec<crate::auth::tokens::TokenConfig> {
+        let mut all = self.tokens.clone();
+        if !self.admin_token_sha256.is_empty() {
+            all.push(crate::auth::tokens::TokenConfig {
+                id: "admin".into(),
+                role: "admin".into(),
+                sha256: self.admin_token_sha256.clone(),
+                sessions: None,
+                sources: None,
+                events: None,
+                description: "auth.admin_token_sha256".into(),
+            });
+        }
+        all
+    }
+}
+
+/// Token buckets per token and per client address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// `auto`: on when authentication is on.
+    pub enabled: Switch,
+    /// API requests per second each token, and each client address, may sustain.
+    pub requests_per_sec: f64,
+    /// Requests allowed in a burst above that rate.
+    pub request_burst: f64,
+    /// Events (or edge messages) per second each token and each address may post.
+    pub events_per_sec: f64,
+    /// Events allowed in a burst.
+    pub event_burst: f64,
+    /// Clients (tokens and addresses) tracked at once; idle full buckets are forgotten first.
+    pub max_clients: usize,
+}
+
+/// Personal data handling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Key of the HMAC-SHA-256 that replaces fields a session redacts with `hash` (keep it
+    /// secret and stable, or hashes change); empty: a random key per start.
+    pub redaction_secret: String,
 }
 
 /// HTTP listener and request limits.
@@ -62,6 +183,26 @@ pub struct ServerSettings {
     pub shutdown_timeout_ms: u64,
     /// Enables the fault-injection routes under `/api/v1/debug`.
     pub debug_endpoints: bool,
+    /// `local_testing` (authentication and rate limits off unless asked for; meant for
+    /// loopback) or `production`.
+    pub mode: String,
+    /// PEM certificate chain for https:// and wss://; with `tls_key_file`, the listener
+    /// speaks TLS only.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+}
+
+impl ServerSettings {
+    /// Whether the server runs in `local_testing` mode.
+    pub fn local_testing(&self) -> bool {
+        self.mode == "local_testing"
+    }
+
+    /// Whether the listener is TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert_file.is_empty() || !self.tls_key_file.is_empty()
+    }
 }
 
 /// WebSocket and SSE connection settings.
@@ -76,6 +217,10 @@ pub struct LiveSettings {
     pub sse_heartbeat_ms: u64,
     /// Largest frame a WebSocket client may send.
     pub max_frame_bytes: usize,
+    /// Live connections (WebSocket and SSE) allowed at once.
+    pub max_connections: usize,
+    /// Live connections one token may hold at once.
+    pub max_connections_per_token: usize,
 }
 
 /// Session defaults.
@@ -210,6 +355,55 @@ impl Settings {
         if s.debug_endpoints {
             r.warn("server.debug_endpoints: fault-injection routes are on; never enable them in production");
         }
+        if !matches!(s.mode.as_str(), "local_testing" | "production") {
+            r.error(format!(
+                "server.mode: must be local_testing or production, got {:?}",
+                s.mode
+            ));
+        }
+        if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
+            r.error("server.tls_cert_file and server.tls_key_file: give both, or neither");
+        } else if s.tls() {
+            if let Err(e) = crate::tls::server_config(&s.tls_cert_file, &s.tls_key_file) {
+                r.error(format!("server.tls_cert_file: {e}"));
+            }
+        }
+        let auth = self.auth_enabled();
+        if !auth && !self.host_is_loopback() {
+            r.warn(format!(
+                "auth.enabled: authentication is OFF and server.host {:?} is reachable from other machines: anyone there can control sessions, read every event and post events. Turn auth on, or bind 127.0.0.1",
+                s.host
+            ));
+        }
+        let tokens = self.auth.all_tokens();
+        if !auth && !tokens.is_empty() {
+            r.warn("auth.tokens: tokens are declared but authentication is off, so they are not asked for");
+        }
+        if auth && tokens.is_empty() && self.auth.tokens_file.is_empty() {
+            r.warn("auth: authentication is on but no token is configured: every request will be refused (`synopticon token new` makes one)");
+        }
+        crate::auth::tokens::validate_configured(&tokens, &mut r);
+        let secret = &self.privacy.redaction_secret;
+        if !secret.is_empty() && secret.len() < 32 {
+            r.warn(format!(
+                "privacy.redaction_secret: {} bytes is short for an HMAC key; use 32 or more random bytes",
+                secret.len()
+            ));
+        }
+        let rl = &self.rate_limit;
+        for (key, v) in [
+            ("requests_per_sec", rl.requests_per_sec),
+            ("request_burst", rl.request_burst),
+            ("events_per_sec", rl.events_per_sec),
+            ("event_burst", rl.event_burst),
+        ] {
+            if !(v.is_finite() && v >= 1.0) {
+                r.error(format!("rate_limit.{key}: {v} must be at least 1"));
+            }
+        }
+        if rl.max_clients < 16 {
+            r.error("rate_limit.max_clients: must be at least 16");
+        }
         let l = &self.live;
         if l.heartbeat_interval_ms == 0 || l.sse_heartbeat_ms == 0 {
             r.error("live: heartbeat intervals must be at least 1 ms");
@@ -222,6 +416,9 @@ impl Settings {
         }
         if l.max_frame_bytes < 256 {
             r.error("live.max_frame_bytes: must be at least 256");
+        }
+        if l.max_connections == 0 || l.max_connections_per_token == 0 {
+            r.error("live.max_connections and live.max_connections_per_token: must be at least 1");
         }
         if self.sessions.max_sessions == 0 {
             r.error("sessions.max_sessions: must be at least 1");
@@ -245,6 +442,31 @@ impl Settings {
             let report = source.validate();
             for e in report.errors {
                 r.error(format!("sources[{i}].{e}"));
+            }
+            if source.kind != synopticon_actors::source::SourceKind::External {
+                let wanted = source
+                    .model
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(&self.inference.default_model);
+                let names: Vec<&str> = self
+                    .inference
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect();
+                // An empty default means the first model.
+                let first_model = wanted.is_empty() && !names.is_empty();
+                if !first_model && !names.contains(&wanted) {
+                    r.error(format!(
+                        "sources[{i}].model: no model named {wanted:?} (configured: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ));
+                }
             }
             if source_ids.contains(&source.id) {
                 r.error(format!(
@@ -277,6 +499,29 @@ impl Settings {
             }
         }
         r
+    }
+
+    /// Whether requests need a token.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.enabled.resolve(self.server.local_testing())
+    }
+
+    /// Whether requests and ingestion are rate-limited.
+    pub fn rate_limit_enabled(&self) -> bool {
+        match self.rate_limit.enabled {
+            Switch::Auto => self.auth_enabled(),
+            other => other.resolve(self.server.local_testing()),
+        }
+    }
+
+    /// Whether `server.host` only serves this machine.
+    pub fn host_is_loopback(&self) -> bool {
+        self.server.host == "localhost"
+            || self
+                .server
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The configuration as JSON with secrets replaced.
@@ -449,18 +694,50 @@ pub fn redact(value: &mut Json) {
     }
 }
 
-/// `scheme://user:pass@host` → `scheme://user:***redacted***@host`.
+/// Every `scheme://user:pass@host` in `s` → `scheme://user:***redacted***@host` (error
+/// messages can name a URL more than once); `None` when there is nothing to hide.
 fn redact_url(s: &str) -> Option<String> {
-    let start = s.find("://")? + 3;
-    let authority_end = s[start..].find('/').map(|i| start + i).unwrap_or(s.len());
-    let at = s[start..authority_end].rfind('@').map(|i| start + i)?;
-    let colon = s[start..at].find(':').map(|i| start + i)?;
-    Some(format!("{}{}{}", &s[..=colon], REDACTED, &s[at..]))
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut changed = false;
+    while let Some(found) = rest.find("://") {
+        let start = found + 3;
+        // The authority ends at a path, or at anything that cannot be part of it.
+        let end = rest[start..]
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .map_or(rest.len(), |i| start + i);
+        let authority = &rest[start..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&rest[..start + colon + 1]);
+                out.push_str(REDACTED);
+                out.push_str(&rest[start + at..end]);
+                changed = true;
+            }
+            _ => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_url_password_in_a_string_is_redacted() {
+        let text = "ffprobe cannot read rtsp://cam:hunter2@10.0.0.1/s: refused\nrtsp://cam:hunter2@10.0.0.1/s: refused; see http://docs/x and redis://:pw@h:6379";
+        let clean = redact_url(text).expect("something to hide");
+        assert!(
+            !clean.contains("hunter2") && !clean.contains(":pw@"),
+            "{clean}"
+        );
+        assert_eq!(clean.matches(REDACTED).count(), 3, "{clean}");
+        assert!(clean.contains("http://docs/x"));
+        assert_eq!(redact_url("http://example.com/a@b"), None);
+    }
 
     #[test]
     fn env_overrides_are_typed_like_the_key() {

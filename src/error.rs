@@ -19,7 +19,13 @@ pub enum ApiError {
     /// 400: the body is not what the route takes (bad JSON, wrong shape).
     #[error("{0}")]
     BadRequest(String),
-    /// 404: no such resource.
+    /// 401: no token, or not a valid one (answered with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a valid token whose role is too small.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such resource (or one outside the token's scope).
     #[error("{0}")]
     NotFound(String),
     /// 405: the path exists but not with this method.
@@ -44,6 +50,14 @@ pub enum ApiError {
         /// Risky-but-legal findings, for context.
         warnings: Vec<String>,
     },
+    /// 429: over a rate limit; `Retry-After` says when to try again.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was limited.
+        message: String,
+        /// Seconds until it would pass.
+        retry_after: u64,
+    },
     /// 503: an actor did not answer in time, or a limit is reached.
     #[error("{0}")]
     Unavailable(String),
@@ -67,6 +81,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -87,7 +104,20 @@ impl ResponseError for ApiError {
             } => json!({"error": message, "details": details, "warnings": warnings}),
             other => json!({"error": other.to_string(), "details": []}),
         };
-        HttpResponse::build(self.status_code()).json(body)
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthorized(_) => {
+                response.insert_header((
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"synopticon\"",
+                ));
+            }
+            Self::TooManyRequests { retry_after, .. } => {
+                response.insert_header((actix_web::http::header::RETRY_AFTER, *retry_after));
+            }
+            _ => {}
+        }
+        response.json(body)
     }
 }
 
@@ -138,8 +168,21 @@ impl From<InferenceError> for ApiError {
             InferenceError::BadRequest(_) => Self::BadRequest(message),
             InferenceError::Runtime(_)
             | InferenceError::ModelUnavailable { .. }
-            | InferenceError::Busy(_) => Self::Unavailable(message),
+            | InferenceError::Busy(_)
+            | InferenceError::Superseded => Self::Unavailable(message),
             InferenceError::Failed(_) => Self::Internal(message),
+        }
+    }
+}
+
+impl From<crate::auth::tokens::TokenError> for ApiError {
+    fn from(e: crate::auth::tokens::TokenError) -> Self {
+        use crate::auth::tokens::TokenError;
+        match e {
+            TokenError::Invalid(report) => Self::invalid("invalid token request", report),
+            TokenError::NotFound(_) => Self::NotFound(e.to_string()),
+            TokenError::Conflict(m) => Self::Conflict(m),
+            TokenError::Storage(m) => Self::Internal(m),
         }
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //! - [`analyze`]: the offline `analyze` command (images, folders, videos to JSON lines).
+//! - [`auth`]: bearer tokens, roles, scopes, the check before every route, rate limits.
+//! - [`audit`]: who changed what, as structured log lines.
+//! - [`tls`]: the rustls configuration of an https:// listener.
 //! - [`configuration`]: settings from the embedded default, a file and the environment.
 //! - [`startup`]: [`startup::Application`], used by `main` and by the tests.
 //! - [`routes`]: one file per API area.
@@ -10,8 +13,11 @@
 //! - [`telemetry`]: logging and the Prometheus recorder.
 
 pub mod analyze;
+pub mod audit;
+pub mod auth;
 pub mod configuration;
 pub mod error;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;

@@ -1,4 +1,4 @@
-//! `synopticon`: `serve` (the default), `check-config` and `analyze`.
+//! `synopticon`: `serve` (the default), `check-config`, `analyze` and `token`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,26 @@ enum Command {
         #[arg(long, env = CONFIG_FILE_ENV)]
         config: Option<PathBuf>,
     },
+    /// Make a bearer token for `[[auth.tokens]]`, or hash one.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a new random token and the `[[auth.tokens]]` entry that accepts it.
+    New {
+        /// Id shown in logs and audit lines.
+        #[arg(long, default_value = "admin")]
+        id: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+    /// Print the SHA-256 of a token read from stdin (one line).
+    Hash,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +100,43 @@ fn main() -> ExitCode {
                 confidence,
             },
         ),
+        Command::Token { action } => token(action),
+    }
+}
+
+fn token(action: TokenAction) -> ExitCode {
+    use synopticon::auth::{tokens, Role};
+    match action {
+        TokenAction::New { id, role } => {
+            if Role::parse(&role).is_none() {
+                eprintln!("error: --role must be admin, operator or viewer, got {role:?}");
+                return ExitCode::FAILURE;
+            }
+            let secret = match tokens::generate() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("# The token (give it to the client; it is not stored anywhere):");
+            println!("#   {secret}");
+            println!("# The configuration entry that accepts it:");
+            println!("[[auth.tokens]]");
+            println!("id = {id:?}");
+            println!("role = {role:?}");
+            println!("sha256 = {:?}", tokens::hash_hex(&secret));
+            ExitCode::SUCCESS
+        }
+        TokenAction::Hash => {
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("error: cannot read stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", tokens::hash_hex(line.trim()));
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -20,6 +20,8 @@ use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::session::templates::TemplateStore;
 use synopticon_actors::source::hub::{SourceError, SourceHub};
 
+use crate::auth::guard::Limits;
+use crate::auth::tokens::TokenStore;
 use crate::configuration::Settings;
 use crate::{routes, telemetry};
 
@@ -27,6 +29,8 @@ use crate::{routes, telemetry};
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for each session to close.
 const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often live connections of expired tokens are closed.
+const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait at shutdown for a model that is still loading.
 const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
 
@@ -50,6 +54,12 @@ pub struct AppState {
     pub models: Arc<ModelHub>,
     /// The vision sources.
     pub sources: Arc<SourceHub>,
+    /// Whether routes need a token.
+    pub auth_enabled: bool,
+    /// Bearer tokens, and the live connections held under each.
+    pub tokens: Arc<TokenStore>,
+    /// Rate limiters, when rate limiting is on.
+    pub limits: Option<Limits>,
 }
 
 /// A built, bound, not yet running server.
@@ -76,10 +86,27 @@ impl Application {
             bail!("invalid configuration:\n  {}", report.errors.join("\n  "));
         }
 
+        let tokens = Arc::new(
+            TokenStore::load(&settings.auth.all_tokens(), &settings.auth.tokens_file)
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        let tls = if settings.server.tls() {
+            Some(
+                crate::tls::server_config(
+                    &settings.server.tls_cert_file,
+                    &settings.server.tls_key_file,
+                )
+                .map_err(|e| anyhow::anyhow!("server.tls_cert_file: {e}"))?,
+            )
+        } else {
+            None
+        };
+
         let actors = Arbiter::new();
         let registry_settings = RegistrySettings {
             default_template: settings.sessions.default_template.clone(),
             max_sessions: settings.sessions.max_sessions,
+            redaction_key: redaction_key(&settings.privacy.redaction_secret)?,
         };
         let registry_templates = templates.clone();
         let registry = SessionRegistry::start_in_arbiter(&actors.handle(), move |_| {
@@ -118,9 +145,25 @@ impl Application {
                 )
             })?;
         let address = listener.local_addr()?;
-        if !address.ip().is_loopback() {
-            tracing::warn!(%address, "listening beyond this machine: anyone who can reach it can control sessions");
+        let auth_enabled = settings.auth_enabled();
+        if !auth_enabled && !address.ip().is_loopback() {
+            // Loud on purpose: this is the one set-up where anyone on the network can do
+            // anything. Logged and written to stderr, which no log filter hides.
+            let warning = format!(
+                "AUTHENTICATION IS OFF and the server listens on {address}, beyond this machine: anyone who can reach it can create and close sessions, read every live feed and post events. Set auth.enabled = true (or server.mode = \"production\") with tokens, or bind 127.0.0.1."
+            );
+            tracing::error!(%address, "{warning}");
+            eprintln!("\n*** WARNING ***\n{warning}\n");
         }
+        if !auth_enabled && settings.server.mode != "local_testing" {
+            tracing::warn!(
+                "authentication is off (auth.enabled = false) in {} mode",
+                settings.server.mode
+            );
+        }
+        let limits = settings
+            .rate_limit_enabled()
+            .then(|| Limits::new(&settings.rate_limit));
 
         let state = web::Data::new(AppState {
             registry,
@@ -132,6 +175,9 @@ impl Application {
             metrics: metrics.clone(),
             models,
             sources,
+            auth_enabled,
+            tokens,
+            limits,
         });
         let workers = match state.settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -139,9 +185,9 @@ impl Application {
         };
         let app_state = state.clone();
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .configure(|cfg| routes::configure(cfg, &app_state.settings))
+            App::new().app_data(app_state.clone()).configure(|cfg| {
+                routes::configure(cfg, &app_state.settings);
+            })
         })
         // Live feeds write many small frames: without TCP_NODELAY, Nagle's algorithm and
         // delayed ACKs hold them back for tens of milliseconds.
@@ -151,13 +197,30 @@ impl Application {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
             }
-        })
-        .listen(listener)?
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(state.settings.server.shutdown_timeout_ms.div_ceil(1000))
-        .run();
+        });
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        };
+        let scheme = if state.settings.server.tls() {
+            "https"
+        } else {
+            "http"
+        };
+        let server = server
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(state.settings.server.shutdown_timeout_ms.div_ceil(1000))
+            .run();
 
+        let tokens = state.tokens.clone();
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval(TOKEN_SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                tokens.sweep_expired();
+            }
+        });
         actix_rt::spawn(async move {
             let mut tick = actix_rt::time::interval(METRICS_UPKEEP_INTERVAL);
             loop {
@@ -165,7 +228,7 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
-        tracing::info!(%address, workers, "listening on http://{address}");
+        tracing::info!(%address, workers, auth = auth_enabled, "listening on {scheme}://{address}");
         Ok(Application {
             port: address.port(),
             server,
@@ -205,6 +268,24 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The HMAC key for `hash` redaction: from the configured secret, or random for this run.
+fn redaction_key(secret: &str) -> anyhow::Result<Arc<ring::hmac::Key>> {
+    use ring::rand::SecureRandom;
+    let bytes = if secret.is_empty() {
+        let mut random = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut random)
+            .map_err(|_| anyhow::anyhow!("the system's random number generator failed"))?;
+        random.to_vec()
+    } else {
+        secret.as_bytes().to_vec()
+    };
+    Ok(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &bytes,
+    )))
 }
 
 /// Closes every session (clients get close frames and stream ends), then stops the server.

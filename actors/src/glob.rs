@@ -5,6 +5,21 @@
 
 use std::fmt;
 
+/// Longest pattern a client may send.
+pub const MAX_PATTERN_LEN: usize = 128;
+/// What a client may send as a pattern, for error messages.
+pub const PATTERN_RULE: &str = "1-128 letters, digits, _ . : - and the wildcards * ?";
+
+/// Whether `pattern` is one a client may send (subscriptions, token scopes): 1-128 of
+/// letters, digits, `_ . : -` and the wildcards.
+pub fn is_valid_pattern(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern.len() <= MAX_PATTERN_LEN
+        && pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:-*?".contains(c))
+}
+
 /// A compiled pattern; literal patterns skip the wildcard matcher entirely.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Glob {
@@ -37,6 +52,35 @@ impl Glob {
             .chars()
             .filter(|c| *c != '*' && *c != '?')
             .count()
+    }
+
+    /// Whether every name `other` matches is also matched by this pattern, e.g. `face_*`
+    /// covers `face_detected` and `face_d*` but neither `*` nor `f?ce_*`. Sound, not
+    /// complete: when unsure it answers no (used to keep a subscription inside a scope).
+    pub fn covers(&self, other: &Glob) -> bool {
+        let (p, o) = (self.pattern.as_bytes(), other.pattern.as_bytes());
+        // reach[j]: this pattern's first i bytes can absorb other's first j bytes.
+        let mut reach = vec![false; o.len() + 1];
+        reach[0] = true;
+        for &c in p {
+            let mut next = vec![false; o.len() + 1];
+            for j in 0..=o.len() {
+                if c == b'*' {
+                    // A star absorbs any run of the other pattern, wildcards included.
+                    next[j] = reach[j] || (j > 0 && next[j - 1]);
+                } else if j > 0 {
+                    let d = o[j - 1];
+                    let single = if c == b'?' {
+                        d != b'*' && d != b'?'
+                    } else {
+                        c == d
+                    };
+                    next[j] = reach[j - 1] && single;
+                }
+            }
+            reach = next;
+        }
+        reach[o.len()]
     }
 
     /// Whether `text` matches the whole pattern.
@@ -108,6 +152,33 @@ mod tests {
                 Glob::new(pattern).matches(text),
                 expected,
                 "{pattern} vs {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn covering_keeps_a_subscription_inside_a_scope() {
+        let cases = [
+            ("face_*", "face_detected", true),
+            ("face_*", "face_d*", true),
+            ("face_*", "face_*", true),
+            ("face_*", "*", false),
+            ("face_*", "f*", false),
+            ("face_*", "f?ce_*", false),
+            ("a?c", "a*c", false),
+            ("a?c", "a?c", false),
+            ("a?c", "abc", true),
+            ("*", "anything*", true),
+            ("device:SN123:*", "device:SN123:stream.status", true),
+            ("device:SN123:*", "device:*", false),
+            ("*_detected", "face_detected", true),
+            ("*_detected", "*", false),
+        ];
+        for (scope, wanted, expected) in cases {
+            assert_eq!(
+                Glob::new(scope).covers(&Glob::new(wanted)),
+                expected,
+                "{scope} covers {wanted}"
             );
         }
     }

@@ -16,8 +16,10 @@
 //!   behind each `InferenceActor`, and the hub of configured models.
 //! - [`event`]: the event type and its shared, serialize-once encodings.
 //! - [`source`]: vision sources (files, streams, cameras, folders, synthetic, external
-//!   edge devices) and the `SourceActor` from frames to session events.
-//! - [`tracker`]: ByteTrack-style tracking and its evaluation on synthetic scenes.
+//!   edge devices): the `CameraActor` (capture) of each source; tracking and analytics are
+//!   the `TrackerActor` in `tracker`.
+//! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
+//!   source, and the evaluation on synthetic scenes.
 //! - [`telemetry`]: counters, metric names and internal events that log and count.
 //! - [`validation`]: reports that list every problem at once.
 //! - [`glob`]: `*`/`?` patterns for routing and subscriptions.

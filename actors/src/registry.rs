@@ -21,6 +21,8 @@ pub struct RegistrySettings {
     pub default_template: String,
     /// Sessions allowed at once.
     pub max_sessions: usize,
+    /// HMAC key for fields sessions redact with `hash` (`privacy.redaction_secret`).
+    pub redaction_key: Arc<ring::hmac::Key>,
 }
 
 /// Why a session could not be created.
@@ -109,7 +111,8 @@ impl Handler<CreateSession> for SessionRegistry {
             return Err(RegistryError::Full(self.settings.max_sessions));
         }
         let id = config.id.clone();
-        let session = SessionActor::new(config).map_err(RegistryError::Invalid)?;
+        let session = SessionActor::new(config, self.settings.redaction_key.clone())
+            .map_err(RegistryError::Invalid)?;
         let status = session.status();
         self.sources
             .insert(id.clone(), status.config.sources.clone());

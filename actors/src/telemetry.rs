@@ -52,8 +52,12 @@ pub const INFERENCE_LATENCY: &str = "synopticon_inference_duration_seconds";
 /// Frames and images per model by outcome: processed, dropped, rejected, failed.
 pub const INFERENCE_FRAMES: &str = "synopticon_inference_frames_total";
 
-/// Frames per source by outcome: captured, processed, failed.
+/// Frames per source by outcome: captured, processed, failed, dropped.
 pub const SOURCE_FRAMES: &str = "synopticon_source_frames_total";
+/// Frames per second per source, by stage (captured, processed), over the last window.
+pub const SOURCE_FPS: &str = "synopticon_source_frames_per_second";
+/// Model time per analysed frame of a source.
+pub const SOURCE_INFERENCE: &str = "synopticon_source_inference_duration_seconds";
 /// Events a source handed to the sessions.
 pub const SOURCE_EVENTS: &str = "synopticon_source_events_total";
 /// Capture restarts per source.
@@ -68,7 +72,16 @@ pub fn describe() {
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
     describe_counter!(
         SOURCE_FRAMES,
-        "Frames per source by outcome: captured, processed (tracked), failed (in the model)."
+        "Frames per source by outcome: captured, processed (tracked), failed (in the model), dropped (replaced by a newer frame before the model ran it)."
+    );
+    describe_gauge!(
+        SOURCE_FPS,
+        "Frames per second per source and stage (captured, processed), over the last 2 s."
+    );
+    describe_histogram!(
+        SOURCE_INFERENCE,
+        Unit::Seconds,
+        "Model time per analysed frame of a source."
     );
     describe_counter!(SOURCE_EVENTS, "Events a source handed to the sessions.");
     describe_counter!(SOURCE_RESTARTS, "Capture restarts per source.");

@@ -132,6 +132,26 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// The contents of a PEM certificate file named by `key` (a TLS `caFile`), or `None`
+    /// when absent, unreadable or holding no certificate (the last two are errors).
+    pub fn pem_file(&mut self, key: &'static str) -> Option<Vec<u8>> {
+        let file = self.string(key)?;
+        let field = self.field(key);
+        match std::fs::read(&file) {
+            Ok(pem) if pem.windows(17).any(|w| w == b"BEGIN CERTIFICATE") => Some(pem),
+            Ok(_) => {
+                self.report
+                    .error(format!("{field}: {file} holds no PEM certificate"));
+                None
+            }
+            Err(e) => {
+                self.report
+                    .error(format!("{field}: cannot read {file}: {e}"));
+                None
+            }
+        }
+    }
+
     /// One of `choices`, or `default` when absent.
     pub fn choice(
         &mut self,

@@ -8,15 +8,17 @@ use serde_json::json;
 use synopticon_actors::distributor::DistributorKind;
 use synopticon_actors::messages::InjectDistributorPanic;
 
-use super::{ask, find_session, resource};
+use super::{ask, find_session, Api};
+use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/api/v1/debug/sessions/{id}/distributors/{kind}/panic")
-            .route(web::post().to(panic)),
+pub fn configure(api: &mut Api) {
+    api.resource(
+        "/api/v1/debug/sessions/{id}/distributors/{kind}/panic",
+        ResourceScope::Session,
+        |r| r.post(Access::ADMIN, panic),
     );
 }
 

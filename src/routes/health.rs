@@ -1,19 +1,26 @@
 //! `GET /api/health`: is the server up, and how is each component doing.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use synopticon_actors::messages::{GetStatus, ListSessions};
+use synopticon_actors::source::actor::SourceState;
 
-use super::resource;
+use super::{redacted_json, Api};
+use crate::auth::{Access, ResourceScope};
 use crate::startup::AppState;
 
 /// Registers the route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/health").route(web::get().to(health)));
+pub fn configure(api: &mut Api) {
+    api.resource("/api/health", ResourceScope::None, |r| {
+        r.get(Access::Public, health)
+    });
 }
 
 /// 200 with a status per component; 503 only when the session registry does not answer.
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+/// Without a valid token (when authentication is on) only the statuses are shown: no
+/// session or source ids, no error messages.
+async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -> HttpResponse {
     let timeout = state.request_timeout;
     let sessions = tokio::time::timeout(timeout, state.registry.send(ListSessions)).await;
     let Ok(Ok(sessions)) = sessions else {
@@ -30,11 +37,20 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     )
     .await;
     let mut unhealthy = Vec::new();
+    // Problems in sessions the token may not see: they count, they are not described.
+    let mut hidden_unhealthy = 0;
+    let mut visible_sessions = 0;
     let mut unresponsive = 0;
     for status in statuses {
         match status {
             Ok(Ok(s)) => {
+                let visible = principal.scope.allows_session(&s.id);
+                visible_sessions += usize::from(visible);
                 for d in s.distributors.iter().filter(|d| d.health != "healthy") {
+                    if !visible {
+                        hidden_unhealthy += 1;
+                        continue;
+                    }
                     unhealthy.push(
                         json!({"session": s.id, "distributor": d.kind, "health": d.health,
                         "last_error": d.last_error.as_ref().map(|e| &e.message)}),
@@ -44,7 +60,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             _ => unresponsive += 1,
         }
     }
-    let sessions_status = if unhealthy.is_empty() && unresponsive == 0 {
+    let sessions_status = if unhealthy.is_empty() && hidden_unhealthy == 0 && unresponsive == 0 {
         "ok"
     } else {
         "degraded"
@@ -62,37 +78,59 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     } else {
         "loading"
     };
-    let source_states: serde_json::Map<String, serde_json::Value> = state
-        .sources
-        .states()
+    let all_sources = state.sources.states();
+    let sources_ok = all_sources.iter().all(|(_, s)| match s.state {
+        SourceState::Running | SourceState::Finished => true,
+        // Opening for the first time is normal; reopening after a failure is not.
+        SourceState::Starting => s.last_error.is_none(),
+        SourceState::Restarting | SourceState::Stopped => false,
+    });
+    let source_states: serde_json::Map<String, serde_json::Value> = all_sources
         .into_iter()
+        .filter(|(id, _)| principal.scope.allows_source(id))
         .map(|(id, s)| (id, json!(s)))
         .collect();
-    let sources_status = if source_states
-        .values()
-        .all(|s| s["state"] == "running" || s["state"] == "finished")
-    {
-        "ok"
-    } else {
-        "degraded"
-    };
+    let sources_status = if sources_ok { "ok" } else { "degraded" };
     let overall =
         if sessions_status == "ok" && models_status != "degraded" && sources_status == "ok" {
             "ok"
         } else {
             "degraded"
         };
-    HttpResponse::Ok().json(json!({
-        "status": overall,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": state.started.elapsed().as_secs_f64(),
-        "components": {
-            "http": {"status": "ok"},
-            "registry": {"status": "ok", "sessions_open": sessions.len()},
-            "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
-            "models": {"status": models_status, "models": models},
-            "sources": {"status": sources_status, "sources": source_states},
-            "metrics": {"status": "ok"},
-        },
-    }))
+    if state.auth_enabled && !principal.authenticated {
+        return HttpResponse::Ok().json(json!({
+            "status": overall,
+            "version": env!("CARGO_PKG_VERSION"),
+            "components": {
+                "http": {"status": "ok"},
+                "registry": {"status": "ok"},
+                "sessions": {"status": sessions_status},
+                "models": {"status": models_status},
+                "sources": {"status": sources_status},
+                "metrics": {"status": "ok"},
+            },
+        }));
+    }
+    let sessions_open = if principal.scope.sessions.is_some() {
+        // A scoped token counts only the sessions it may see.
+        visible_sessions
+    } else {
+        sessions.len()
+    };
+    redacted_json(
+        StatusCode::OK,
+        &json!({
+            "status": overall,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": state.started.elapsed().as_secs_f64(),
+            "components": {
+                "http": {"status": "ok"},
+                "registry": {"status": "ok", "sessions_open": sessions_open},
+                "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
+                "models": {"status": models_status, "models": models},
+                "sources": {"status": sources_status, "sources": source_states},
+                "metrics": {"status": "ok"},
+            },
+        }),
+    )
 }

@@ -18,15 +18,22 @@ use synopticon_actors::inference::frame::{self, ImageLimits};
 use synopticon_actors::inference::hub::ModelHandle;
 use synopticon_actors::inference::{runtime, DetectImage, DetectOptions, Detections};
 
-use super::resource;
+use super::Api;
+use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/v1/detect").route(web::post().to(detect)))
-        .service(resource("/api/v1/batch").route(web::post().to(batch)))
-        .service(resource("/api/pipelines").route(web::get().to(pipelines)));
+pub fn configure(api: &mut Api) {
+    api.resource("/api/v1/detect", ResourceScope::None, |r| {
+        r.post(Access::OPERATOR, detect)
+    });
+    api.resource("/api/v1/batch", ResourceScope::None, |r| {
+        r.post(Access::OPERATOR, batch)
+    });
+    api.resource("/api/pipelines", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, pipelines)
+    });
 }
 
 /// Query parameters of both detect routes.

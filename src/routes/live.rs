@@ -21,20 +21,30 @@ use serde::Deserialize;
 use serde_json::json;
 use synopticon_actors::distributor::live::{ClientFeed, ClientQueue, Frame, Subscription};
 use synopticon_actors::distributor::{CloseReason, DistributorKind, LiveAttach};
+use synopticon_actors::glob::{is_valid_pattern, PATTERN_RULE};
 use synopticon_actors::messages::AttachLiveClient;
 use synopticon_actors::telemetry::{DELIVERY_LATENCY, LIVE_FRAMES};
 
-use super::{ask, find_session, resource};
+use super::{ask, find_session, Api};
+use crate::auth::tokens::LiveLimit;
+use crate::auth::{Access, Principal, ResourceScope, TokenScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Client operations that could not be understood.
 const LIVE_CLIENT_ERRORS: &str = "synopticon_live_client_errors_total";
+/// The WebSocket subprotocol a browser offers next to `bearer.TOKEN`; the server selects
+/// it, since a browser fails a handshake whose answer names no offered protocol.
+pub const WS_PROTOCOL: &str = "synopticon";
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/v1/sessions/{id}/ws").route(web::get().to(websocket)))
-        .service(resource("/api/v1/sessions/{id}/sse").route(web::get().to(sse)));
+pub fn configure(api: &mut Api) {
+    api.live_feed("/api/v1/sessions/{id}/ws", ResourceScope::Session, |r| {
+        r.get(Access::VIEWER, websocket)
+    });
+    api.live_feed("/api/v1/sessions/{id}/sse", ResourceScope::Session, |r| {
+        r.get(Access::VIEWER, sse)
+    });
 }
 
 /// Describes this module's metrics.
@@ -56,7 +66,9 @@ pub struct FeedQuery {
 }
 
 impl FeedQuery {
-    fn subscription(&self) -> Subscription {
+    /// The starting subscription: the `events` asked for, which must lie within the
+    /// token's events; without `events`, everything the token may see.
+    fn subscription(&self, scope: &TokenScope) -> Result<Subscription, ApiError> {
         let patterns: Vec<&str> = self
             .events
             .as_deref()
@@ -65,8 +77,55 @@ impl FeedQuery {
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .collect();
-        Subscription::only(&patterns)
+        if let Some(p) = patterns.iter().find(|p| !is_valid_pattern(p)) {
+            return Err(ApiError::BadRequest(format!(
+                "events: {p:?} is not a valid pattern: use {PATTERN_RULE}"
+            )));
+        }
+        match &scope.events {
+            // `only(&[])` would mean everything: an empty scope means nothing.
+            Some(allowed) if patterns.is_empty() && allowed.is_empty() => Ok(Subscription::none()),
+            Some(allowed) if patterns.is_empty() => Ok(Subscription::only(allowed)),
+            _ => match patterns.iter().find(|p| !scope.allows_events(p)) {
+                Some(p) => Err(ApiError::Forbidden(format!(
+                    "events: this token may not subscribe to {p:?} (allowed: {:?})",
+                    scope.events.clone().unwrap_or_default()
+                ))),
+                None => Ok(Subscription::only(&patterns)),
+            },
+        }
     }
+}
+
+/// Registers the connection under its token, within the connection limits.
+fn register(
+    state: &AppState,
+    principal: &Principal,
+    queue: &Arc<ClientQueue>,
+) -> Result<(), ApiError> {
+    let live = &state.settings.live;
+    state
+        .tokens
+        .register_live(principal, queue, live.max_connections, live.max_connections_per_token)
+        .map_err(|limit| {
+            queue.close(CloseReason::ClientGone);
+            match limit {
+                LiveLimit::Revoked => ApiError::Unauthorized(format!(
+                    "token {:?} was revoked or changed while connecting",
+                    principal.token_id
+                )),
+                LiveLimit::Total(n) => ApiError::Unavailable(format!(
+                    "the server holds its maximum of {n} live connections (live.max_connections)"
+                )),
+                LiveLimit::PerToken(n) => ApiError::TooManyRequests {
+                    message: format!(
+                        "token {:?} holds its maximum of {n} live connections (live.max_connections_per_token)",
+                        principal.token_id
+                    ),
+                    retry_after: 5,
+                },
+            }
+        })
 }
 
 async fn attach(
@@ -111,12 +170,13 @@ impl FrameMetrics {
 
 async fn websocket(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     query: web::Query<FeedQuery>,
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let subscription = query.subscription();
+    let subscription = query.subscription(&principal.scope)?;
     let queue = attach(
         &state,
         &id,
@@ -127,22 +187,26 @@ async fn websocket(
         },
     )
     .await?;
+    register(&state, &principal, &queue)?;
     let live = &state.settings.live;
     let connection = WsConnection {
+        scope: principal.scope.clone(),
         metrics: FrameMetrics::new(&id, DistributorKind::Websocket),
         session: id.into_inner(),
         feed: Some(queue.feed()),
-        queue,
+        queue: queue.clone(),
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(live.heartbeat_interval_ms),
         timeout: Duration::from_millis(live.client_timeout_ms),
     };
     let response = ws::WsResponseBuilder::new(connection, &req, stream)
         .frame_size(live.max_frame_bytes)
+        .protocols(&[WS_PROTOCOL])
         .start();
     if response.is_err() {
         // The handshake failed, so the actor never started: release the client slot.
         tracing::debug!("WebSocket handshake refused");
+        queue.close(CloseReason::ClientGone);
     }
     response
 }
@@ -151,6 +215,8 @@ async fn websocket(
 pub struct WsConnection {
     /// Session id, for logs and the hello frame.
     session: String,
+    /// What the client's token may subscribe to.
+    scope: Arc<TokenScope>,
     /// The client's queue (subscription lives there).
     queue: Arc<ClientQueue>,
     /// Taken in `started` and added as a stream.
@@ -193,19 +259,29 @@ impl WsConnection {
                 ))
             }
         };
-        let bad = op.events.iter().find(|p| {
-            p.is_empty()
-                || p.len() > 128
-                || !p
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.:-*?".contains(c))
-        });
-        if let Some(bad) = bad {
-            return self.refuse(ctx, format!("event pattern {bad:?} is not valid: use letters, digits, _ . : - and the wildcards * ?"));
+        if let Some(bad) = op.events.iter().find(|p| !is_valid_pattern(p)) {
+            return self.refuse(
+                ctx,
+                format!("event pattern {bad:?} is not valid: use {PATTERN_RULE}"),
+            );
         }
         match op.op.as_str() {
             "subscribe" | "unsubscribe" if op.events.is_empty() => {
                 self.refuse(ctx, format!("{} needs a non-empty \"events\" list", op.op))
+            }
+            "subscribe" if op.events.iter().any(|p| !self.scope.allows_events(p)) => {
+                let refused: Vec<&String> = op
+                    .events
+                    .iter()
+                    .filter(|p| !self.scope.allows_events(p))
+                    .collect();
+                self.refuse(
+                    ctx,
+                    format!(
+                        "not allowed: this token may not subscribe to {refused:?} (allowed: {:?}); the subscription is unchanged",
+                        self.scope.events.clone().unwrap_or_default()
+                    ),
+                )
             }
             "subscribe" => {
                 let view = self.queue.update_subscription(|s| s.subscribe(&op.events));
@@ -278,7 +354,7 @@ impl StreamHandler<Frame> for WsConnection {
             .unwrap_or(CloseReason::SessionClosed);
         let code = match reason {
             CloseReason::ServerShutdown => ws::CloseCode::Away,
-            CloseReason::SlowConsumer => ws::CloseCode::Policy,
+            CloseReason::SlowConsumer | CloseReason::TokenRevoked => ws::CloseCode::Policy,
             _ => ws::CloseCode::Normal,
         };
         ctx.close(Some(ws::CloseReason {
@@ -308,8 +384,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConnection {
             Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
             Err(error) => {
                 tracing::debug!(session = %self.session, %error, "WebSocket protocol error");
+                let code = match error {
+                    // A frame over live.max_frame_bytes.
+                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
+                    _ => ws::CloseCode::Protocol,
+                };
                 ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Protocol,
+                    code,
                     description: Some(error.to_string()),
                 }));
                 ctx.stop();
@@ -322,6 +403,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConnection {
 
 async fn sse(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     query: web::Query<FeedQuery>,
     req: HttpRequest,
@@ -332,10 +414,11 @@ async fn sse(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let request = LiveAttach {
-        subscription: query.subscription(),
+        subscription: query.subscription(&principal.scope)?,
         resume_after: header_id.or(query.last_event_id),
     };
     let queue = attach(&state, &id, DistributorKind::Sse, request).await?;
+    register(&state, &principal, &queue)?;
     let heartbeat = Duration::from_millis(state.settings.live.sse_heartbeat_ms);
     let mut interval =
         actix_rt::time::interval_at(actix_rt::time::Instant::now() + heartbeat, heartbeat);

@@ -2,12 +2,15 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::resource;
+use super::Api;
+use crate::auth::{Access, ResourceScope};
 use crate::startup::AppState;
 
 /// Registers the route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/metrics").route(web::get().to(render)));
+pub fn configure(api: &mut Api) {
+    api.resource("/metrics", ResourceScope::None, |r| {
+        r.get(Access::Metrics, render)
+    });
 }
 
 async fn render(state: web::Data<AppState>) -> HttpResponse {

@@ -9,7 +9,12 @@
 //! - [`inference`](self::inference): `/api/v1/detect`, `/api/v1/batch`, `/api/pipelines`
 //! - [`sources`](self::sources): `/api/v1/sources` (vision sources, edge detections) and
 //!   `/api/v1/sessions/{id}/sources`
+//! - [`tokens`](self::tokens): `/api/v1/tokens` (bearer tokens; admin only)
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
+//!
+//! Every route is declared through [`Api`], with the access it needs: the same call
+//! registers the handler, wraps it in the auth [`Guard`] and records it in the route table
+//! ([`table`]), which the security tests walk. A route cannot exist without a rule.
 
 pub mod debug;
 pub mod health;
@@ -20,22 +25,158 @@ pub mod sessions;
 pub mod sources;
 pub mod system;
 pub mod templates;
+pub mod tokens;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::error::JsonPayloadError;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
+use serde::Serialize;
 use synopticon_actors::messages::FindSession;
 use synopticon_actors::session::SessionActor;
 
+use crate::auth::guard::{Guard, RouteRule};
+use crate::auth::{Access, ResourceScope};
 use crate::configuration::Settings;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+/// One route of the API, as the router holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: String,
+    /// Path pattern, e.g. `/api/v1/sessions/{id}`.
+    pub path: &'static str,
+    /// Who may call it, which resource it scopes, whether it is a live feed.
+    #[serde(flatten)]
+    pub rule: RouteRule,
+}
+
+/// Declares routes: registers each handler behind the auth guard and records its rule.
+pub struct Api<'a> {
+    cfg: &'a mut web::ServiceConfig,
+    table: Vec<RouteSpec>,
+}
+
+/// The methods of one resource, being declared.
+pub struct ResourceRoutes {
+    path: &'static str,
+    scope: ResourceScope,
+    live_feed: bool,
+    resource: actix_web::Resource,
+    rules: Vec<(Method, Access)>,
+}
+
+impl ResourceRoutes {
+    /// Adds `handler` for `method`, callable with `access`.
+    pub fn route<F, Args>(mut self, method: Method, access: Access, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.resource = self.resource.route(web::method(method.clone()).to(handler));
+        self.rules.push((method, access));
+        self
+    }
+}
+
+/// `get`, `post`, ... : [`ResourceRoutes::route`] with the method named.
+macro_rules! method_routes {
+    ($($name:ident => $method:ident),*) => {
+        impl ResourceRoutes {
+            $(
+                #[doc = concat!("`", stringify!($method), "`.")]
+                pub fn $name<F, Args>(self, access: Access, handler: F) -> Self
+                where
+                    F: Handler<Args>,
+                    Args: FromRequest + 'static,
+                    F::Output: Responder + 'static,
+                {
+                    self.route(Method::$method, access, handler)
+                }
+            )*
+        }
+    };
+}
+
+method_routes!(get => GET, post => POST, put => PUT, patch => PATCH, delete => DELETE);
+
+impl Api<'_> {
+    /// Declares the resource at `path`; `{id}` in it names a resource of kind `scope`.
+    pub fn resource(
+        &mut self,
+        path: &'static str,
+        scope: ResourceScope,
+        build: impl FnOnce(ResourceRoutes) -> ResourceRoutes,
+    ) {
+        self.declare(path, scope, false, build);
+    }
+
+    /// Declares a live feed (WebSocket or SSE): it also takes its token from the query or
+    /// a subprotocol.
+    pub fn live_feed(
+        &mut self,
+        path: &'static str,
+        scope: ResourceScope,
+        build: impl FnOnce(ResourceRoutes) -> ResourceRoutes,
+    ) {
+        self.declare(path, scope, true, build);
+    }
+
+    fn declare(
+        &mut self,
+        path: &'static str,
+        scope: ResourceScope,
+        live_feed: bool,
+        build: impl FnOnce(ResourceRoutes) -> ResourceRoutes,
+    ) {
+        let routes = build(ResourceRoutes {
+            path,
+            scope,
+            live_feed,
+            resource: resource(path),
+            rules: Vec::new(),
+        });
+        let mut rules = HashMap::new();
+        for (method, access) in routes.rules {
+            let rule = RouteRule {
+                access,
+                scope: routes.scope,
+                live_feed: routes.live_feed,
+            };
+            self.table.push(RouteSpec {
+                method: method.to_string(),
+                path: routes.path,
+                rule,
+            });
+            rules.insert(method, rule);
+        }
+        let guard = Guard::new(rules);
+        self.cfg.service(
+            routes
+                .resource
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    guard.clone().call(req, next)
+                })),
+        );
+    }
+}
+
+/// Every route the server has with `settings`, in declaration order.
+pub fn table(settings: &Settings) -> Vec<RouteSpec> {
+    let mut table = Vec::new();
+    let _ = actix_web::App::new().configure(|cfg| table = configure(cfg, settings));
+    table
+}
+
+/// Registers every route; returns the route table.
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<RouteSpec> {
     let limit = settings.server.max_body_bytes;
     cfg.app_data(
         web::JsonConfig::default()
@@ -43,24 +184,41 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
             .content_type_required(false)
             .error_handler(move |err, _| json_error(err, limit).into()),
     )
-    .app_data(web::PayloadConfig::default().limit(limit));
-    health::configure(cfg);
-    system::configure(cfg);
-    metrics::configure(cfg);
-    templates::configure(cfg);
-    sessions::configure(cfg);
-    live::configure(cfg);
-    inference::configure(cfg);
-    sources::configure(cfg);
+    .app_data(web::PayloadConfig::default().limit(limit))
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::BadRequest(format!("bad query string: {err}")).into()
+        }),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(format!("bad path: {err}")).into()),
+    );
+    let mut api = Api {
+        cfg,
+        table: Vec::new(),
+    };
+    health::configure(&mut api);
+    system::configure(&mut api);
+    metrics::configure(&mut api);
+    templates::configure(&mut api);
+    sessions::configure(&mut api);
+    live::configure(&mut api);
+    inference::configure(&mut api);
+    sources::configure(&mut api);
+    tokens::configure(&mut api);
     if settings.server.debug_endpoints {
-        debug::configure(cfg);
+        debug::configure(&mut api);
     }
+    let Api { cfg, table } = api;
     cfg.default_service(web::to(not_found));
+    table
 }
 
 /// Describes the server-side metrics.
 pub fn describe_metrics() {
     live::describe_metrics();
+    crate::auth::guard::describe_metrics();
 }
 
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
@@ -77,7 +235,10 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     }
 }
 
+/// No such route. With authentication on, a caller without a valid token learns nothing,
+/// not even which paths exist.
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    crate::auth::guard::check(&req, None)?;
     Err(ApiError::NotFound(format!(
         "no route for {} {}",
         req.method(),

@@ -2,48 +2,66 @@
 //! close; enable/reconfigure/disable one distributor; replace routing; post events.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use synopticon_actors::distributor::{CloseReason, DistributorKind};
 use synopticon_actors::messages::*;
 use synopticon_actors::session::routing::check_event_name;
+use synopticon_actors::session::SessionStatus;
 use synopticon_actors::validation::{kind_of, Report};
 
-use super::{ask, find_session, redacted_json, resource};
+use super::{ask, find_session, redacted_json, Api};
+use crate::audit;
+use crate::auth::guard::limit_events;
+use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/v1/sessions/validate").route(web::post().to(validate)))
-        .service(
-            resource("/api/v1/sessions")
-                .route(web::get().to(list))
-                .route(web::post().to(create)),
-        )
-        .service(
-            resource("/api/v1/sessions/{id}")
-                .route(web::get().to(status))
-                .route(web::delete().to(close)),
-        )
-        .service(
-            resource("/api/v1/sessions/{id}/distributors/{kind}")
-                .route(web::put().to(put_distributor))
-                .route(web::delete().to(delete_distributor)),
-        )
-        .service(resource("/api/v1/sessions/{id}/routing").route(web::put().to(put_routing)))
-        .service(resource("/api/v1/sessions/{id}/events").route(web::post().to(post_events)));
+pub fn configure(api: &mut Api) {
+    api.resource("/api/v1/sessions/validate", ResourceScope::None, |r| {
+        r.post(Access::OPERATOR, validate)
+    });
+    api.resource("/api/v1/sessions", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, list).post(Access::OPERATOR, create)
+    });
+    api.resource("/api/v1/sessions/{id}", ResourceScope::Session, |r| {
+        r.get(Access::VIEWER, status)
+            .delete(Access::OPERATOR, close)
+    });
+    api.resource(
+        "/api/v1/sessions/{id}/distributors/{kind}",
+        ResourceScope::Session,
+        |r| {
+            r.put(Access::OPERATOR, put_distributor)
+                .delete(Access::OPERATOR, delete_distributor)
+        },
+    );
+    api.resource(
+        "/api/v1/sessions/{id}/routing",
+        ResourceScope::Session,
+        |r| r.put(Access::OPERATOR, put_routing),
+    );
+    api.resource(
+        "/api/v1/sessions/{id}/events",
+        ResourceScope::Session,
+        |r| r.post(Access::OPERATOR, post_events),
+    );
 }
 
 async fn validate(
     state: web::Data<AppState>,
+    principal: Principal,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    // The answer says whether an id is taken: only for ids the token may see.
+    check_new_session_scope(&principal, &body)?;
     let report = ask(
         "the session registry",
         state.request_timeout,
-        state.registry.send(ValidateSession(body.into_inner())),
+        state.registry.send(ValidateSession(body)),
     )
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -55,18 +73,74 @@ async fn validate(
 
 async fn create(
     state: web::Data<AppState>,
+    principal: Principal,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_new_session_scope(&principal, &body)?;
     let created = ask(
         "the session registry",
         state.request_timeout,
-        state.registry.send(CreateSession(body.into_inner())),
+        state.registry.send(CreateSession(body)),
     )
     .await??;
-    Ok(redacted_json(StatusCode::CREATED, &created))
+    audit::record(&principal, "session.create", &created.id);
+    Ok(redacted_json(
+        StatusCode::CREATED,
+        &scoped_status(&principal, &created),
+    ))
 }
 
-async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// A session status as a token sees it: of the sources the session listens to, only those
+/// in the token's scope are named.
+fn scoped_status(principal: &Principal, status: &SessionStatus) -> Value {
+    let mut value = serde_json::to_value(status).unwrap_or(Value::Null);
+    if principal.scope.sources.is_some() {
+        if let Some(Value::Array(sources)) = value.pointer_mut("/config/sources") {
+            sources.retain(|s| {
+                s.as_str()
+                    .is_some_and(|s| principal.scope.may_name_source(s))
+            });
+        }
+    }
+    value
+}
+
+/// A token limited to some sessions names the new session's id, within its scope, and
+/// only sources it may see.
+fn check_new_session_scope(principal: &Principal, body: &Value) -> Result<(), ApiError> {
+    let scope = &principal.scope;
+    if scope.sessions.is_some() {
+        // Both spellings are read (the request is refused when both are given, but the
+        // scope check does not rely on that).
+        let ids: Vec<Option<&str>> = ["id", "sessionId"]
+            .iter()
+            .filter_map(|k| body.get(*k))
+            .map(Value::as_str)
+            .collect();
+        let all_in_scope = !ids.is_empty()
+            && ids
+                .iter()
+                .all(|id| id.is_some_and(|id| scope.allows_session(id)));
+        if !all_in_scope {
+            return Err(ApiError::Forbidden(format!(
+                "token {:?} may only create sessions with an \"id\" matching {:?}",
+                principal.token_id,
+                scope.sessions.clone().unwrap_or_default()
+            )));
+        }
+    }
+    let listed = body.get("sources").and_then(Value::as_array);
+    for s in listed.into_iter().flatten() {
+        let name = s.as_str().unwrap_or_default();
+        if !scope.may_name_source(name) {
+            return Err(ApiError::NotFound(format!("source {name:?} not found")));
+        }
+    }
+    Ok(())
+}
+
+async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     let sessions = ask(
         "the session registry",
         state.request_timeout,
@@ -79,7 +153,12 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             .map(|s| tokio::time::timeout(state.request_timeout, s.send(GetStatus))),
     )
     .await;
-    let statuses: Vec<_> = statuses.into_iter().filter_map(|s| s.ok()?.ok()).collect();
+    let statuses: Vec<_> = statuses
+        .into_iter()
+        .filter_map(|s| s.ok()?.ok())
+        .filter(|s| principal.scope.allows_session(&s.id))
+        .map(|s| scoped_status(&principal, &s))
+        .collect();
     Ok(redacted_json(
         StatusCode::OK,
         &json!({"sessions": statuses}),
@@ -88,6 +167,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 async fn status(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = find_session(&state, &id).await?;
@@ -97,13 +177,17 @@ async fn status(
         session.send(GetStatus),
     )
     .await?;
-    Ok(redacted_json(StatusCode::OK, &status))
+    Ok(redacted_json(
+        StatusCode::OK,
+        &scoped_status(&principal, &status),
+    ))
 }
 
 /// Closes the session: live clients get a close frame / stream end; the final counters
 /// are returned.
 async fn close(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = ask(
@@ -119,7 +203,11 @@ async fn close(
         session.send(CloseSession(CloseReason::SessionClosed)),
     )
     .await?;
-    Ok(redacted_json(StatusCode::OK, &status))
+    audit::record(&principal, "session.close", &status.id);
+    Ok(redacted_json(
+        StatusCode::OK,
+        &scoped_status(&principal, &status),
+    ))
 }
 
 fn parse_kind(kind: &str) -> Result<DistributorKind, ApiError> {
@@ -135,6 +223,7 @@ fn parse_kind(kind: &str) -> Result<DistributorKind, ApiError> {
 /// way; `action` says which). Other distributors are not touched.
 async fn put_distributor(
     state: web::Data<AppState>,
+    principal: Principal,
     path: web::Path<(String, String)>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -150,11 +239,17 @@ async fn put_distributor(
         }),
     )
     .await??;
+    audit::record(
+        &principal,
+        "distributor.put",
+        &format!("{id}/{}", kind.as_str()),
+    );
     Ok(redacted_json(StatusCode::OK, &change))
 }
 
 async fn delete_distributor(
     state: web::Data<AppState>,
+    principal: Principal,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, kind) = path.into_inner();
@@ -166,11 +261,17 @@ async fn delete_distributor(
         session.send(DisableDistributor(kind)),
     )
     .await??;
+    audit::record(
+        &principal,
+        "distributor.delete",
+        &format!("{id}/{}", kind.as_str()),
+    );
     Ok(redacted_json(StatusCode::OK, &status))
 }
 
 async fn put_routing(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -181,6 +282,7 @@ async fn put_routing(
         session.send(ReplaceRouting(body.into_inner())),
     )
     .await??;
+    audit::record(&principal, "session.routing", &id);
     let status = ask(
         "the session",
         state.request_timeout,
@@ -196,6 +298,8 @@ async fn put_routing(
 /// Accepts `{"event", "data"?, "ts"?}` or an array of them; 202 with where each went.
 async fn post_events(
     state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -204,6 +308,7 @@ async fn post_events(
         body.into_inner(),
         state.settings.server.max_events_per_request,
     )?;
+    limit_events(&state, &req, &principal, events.len())?;
     let routed = ask(
         "the session",
         state.request_timeout,

@@ -2,40 +2,57 @@
 //! `POST /api/v1/sources/{id}/detections` (edge devices), and which sources a session
 //! listens to: `PUT /api/v1/sessions/{id}/sources`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::messages::SetSessionSources;
 use synopticon_actors::session::spec::parse_sources;
 use synopticon_actors::source::SourceConfig;
 use synopticon_actors::validation::Report;
 
-use super::{ask, resource};
+use super::{ask, redacted_json, Api};
+use crate::audit;
+use crate::auth::guard::limit_events;
+use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/api/v1/sources")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        resource("/api/v1/sources/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(remove)),
-    )
-    .service(resource("/api/v1/sources/{id}/detections").route(web::post().to(detections)))
-    .service(resource("/api/v1/sessions/{id}/sources").route(web::put().to(session_sources)));
+pub fn configure(api: &mut Api) {
+    api.resource("/api/v1/sources", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, list).post(Access::OPERATOR, create)
+    });
+    api.resource("/api/v1/sources/{id}", ResourceScope::Source, |r| {
+        r.get(Access::VIEWER, get)
+            .patch(Access::OPERATOR, patch)
+            .delete(Access::OPERATOR, remove)
+    });
+    api.resource(
+        "/api/v1/sources/{id}/detections",
+        ResourceScope::Source,
+        |r| r.post(Access::OPERATOR, detections),
+    );
+    api.resource(
+        "/api/v1/sessions/{id}/sources",
+        ResourceScope::Session,
+        |r| r.put(Access::OPERATOR, session_sources),
+    );
 }
 
-async fn list(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"sources": state.sources.list()}))
+/// The sources the token may see.
+async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
+    let sources: Vec<_> = state
+        .sources
+        .list()
+        .into_iter()
+        .filter(|s| principal.scope.allows_source(&s.id))
+        .collect();
+    redacted_json(StatusCode::OK, &json!({"sources": sources}))
 }
 
 async fn create(
     state: web::Data<AppState>,
+    principal: Principal,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let config: SourceConfig =
@@ -44,41 +61,60 @@ async fn create(
             report.error(format!("{}: {}", e.path(), e.inner()));
             ApiError::invalid("invalid source configuration", report)
         })?;
+    if !principal.scope.allows_source(&config.id) {
+        return Err(ApiError::Forbidden(format!(
+            "token {:?} may only create sources matching {:?}",
+            principal.token_id,
+            principal.scope.sources.clone().unwrap_or_default()
+        )));
+    }
+    let id = config.id.clone();
     let created = state.sources.add(config)?;
-    Ok(HttpResponse::Created().json(created))
+    audit::record(&principal, "source.create", &id);
+    Ok(redacted_json(StatusCode::CREATED, &created))
 }
 
+/// Stream URLs may carry a camera's password: every answer goes through the redaction.
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.sources.get(&id)?))
+    Ok(redacted_json(StatusCode::OK, &state.sources.get(&id)?))
 }
 
 async fn patch(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.sources.patch(&id, &body)?))
+    let patched = state.sources.patch(&id, &body)?;
+    audit::record(&principal, "source.update", &id);
+    Ok(redacted_json(StatusCode::OK, &patched))
 }
 
 async fn remove(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.sources.remove(&id)?;
+    audit::record(&principal, "source.delete", &id);
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn detections(
     state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    limit_events(&state, &req, &principal, 1)?;
     let accepted = state.sources.ingest(&id, body.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(json!({"source": *id, "accepted": accepted})))
 }
 
 async fn session_sources(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -87,6 +123,11 @@ async fn session_sources(
     if !report.is_valid() {
         return Err(ApiError::invalid("invalid source list", report));
     }
+    // A token limited to some sources cannot make a session listen to others.
+    if let Some(hidden) = sources.iter().find(|s| !principal.scope.may_name_source(s)) {
+        return Err(ApiError::NotFound(format!("source {hidden:?} not found")));
+    }
+    let target = id.to_string();
     let sources = ask(
         "the session registry",
         state.request_timeout,
@@ -96,5 +137,6 @@ async fn session_sources(
         }),
     )
     .await??;
+    audit::record(&principal, "session.sources", &target);
     Ok(HttpResponse::Ok().json(json!({"sources": sources})))
 }

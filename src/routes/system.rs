@@ -4,14 +4,19 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::resource;
+use super::Api;
+use crate::auth::{Access, ResourceScope};
 use crate::configuration::environment_variables;
 use crate::startup::AppState;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/config").route(web::get().to(config)))
-        .service(resource("/api/runtime").route(web::get().to(runtime)));
+pub fn configure(api: &mut Api) {
+    api.resource("/api/config", ResourceScope::None, |r| {
+        r.get(Access::ADMIN, config)
+    });
+    api.resource("/api/runtime", ResourceScope::None, |r| {
+        r.get(Access::ADMIN, runtime)
+    });
 }
 
 async fn config(state: web::Data<AppState>) -> HttpResponse {

@@ -5,18 +5,20 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::session::templates::TemplateOrigin;
 
-use super::{redacted_json, resource};
+use super::{redacted_json, Api};
+use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/v1/templates").route(web::get().to(list)))
-        .service(
-            resource("/api/v1/templates/{name}")
-                .route(web::get().to(get))
-                .route(web::put().to(put)),
-        );
+pub fn configure(api: &mut Api) {
+    api.resource("/api/v1/templates", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, list)
+    });
+    api.resource("/api/v1/templates/{name}", ResourceScope::None, |r| {
+        // A template shapes other people's future sessions: configuration, for admins.
+        r.get(Access::VIEWER, get).put(Access::ADMIN, put)
+    });
 }
 
 async fn list(state: web::Data<AppState>) -> HttpResponse {
@@ -43,12 +45,14 @@ async fn get(
 /// 201 when new, 200 when it replaced a user template, 409 for a built-in name.
 async fn put(
     state: web::Data<AppState>,
+    principal: crate::auth::Principal,
     name: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let replaced = state.templates.put(&name, &body, TemplateOrigin::Api)?;
     let template = state.templates.get(&name);
     tracing::info!(template = name.as_str(), replaced, "template registered");
+    crate::audit::record(&principal, "template.put", &name);
     let status = if replaced {
         StatusCode::OK
     } else {

@@ -153,3 +153,63 @@ roi = { x1 = 100, y1 = 0, x2 = 50, y2 = 10 }
         "{out}"
     );
 }
+
+#[test]
+fn check_config_checks_declared_sources_against_the_models() {
+    let (code, out) = check_config(
+        r#"
+[[sources]]
+id = "driveway"
+kind = "external"
+lines = [{ id = "gate", points = [["50%", 0], ["50%", "100%"]] }]
+
+[[sources]]
+id = "garden"
+kind = "file"
+url = "/videos/garden.mp4"
+model = "people"
+
+[[sources]]
+id = "door"
+kind = "stream"
+url = "file:///etc/passwd"
+"#,
+    );
+
+    assert_eq!(code, 1, "{out}");
+    let errors: Vec<_> = out.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{out}");
+    assert!(
+        out.contains("sources[1].model: no model named \"people\" (configured: face)"),
+        "{out}"
+    );
+    assert!(out.contains("sources[2].url"), "{out}");
+}
+
+#[test]
+fn check_config_warns_loudly_when_authentication_is_off_beyond_loopback() {
+    let (code, out) = check_config("[server]\nhost = \"0.0.0.0\"\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("authentication is OFF") && out.contains("0.0.0.0"),
+        "{out}"
+    );
+    // The same address in production mode, with a token: no such warning.
+    let (code, out) = check_config(
+        "[server]\nhost = \"0.0.0.0\"\nmode = \"production\"\n[[auth.tokens]]\nid = \"a\"\nrole = \"admin\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("authentication is OFF"), "{out}");
+    let (code, out) = check_config(
+        "[server]\nmode = \"staging\"\n[[auth.tokens]]\nid = \"a b\"\nrole = \"root\"\nsha256 = \"xyz\"\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    for needle in [
+        "server.mode",
+        "auth.tokens[0].id",
+        "auth.tokens[0].role",
+        "auth.tokens[0].sha256",
+    ] {
+        assert!(out.contains(needle), "{needle} in {out}");
+    }
+}

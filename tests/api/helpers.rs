@@ -24,6 +24,8 @@ pub struct TestApp {
     pub port: u16,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// Bearer token sent with every request and live feed, if any.
+    pub token: Option<String>,
 }
 
 /// Settings every test starts from: port 0, fast heartbeats, debug hooks on.
@@ -114,6 +116,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) 
             .timeout(DEADLINE)
             .build()
             .expect("client"),
+        token: None,
     }
 }
 
@@ -149,6 +152,25 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The same server, every request sending `token`.
+    pub fn with_token(&self, token: &str) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            port: self.port,
+            client: self.client.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    /// A request to `path` with the token, if any.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
     async fn answer(response: reqwest::Response) -> Answer {
         let status = response.status().as_u16();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
@@ -157,14 +179,19 @@ impl TestApp {
 
     /// GET.
     pub async fn get(&self, path: &str) -> Answer {
-        Self::answer(self.client.get(self.url(path)).send().await.expect("GET")).await
+        Self::answer(
+            self.request(reqwest::Method::GET, path)
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
     }
 
     /// POST with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
         Self::answer(
-            self.client
-                .post(self.url(path))
+            self.request(reqwest::Method::POST, path)
                 .json(body)
                 .send()
                 .await
@@ -176,8 +203,7 @@ impl TestApp {
     /// POST with a raw body.
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
         let request = self
-            .client
-            .post(self.url(path))
+            .request(reqwest::Method::POST, path)
             .header("content-type", "application/json");
         Self::answer(request.body(body).send().await.expect("POST")).await
     }
@@ -185,23 +211,21 @@ impl TestApp {
     /// POST with a raw body and a content type.
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) -> Answer {
         let request = self
-            .client
-            .post(self.url(path))
+            .request(reqwest::Method::POST, path)
             .header("content-type", content_type);
         Self::answer(request.body(body).send().await.expect("POST")).await
     }
 
     /// POST a multipart form.
     pub async fn post_form(&self, path: &str, form: reqwest::multipart::Form) -> Answer {
-        let request = self.client.post(self.url(path)).multipart(form);
+        let request = self.request(reqwest::Method::POST, path).multipart(form);
         Self::answer(request.send().await.expect("POST")).await
     }
 
     /// PATCH with a JSON body.
     pub async fn patch(&self, path: &str, body: &Value) -> Answer {
         Self::answer(
-            self.client
-                .patch(self.url(path))
+            self.request(reqwest::Method::PATCH, path)
                 .json(body)
                 .send()
                 .await
@@ -213,8 +237,7 @@ impl TestApp {
     /// PUT with a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> Answer {
         Self::answer(
-            self.client
-                .put(self.url(path))
+            self.request(reqwest::Method::PUT, path)
                 .json(body)
                 .send()
                 .await
@@ -226,8 +249,7 @@ impl TestApp {
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Answer {
         Self::answer(
-            self.client
-                .delete(self.url(path))
+            self.request(reqwest::Method::DELETE, path)
                 .send()
                 .await
                 .expect("DELETE"),
@@ -269,8 +291,7 @@ impl TestApp {
 
     /// `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
+        self.request(reqwest::Method::GET, "/metrics")
             .send()
             .await
             .expect("GET /metrics")
@@ -285,7 +306,15 @@ impl TestApp {
             "ws://127.0.0.1:{}/api/v1/sessions/{session}/ws{query}",
             self.port
         );
-        let (stream, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("ws request");
+        if let Some(t) = &self.token {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header value"),
+            );
+        }
+        let (stream, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request))
             .await
             .expect("ws connects in time")
             .expect("ws handshake");
@@ -298,8 +327,10 @@ impl TestApp {
     /// Opens an SSE feed.
     pub async fn sse(&self, session: &str, query: &str, last_event_id: Option<u64>) -> SseClient {
         let mut request = self
-            .client
-            .get(self.url(&format!("/api/v1/sessions/{session}/sse{query}")))
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/sessions/{session}/sse{query}"),
+            )
             .timeout(Duration::from_secs(600));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
@@ -444,5 +475,38 @@ pub fn batch(name: &str, n: usize) -> Value {
         (0..n)
             .map(|i| serde_json::json!({"event": name, "data": {"i": i}}))
             .collect(),
+    )
+}
+
+/// A throwaway certificate authority and a server certificate for 127.0.0.1 signed by it,
+/// made with openssl in `dir`: returns (ca.pem, server.pem, server.key).
+pub fn test_certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let sh = |command: &str| {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("sh");
+        assert!(status.success(), "{command}");
+    };
+    std::fs::create_dir_all(dir).expect("dir");
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj '/CN=synopticon test CA'");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1'");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext.cnf");
+    sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf");
+    sh("chmod 755 . && chmod 644 *");
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
     )
 }

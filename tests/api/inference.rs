@@ -13,8 +13,8 @@ use synopticon::configuration::Settings;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::frame::{self, ImageLimits};
 use synopticon_actors::inference::{
-    runtime, DetectFrame, DetectOptions, Detector, FrameDetected, InferenceActor, ModelConfig,
-    ModelKind,
+    runtime, DetectFrame, DetectOptions, Detector, FrameDetected, InferenceActor, InferenceError,
+    ModelConfig, ModelKind,
 };
 
 use crate::helpers::{
@@ -522,7 +522,8 @@ async fn a_missing_runtime_library_is_a_clear_error_not_a_crash() {
 }
 
 /// Collects what the model thread sends back.
-struct Collector(Arc<Mutex<Vec<(u64, usize)>>>);
+/// Results of frames that ran, and numbers of frames answered as superseded.
+struct Collector(Arc<Mutex<Vec<(u64, usize)>>>, Arc<Mutex<Vec<u64>>>);
 
 impl Actor for Collector {
     type Context = Context<Self>;
@@ -531,8 +532,13 @@ impl Actor for Collector {
 impl Handler<FrameDetected> for Collector {
     type Result = ();
     fn handle(&mut self, msg: FrameDetected, _: &mut Self::Context) {
-        let faces = msg.result.map(|r| r.detections.len()).unwrap_or(usize::MAX);
-        self.0.lock().push((msg.number, faces));
+        match msg.result {
+            Err(InferenceError::Superseded) => self.1.lock().push(msg.number),
+            other => {
+                let faces = other.map(|r| r.detections.len()).unwrap_or(usize::MAX);
+                self.0.lock().push((msg.number, faces));
+            }
+        }
     }
 }
 
@@ -546,7 +552,10 @@ async fn live_frames_the_model_cannot_keep_up_with_are_replaced_and_counted() {
     .await;
     let frame = Arc::new(frame::decode(&image("zidane.jpg"), &LIMITS).expect("decode"));
     let results = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector(results.clone()).start().recipient();
+    let superseded = Arc::new(Mutex::new(Vec::new()));
+    let collector = Collector(results.clone(), superseded.clone())
+        .start()
+        .recipient();
     const FRAMES: u64 = 30;
 
     // A camera far faster than the model: 30 frames at once from one source.
@@ -563,7 +572,8 @@ async fn live_frames_the_model_cannot_keep_up_with_are_replaced_and_counted() {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     wait_until("every frame accounted for", MODEL_DEADLINE, || async {
         (load(&stats.processed) + load(&stats.dropped) == FRAMES
-            && results.lock().len() as u64 == load(&stats.processed))
+            && results.lock().len() as u64 == load(&stats.processed)
+            && superseded.lock().len() as u64 == load(&stats.dropped))
         .then_some(())
     })
     .await;
@@ -583,6 +593,14 @@ async fn live_frames_the_model_cannot_keep_up_with_are_replaced_and_counted() {
         "the latest frame always runs"
     );
     assert!(seen.iter().all(|(_, faces)| *faces == 2), "{seen:?}");
+    // Every frame gets exactly one answer: its result, or word that it was replaced.
+    let mut answered: Vec<u64> = numbers
+        .iter()
+        .chain(superseded.lock().iter())
+        .copied()
+        .collect();
+    answered.sort_unstable();
+    assert_eq!(answered, (0..FRAMES).collect::<Vec<_>>());
     assert_eq!(shared.waiting(), (0, 0), "nothing left queued");
 }
 

@@ -434,3 +434,25 @@ async fn sse_event_names_can_be_mapped_per_event() {
         "the envelope keeps the real event type"
     );
 }
+
+#[tokio::test]
+async fn without_authentication_only_the_total_bounds_live_connections() {
+    // In local_testing every client is the same "local" caller: the per-token bound must
+    // not cap a dashboard wall at a handful of clients.
+    let app = spawn_app_with(|s| {
+        s.live.max_connections_per_token = 2;
+        s.live.max_connections = 4;
+    })
+    .await;
+    app.create_session(json!({"id": "wall"})).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(app.ws("wall", "").await);
+    }
+    let fifth = app.get("/api/v1/sessions/wall/sse").await;
+    assert_eq!(fifth.status, 503, "{}", fifth.body);
+    app.publish("wall", batch("hello", 1)).await;
+    for ws in &mut clients {
+        assert_eq!(ws.next_event().await.expect("event")["event"], "hello");
+    }
+}

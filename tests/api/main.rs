@@ -3,6 +3,7 @@
 
 mod analyze;
 mod config;
+mod fuzz;
 mod helpers;
 mod inference;
 mod live;
@@ -10,11 +11,13 @@ mod metrics;
 mod mqtt;
 mod pipeline;
 mod redis;
+mod security;
 mod sessions;
 mod shutdown;
 mod sources;
 mod supervision;
 mod templates;
+mod tls;
 mod tracking;
 mod udp;
 mod webhook;

@@ -21,6 +21,9 @@ pub(crate) struct Message {
     pub(crate) payload: Value,
 }
 
+/// Largest packet the test subscriber accepts (the server's own limit is 1 MiB).
+const SUBSCRIBER_MAX_PACKET: usize = 4 << 20;
+
 /// A real MQTT client subscribed to `filter`, collecting what arrives.
 pub(crate) struct Subscriber {
     messages: Arc<Mutex<Vec<Message>>>,
@@ -35,6 +38,9 @@ impl Subscriber {
             port,
         );
         options.set_keep_alive(Duration::from_secs(5));
+        // rumqttc refuses packets over 10 KiB by default (and drops the connection, losing
+        // what the broker queued meanwhile); `detections` events with frame_data are larger.
+        options.set_max_packet_size(SUBSCRIBER_MAX_PACKET, SUBSCRIBER_MAX_PACKET);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         client.subscribe(filter, QoS::ExactlyOnce).await.unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
@@ -532,33 +538,12 @@ async fn credentials_reach_a_broker_that_requires_them() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn sh(dir: &std::path::Path, command: &str) {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{command}");
-}
-
 #[tokio::test]
 async fn mqtts_verifies_the_broker_with_the_configured_ca_and_suffixes_the_client_id() {
     // Arrange: a test CA, a server certificate for 127.0.0.1, and a broker with a TLS
     // listener (for the distributor) and a plain one (for the test's subscriber).
     let dir = std::env::temp_dir().join(format!("synopticon-mqtts-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    sh(&dir, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj '/CN=synopticon test CA'");
-    sh(&dir, "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1'");
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh(&dir, "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf");
-    sh(&dir, "chmod 755 . && chmod 644 *");
+    test_certificates(&dir);
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

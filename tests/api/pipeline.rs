@@ -10,6 +10,9 @@ use synopticon_actors::inference::{ModelConfig, ModelKind};
 use crate::helpers::{asset, ort_library, spawn_app_with, wait_until, TestApp};
 use crate::mqtt::{Subscriber, SHARED_BROKER};
 
+/// How long a frozen test stream keeps its connection open without sending.
+const STALLED_STREAM_SILENCE: Duration = Duration::from_secs(120);
+
 /// Playing, decoding and analysing a video on two shared cores takes a while.
 const PIPELINE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -69,9 +72,10 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
         else {
             continue;
         };
-        let done = frame["event"] == "face_detected";
         seen.push(frame);
-        if done {
+        // Until the face is announced and a later per-frame envelope shows its track.
+        let face_at = seen.iter().position(|e| e["event"] == "face_detected");
+        if face_at.is_some_and(|i| seen[i..].iter().any(|e| e["event"] == "detections")) {
             break;
         }
     }
@@ -93,6 +97,18 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
         b["x2"].as_f64() > b["x1"].as_f64() && b["x2"].as_f64() <= Some(720.0),
         "{b}"
     );
+    // The track keeps its id from frame to frame: the envelope after the announcement
+    // carries a detection with the same track id.
+    let face_at = seen.iter().position(|e| e["event"] == "face_detected");
+    let later = seen[face_at.unwrap_or_default()..]
+        .iter()
+        .find(|e| e["event"] == "detections")
+        .unwrap_or_else(|| panic!("no detections envelope after face_detected in {seen:#?}"));
+    let tracked: Vec<&Value> = later["data"]["detections"]
+        .as_array()
+        .map(|d| d.iter().map(|d| &d["track_id"]).collect())
+        .unwrap_or_default();
+    assert!(tracked.contains(&&id), "track {id} in {tracked:?}");
     // The per-frame envelope (seed 004), with the frame attached as a JPEG.
     let e = seen
         .iter()
@@ -196,7 +212,12 @@ async fn a_missing_camera_device_is_a_clear_error() {
         status["last_error"],
         "/dev/video0 not found: no such camera device (check `ls /dev/video*`)"
     );
-    assert_eq!(status["state"], "restarting");
+    // Between retries it is restarting, and briefly starting again; never running.
+    assert!(
+        matches!(status["state"].as_str(), Some("restarting" | "starting")),
+        "{status}"
+    );
+    assert_eq!(status["stats"]["frames_captured"], 0);
     let health = app.get("/api/health").await.body;
     assert_eq!(health["components"]["sources"]["status"], "degraded");
 }
@@ -299,6 +320,12 @@ async fn a_camera_that_is_not_there_is_a_clear_error_through_nokhwa_too() {
 
 /// Serves one file over plain HTTP/1.0 to every connection, like a simple stream server.
 fn serve_file(path: std::path::PathBuf) -> u16 {
+    serve_file_then_stall(path, None)
+}
+
+/// Like [`serve_file`]; with `stall_after`, sends only that many bytes of the body and then
+/// keeps the connection open in silence, like a camera whose stream froze.
+fn serve_file_then_stall(path: std::path::PathBuf, stall_after: Option<usize>) -> u16 {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -315,7 +342,11 @@ fn serve_file(path: std::path::PathBuf) -> u16 {
                     body.len()
                 );
                 let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
+                let sent = stall_after.unwrap_or(body.len()).min(body.len());
+                let _ = stream.write_all(&body[..sent]);
+                if stall_after.is_some() {
+                    std::thread::sleep(STALLED_STREAM_SILENCE);
+                }
             });
         }
     });
@@ -342,4 +373,54 @@ async fn an_http_stream_is_read_through_ffmpeg() {
     .await;
     assert_eq!(status["state"], "running", "{status}");
     assert!(status["stats"]["frames_captured"].as_u64() >= Some(3));
+}
+
+#[tokio::test]
+async fn a_stream_that_freezes_without_closing_is_killed_and_restarted() {
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    // About a third of the video, then silence on an open connection.
+    let size = std::fs::metadata(asset("videos/Megamind.avi")).map_or(0, |m| m.len() as usize);
+    let port = serve_file_then_stall(asset("videos/Megamind.avi"), Some(size / 3));
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "frozen", "kind": "stream", "url": format!("http://127.0.0.1:{port}/megamind.avi"),
+                    "fps": 5, "model": "face-small", "stall_timeout_ms": 1000}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let status = wait_until("the watchdog's restart", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/frozen").await.body;
+        (s["stats"]["restarts"].as_u64() >= Some(1)).then_some(s)
+    })
+    .await;
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("no frame from ffmpeg for"), "{status}");
+    assert!(
+        status["stats"]["frames_captured"].as_u64() > Some(0),
+        "{status}"
+    );
+    app.delete("/api/v1/sources/frozen").await;
+}
+
+#[tokio::test]
+async fn stream_urls_must_be_streams_and_never_options() {
+    // No model: the process must not exit while ONNX Runtime is loading one.
+    let app = crate::helpers::spawn_app().await;
+    for (url, why) in [
+        ("file:///etc/passwd", "is not a stream URL"),
+        ("concat:/a|/b", "is not a stream URL"),
+        ("-filter_complex", "must not start with '-'"),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/sources",
+                &json!({"id": "bad", "kind": "stream", "url": url}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{url}: {}", r.body);
+        let details = r.body["details"].to_string();
+        assert!(details.contains(why), "{url}: {details}");
+    }
 }

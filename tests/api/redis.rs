@@ -210,3 +210,113 @@ async fn redis_settings_are_validated_at_once() {
         .any(|e| e.contains("must start with redis://")));
     assert!(errors.iter().any(|e| e.contains("nothing to do")));
 }
+
+#[tokio::test]
+async fn rediss_with_a_password_and_the_test_ca_delivers_and_a_wrong_password_is_reported() {
+    // Arrange: a private Redis that speaks only TLS and wants a password.
+    let dir = std::env::temp_dir().join(format!("synopticon-rediss-{}", uuid::Uuid::new_v4()));
+    let (ca, cert, key) = test_certificates(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = PrivateRedis(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                "lab-secret",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    wait_until("the TLS port", DEADLINE, || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let app = spawn_app().await;
+    let session = unique("rss");
+    let url = format!("rediss://:lab-secret@127.0.0.1:{port}");
+    app.create_session(json!({
+        "id": session,
+        "enabledDistributors": ["redis"],
+        "distributors": {"redis": {"url": url, "caFile": ca.display().to_string(),
+                                   "publish": false, "stream": "lab:{session}"}},
+    }))
+    .await;
+
+    // Act.
+    app.publish(&session, batch("face_detected", 3)).await;
+
+    // Assert: the entries are there, read back over TLS with the same CA and password.
+    let client = redis::Client::build_with_tls(
+        url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(&ca).unwrap()),
+        },
+    )
+    .expect("client");
+    let mut conn = client.get_connection().expect("TLS connection");
+    let stream = format!("lab:{session}");
+    let len = wait_until("3 entries", DEADLINE, || {
+        let len: u64 = conn.xlen(&stream).unwrap_or(0);
+        async move { (len == 3).then_some(len) }
+    })
+    .await;
+    assert_eq!(len, 3);
+    let redis_status = app.distributor(&session, "redis").await;
+    assert_eq!(redis_status["sent"], 3, "{redis_status}");
+    // The password never shows in the status.
+    assert!(!app
+        .status(&session)
+        .await
+        .to_string()
+        .contains("lab-secret"));
+
+    // A wrong password: the failure names the cause, nothing is counted as sent.
+    let wrong = unique("rsw");
+    app.create_session(json!({
+        "id": wrong,
+        "enabledDistributors": ["redis"],
+        "distributors": {"redis": {"url": format!("rediss://:nope@127.0.0.1:{port}"),
+                                   "caFile": ca.display().to_string(), "reconnectDelayMs": 100}},
+    }))
+    .await;
+    app.publish(&wrong, batch("face_detected", 1)).await;
+    let failed = wait_until("the failure", DEADLINE, || async {
+        let d = app.distributor(&wrong, "redis").await;
+        (d["failed"].as_u64() >= Some(1)).then_some(d)
+    })
+    .await;
+    let error = failed["last_error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        error.contains("wrongpass") || error.contains("password") || error.contains("auth"),
+        "{failed}"
+    );
+    assert_eq!(failed["sent"], 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -53,6 +53,7 @@ async fn sigterm_closes_sessions_and_exits_cleanly() {
         address: format!("http://127.0.0.1:{port}"),
         port,
         client: reqwest::Client::new(),
+        token: None,
     };
     let mut ws = app.ws("lab", "").await;
     let mut sse = app.sse("lab", "", None).await;

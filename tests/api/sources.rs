@@ -344,3 +344,226 @@ async fn sources_declared_in_the_configuration_start_with_the_server() {
     assert_eq!(sources[0]["state"], "running");
     assert_eq!(sources[0]["config"]["zones"][0]["id"], "yard");
 }
+
+#[tokio::test]
+async fn changes_made_while_a_source_runs_apply_from_the_next_frame_and_keep_visits() {
+    let app = spawn_app().await;
+    add_door_cam(&app).await;
+    app.create_session(json!({"id": "lab", "sources": ["door-cam"]}))
+        .await;
+    let mut ws = app.ws("lab", "").await;
+    // Down across the door line (y = 240) and into the desk zone (x > 400, y > 300).
+    let path: Vec<(f32, f32)> = (0..=10)
+        .map(|i| {
+            let t = i as f32 / 10.0;
+            (300.0 + 170.0 * t, 150.0 + 216.0 * t)
+        })
+        .collect();
+    let entered = path
+        .iter()
+        .position(|(x, y)| *x > 400.0 && *y > 300.0)
+        .expect("the path enters the zone") as i64;
+    let frames: Vec<(i64, Vec<(f32, f32)>)> = path
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as i64, vec![*p]))
+        .collect();
+    feed(&app, &frames).await;
+    let before = events_until(&mut ws, "zone_enter").await;
+    let names: Vec<&str> = before.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["track_started", "line_cross", "zone_enter"],
+        "{before:#?}"
+    );
+
+    // A second zone, persons only, a shorter track buffer: the desk zone stays.
+    let patched = app
+        .patch(
+            "/api/v1/sources/door-cam",
+            &json!({
+                "zones": [
+                    {"id": "window", "points": [[0, 0], [100, 0], [100, 100], [0, 100]]},
+                    {"id": "desk", "points": [[400, 300], [640, 300], [640, 480], [400, 480]]},
+                ],
+                "classes": ["person"],
+                "tracker": {"track_buffer": 3},
+            }),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let tracker = &patched.body["config"]["tracker"];
+    assert_eq!(tracker["track_buffer"], 3);
+    assert_eq!(
+        tracker["min_hits"], 2,
+        "thresholds not named keep their value"
+    );
+    assert_eq!(tracker["high_threshold"], 0.5);
+
+    // The person stays two more frames with a car beside it (filtered out).
+    let car = |frame: i64, person: (f32, f32)| {
+        let mut e = envelope(frame, &[person]);
+        if let Some(list) = e["detections"].as_array_mut() {
+            list.push(
+                json!({"class_id": 2, "class_name": "car", "confidence": 0.95,
+                             "bbox": {"x1": 10, "y1": 300, "x2": 200, "y2": 420}}),
+            );
+        }
+        e
+    };
+    for (frame, person) in [(11, (470.0, 368.0)), (12, (470.0, 370.0))] {
+        let r = app
+            .post("/api/v1/sources/door-cam/detections", &car(frame, person))
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    // Then nothing: with a buffer of 3 the track ends at the 4th missed frame (with the
+    // default of 30 it would live on), inside the zone.
+    let last_seen = 12;
+    let ended_at = last_seen + 4;
+    let missed: Vec<(i64, Vec<(f32, f32)>)> = (last_seen + 1..=ended_at)
+        .map(|f| (f, Vec::new()))
+        .collect();
+    feed(&app, &missed).await;
+    let after = events_until(&mut ws, "track_ended").await;
+    let names: Vec<&str> = after.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["zone_exit", "track_ended"],
+        "no second zone_enter, no car track: {after:#?}"
+    );
+    let (_, exit) = &after[0];
+    assert_eq!(exit["zone_id"], "desk");
+    assert_eq!(exit["reason"], "track_ended");
+    // The visit survived the change: its dwell counts from the first entry.
+    let dwell = exit["dwell_s"].as_f64().unwrap_or(-1.0);
+    let expected = (ended_at - entered) as f64 * FRAME_MS as f64 / 1000.0;
+    assert!(
+        (dwell - expected).abs() < 1e-3,
+        "dwell {dwell}, expected {expected}"
+    );
+    assert_eq!(after[1].1["track_id"], before[0].1["track_id"]);
+}
+
+#[tokio::test]
+async fn detections_envelopes_follow_their_rate_limit() {
+    let app = spawn_app().await;
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "edge", "kind": "external", "detections_every_ms": 600000}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    app.create_session(json!({"id": "lab", "sources": ["edge"]}))
+        .await;
+    let mut ws = app.ws("lab", "?events=detections").await;
+    let post = |frame: i64| {
+        let app = &app;
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/sources/edge/detections",
+                    &envelope(frame, &[(100.0, 200.0)]),
+                )
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+        }
+    };
+    for frame in 0..5 {
+        post(frame).await;
+    }
+    // At most one envelope per 10 minutes: the first frame's.
+    let first = ws.next_event().await.expect("one envelope");
+    assert_eq!(first["data"]["frame"]["number"], 0);
+    // Envelopes carry tracks: a first sighting is not one yet.
+    assert_eq!(first["data"]["detections"], json!([]));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), ws.next_event())
+            .await
+            .is_err(),
+        "a second envelope within the limit"
+    );
+    // Every frame from now on.
+    let patched = app
+        .patch("/api/v1/sources/edge", &json!({"detections_every_ms": 0}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    for frame in 5..8 {
+        post(frame).await;
+    }
+    let envelopes = ws.events(3).await;
+    let numbers: Vec<&Value> = envelopes
+        .iter()
+        .map(|e| &e["data"]["frame"]["number"])
+        .collect();
+    assert_eq!(numbers, [&json!(5), &json!(6), &json!(7)]);
+    for e in &envelopes {
+        assert_eq!(e["data"]["detections"][0]["track_id"], 1, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn anchors_class_filters_per_line_and_loitering_work_through_the_api() {
+    let app = spawn_app().await;
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({
+                "id": "yard",
+                "kind": "external",
+                "detections_events": false,
+                // The box's centre stands for the object: 80 px above its feet here.
+                "anchor": "center",
+                "lines": [
+                    {"id": "cars-only", "points": [[0, 200], [640, 200]], "classes": ["car"]},
+                    {"id": "everyone", "points": [[0, 300], [640, 300]]},
+                ],
+                "zones": [{"id": "bench", "points": [[0, 350], [640, 350], [640, 480], [0, 480]],
+                           "loiter_after_s": 0.5}],
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    app.create_session(json!({"id": "lab", "sources": ["yard"]}))
+        .await;
+    let mut ws = app.ws("lab", "").await;
+    // A person whose centre walks from y = 150 down to y = 420 (feet 80 px lower), in
+    // 10 px steps 100 ms apart, then sits still on the bench for a second.
+    let centres: Vec<f32> = (0..=27).map(|i| 150.0 + 10.0 * i as f32).collect();
+    let mut frame = 0;
+    let mut post = |y_centre: f32| {
+        let body = json!({
+            "version": 1,
+            "source": {"timestamp": (base() + chrono::Duration::milliseconds(frame * FRAME_MS)).to_rfc3339()},
+            "frame": {"width": 640, "height": 480},
+            "detections": [{"class_name": "person", "confidence": 0.9,
+                            "bbox": {"x1": 280.0, "y1": y_centre - 80.0, "x2": 360.0, "y2": y_centre + 80.0}}],
+        });
+        frame += 1;
+        body
+    };
+    let mut bodies: Vec<Value> = centres.iter().map(|y| post(*y)).collect();
+    bodies.extend((0..10).map(|_| post(420.0)));
+    for body in &bodies {
+        let r = app.post("/api/v1/sources/yard/detections", body).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let got = events_until(&mut ws, "loitering").await;
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    // Only the line for everyone counts a person; the zone is entered by the centre (feet
+    // would have entered 8 frames earlier) and loitering follows half a second later.
+    assert_eq!(
+        names,
+        ["track_started", "line_cross", "zone_enter", "loitering"],
+        "{got:#?}"
+    );
+    assert_eq!(got[1].1["line_id"], "everyone");
+    assert!(
+        (got[1].1["y"].as_f64().unwrap_or(0.0) - 310.0).abs() < 15.0,
+        "centre anchor: {}",
+        got[1].1
+    );
+    let dwell = got[3].1["dwell_s"].as_f64().unwrap_or(0.0);
+    assert!((0.5..0.7).contains(&dwell), "loitering after {dwell} s");
+}

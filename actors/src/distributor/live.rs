@@ -58,6 +58,14 @@ impl Subscription {
         Self::default()
     }
 
+    /// No event at all (a token scoped to no events).
+    pub fn none() -> Self {
+        Self {
+            include: Some(Vec::new()),
+            exclude: Vec::new(),
+        }
+    }
+
     /// Only events matching `patterns` (an empty list means every event).
     pub fn only<S: AsRef<str>>(patterns: &[S]) -> Self {
         if patterns.is_empty() {
@@ -223,8 +231,11 @@ impl ClientQueue {
         if state.closed.is_none() {
             state.closed = Some(reason);
         }
-        if reason == CloseReason::SlowConsumer {
-            // A stuck client will not read the backlog anyway.
+        if matches!(
+            reason,
+            CloseReason::SlowConsumer | CloseReason::TokenRevoked
+        ) {
+            // A stuck client will not read the backlog anyway, and a revoked one may not.
             state.frames.clear();
         }
         drop(state);

@@ -249,6 +249,8 @@ pub enum CloseReason {
     ClientGone,
     /// The server is shutting down.
     ServerShutdown,
+    /// The client's token was deleted or its scope changed.
+    TokenRevoked,
 }
 
 impl CloseReason {
@@ -260,6 +262,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow_consumer",
             Self::ClientGone => "client_gone",
             Self::ServerShutdown => "server_shutdown",
+            Self::TokenRevoked => "token_revoked",
         }
     }
 }

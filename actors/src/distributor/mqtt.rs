@@ -477,21 +477,7 @@ impl Protocol for MqttProtocol {
         let ack_timeout = Duration::from_millis(r.u64("ackTimeoutMs", 10, 600_000, 5000));
         let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
         let max_packet = r.u64("maxPacketBytes", 1024, 268_435_455, 1 << 20) as usize;
-        let ca = r
-            .string("caFile")
-            .and_then(|file| match std::fs::read(&file) {
-                Ok(pem) if pem.windows(17).any(|w| w == b"BEGIN CERTIFICATE") => Some(pem),
-                Ok(_) => {
-                    r.report()
-                        .error(format!("{path}.caFile: {file} holds no PEM certificate"));
-                    None
-                }
-                Err(e) => {
-                    r.report()
-                        .error(format!("{path}.caFile: cannot read {file}: {e}"));
-                    None
-                }
-            });
+        let ca = r.pem_file("caFile");
         if ca.is_some() && !brokers.iter().any(|b| b.tls) {
             r.report().warn(format!(
                 "{path}.caFile: only used for mqtts:// brokers, and none is configured"

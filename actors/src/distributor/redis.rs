@@ -28,8 +28,10 @@ pub const DEFAULT_MAX_LEN: u64 = 100_000;
 /// Redis settings.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]` (`url`).
+    /// `redis://` or `rediss://` (TLS) `[user:password@]host[:port][/db]` (`url`).
     pub url: String,
+    /// PEM certificates trusted for `rediss://` instead of the system roots (`caFile`).
+    pub ca: Option<Vec<u8>>,
     /// Publish to channels (`publish`, default true).
     pub publish: bool,
     /// Channel template (`channel`).
@@ -112,7 +114,19 @@ impl RedisProtocol {
         let connected = self.connected.clone();
         let (session, telemetry) = (self.session.clone(), self.telemetry.clone());
         self.task = Some(tokio::task::spawn_local(async move {
-            let client = match redis::Client::open(config.url.as_str()) {
+            // TLS goes through rustls with the process's ring provider, like MQTT and the
+            // webhooks; a configured CA replaces the system roots.
+            let opened = match &config.ca {
+                Some(pem) => redis::Client::build_with_tls(
+                    config.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    },
+                ),
+                None => redis::Client::open(config.url.as_str()),
+            };
+            let client = match opened {
                 Ok(c) => c,
                 Err(e) => {
                     *last_error.borrow_mut() = format!("invalid Redis URL: {e}");
@@ -160,7 +174,7 @@ impl Protocol for RedisProtocol {
 
     fn parse(r: &mut FieldReader<'_>, path: &str) -> RedisConfig {
         let url = match r.string("url") {
-            Some(u) if u.starts_with("redis://") => {
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
                 if redis::Client::open(u.as_str()).is_err() {
                     r.report().error(format!(
                         "{path}.url: {:?} is not a valid Redis URL",
@@ -169,15 +183,9 @@ impl Protocol for RedisProtocol {
                 }
                 u
             }
-            Some(u) if u.starts_with("rediss://") => {
-                r.report().error(format!(
-                    "{path}.url: rediss:// (TLS) is not supported in this build yet"
-                ));
-                u
-            }
             Some(u) => {
                 r.report().error(format!(
-                    "{path}.url: Redis url must start with redis://, got {:?}",
+                    "{path}.url: Redis url must start with redis:// or rediss:// (TLS), got {:?}",
                     redact_url(&u)
                 ));
                 u
@@ -200,11 +208,17 @@ impl Protocol for RedisProtocol {
                 "{path}: nothing to do: set publish, stream or streams"
             ));
         }
+        let ca = r.pem_file("caFile");
+        if ca.is_some() && !url.starts_with("rediss://") {
+            r.report()
+                .warn(format!("{path}.caFile: only used with rediss:// URLs"));
+        }
         let max_len = r.u64("maxLen", 1, 1 << 40, DEFAULT_MAX_LEN);
         let command_timeout = Duration::from_millis(r.u64("commandTimeoutMs", 10, 600_000, 2000));
         let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
         RedisConfig {
             url,
+            ca,
             publish,
             channel,
             channels,
@@ -244,6 +258,7 @@ impl Protocol for RedisProtocol {
         // Still making the first connection: wait for it (bounded by the command timeout)
         // rather than fail events sent right after the distributor was enabled.
         let (slot, notify) = (self.connection.clone(), self.connected.clone());
+        let last_error = self.last_error.clone();
         let config = &self.config;
         let json = event.json();
         let mut pipe = redis::pipe();
@@ -277,10 +292,16 @@ impl Protocol for RedisProtocol {
                 None => {
                     let _ = tokio::time::timeout(timeout, notify.notified()).await;
                     let Some(c) = slot.borrow().clone() else {
-                        return Outcome::Failed(format!(
-                            "Redis not connected within {} ms",
-                            timeout.as_millis()
-                        ));
+                        // Say why: the latest connection attempt's error, if there was one.
+                        let why = last_error.borrow().clone();
+                        return Outcome::Failed(if why.is_empty() {
+                            format!("Redis not connected within {} ms", timeout.as_millis())
+                        } else {
+                            format!(
+                                "Redis not connected within {} ms ({why})",
+                                timeout.as_millis()
+                            )
+                        });
                     };
                     c
                 }

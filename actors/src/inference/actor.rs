@@ -281,19 +281,23 @@ impl Handler<DetectFrame> for InferenceActor {
                 return;
             }
             match q.frames.iter_mut().find(|f| f.source == msg.source) {
-                Some(waiting) => {
-                    *waiting = msg;
-                    true
-                }
+                Some(waiting) => Some(std::mem::replace(waiting, msg)),
                 None => {
                     q.frames.push_back(msg);
-                    false
+                    None
                 }
             }
         };
-        if replaced {
+        if let Some(old) = replaced {
             shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             shared.metrics.dropped.increment(1);
+            // The source counts its own dropped frames from this answer.
+            old.reply_to.do_send(FrameDetected {
+                source: old.source,
+                number: old.number,
+                frame: old.frame,
+                result: Err(InferenceError::Superseded),
+            });
         }
         shared.wake.notify_one();
     }

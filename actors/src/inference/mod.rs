@@ -364,4 +364,7 @@ pub enum InferenceError {
     /// ONNX Runtime failed while running, or the outputs were not what the decoder expects.
     #[error("inference failed: {0}")]
     Failed(String),
+    /// A live frame was replaced by a newer one of the same source before the model ran it.
+    #[error("frame replaced by a newer one before the model ran it")]
+    Superseded,
 }

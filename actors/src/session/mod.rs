@@ -2,6 +2,7 @@
 //! counters. Sessions share nothing with each other, so a slow or failing session cannot
 //! touch another.
 
+pub mod redaction;
 pub mod routing;
 pub mod spec;
 pub mod templates;
@@ -24,6 +25,7 @@ use crate::event::Event;
 use crate::messages::*;
 use crate::telemetry::{DistributorCounters, DistributorTelemetry, LastError, SessionTelemetry};
 use crate::validation::Report;
+use redaction::Redactor;
 use routing::{parse_routing, warn_unreachable, Router};
 use spec::SessionConfig;
 
@@ -100,13 +102,17 @@ pub struct SessionActor {
     telemetry: SessionTelemetry,
     created_at: DateTime<Utc>,
     closed: bool,
+    /// Drops or hashes the fields the session redacts, before anything else sees them.
+    redactor: Option<Redactor>,
 }
 
 impl SessionActor {
-    /// Builds the session and starts its distributors on the current arbiter.
-    pub fn new(config: SessionConfig) -> Result<Self, Report> {
+    /// Builds the session and starts its distributors on the current arbiter; `key` hashes
+    /// the fields it redacts with `hash`.
+    pub fn new(config: SessionConfig, key: Arc<ring::hmac::Key>) -> Result<Self, Report> {
         let id: Arc<str> = config.id.as_str().into();
         let mut session = Self {
+            redactor: Redactor::new(&config.redact, key),
             router: Router::new(&config.event_routing),
             enabled: KindSet::EMPTY,
             slots: BTreeMap::new(),
@@ -225,7 +231,10 @@ impl Handler<PublishEvents> for SessionActor {
     fn handle(&mut self, msg: PublishEvents, _: &mut Self::Context) -> Self::Result {
         let mut routed = Vec::with_capacity(msg.0.len());
         let now = Utc::now();
-        for incoming in msg.0 {
+        for mut incoming in msg.0 {
+            if let Some(redactor) = &self.redactor {
+                redactor.apply(&mut incoming.data);
+            }
             self.seq += 1;
             let name: Arc<str> = incoming.name.into();
             let event = Arc::new(Event::new(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::redaction::{parse_rules, RedactAction};
 use super::routing::{parse_kinds, parse_routing, warn_unreachable, EventRouting};
 use super::templates::TemplateStore;
 use crate::distributor::{parse_config, DistributorKind};
@@ -48,10 +49,14 @@ pub struct SessionConfig {
     pub event_routing: EventRouting,
     /// Vision sources whose events this session receives (`"*"`: all).
     pub sources: Vec<String>,
+    /// Fields dropped or hashed before any distributor sees an event.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redact: BTreeMap<String, RedactAction>,
 }
 
 /// Fields a session request may have.
-const SPEC_FIELDS: &str = "id, template, enabledDistributors, distributors, eventRouting, sources";
+const SPEC_FIELDS: &str =
+    "id, template, enabledDistributors, distributors, eventRouting, sources, redact";
 
 /// Resolves a session request. `default_template` applies when the request names none;
 /// `generate_id` supplies an id when it has none.
@@ -80,6 +85,10 @@ pub fn resolve(
     let mut overrides = &empty;
     let mut routing = None;
     let mut sources = Vec::new();
+    let mut redact = BTreeMap::new();
+    if map.contains_key("id") && map.contains_key("sessionId") {
+        report.error("id and sessionId: give one of them, not both");
+    }
     for (key, v) in map {
         match key.as_str() {
             "id" | "sessionId" => match v.as_str() {
@@ -116,6 +125,11 @@ pub fn resolve(
             "sources" => {
                 if !v.is_null() {
                     sources = parse_sources("sources", v, &mut report);
+                }
+            }
+            "redact" => {
+                if !v.is_null() {
+                    redact = parse_rules("redact", v, &mut report);
                 }
             }
             other => report.error(format!(
@@ -197,6 +211,7 @@ pub fn resolve(
         distributors,
         event_routing,
         sources,
+        redact,
     };
     (Some(config), report)
 }

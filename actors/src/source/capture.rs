@@ -6,10 +6,11 @@
 //! source's frame rate. Image folders and the synthetic pattern are paced here. A capture
 //! that ends or fails reports why; restarting is the actor's decision.
 
-use std::io::Read;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -192,28 +193,77 @@ fn folder(
     }
 }
 
+/// Longest wait for `ffprobe` to describe an input (a stream that never answers).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the watchdog looks at a running ffmpeg.
+const WATCHDOG_TICK: Duration = Duration::from_millis(250);
+/// Lines of ffmpeg's stderr kept for the error message.
+const STDERR_LINES: usize = 20;
+
 /// Size, frame rate and frame count (when known) of a video, from `ffprobe`.
 pub fn probe(input: &str) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
-    let output = Command::new("ffprobe")
+    probe_with(input, &Arc::new(AtomicU32::new(0)))
+}
+
+/// [`probe`], publishing ffprobe's pid in `pid` so that a stop can kill it, and killing it
+/// after [`PROBE_TIMEOUT`].
+fn probe_with(
+    input: &str,
+    pid: &Arc<AtomicU32>,
+) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
+    let mut child = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
         .args([
             "-show_entries",
             "stream=width,height,avg_frame_rate,nb_frames",
         ])
         .args(["-of", "json"])
+        // `-i` so that an input is never read as an option.
+        .arg("-i")
         .arg(input)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| {
             format!("cannot run ffprobe ({e}): install ffmpeg (`apt-get install ffmpeg`)")
         })?;
-    if !output.status.success() {
-        return Err(format!(
-            "ffprobe cannot read {input}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+    pid.store(child.id(), Ordering::Relaxed);
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                pid.store(0, Ordering::Relaxed);
+                return Err(format!(
+                    "ffprobe could not read {input} within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                pid.store(0, Ordering::Relaxed);
+                return Err(format!("waiting for ffprobe: {e}"));
+            }
+        }
+    };
+    pid.store(0, Ordering::Relaxed);
+    // ffprobe's answer is small: it fits the pipe, so reading after exit cannot block it.
+    let mut stdout = Vec::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    if !status.success() {
+        return Err(format!("ffprobe cannot read {input}: {}", stderr.trim()));
     }
     let info: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("ffprobe output: {e}"))?;
+        serde_json::from_slice(&stdout).map_err(|e| format!("ffprobe output: {e}"))?;
     let stream = info["streams"]
         .get(0)
         .ok_or_else(|| format!("{input} has no video stream"))?;
@@ -221,8 +271,8 @@ pub fn probe(input: &str) -> Result<(u32, u32, Option<f64>, Option<u64>), String
         stream[k]
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
-            .filter(|v| *v > 0)
-            .ok_or_else(|| format!("ffprobe gave no {k} for {input}"))
+            .filter(|v| *v > 0 && *v <= 16384)
+            .ok_or_else(|| format!("ffprobe gave no usable {k} for {input}"))
     };
     let fps = stream["avg_frame_rate"].as_str().and_then(|r| {
         let (n, d) = r.split_once('/')?;
@@ -231,6 +281,11 @@ pub fn probe(input: &str) -> Result<(u32, u32, Option<f64>, Option<u64>), String
     });
     let frames = stream["nb_frames"].as_str().and_then(|n| n.parse().ok());
     Ok((dim("width")?, dim("height")?, fps, frames))
+}
+
+/// Milliseconds since `epoch`, for the watchdog's "last frame" mark.
+fn millis_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
 }
 
 fn ffmpeg(
@@ -242,7 +297,10 @@ fn ffmpeg(
     if config.kind == SourceKind::File && !Path::new(&input).is_file() {
         return Err(format!("{input} not found"));
     }
-    let (width, height, _, _) = probe(&input)?;
+    let (width, height, _, _) = probe_with(&input, &control.pid)?;
+    if control.is_stopped() {
+        return Ok(());
+    }
     let mut command = Command::new("ffmpeg");
     command.args(["-v", "error", "-nostdin"]);
     if config.kind == SourceKind::File {
@@ -265,6 +323,63 @@ fn ffmpeg(
         })?;
     control.pid.store(child.id(), Ordering::Relaxed);
     let mut stdout = child.stdout.take().ok_or("ffmpeg has no stdout")?;
+
+    // ffmpeg's complaints are read as they come (a full stderr pipe would stall it); the
+    // last lines make the error message.
+    let stderr_tail = Arc::new(parking_lot::Mutex::new(VecDeque::new()));
+    if let Some(err) = child.stderr.take() {
+        let tail = stderr_tail.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("ffmpeg-stderr-{}", config.id))
+            .spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut tail = tail.lock();
+                    if tail.len() == STDERR_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            });
+    }
+
+    // A stream that stops sending without closing would block the read below forever:
+    // the watchdog kills an ffmpeg that has produced no frame for the stall timeout.
+    let stall = config
+        .stall_timeout()
+        .max(Duration::from_secs_f64(3.0 / config.fps));
+    let epoch = Instant::now();
+    let last_frame = Arc::new(AtomicU64::new(0));
+    let stalled = Arc::new(AtomicBool::new(false));
+    // Held while the watchdog kills, and set before the child is reaped: the watchdog never
+    // signals a pid the system may have given to another process.
+    let done = Arc::new(parking_lot::Mutex::new(false));
+    {
+        let (last_frame, stalled, done) = (last_frame.clone(), stalled.clone(), done.clone());
+        let pid = child.id();
+        let _ = std::thread::Builder::new()
+            .name(format!("ffmpeg-watchdog-{}", config.id))
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(WATCHDOG_TICK);
+                    let done = done.lock();
+                    if *done {
+                        return;
+                    }
+                    let idle =
+                        millis_since(epoch).saturating_sub(last_frame.load(Ordering::Relaxed));
+                    if idle > stall.as_millis() as u64 {
+                        stalled.store(true, Ordering::Relaxed);
+                        // SAFETY: kill(2) has no memory effects; the child is not reaped
+                        // while `done` is false and locked here, so the pid is still ours.
+                        unsafe {
+                            libc::kill(pid as i32, libc::SIGKILL);
+                        }
+                        return;
+                    }
+                }
+            });
+    }
+
     let size = width as usize * height as usize * 3;
     let read = loop {
         if control.is_stopped() {
@@ -273,6 +388,7 @@ fn ffmpeg(
         let mut buffer = vec![0u8; size];
         match stdout.read_exact(&mut buffer) {
             Ok(()) => {
+                last_frame.store(millis_since(epoch), Ordering::Relaxed);
                 let frame = Frame::from_rgb(width, height, buffer).map_err(|e| e.to_string())?;
                 frames.do_send(FrameCaptured(Arc::new(frame)));
             }
@@ -281,18 +397,28 @@ fn ffmpeg(
         }
     };
     let _ = child.kill();
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
+    *done.lock() = true;
     let status = child.wait().map_err(|e| e.to_string())?;
     control.pid.store(0, Ordering::Relaxed);
     read?;
     if control.is_stopped() {
         return Ok(());
     }
+    if stalled.load(Ordering::Relaxed) {
+        return Err(format!(
+            "no frame from ffmpeg for {} ms; killed it",
+            stall.as_millis()
+        ));
+    }
     if !status.success() {
-        let why = stderr.trim();
+        // Give the reader a moment to take the last lines ffmpeg wrote before dying.
+        std::thread::sleep(Duration::from_millis(50));
+        let why = stderr_tail
+            .lock()
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
         return Err(if why.is_empty() {
             format!("ffmpeg exited with {status}")
         } else {

@@ -1,6 +1,7 @@
 //! Every source by id: created from the configuration at start and over REST, removed
-//! over REST. The hub starts each source's actor on the actors arbiter and gives camera
-//! sources their model's `InferenceActor`.
+//! over REST. For each source the hub starts a `TrackerActor` on a thread of its own and a
+//! `CameraActor` on the actors arbiter, and wires the camera to its model's
+//! `InferenceActor`, whose answers go straight to the tracker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,12 +11,11 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::actor::{
-    IngestDetections, Reconfigure, SourceActor, SourceShared, SourceStatus, StopSource,
-};
+use super::actor::{CameraActor, SourceShared, SourceStatus, StopSource};
 use super::{SourceConfig, SourceKind};
 use crate::inference::ModelHub;
 use crate::messages::PublishSourceEvents;
+use crate::tracker::actor::{IngestDetections, Reconfigure, StopTracker, TrackerActor};
 use crate::validation::Report;
 
 /// Why a source request failed.
@@ -55,8 +55,17 @@ pub struct SourceReport {
 }
 
 struct Handle {
-    addr: Addr<SourceActor>,
+    camera: Addr<CameraActor>,
+    tracker: Addr<TrackerActor>,
     shared: Arc<SourceShared>,
+}
+
+impl Handle {
+    /// Stops the capture, then the tracker (which ends open tracks and its thread).
+    fn stop(&self) {
+        self.camera.do_send(StopSource);
+        self.tracker.do_send(StopTracker);
+    }
 }
 
 /// The sources of this server.
@@ -126,10 +135,29 @@ impl SourceHub {
                 .ok()
                 .map(|m| m.addr.clone()),
         };
-        let (actor, shared) = SourceActor::new(config.clone(), model, self.sink.clone());
-        let addr = SourceActor::start_in_arbiter(&self.arbiter, move |_| actor);
+        let shared = SourceShared::new(config.clone());
+        let tracker = {
+            let (shared, sink) = (shared.clone(), self.sink.clone());
+            let thread = Arbiter::new();
+            TrackerActor::start_in_arbiter(&thread.handle(), move |_| {
+                TrackerActor::new(shared, sink)
+            })
+        };
+        let camera = {
+            let (shared, tracker) = (shared.clone(), tracker.clone());
+            CameraActor::start_in_arbiter(&self.arbiter, move |_| {
+                CameraActor::new(shared, model, tracker)
+            })
+        };
         let id = config.id.clone();
-        sources.insert(id.clone(), Handle { addr, shared });
+        sources.insert(
+            id.clone(),
+            Handle {
+                camera,
+                tracker,
+                shared,
+            },
+        );
         tracing::info!(source = %id, kind = config.kind.as_str(), "source added");
         Ok(report_of(&id, &sources[&id]))
     }
@@ -168,7 +196,7 @@ impl SourceHub {
             .lock()
             .remove(id)
             .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
-        h.addr.do_send(StopSource);
+        h.stop();
         tracing::info!(source = %id, "source removed");
         Ok(())
     }
@@ -199,7 +227,17 @@ impl SourceHub {
         let mut current = serde_json::to_value(&*h.shared.config.read()).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut current {
             for (k, v) in fields {
-                map.insert(k.clone(), v.clone());
+                match (map.get_mut(k), v) {
+                    // `tracker` is merged key by key: thresholds not named keep their value.
+                    (Some(Value::Object(old)), Value::Object(new)) => {
+                        for (k, v) in new {
+                            old.insert(k.clone(), v.clone());
+                        }
+                    }
+                    _ => {
+                        map.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
         let config: SourceConfig = serde_json::from_value(current).map_err(|e| {
@@ -214,7 +252,7 @@ impl SourceHub {
         // The actor applies it to its tracker and analytics; the shared copy updates now
         // so a GET right after the PATCH shows it.
         *h.shared.config.write() = config.clone();
-        h.addr.do_send(Reconfigure(config));
+        h.tracker.do_send(Reconfigure(config));
         Ok(report_of(id, h))
     }
 
@@ -230,7 +268,7 @@ impl SourceHub {
                     "source {id:?} is not external: only external sources take posted detections"
                 )));
             }
-            h.addr.clone()
+            h.tracker.clone()
         };
         match addr.send(IngestDetections(body)).await {
             Ok(Ok(n)) => Ok(n),
@@ -246,7 +284,7 @@ impl SourceHub {
     /// Stops every source (shutdown).
     pub fn stop_all(&self) {
         for (_, h) in std::mem::take(&mut *self.sources.lock()) {
-            h.addr.do_send(StopSource);
+            h.stop();
         }
     }
 }

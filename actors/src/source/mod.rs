@@ -8,8 +8,9 @@
 //! - [`camera`]: V4L2 devices through the `v4l` crate (MJPEG, YUYV) and cameras on any
 //!   platform through `nokhwa`.
 //! - [`hub`]: every source by id, as the REST API and the configuration create them.
-//! - [`actor`]: the [`SourceActor`](actor::SourceActor): capture → inference → tracking →
-//!   lines and zones → events, with its counters and the capture's restarts.
+//! - [`actor`]: the [`CameraActor`](actor::CameraActor): capture → the model's
+//!   `InferenceActor` → the source's `TrackerActor` (in [`crate::tracker::actor`]), with the
+//!   counters both share and the capture's restarts.
 
 pub mod actor;
 pub mod camera;
@@ -119,6 +120,10 @@ pub struct SourceConfig {
     /// `device_id` in the envelope (default: the source id).
     #[serde(default)]
     pub device_id: Option<String>,
+    /// Files and streams: an ffmpeg that delivers no frame for this long (at least three
+    /// frame periods) is killed and restarted.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_ms: u64,
 }
 
 fn default_fps() -> f64 {
@@ -141,6 +146,16 @@ fn default_true() -> bool {
     true
 }
 
+fn default_stall_timeout() -> u64 {
+    10_000
+}
+
+/// Stream URL schemes ffmpeg is allowed to open (never `file:`, `concat:` and the like,
+/// which would let a client read the server's files through a `stream` source).
+pub const STREAM_SCHEMES: &[&str] = &[
+    "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp",
+];
+
 /// Highest frame rate a source may ask for.
 pub const MAX_FPS: f64 = 120.0;
 
@@ -153,6 +168,11 @@ impl SourceConfig {
             anchor: self.anchor,
             hysteresis_px: self.hysteresis_px,
         }
+    }
+
+    /// How long an ffmpeg may go without a frame.
+    pub fn stall_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stall_timeout_ms)
     }
 
     /// Every problem at once.
@@ -169,8 +189,21 @@ impl SourceConfig {
         }
         match self.kind {
             SourceKind::File | SourceKind::Stream | SourceKind::Folder => {
-                if self.url.as_deref().is_none_or(str::is_empty) {
+                let url = self.url.as_deref().unwrap_or_default();
+                if url.is_empty() {
                     r.error(format!("url: a {} source needs one", self.kind.as_str()));
+                } else if url.starts_with('-') || url.chars().any(char::is_control) {
+                    r.error(format!(
+                        "url: {url:?} must not start with '-' or hold control characters"
+                    ));
+                } else if self.kind == SourceKind::Stream {
+                    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                    if !scheme.is_some_and(|s| STREAM_SCHEMES.contains(&s.as_str())) {
+                        r.error(format!(
+                            "url: {url:?} is not a stream URL; use one of {}:// (a file is a \"file\" source)",
+                            STREAM_SCHEMES.join(", ")
+                        ));
+                    }
                 }
             }
             SourceKind::V4l2 => {
@@ -189,6 +222,12 @@ impl SourceConfig {
             r.error(format!(
                 "frame_quality: {} must be 1..100",
                 self.frame_quality
+            ));
+        }
+        if self.stall_timeout_ms < 1000 {
+            r.error(format!(
+                "stall_timeout_ms: {} is below the least of 1000",
+                self.stall_timeout_ms
             ));
         }
         if self.confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {

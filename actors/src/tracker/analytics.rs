@@ -197,6 +197,8 @@ pub enum ExitReason {
     Left,
     /// The track ended inside.
     TrackEnded,
+    /// The zone was removed (or renamed) while the track was inside.
+    ZoneRemoved,
 }
 
 /// An event raised by a line or zone.
@@ -314,11 +316,48 @@ impl Analytics {
         &self.config
     }
 
-    /// Replaces lines and zones; state of removed ones is dropped.
-    pub fn set_config(&mut self, config: AnalyticsConfig) {
+    /// Replaces lines and zones at `now` (seconds). A line or zone that keeps its id keeps
+    /// its state: the side each track was on (unless the line moved, since sides then mean
+    /// something else) and each visit with its start, so no `zone_enter` is raised twice and
+    /// no dwell time is lost. Visits of a zone that is gone end with a `zone_exit` whose
+    /// reason is `zone_removed`, returned here.
+    pub fn set_config(&mut self, config: AnalyticsConfig, now: f64) -> Vec<AnalyticsEvent> {
+        let line_index = |id: &str| config.lines.iter().position(|l| l.id == id);
+        let zone_index = |id: &str| config.zones.iter().position(|z| z.id == id);
+        let sides = std::mem::take(&mut self.sides);
+        for ((li, track), side) in sides {
+            let old = &self.config.lines[li];
+            if let Some(ni) = line_index(&old.id) {
+                if config.lines[ni].points == old.points {
+                    self.sides.insert((ni, track), side);
+                }
+            }
+        }
+        let mut exits = Vec::new();
+        let mut inside: Vec<_> = std::mem::take(&mut self.inside).into_iter().collect();
+        // Stable order for the exits (a HashMap has none).
+        inside.sort_by_key(|((zi, track), _)| (*zi, *track));
+        for ((zi, track), presence) in inside {
+            let old = &self.config.zones[zi];
+            match zone_index(&old.id) {
+                Some(ni) => {
+                    self.inside.insert((ni, track), presence);
+                }
+                None => exits.push(AnalyticsEvent::ZoneExit {
+                    zone_id: old.id.clone(),
+                    track_id: track,
+                    class_name: self
+                        .classes
+                        .get(&track)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from("")),
+                    dwell_s: now - presence.since,
+                    reason: ExitReason::ZoneRemoved,
+                }),
+            }
+        }
         self.config = config;
-        self.sides.clear();
-        self.inside.clear();
+        exits
     }
 
     /// Entries held (bounded by live tracks x lines and zones).
@@ -578,5 +617,50 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(a.state_len(), 0, "an ended track leaves no state");
+    }
+
+    #[test]
+    fn a_new_configuration_keeps_visits_and_sides_of_lines_and_zones_that_stay() {
+        let zone =
+            "[[zones]]\nid = \"desk\"\npoints = [[100, 100], [300, 100], [300, 300], [100, 300]]\n";
+        let line = "[[lines]]\nid = \"door\"\npoints = [[0, 400], [640, 400]]\n";
+        let mut a = Analytics::new(config(&format!("{zone}{line}")));
+        let mut events = a.update(&[track(1, 150.0, 200.0)], &[], 0.0, 640, 480);
+        // A second line appears in front of the first; the zone and the line stay.
+        let other = "[[lines]]\nid = \"gate\"\npoints = [[0, 10], [640, 10]]\n";
+        let exits = a.set_config(config(&format!("{other}{zone}{line}")), 1.0);
+        assert!(exits.is_empty(), "{exits:?}");
+        events.extend(a.update(&[track(1, 160.0, 200.0)], &[], 2.0, 640, 480));
+        events.extend(a.update(&[track(1, 160.0, 450.0)], &[], 3.0, 640, 480));
+        let names: Vec<&str> = events.iter().map(AnalyticsEvent::name).collect();
+        // Within a frame, line events come before zone events.
+        assert_eq!(
+            names,
+            ["zone_enter", "line_cross", "zone_exit"],
+            "{events:?}"
+        );
+        match &events[2] {
+            AnalyticsEvent::ZoneExit { dwell_s, .. } => assert_eq!(*dwell_s, 3.0),
+            other => panic!("{other:?}"),
+        }
+        // Removing a zone with a track inside ends the visit, with its dwell time.
+        a.update(&[track(1, 150.0, 200.0)], &[], 4.0, 640, 480);
+        let exits = a.set_config(config(line), 6.0);
+        match exits.as_slice() {
+            [AnalyticsEvent::ZoneExit {
+                zone_id,
+                dwell_s,
+                reason,
+                class_name,
+                ..
+            }] => {
+                assert_eq!((zone_id.as_str(), *dwell_s), ("desk", 2.0));
+                assert_eq!(
+                    (*reason, &**class_name),
+                    (ExitReason::ZoneRemoved, "person")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

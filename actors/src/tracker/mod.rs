@@ -2,6 +2,7 @@
 //! that turn tracks into events.
 //!
 //! # Layout
+//! - [`actor`]: the `TrackerActor`, one per source: tracker, lines and zones, events.
 //! - [`bytetrack`]: the ByteTrack-style tracker (`ByteTracker`, `TrackerConfig`).
 //! - [`kalman`]: the constant-velocity box filter it predicts with.
 //! - [`analytics`]: lines and zones (pixels or percentages), from tracks to
@@ -9,6 +10,7 @@
 //! - [`assignment`]: minimum-cost matching of tracks to detections.
 //! - [`eval`]: synthetic scenes with ground truth, MOTA and ID-switch scoring.
 
+pub mod actor;
 pub mod analytics;
 pub mod assignment;
 pub mod bytetrack;

@@ -1,0 +1,559 @@
+//! The `TrackerActor`: one per source, on its own thread. It receives each analysed frame
+//! (straight from the model's `InferenceActor`) or each message an edge device posted, runs
+//! the ByteTrack-style tracker and the lines and zones, and hands the resulting events to
+//! the session registry, which routes them to every session listening to the source.
+//!
+//! Tracking, analytics and the JPEG of `frame_data` run here rather than on the shared
+//! actors thread, so a busy source never delays sessions or other sources.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::analytics::{Analytics, AnalyticsEvent};
+use super::{ByteTracker, EndedTrack, TrackView};
+use crate::inference::envelope::{
+    DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
+};
+use crate::inference::{BBox, Detection, Frame, FrameDetected, InferenceError, Roi};
+use crate::messages::{IncomingEvent, PublishSourceEvents};
+use crate::source::actor::SourceShared;
+use crate::source::SourceConfig;
+
+/// Most detections one edge message may carry: association is quadratic in memory and
+/// cubic in time, and a model source is capped by its model's `max_detections` alike.
+pub const MAX_EDGE_DETECTIONS: usize = 1000;
+
+/// REST → tracker: detections from an edge device, in the seed-004 envelope.
+#[derive(Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct IngestDetections(pub Value);
+
+/// Hub → tracker: new lines, zones, thresholds or classes, applied from the next frame.
+/// Open tracks keep their ids, and their line sides and zone visits carry on for lines and
+/// zones that keep their id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub SourceConfig);
+
+/// Camera → tracker: the source reached its end (or is being removed); end open tracks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FinishTracks;
+
+/// Hub → tracker: end open tracks and stop, with the thread.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopTracker;
+
+/// One source's tracker, lines and zones.
+pub struct TrackerActor {
+    id: Arc<str>,
+    shared: Arc<SourceShared>,
+    sink: Recipient<PublishSourceEvents>,
+    /// The configuration in force: the tracker's own copy, read every frame without a
+    /// lock (the hub updates the shared copy that the REST API shows).
+    config: SourceConfig,
+    tracker: ByteTracker,
+    analytics: Analytics,
+    /// Number of the next tracked frame (the envelope's `frame.number`).
+    frame_number: u64,
+    /// When the latest `detections` event went out (rate limit).
+    last_detections_event: Option<Instant>,
+    /// Time of the latest frame: edge timestamps that go back are held here, so dwell
+    /// times and durations are never negative.
+    last_at: Option<DateTime<Utc>>,
+    /// Face tracks already announced with `face_detected`.
+    faces_seen: HashSet<u64>,
+}
+
+impl TrackerActor {
+    /// A tracker for the source whose state is `shared`, publishing to `sink`.
+    pub fn new(shared: Arc<SourceShared>, sink: Recipient<PublishSourceEvents>) -> Self {
+        let config = shared.config.read().clone();
+        Self {
+            id: Arc::from(config.id.as_str()),
+            tracker: ByteTracker::new(config.tracker.clone()),
+            analytics: Analytics::new(config.analytics()),
+            config,
+            shared,
+            sink,
+            frame_number: 0,
+            last_detections_event: None,
+            last_at: None,
+            faces_seen: HashSet::new(),
+        }
+    }
+
+    /// `at`, or the latest frame's time if `at` is earlier.
+    fn monotonic(&mut self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let at = match self.last_at {
+            Some(last) if at < last => last,
+            _ => at,
+        };
+        self.last_at = Some(at);
+        at
+    }
+
+    /// Tracks one frame's detections and publishes what happened.
+    fn process(&mut self, frame: TrackedFrame<'_>) {
+        let started = Instant::now();
+        let at = self.monotonic(frame.at);
+        let now = seconds(at);
+        let config = &self.config;
+        let kept: Vec<Detection>;
+        let detections = if config.classes.is_empty() && config.confidence.is_none() {
+            frame.detections
+        } else {
+            let min = config.confidence.unwrap_or(0.0);
+            kept = frame
+                .detections
+                .iter()
+                .filter(|d| d.confidence >= min)
+                .filter(|d| {
+                    config.classes.is_empty()
+                        || config.classes.iter().any(|c| {
+                            *c == *d.class_name || c.parse::<u32>().ok() == Some(d.class_id)
+                        })
+                })
+                .cloned()
+                .collect();
+            &kept
+        };
+        let update = self.tracker.update(detections, now);
+        let analytics = self.analytics.update(
+            &update.tracks,
+            &update.ended,
+            now,
+            frame.width,
+            frame.height,
+        );
+        let number = self.frame_number;
+        self.frame_number += 1;
+        let mut events = Vec::new();
+        let source = self.id.to_string();
+        for id in &update.started {
+            let Some(track) = update.tracks.iter().find(|t| t.track_id == *id) else {
+                continue;
+            };
+            events.push(event("track_started", track_json(&source, track), at));
+            if &*track.class_name == "face" && self.faces_seen.insert(track.track_id) {
+                events.push(event("face_detected", track_json(&source, track), at));
+            }
+        }
+        push_analytics(&mut events, &source, &analytics, at);
+        for end in &update.ended {
+            self.faces_seen.remove(&end.track_id);
+            events.push(event("track_ended", ended_json(&source, end), at));
+        }
+        let due = config.detections_events
+            && self
+                .last_detections_event
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(config.detections_every_ms));
+        if due {
+            self.last_detections_event = Some(Instant::now());
+            let message = DetectionMessage {
+                version: VERSION,
+                source: SourceInfo::new(
+                    config.device_id.as_deref().unwrap_or(&source),
+                    &source,
+                    at,
+                ),
+                frame: FrameInfo {
+                    number,
+                    width: frame.width,
+                    height: frame.height,
+                    roi_applied: frame.roi,
+                    time_ms: None,
+                    file: None,
+                },
+                model: config.model.clone().unwrap_or_default(),
+                detections: update
+                    .tracks
+                    .iter()
+                    .map(|t| EnvelopeDetection {
+                        track_id: Some(t.track_id),
+                        class_id: t.class_id,
+                        class_name: t.class_name.to_string(),
+                        confidence: t.confidence,
+                        bbox: t.bbox,
+                        center: t.bbox.center(),
+                        landmarks: t.landmarks.clone(),
+                    })
+                    .collect(),
+                frame_data: match frame.image {
+                    Some(f) if config.frame_data => jpeg(f, config.frame_quality),
+                    _ => None,
+                },
+            };
+            events.push(event(
+                "detections",
+                serde_json::to_value(&message).unwrap_or(Value::Null),
+                at,
+            ));
+        }
+        let s = &self.shared.stats;
+        let m = &self.shared.metrics;
+        s.frames_processed.fetch_add(1, Ordering::Relaxed);
+        m.processed.increment(1);
+        s.active_tracks
+            .store(self.tracker.active() as u64, Ordering::Relaxed);
+        m.active_tracks.set(self.tracker.active() as f64);
+        s.tracking_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        m.tracking.record(started.elapsed().as_secs_f64());
+        self.publish(events);
+    }
+
+    fn publish(&self, events: Vec<IncomingEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        self.shared
+            .stats
+            .events
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.shared.metrics.events.increment(events.len() as u64);
+        self.sink.do_send(PublishSourceEvents {
+            source: self.id.clone(),
+            events,
+        });
+    }
+
+    /// Ends every open track (with its zone exits) and publishes it.
+    fn finish_tracks(&mut self) {
+        let ended = self.tracker.finish();
+        // The source's own clock: an edge device's timestamps may be far from ours.
+        let at = self.last_at.unwrap_or_else(Utc::now);
+        let mut events = Vec::new();
+        let source = self.id.to_string();
+        let exits = self.analytics.update(&[], &ended, seconds(at), 1, 1);
+        push_analytics(&mut events, &source, &exits, at);
+        for end in &ended {
+            events.push(event("track_ended", ended_json(&source, end), at));
+        }
+        self.faces_seen.clear();
+        self.shared.stats.active_tracks.store(0, Ordering::Relaxed);
+        self.shared.metrics.active_tracks.set(0.0);
+        self.publish(events);
+    }
+}
+
+/// One frame's input to the tracker.
+struct TrackedFrame<'a> {
+    detections: &'a [Detection],
+    at: DateTime<Utc>,
+    width: u32,
+    height: u32,
+    roi: Roi,
+    /// The picture, for `frame_data` (none for edge detections).
+    image: Option<&'a Frame>,
+}
+
+fn seconds(at: DateTime<Utc>) -> f64 {
+    (at.timestamp_micros() as f64) / 1e6
+}
+
+fn push_analytics(
+    events: &mut Vec<IncomingEvent>,
+    source: &str,
+    analytics: &[AnalyticsEvent],
+    at: DateTime<Utc>,
+) {
+    for a in analytics {
+        let mut data = serde_json::to_value(a).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut data {
+            map.remove("event");
+            map.insert("source".into(), json!(source));
+        }
+        events.push(event(a.name(), data, at));
+    }
+}
+
+/// The frame as a base64 JPEG for the envelope's `frame_data`.
+fn jpeg(frame: &Frame, quality: u8) -> Option<FrameData> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    let written = image::ImageEncoder::write_image(
+        encoder,
+        &frame.rgb,
+        frame.width,
+        frame.height,
+        image::ExtendedColorType::Rgb8,
+    );
+    match written {
+        Ok(()) => Some(FrameData {
+            encoding: "jpeg",
+            quality,
+            base64: base64::engine::general_purpose::STANDARD.encode(&out),
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode frame_data");
+            None
+        }
+    }
+}
+
+fn event(name: &str, data: Value, at: DateTime<Utc>) -> IncomingEvent {
+    IncomingEvent {
+        name: name.to_string(),
+        data,
+        ts: Some(at),
+    }
+}
+
+fn track_json(source: &str, t: &TrackView) -> Value {
+    let mut v = json!({
+        "source": source,
+        "track_id": t.track_id,
+        "class_id": t.class_id,
+        "class_name": &*t.class_name,
+        "confidence": t.confidence,
+        "bbox": t.bbox,
+    });
+    if let Some(l) = &t.landmarks {
+        v["landmarks"] = json!(l);
+    }
+    v
+}
+
+fn ended_json(source: &str, e: &EndedTrack) -> Value {
+    json!({
+        "source": source,
+        "track_id": e.track_id,
+        "class_name": &*e.class_name,
+        "duration_s": e.duration_s,
+        "bbox": e.bbox,
+    })
+}
+
+impl Actor for TrackerActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.finish_tracks();
+        // The thread was started for this actor alone.
+        Arbiter::current().stop();
+    }
+}
+
+/// The model's answer for a captured frame.
+impl Handler<FrameDetected> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FrameDetected, _: &mut Self::Context) {
+        let stats = &self.shared.stats;
+        let metrics = &self.shared.metrics;
+        match msg.result {
+            Ok(result) => {
+                stats.inference_us.store(
+                    (result.timings.inference_ms * 1e3) as u64,
+                    Ordering::Relaxed,
+                );
+                metrics.inference.record(result.timings.inference_ms / 1e3);
+                self.process(TrackedFrame {
+                    detections: &result.detections,
+                    at: Utc::now(),
+                    width: result.width,
+                    height: result.height,
+                    roi: result.roi_applied,
+                    image: Some(&msg.frame),
+                });
+            }
+            Err(InferenceError::Superseded) => {
+                stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                metrics.dropped.increment(1);
+            }
+            Err(error) => {
+                stats.frames_failed.fetch_add(1, Ordering::Relaxed);
+                metrics.failed.increment(1);
+                tracing::warn!(source = %self.id, %error, "frame not analysed");
+            }
+        }
+    }
+}
+
+impl Handler<IngestDetections> for TrackerActor {
+    type Result = Result<usize, String>;
+
+    fn handle(&mut self, msg: IngestDetections, _: &mut Self::Context) -> Self::Result {
+        let (detections, at, width, height) = parse_envelope(&msg.0)?;
+        let count = detections.len();
+        self.shared
+            .stats
+            .frames_captured
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.captured.increment(1);
+        self.process(TrackedFrame {
+            detections: &detections,
+            at,
+            width,
+            height,
+            roi: Roi {
+                x1: 0,
+                y1: 0,
+                x2: width,
+                y2: height,
+            },
+            image: None,
+        });
+        Ok(count)
+    }
+}
+
+impl Handler<Reconfigure> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _: &mut Self::Context) {
+        self.tracker.set_config(msg.0.tracker.clone());
+        let at = self.last_at.unwrap_or_else(Utc::now);
+        // Visits of zones that no longer exist end here, with their dwell time.
+        let exits = self.analytics.set_config(msg.0.analytics(), seconds(at));
+        let mut events = Vec::new();
+        push_analytics(&mut events, &self.id, &exits, at);
+        self.publish(events);
+        self.config = msg.0;
+    }
+}
+
+impl Handler<FinishTracks> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FinishTracks, _: &mut Self::Context) {
+        self.finish_tracks();
+    }
+}
+
+impl Handler<StopTracker> for TrackerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopTracker, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// Reads detections from a seed-004 envelope (what edge devices send).
+pub fn parse_envelope(v: &Value) -> Result<(Vec<Detection>, DateTime<Utc>, u32, u32), String> {
+    let Value::Object(map) = v else {
+        return Err("the body must be a JSON object in the detection envelope".into());
+    };
+    if let Some(version) = map.get("version") {
+        if version.as_u64() != Some(u64::from(VERSION)) {
+            return Err(format!(
+                "version: only {VERSION} is understood, got {version}"
+            ));
+        }
+    }
+    let frame = map
+        .get("frame")
+        .ok_or("frame: missing (needs width and height)")?;
+    let dim = |k: &str| {
+        frame[k]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| *v > 0 && *v <= 65_535)
+            .ok_or_else(|| format!("frame.{k}: must be a positive integer up to 65535"))
+    };
+    let (width, height) = (dim("width")?, dim("height")?);
+    let at = match map.get("source").and_then(|s| s.get("timestamp")) {
+        None | Some(Value::Null) => Utc::now(),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map_err(|e| format!("source.timestamp: {s:?} is not RFC 3339: {e}"))?
+            .with_timezone(&Utc),
+        Some(other) => return Err(format!("source.timestamp: must be a string, got {other}")),
+    };
+    let list = map
+        .get("detections")
+        .and_then(Value::as_array)
+        .ok_or("detections: must be an array")?;
+    if list.len() > MAX_EDGE_DETECTIONS {
+        return Err(format!(
+            "detections: {} in one message; at most {MAX_EDGE_DETECTIONS}",
+            list.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, d) in list.iter().enumerate() {
+        let num = |k: &str| -> Result<f32, String> {
+            d["bbox"][k]
+                .as_f64()
+                .map(|v| v as f32)
+                // Checked after the narrowing: 1e300 is a finite f64 but an infinite f32.
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("detections[{i}].bbox.{k}: must be a number"))
+        };
+        let bbox = BBox {
+            x1: num("x1")?,
+            y1: num("y1")?,
+            x2: num("x2")?,
+            y2: num("y2")?,
+        };
+        if bbox.x2 <= bbox.x1 || bbox.y2 <= bbox.y1 {
+            return Err(format!(
+                "detections[{i}].bbox: x2 must exceed x1 and y2 must exceed y1"
+            ));
+        }
+        let confidence = d["confidence"]
+            .as_f64()
+            .filter(|c| (0.0..=1.0).contains(c))
+            .ok_or_else(|| format!("detections[{i}].confidence: must be between 0 and 1"))?
+            as f32;
+        let class_id = match &d["class_id"] {
+            Value::Null => 0,
+            c => c
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "detections[{i}].class_id: must be an integer from 0 to {}",
+                        u32::MAX
+                    )
+                })?,
+        };
+        let class_name = d["class_name"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("class_{class_id}"));
+        out.push(Detection {
+            class_id,
+            class_name: Arc::from(class_name),
+            confidence,
+            bbox,
+            landmarks: None,
+        });
+    }
+    Ok((out, at, width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(detections: Vec<Value>) -> Value {
+        json!({"version": 1, "frame": {"width": 640, "height": 480}, "detections": detections})
+    }
+
+    #[test]
+    fn edge_messages_are_bounded_and_checked() {
+        let one = json!({"bbox": {"x1": 1, "y1": 1, "x2": 10, "y2": 10}, "confidence": 0.9});
+        let ok = parse_envelope(&message(vec![one.clone(); MAX_EDGE_DETECTIONS]));
+        assert_eq!(ok.map(|(d, ..)| d.len()), Ok(MAX_EDGE_DETECTIONS));
+        let too_many = parse_envelope(&message(vec![one; MAX_EDGE_DETECTIONS + 1]));
+        assert!(too_many.unwrap_err().contains("at most 1000"));
+        let huge = json!({"bbox": {"x1": 1, "y1": 1, "x2": 1e300, "y2": 10}, "confidence": 0.9});
+        let err = parse_envelope(&message(vec![huge])).unwrap_err();
+        assert_eq!(err, "detections[0].bbox.x2: must be a number");
+        let wide = json!({"bbox": {"x1": 1, "y1": 1, "x2": 9, "y2": 9}, "confidence": 0.9, "class_id": 1u64 << 40});
+        let err = parse_envelope(&message(vec![wide])).unwrap_err();
+        assert!(
+            err.starts_with("detections[0].class_id: must be an integer"),
+            "{err}"
+        );
+    }
+}

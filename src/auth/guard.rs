@@ -1,0 +1,298 @@
+//! The check every route passes before its handler: authentication, role, scope and rate
+//! limit, in that order, answering 401, 403, 404 and 429.
+//!
+//! Each resource is wrapped with a [`Guard`] holding the rule of each of its methods (the
+//! router is built from those rules, see `routes::Api`, so a route cannot exist without
+//! one). The principal the guard settles on is put in the request's extensions, where
+//! handlers take it as an argument.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest};
+use metrics::{counter, describe_counter};
+use serde::Serialize;
+
+use super::rate_limit::RateLimiter;
+use super::{Access, Principal, ResourceScope, Role};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Requests and events refused by a rate limit.
+pub const RATE_LIMITED: &str = "synopticon_http_rate_limited_total";
+/// Requests refused by authentication or authorization.
+pub const AUTH_REFUSED: &str = "synopticon_http_auth_refused_total";
+
+/// Describes this module's metrics.
+pub fn describe_metrics() {
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests (limit=requests) and posted events (limit=events) refused with 429, by who was limited (by=token|address)."
+    );
+    describe_counter!(
+        AUTH_REFUSED,
+        "Requests refused: 401 (reason=missing|invalid|expired), 403 (reason=role), 404 (reason=scope)."
+    );
+}
+
+/// What one method of one route asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RouteRule {
+    /// Who may call it.
+    pub access: Access,
+    /// Which path parameter names a scoped resource.
+    pub scope: ResourceScope,
+    /// A live feed: the token may also come as `access_token` or a WebSocket subprotocol,
+    /// since browsers cannot set headers on `WebSocket` and `EventSource`.
+    pub live_feed: bool,
+}
+
+/// Rate limiters of a server that limits. Tokens and addresses have separate maps, so a
+/// flood of new addresses cannot push out the buckets of busy tokens.
+pub struct Limits {
+    /// API requests with a valid token, per token.
+    pub requests_by_token: RateLimiter,
+    /// API requests without one, per client address.
+    pub requests_by_address: RateLimiter,
+    /// Posted events and edge messages, per token.
+    pub events_by_token: RateLimiter,
+    /// Posted events without a token (authentication off), per client address.
+    pub events_by_address: RateLimiter,
+}
+
+impl Limits {
+    /// Limiters with the configured rates.
+    pub fn new(r: &crate::configuration::RateLimitSettings) -> Self {
+        let requests = || RateLimiter::new(r.requests_per_sec, r.request_burst, r.max_clients);
+        let events = || RateLimiter::new(r.events_per_sec, r.event_burst, r.max_clients);
+        Self {
+            requests_by_token: requests(),
+            requests_by_address: requests(),
+            events_by_token: events(),
+            events_by_address: events(),
+        }
+    }
+}
+
+/// The rules of one resource, by method.
+#[derive(Clone)]
+pub struct Guard {
+    rules: Rc<HashMap<Method, RouteRule>>,
+}
+
+impl Guard {
+    /// A guard for a resource whose methods have `rules`.
+    pub fn new(rules: HashMap<Method, RouteRule>) -> Self {
+        Self {
+            rules: Rc::new(rules),
+        }
+    }
+
+    /// Runs the check, then the handler.
+    pub async fn call(
+        self,
+        req: ServiceRequest,
+        next: Next<BoxBody>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let rule = self.rules.get(req.method()).copied();
+        let principal = check(req.request(), rule)?;
+        req.extensions_mut().insert(principal);
+        next.call(req).await
+    }
+}
+
+/// The token a request shows: `Authorization: Bearer`, or for live feeds the
+/// `access_token` query parameter or a `bearer.TOKEN` WebSocket subprotocol.
+fn presented_token(req: &HttpRequest, live_feed: bool) -> Option<String> {
+    if let Some(value) = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+            return Some(token.trim().to_string());
+        }
+        // Another scheme: treated as no bearer token.
+    }
+    if !live_feed {
+        return None;
+    }
+    if let Ok(query) = web::Query::<HashMap<String, String>>::from_query(req.query_string()) {
+        if let Some(t) = query.get("access_token").filter(|t| !t.is_empty()) {
+            return Some(t.clone());
+        }
+    }
+    req.headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix("bearer.").map(str::to_string))
+}
+
+fn refused(status: &'static str, reason: &'static str) {
+    counter!(AUTH_REFUSED, "status" => status, "reason" => reason).increment(1);
+}
+
+/// Who may go on, or the answer for who may not.
+pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("the server state is missing".into()))?;
+    // A method the resource does not have: anyone authenticated gets the 405.
+    let rule = rule.unwrap_or(RouteRule {
+        access: Access::VIEWER,
+        scope: ResourceScope::None,
+        live_feed: false,
+    });
+    if !state.auth_enabled {
+        let principal = Principal::local();
+        limit_requests(state, req, None)?;
+        return Ok(principal);
+    }
+    let token = presented_token(req, rule.live_feed);
+    let open = match rule.access {
+        Access::Public => true,
+        Access::Metrics => state.settings.auth.metrics_public,
+        Access::Role(_) => false,
+    };
+    let authenticated = token.as_deref().map(|t| state.tokens.authenticate(t));
+    let principal = match authenticated {
+        Some(Ok(p)) => p,
+        Some(Err(why)) if !open => {
+            limit_requests(state, req, None)?;
+            refused("401", why);
+            return Err(ApiError::Unauthorized(format!("the bearer token is {why}")));
+        }
+        None if !open => {
+            limit_requests(state, req, None)?;
+            refused("401", "missing");
+            return Err(ApiError::Unauthorized(
+                "this route needs a bearer token: Authorization: Bearer <token>".into(),
+            ));
+        }
+        // An open route: a bad or missing token just means anonymous.
+        _ => {
+            limit_requests(state, req, None)?;
+            return Ok(Principal::anonymous());
+        }
+    };
+    // Every authenticated request is charged, refused ones included.
+    limit_requests(state, req, Some(&principal))?;
+    let needed = match rule.access {
+        Access::Role(needed) => Some(needed),
+        Access::Metrics if !state.settings.auth.metrics_public => {
+            // Metric labels name every session and source: not for a token limited to some.
+            if principal.scope.sessions.is_some() || principal.scope.sources.is_some() {
+                refused("403", "scope");
+                return Err(ApiError::Forbidden(format!(
+                    "token {:?} is scoped; /metrics names every session and source",
+                    principal.token_id
+                )));
+            }
+            Some(Role::Viewer)
+        }
+        _ => None,
+    };
+    if let Some(needed) = needed {
+        if principal.role < needed {
+            refused("403", "role");
+            return Err(ApiError::Forbidden(format!(
+                "token {:?} is a {} token; this needs {}",
+                principal.token_id,
+                principal.role.as_str(),
+                needed.as_str()
+            )));
+        }
+    }
+    let id = req.match_info().get("id").unwrap_or_default();
+    let hidden = match rule.scope {
+        ResourceScope::None => None,
+        ResourceScope::Session => (!principal.scope.allows_session(id)).then_some("session"),
+        ResourceScope::Source => (!principal.scope.allows_source(id)).then_some("source"),
+    };
+    if let Some(kind) = hidden {
+        // Exactly what an unknown id gets: a scoped token cannot tell the difference.
+        refused("404", "scope");
+        return Err(ApiError::NotFound(format!("{kind} {id:?} not found")));
+    }
+    Ok(principal)
+}
+
+/// Who a limit applies to: the token when there is one, else the client's address (an
+/// IPv6 client by its /64, which one host usually holds whole).
+fn client_key(req: &HttpRequest, principal: Option<&Principal>) -> (String, bool) {
+    match principal.filter(|p| p.authenticated) {
+        Some(p) => (p.token_id.to_string(), true),
+        None => {
+            let key = match req.peer_addr().map(|a| a.ip()) {
+                Some(std::net::IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+                    Some(v4) => v4.to_string(),
+                    None => {
+                        let s = ip.segments();
+                        format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                    }
+                },
+                Some(ip) => ip.to_string(),
+                None => "unknown".into(),
+            };
+            (key, false)
+        }
+    }
+}
+
+/// Takes one request from the caller's budget.
+fn limit_requests(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: Option<&Principal>,
+) -> Result<(), ApiError> {
+    let Some(limits) = &state.limits else {
+        return Ok(());
+    };
+    let (key, by_token) = client_key(req, principal);
+    let (limiter, by) = if by_token {
+        (&limits.requests_by_token, "token")
+    } else {
+        (&limits.requests_by_address, "address")
+    };
+    limiter.take(&key, 1.0).map_err(|wait| {
+        counter!(RATE_LIMITED, "limit" => "requests", "by" => by).increment(1);
+        too_many(wait, "requests")
+    })
+}
+
+/// Takes `events` from the caller's event budget (posted events, edge messages).
+pub fn limit_events(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: &Principal,
+    events: usize,
+) -> Result<(), ApiError> {
+    let Some(limits) = &state.limits else {
+        return Ok(());
+    };
+    let (key, by_token) = client_key(req, Some(principal));
+    let (limiter, by) = if by_token {
+        (&limits.events_by_token, "token")
+    } else {
+        (&limits.events_by_address, "address")
+    };
+    limiter.take(&key, events as f64).map_err(|wait| {
+        counter!(RATE_LIMITED, "limit" => "events", "by" => by).increment(1);
+        too_many(wait, "events")
+    })
+}
+
+fn too_many(wait: Duration, what: &str) -> ApiError {
+    let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::TooManyRequests {
+        message: format!("too many {what}; retry in {retry_after} s"),
+        retry_after,
+    }
+}

@@ -1,0 +1,203 @@
+//! Who may do what: bearer tokens with roles and scopes, the check every route passes
+//! through, rate limits and live-connection limits. `docs/SECURITY.md` explains the model.
+//!
+//! # Layout
+//! - this file: [`Role`], [`Access`] (what a route needs), [`ResourceScope`] (which path
+//!   parameter names a scoped resource), [`TokenScope`] (what a token may see) and the
+//!   [`Principal`] a checked request carries.
+//! - [`tokens`]: the token store (configured and REST-created tokens, hashed), and the
+//!   live connections held under each token, so revoking a token closes them.
+//! - [`rate_limit`]: token buckets per token and per client address.
+//! - [`guard`]: the check itself, run before every handler.
+
+pub mod guard;
+pub mod rate_limit;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use serde::{Deserialize, Serialize};
+use synopticon_actors::glob::Glob;
+
+use crate::error::ApiError;
+
+/// What a token may do; each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read-only endpoints and live feeds.
+    Viewer,
+    /// Sessions, sources and events besides; no tokens, no server configuration.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The name used in configuration and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses `admin`, `operator` or `viewer`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// What a route asks of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Nobody needs a token (`GET /api/health`).
+    Public,
+    /// `/metrics`: a viewer, or nobody with `auth.metrics_public`.
+    Metrics,
+    /// At least this role.
+    Role(Role),
+}
+
+impl Access {
+    /// At least a viewer.
+    pub const VIEWER: Access = Access::Role(Role::Viewer);
+    /// At least an operator.
+    pub const OPERATOR: Access = Access::Role(Role::Operator);
+    /// An admin.
+    pub const ADMIN: Access = Access::Role(Role::Admin);
+}
+
+/// Which path parameter, if any, names a resource a token may be scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceScope {
+    /// Not a scoped resource.
+    None,
+    /// `{id}` is a session id.
+    Session,
+    /// `{id}` is a source id.
+    Source,
+}
+
+/// What a token may see, by glob. `None` for a kind means all of that kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenScope {
+    /// Session ids (globs) it may see and use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<String>>,
+    /// Source ids (globs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+    /// Event names and channels (globs) its live feeds may subscribe to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+}
+
+fn allowed(list: &Option<Vec<String>>, id: &str) -> bool {
+    list.as_ref()
+        .is_none_or(|globs| globs.iter().any(|g| Glob::new(g).matches(id)))
+}
+
+impl TokenScope {
+    /// Whether the token sees session `id`.
+    pub fn allows_session(&self, id: &str) -> bool {
+        allowed(&self.sessions, id)
+    }
+
+    /// Whether the token sees source `id`.
+    pub fn allows_source(&self, id: &str) -> bool {
+        allowed(&self.sources, id)
+    }
+
+    /// Whether the token may name source `name` in a session's source list: with a source
+    /// scope, only a source within it, never a wildcard (which would reach the others).
+    pub fn may_name_source(&self, name: &str) -> bool {
+        self.sources.is_none() || (!name.contains(['*', '?']) && self.allows_source(name))
+    }
+
+    /// Whether every event `pattern` matches is within the token's events.
+    pub fn allows_events(&self, pattern: &str) -> bool {
+        let wanted = Glob::new(pattern);
+        self.events
+            .as_ref()
+            .is_none_or(|globs| globs.iter().any(|g| Glob::new(g).covers(&wanted)))
+    }
+}
+
+/// Who made a request, once the guard has checked it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token id (`local` when authentication is off, `anonymous` on public routes).
+    pub token_id: Arc<str>,
+    /// Its role.
+    pub role: Role,
+    /// What it may see.
+    pub scope: Arc<TokenScope>,
+    /// Whether it showed a valid token (false when authentication is off).
+    pub authenticated: bool,
+    /// The token's version when it was checked (a live connection of an older version
+    /// is refused).
+    pub generation: u64,
+}
+
+impl Principal {
+    /// Everything, no token: the server runs without authentication. Built once: every
+    /// request of such a server carries it.
+    pub fn local() -> Self {
+        static LOCAL: std::sync::OnceLock<Principal> = std::sync::OnceLock::new();
+        LOCAL
+            .get_or_init(|| Self {
+                token_id: Arc::from("local"),
+                role: Role::Admin,
+                scope: Arc::new(TokenScope::default()),
+                authenticated: false,
+                generation: 0,
+            })
+            .clone()
+    }
+
+    /// A caller of a public route who showed no token: sees nothing by id. Built once.
+    pub fn anonymous() -> Self {
+        static ANONYMOUS: std::sync::OnceLock<Principal> = std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| Self {
+                token_id: Arc::from("anonymous"),
+                role: Role::Viewer,
+                scope: Arc::new(TokenScope {
+                    sessions: Some(Vec::new()),
+                    sources: Some(Vec::new()),
+                    events: Some(Vec::new()),
+                }),
+                authenticated: false,
+                generation: 0,
+            })
+            .clone()
+    }
+}
+
+/// Handlers take the guard's [`Principal`]. A request the guard did not see is refused:
+/// a route that forgot its guard fails closed.
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or_else(|| ApiError::Unauthorized("this route checked no token".into())),
+        )
+    }
+}

@@ -1,0 +1,74 @@
+//! Bearer tokens over REST (admin only): `POST /api/v1/tokens` creates one and shows its
+//! secret once; `GET` lists them (never a secret or a hash); `PATCH` changes a token's role
+//! or scope and `DELETE` revokes it, both closing its live connections at once.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::Api;
+use crate::audit;
+use crate::auth::tokens::TokenRequest;
+use crate::auth::{Access, Principal, ResourceScope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Registers the routes.
+pub fn configure(api: &mut Api) {
+    api.resource("/api/v1/tokens", ResourceScope::None, |r| {
+        r.get(Access::ADMIN, list).post(Access::ADMIN, create)
+    });
+    api.resource("/api/v1/tokens/{token}", ResourceScope::None, |r| {
+        r.get(Access::ADMIN, get)
+            .patch(Access::ADMIN, update)
+            .delete(Access::ADMIN, delete)
+    });
+}
+
+async fn list(state: web::Data<AppState>) -> HttpResponse {
+    let tokens: Vec<Value> = state.tokens.list().iter().map(|t| t.view()).collect();
+    HttpResponse::Ok().json(json!({"tokens": tokens}))
+}
+
+/// 201 with the token's secret in `token`: the only time it is shown.
+async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let request = TokenRequest::parse(&body, false)
+        .map_err(|report| ApiError::invalid("invalid token request", report))?;
+    let (record, secret) = state.tokens.create(request, &principal.token_id)?;
+    audit::record(&principal, "token.create", &record.id);
+    let mut view = record.view();
+    view["token"] = json!(secret);
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(view))
+}
+
+async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.tokens.get(&id)?.view()))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let request = TokenRequest::parse(&body, true)
+        .map_err(|report| ApiError::invalid("invalid token request", report))?;
+    let record = state.tokens.update(&id, request)?;
+    audit::record(&principal, "token.update", &id);
+    Ok(HttpResponse::Ok().json(record.view()))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.tokens.delete(&id)?;
+    audit::record(&principal, "token.delete", &id);
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,1164 @@
+//! Authentication and authorization end to end: every route of the router with every kind
+//! of caller, live feeds at the handshake, token revocation, rate limits, redaction across
+//! every protocol, and the audit trail of the real binary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use synopticon::auth::tokens::{hash_hex, TokenConfig};
+use synopticon::auth::{Access, ResourceScope, Role};
+use synopticon::configuration::Settings;
+use synopticon::routes::RouteSpec;
+use synopticon_actors::inference::{ModelConfig, ModelKind};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::*;
+use crate::mqtt::{Subscriber, SHARED_BROKER};
+use crate::webhook::Receiver;
+
+const ADMIN: &str = "syn_test-admin-0000000000000000000000000000000000";
+const OPERATOR: &str = "syn_test-operator-00000000000000000000000000000000";
+const VIEWER: &str = "syn_test-viewer-0000000000000000000000000000000000";
+/// An operator that may only see sessions and sources named `scoped-*`, and face events.
+const SCOPED: &str = "syn_test-scoped-0000000000000000000000000000000000";
+
+fn token(id: &str, role: &str, secret: &str) -> TokenConfig {
+    TokenConfig {
+        id: id.into(),
+        role: role.into(),
+        sha256: hash_hex(secret),
+        sessions: None,
+        sources: None,
+        events: None,
+        description: String::new(),
+    }
+}
+
+/// Production mode (authentication on) with one token of each role and a scoped one.
+fn secure(s: &mut Settings) {
+    s.server.mode = "production".into();
+    let mut scoped = token("scoped", "operator", SCOPED);
+    scoped.sessions = Some(vec!["scoped-*".into()]);
+    scoped.sources = Some(vec!["scoped-*".into()]);
+    scoped.events = Some(vec!["face_*".into()]);
+    s.auth.tokens = vec![
+        token("admin", "admin", ADMIN),
+        token("operator", "operator", OPERATOR),
+        token("viewer", "viewer", VIEWER),
+        scoped,
+    ];
+    // The route walk makes many requests: limits far above it (a later test lowers them).
+    s.rate_limit.requests_per_sec = 100_000.0;
+    s.rate_limit.request_burst = 100_000.0;
+}
+
+/// Who calls, and what each should get.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Caller {
+    Nobody,
+    BadToken,
+    Viewer,
+    Operator,
+    Admin,
+    /// An operator whose scope excludes the fixtures.
+    OutOfScope,
+}
+
+impl Caller {
+    fn token(self) -> Option<&'static str> {
+        match self {
+            Caller::Nobody => None,
+            Caller::BadToken => Some("syn_not-a-token-anyone-was-given-00000000000000"),
+            Caller::Viewer => Some(VIEWER),
+            Caller::Operator => Some(OPERATOR),
+            Caller::Admin => Some(ADMIN),
+            Caller::OutOfScope => Some(SCOPED),
+        }
+    }
+
+    fn role(self) -> Option<Role> {
+        match self {
+            Caller::Viewer => Some(Role::Viewer),
+            Caller::Operator | Caller::OutOfScope => Some(Role::Operator),
+            Caller::Admin => Some(Role::Admin),
+            Caller::Nobody | Caller::BadToken => None,
+        }
+    }
+
+    /// The status class the rules promise this caller on `rule`.
+    fn expected(self, route: &RouteSpec) -> Expect {
+        let needed = match route.rule.access {
+            Access::Public => return Expect::Success,
+            // metrics_public is off here: /metrics is for viewers.
+            Access::Metrics => Role::Viewer,
+            Access::Role(r) => r,
+        };
+        let Some(role) = self.role() else {
+            return Expect::Status(401);
+        };
+        if role < needed {
+            return Expect::Status(403);
+        }
+        // Metric labels name every session: a scoped token may not read them.
+        if self == Caller::OutOfScope && route.rule.access == Access::Metrics {
+            return Expect::Status(403);
+        }
+        if self == Caller::OutOfScope && route.rule.scope != ResourceScope::None {
+            return Expect::Status(404);
+        }
+        Expect::Success
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Success,
+    Status(u16),
+}
+
+/// A request body for a route.
+enum Body {
+    None,
+    Json(Value),
+    Jpeg,
+    Multipart,
+    WebSocketUpgrade,
+}
+
+/// One request per route of the table, able to succeed for a caller who may make it.
+/// Every route of the router must be here: a new route without a sample fails the walk.
+fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
+    let p = |s: &str| s.to_string();
+    Some(match (method, path) {
+        ("GET", "/api/health") => (p(path), Body::None),
+        ("GET", "/api/config") | ("GET", "/api/runtime") | ("GET", "/metrics") => {
+            (p(path), Body::None)
+        }
+        ("GET", "/api/v1/templates") => (p(path), Body::None),
+        ("GET", "/api/v1/templates/{name}") => (p("/api/v1/templates/walk"), Body::None),
+        ("PUT", "/api/v1/templates/{name}") => (
+            p("/api/v1/templates/walk"),
+            Body::Json(json!({"enabledDistributors": ["websocket"]})),
+        ),
+        ("POST", "/api/v1/sessions/validate") => {
+            (p(path), Body::Json(json!({"id": "scoped-validate"})))
+        }
+        ("GET", "/api/v1/sessions") => (p(path), Body::None),
+        ("POST", "/api/v1/sessions") => (p(path), Body::Json(json!({"id": format!("scoped-{n}")}))),
+        ("GET", "/api/v1/sessions/{id}") | ("DELETE", "/api/v1/sessions/{id}") => {
+            (p("/api/v1/sessions/s1"), Body::None)
+        }
+        ("PUT", "/api/v1/sessions/{id}/distributors/{kind}") => (
+            p("/api/v1/sessions/s1/distributors/websocket"),
+            Body::Json(json!({})),
+        ),
+        ("DELETE", "/api/v1/sessions/{id}/distributors/{kind}") => {
+            (p("/api/v1/sessions/s1/distributors/sse"), Body::None)
+        }
+        ("PUT", "/api/v1/sessions/{id}/routing") => (
+            p("/api/v1/sessions/s1/routing"),
+            Body::Json(json!({"*": ["websocket"]})),
+        ),
+        ("POST", "/api/v1/sessions/{id}/events") => (
+            p("/api/v1/sessions/s1/events"),
+            Body::Json(json!({"event": "walk", "data": {}})),
+        ),
+        ("PUT", "/api/v1/sessions/{id}/sources") => (
+            p("/api/v1/sessions/s1/sources"),
+            Body::Json(json!(["src1"])),
+        ),
+        ("GET", "/api/v1/sessions/{id}/ws") => {
+            (p("/api/v1/sessions/s1/ws"), Body::WebSocketUpgrade)
+        }
+        ("GET", "/api/v1/sessions/{id}/sse") => (p("/api/v1/sessions/s1/sse"), Body::None),
+        ("POST", "/api/v1/detect") => (p(path), Body::Jpeg),
+        ("POST", "/api/v1/batch") => (p(path), Body::Multipart),
+        ("GET", "/api/pipelines") => (p(path), Body::None),
+        ("GET", "/api/v1/sources") => (p(path), Body::None),
+        ("POST", "/api/v1/sources") => (
+            p(path),
+            Body::Json(json!({"id": format!("scoped-src-{n}"), "kind": "external"})),
+        ),
+        ("GET", "/api/v1/sources/{id}") | ("DELETE", "/api/v1/sources/{id}") => {
+            (p("/api/v1/sources/src1"), Body::None)
+        }
+        ("PATCH", "/api/v1/sources/{id}") => (
+            p("/api/v1/sources/src1"),
+            Body::Json(json!({"confidence": 0.5})),
+        ),
+        ("POST", "/api/v1/sources/{id}/detections") => (
+            p("/api/v1/sources/src1/detections"),
+            Body::Json(json!({"frame": {"width": 640, "height": 480}, "detections": []})),
+        ),
+        ("GET", "/api/v1/tokens") => (p(path), Body::None),
+        ("POST", "/api/v1/tokens") => (p(path), Body::Json(json!({"role": "viewer"}))),
+        ("GET", "/api/v1/tokens/{token}") | ("DELETE", "/api/v1/tokens/{token}") => {
+            (p("/api/v1/tokens/walk-target"), Body::None)
+        }
+        ("PATCH", "/api/v1/tokens/{token}") => (
+            p("/api/v1/tokens/walk-target"),
+            Body::Json(json!({"description": "walked"})),
+        ),
+        ("POST", "/api/v1/debug/sessions/{id}/distributors/{kind}/panic") => (
+            p("/api/v1/debug/sessions/s1/distributors/websocket/panic"),
+            Body::None,
+        ),
+        _ => return None,
+    })
+}
+
+/// What the security model (docs/SECURITY.md) says a route needs, written from the roles'
+/// definitions rather than read from the router: admin for tokens, configuration (server
+/// and templates) and fault injection; viewer for reading and live feeds; operator for
+/// every other change.
+fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
+    let access = if path == "/api/health" {
+        Access::Public
+    } else if path == "/metrics" {
+        Access::Metrics
+    } else if path.starts_with("/api/v1/tokens")
+        || path.starts_with("/api/v1/debug")
+        || path == "/api/config"
+        || path == "/api/runtime"
+        || (path.starts_with("/api/v1/templates") && method != "GET")
+    {
+        Access::ADMIN
+    } else if method == "GET" {
+        Access::VIEWER
+    } else {
+        Access::OPERATOR
+    };
+    let scope = if path.starts_with("/api/v1/sessions/{id}")
+        || path.starts_with("/api/v1/debug/sessions/{id}")
+    {
+        ResourceScope::Session
+    } else if path.starts_with("/api/v1/sources/{id}") {
+        ResourceScope::Source
+    } else {
+        ResourceScope::None
+    };
+    (access, scope)
+}
+
+/// Puts back what a successful DELETE (or a panic) took away.
+async fn fixtures(admin: &TestApp) {
+    let _ = admin
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "s1", "enabledDistributors": ["websocket", "sse"]}),
+        )
+        .await;
+    let _ = admin
+        .put("/api/v1/sessions/s1/distributors/sse", &json!({}))
+        .await;
+    let _ = admin
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "src1", "kind": "external"}),
+        )
+        .await;
+    let _ = admin
+        .put(
+            "/api/v1/templates/walk",
+            &json!({"enabledDistributors": ["websocket"]}),
+        )
+        .await;
+    let _ = admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "walk-target", "role": "viewer"}),
+        )
+        .await;
+}
+
+async fn send(app: &TestApp, method: &str, path: &str, body: Body) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = app.request(method, path);
+    request = match body {
+        Body::None => request,
+        Body::Json(v) => request.json(&v),
+        Body::Jpeg => request
+            .header("content-type", "image/jpeg")
+            .body(std::fs::read(asset("images/zidane.jpg")).expect("image")),
+        Body::Multipart => {
+            let part = reqwest::multipart::Part::bytes(
+                std::fs::read(asset("images/bus.jpg")).expect("image"),
+            )
+            .file_name("bus.jpg")
+            .mime_str("image/jpeg")
+            .expect("mime");
+            request.multipart(reqwest::multipart::Form::new().part("a", part))
+        }
+        Body::WebSocketUpgrade => request
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    };
+    request.send().await.expect("request")
+}
+
+fn with_face_model(s: &mut Settings) {
+    secure(s);
+    s.server.debug_endpoints = true;
+    s.inference.runtime_path = ort_library();
+    s.inference.models = vec![ModelConfig::new(
+        "face",
+        ModelKind::Centerface,
+        asset("models/centerface.onnx"),
+    )];
+    s.inference.default_model = "face".into();
+}
+
+#[tokio::test]
+async fn every_route_answers_each_caller_as_its_rule_says() {
+    // Arrange: the route table, straight from the router the server runs.
+    let mut settings = test_settings();
+    with_face_model(&mut settings);
+    let table = synopticon::routes::table(&settings);
+    assert!(table.len() >= 30, "{} routes", table.len());
+    let missing: Vec<String> = table
+        .iter()
+        .filter(|r| sample(&r.method, r.path, 0).is_none())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a sample request in this test: {missing:?}"
+    );
+    let misdeclared: Vec<String> = table
+        .iter()
+        .filter(|r| (r.rule.access, r.rule.scope) != specified(&r.method, r.path))
+        .map(|r| format!("{} {}: {:?}", r.method, r.path, r.rule))
+        .collect();
+    assert!(
+        misdeclared.is_empty(),
+        "rules that differ from the model: {misdeclared:?}"
+    );
+    let app = spawn_app_with(with_face_model).await;
+    let admin = app.with_token(ADMIN);
+    wait_until("the model", Duration::from_secs(60), || async {
+        let body = admin.get("/api/pipelines").await.body;
+        (body["models"][0]["state"] == "ready").then_some(())
+    })
+    .await;
+
+    // Act and assert: every route, every caller.
+    let counter = AtomicU32::new(0);
+    let mut failures = Vec::new();
+    let callers = [
+        Caller::Nobody,
+        Caller::BadToken,
+        Caller::Viewer,
+        Caller::Operator,
+        Caller::Admin,
+        Caller::OutOfScope,
+    ];
+    for route in &table {
+        for caller in callers {
+            fixtures(&admin).await;
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            let (path, body) = sample(&route.method, route.path, n).expect("sample");
+            let with_token = caller.token().map(|t| app.with_token(t));
+            let as_caller = with_token.as_ref().unwrap_or(&app);
+            let response = send(as_caller, &route.method, &path, body).await;
+            let status = response.status().as_u16();
+            let expected = caller.expected(route);
+            let ok = match expected {
+                Expect::Success => (200..300).contains(&status) || status == 101,
+                Expect::Status(s) => status == s,
+            };
+            if status == 401 {
+                let challenge = response
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                if !challenge.starts_with("Bearer") {
+                    failures.push(format!(
+                        "{} {path} as {caller:?}: 401 without WWW-Authenticate: Bearer",
+                        route.method
+                    ));
+                }
+            }
+            if !ok {
+                let text = if status == 101 {
+                    String::new()
+                } else {
+                    response.text().await.unwrap_or_default()
+                };
+                failures.push(format!(
+                    "{} {path} as {caller:?}: expected {expected:?}, got {status} {text:.200}",
+                    route.method
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // An unknown path tells a caller without a token nothing.
+    let unknown = app.get("/api/v1/nothing-here").await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(admin.get("/api/v1/nothing-here").await.status, 404);
+}
+
+#[tokio::test]
+async fn scoped_tokens_see_only_their_sessions_and_sources() {
+    let app = spawn_app_with(secure).await;
+    let admin = app.with_token(ADMIN);
+    let scoped = app.with_token(SCOPED);
+    for id in ["scoped-a", "lab"] {
+        admin.create_session(json!({"id": id})).await;
+        let s = admin
+            .post(
+                "/api/v1/sources",
+                &json!({"id": format!("{id}-cam"), "kind": "external"}),
+            )
+            .await;
+        assert_eq!(s.status, 201, "{}", s.body);
+    }
+
+    let sessions = scoped.get("/api/v1/sessions").await.body;
+    let ids: Vec<&Value> = sessions["sessions"]
+        .as_array()
+        .map(|a| a.iter().map(|s| &s["id"]).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [&json!("scoped-a")]);
+    let sources = scoped.get("/api/v1/sources").await.body;
+    assert_eq!(
+        sources["sources"].as_array().map(Vec::len),
+        Some(1),
+        "{sources}"
+    );
+    assert_eq!(sources["sources"][0]["id"], "scoped-a-cam");
+
+    // Outside its scope, a resource that exists looks exactly like one that does not.
+    let hidden = scoped.get("/api/v1/sessions/lab").await;
+    let absent = scoped.get("/api/v1/sessions/scoped-none").await;
+    assert_eq!((hidden.status, absent.status), (404, 404));
+    assert_eq!(hidden.body["error"], "session \"lab\" not found");
+    assert_eq!(
+        scoped
+            .post("/api/v1/sessions", &json!({"id": "mine"}))
+            .await
+            .status,
+        403,
+        "a new session must be named within the scope"
+    );
+    let listen = scoped
+        .put("/api/v1/sessions/scoped-a/sources", &json!(["lab-cam"]))
+        .await;
+    assert_eq!(listen.status, 404, "{}", listen.body);
+
+    // Health without a token: statuses only, no ids.
+    let health = app.get("/api/health").await;
+    assert_eq!(health.status, 200);
+    assert!(
+        !health.body.to_string().contains("scoped-a-cam"),
+        "{}",
+        health.body
+    );
+    let full = admin.get("/api/health").await.body;
+    assert!(full.to_string().contains("scoped-a-cam"), "{full}");
+}
+
+async fn ws_request(
+    app: &TestApp,
+    session: &str,
+    query: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    format!(
+        "ws://127.0.0.1:{}/api/v1/sessions/{session}/ws{query}",
+        app.port
+    )
+    .into_client_request()
+    .expect("request")
+}
+
+#[tokio::test]
+async fn live_feeds_authenticate_at_the_handshake_and_revoked_tokens_are_cut_off() {
+    let app = spawn_app_with(secure).await;
+    let admin = app.with_token(ADMIN);
+    admin.create_session(json!({"id": "lab"})).await;
+
+    // No token: both feeds refuse before anything is sent.
+    let refused = tokio_tungstenite::connect_async(ws_request(&app, "lab", "").await).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected a 401 handshake, got {other:?}"),
+    }
+    let sse = app.get("/api/v1/sessions/lab/sse").await;
+    assert_eq!(sse.status, 401);
+
+    // A browser's ways: the token as a query parameter, or as a subprotocol.
+    let (mut by_query, _) = tokio_tungstenite::connect_async(
+        ws_request(&app, "lab", &format!("?access_token={VIEWER}")).await,
+    )
+    .await
+    .expect("token in the query");
+    let mut request = ws_request(&app, "lab", "").await;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("synopticon, bearer.{VIEWER}")
+            .parse()
+            .expect("header"),
+    );
+    let (mut by_protocol, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("token as a subprotocol");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "synopticon");
+    for ws in [&mut by_query, &mut by_protocol] {
+        let hello = ws.next().await.expect("frame").expect("ok");
+        assert!(hello.to_text().unwrap_or_default().contains("\"hello\""));
+    }
+    let by_query_sse = app
+        .client
+        .get(app.url(&format!("/api/v1/sessions/lab/sse?access_token={VIEWER}")))
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(by_query_sse.status(), 200);
+
+    // A token made over REST, then revoked: its WebSocket and SSE feeds close at once.
+    let made = admin
+        .post("/api/v1/tokens", &json!({"id": "kiosk", "role": "viewer"}))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = made.body["token"]
+        .as_str()
+        .expect("secret shown once")
+        .to_string();
+    let listed = admin.get("/api/v1/tokens").await.body.to_string();
+    assert!(!listed.contains(&secret), "the secret is never listed");
+    let kiosk = app.with_token(&secret);
+    let mut ws = kiosk.ws("lab", "").await;
+    let mut sse = kiosk.sse("lab", "", None).await;
+    admin.publish("lab", batch("before", 1)).await;
+    assert_eq!(ws.events(1).await.len(), 1);
+    assert_eq!(sse.events(1).await.len(), 1);
+    assert_eq!(admin.delete("/api/v1/tokens/kiosk").await.status, 204);
+    assert_eq!(ws.closed().await, (1008, "token_revoked".to_string()));
+    assert!(sse.next().await.is_none(), "the SSE stream ends");
+    assert_eq!(kiosk.get("/api/v1/sessions").await.status, 401);
+
+    // Re-scoping closes too.
+    let made = admin
+        .post("/api/v1/tokens", &json!({"id": "wall", "role": "viewer"}))
+        .await;
+    let wall = app.with_token(made.body["token"].as_str().unwrap_or_default());
+    let mut ws = wall.ws("lab", "").await;
+    let patched = admin
+        .patch("/api/v1/tokens/wall", &json!({"sessions": ["other-*"]}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(ws.closed().await.0, 1008);
+    assert_eq!(wall.get("/api/v1/sessions/lab").await.status, 404);
+}
+
+#[tokio::test]
+async fn a_token_scoped_to_some_events_cannot_subscribe_to_others() {
+    let app = spawn_app_with(secure).await;
+    let admin = app.with_token(ADMIN);
+    admin.create_session(json!({"id": "scoped-lab"})).await;
+    let scoped = app.with_token(SCOPED);
+
+    // Asking for events outside the scope at the handshake is refused (403).
+    let mut request = ws_request(&app, "scoped-lab", "?events=track_*").await;
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {SCOPED}").parse().expect("header"),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+
+    let mut ws = scoped.ws("scoped-lab", "").await;
+    ws.send(json!({"op": "subscribe", "events": ["track_*", "face_detected"]}))
+        .await;
+    let reply = ws.next_json().await.expect("reply");
+    assert_eq!(reply["op"], "error", "{reply}");
+    assert!(reply["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("track_*"));
+    ws.send(json!({"op": "subscribe", "events": ["*"]})).await;
+    assert_eq!(ws.next_json().await.expect("reply")["op"], "error");
+    admin
+        .publish(
+            "scoped-lab",
+            json!([{"event": "track_started"}, {"event": "face_detected"}, {"event": "line_cross"}]),
+        )
+        .await;
+    let got = ws.next_event().await.expect("an event");
+    assert_eq!(got["event"], "face_detected");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), ws.next_event())
+            .await
+            .is_err(),
+        "nothing outside face_* arrives"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_over_the_limit_gets_429_with_retry_after_and_other_tokens_carry_on() {
+    let app = spawn_app_with(|s| {
+        secure(s);
+        s.auth.metrics_public = true;
+        s.rate_limit.requests_per_sec = 1.0;
+        s.rate_limit.request_burst = 5.0;
+        s.rate_limit.events_per_sec = 1.0;
+        s.rate_limit.event_burst = 10.0;
+    })
+    .await;
+    let viewer = app.with_token(VIEWER);
+    let operator = app.with_token(OPERATOR);
+    let before = app.metrics().await;
+
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let r = viewer
+            .request(reqwest::Method::GET, "/api/v1/sessions")
+            .send()
+            .await
+            .expect("GET");
+        if r.status() == 429 {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let wait: u64 = retry_after.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Another token is not affected.
+    assert_eq!(operator.get("/api/v1/sessions").await.status, 200);
+
+    // Events are limited by count: 10 in a burst, then refused.
+    operator.create_session(json!({"id": "lab"})).await;
+    operator.publish("lab", batch("e", 8)).await;
+    let over = operator
+        .post("/api/v1/sessions/lab/events", &batch("e", 5))
+        .await;
+    assert_eq!(over.status, 429, "{}", over.body);
+
+    let after = app.metrics().await;
+    let count = |text: &str, labels: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("synopticon_http_rate_limited_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let requests = r#"limit="requests",by="token""#;
+    let events = r#"limit="events",by="token""#;
+    assert!(
+        count(&after, requests) - count(&before, requests) >= 3.0,
+        "{after}"
+    );
+    assert!(
+        count(&after, events) - count(&before, events) >= 1.0,
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_callers_are_limited_by_address() {
+    let app = spawn_app_with(|s| {
+        secure(s);
+        s.rate_limit.requests_per_sec = 1.0;
+        s.rate_limit.request_burst = 3.0;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            app.with_token("syn_guess")
+                .get("/api/v1/sessions")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 429, 429],
+        "guessing tokens is slowed down"
+    );
+    // A valid token has its own bucket.
+    assert_eq!(
+        app.with_token(ADMIN).get("/api/v1/sessions").await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_redacted_field_never_reaches_any_distributor() {
+    let secret = "redaction key of this test";
+    let app = spawn_app_with(move |s| s.privacy.redaction_secret = secret.into()).await;
+    let session = format!("redact-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let webhook = Receiver::start(0, Vec::new());
+    let mqtt = Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/#")).await;
+    let redis_client = redis::Client::open("redis://127.0.0.1:6379").expect("redis");
+    let mut redis = redis_client.get_connection().expect("redis connection");
+    app.create_session(json!({
+        "id": session,
+        "enabledDistributors": ["websocket", "sse", "mqtt", "udp", "http", "redis"],
+        "distributors": {
+            "mqtt": {"broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"), "qos": 1},
+            "udp": {"targets": [format!("127.0.0.1:{}", udp.local_addr().expect("addr").port())], "encoding": "json"},
+            "http": {"baseUrl": webhook.url()},
+            "redis": {"url": "redis://127.0.0.1:6379", "stream": "synopticon:{session}:events"},
+        },
+        "redact": {"data.participantId": "hash", "data.name": "drop", "data.faces.*.participantId": "hash"},
+    }))
+    .await;
+    let mut ws = app.ws(&session, "").await;
+    let mut sse = app.sse(&session, "", None).await;
+
+    app.publish(
+        &session,
+        json!({"event": "face_detected", "data": {
+            "participantId": "P001", "name": "Ada Lovelace", "confidence": 0.93,
+            "faces": [{"participantId": "P002"}]}}),
+    )
+    .await;
+
+    // What every protocol carried, as raw text.
+    let mut outputs: BTreeMap<&str, String> = BTreeMap::new();
+    outputs.insert(
+        "websocket",
+        ws.next_event().await.expect("ws event").to_string(),
+    );
+    outputs.insert("sse", sse.next().await.expect("sse event").data);
+    let mut datagram = vec![0u8; 65536];
+    let n = udp.recv(&mut datagram).expect("a datagram");
+    outputs.insert("udp", String::from_utf8_lossy(&datagram[..n]).into_owned());
+    let hook = wait_until("the webhook", DEADLINE, || async {
+        webhook.requests().into_iter().next()
+    })
+    .await;
+    outputs.insert("http", hook.body.to_string());
+    let message = wait_until("the MQTT message", DEADLINE, || async {
+        mqtt.events().into_iter().next()
+    })
+    .await;
+    outputs.insert("mqtt", message.payload.to_string());
+    let stream = format!("synopticon:{session}:events");
+    let entries: redis::streams::StreamRangeReply =
+        wait_until("the Redis stream", DEADLINE, || {
+            let reply: Option<redis::streams::StreamRangeReply> = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg("-")
+                .arg("+")
+                .query(&mut redis)
+                .ok();
+            async move { reply.filter(|r| !r.ids.is_empty()) }
+        })
+        .await;
+    let fields: HashMap<String, redis::Value> = entries.ids[0].map.clone();
+    outputs.insert("redis", format!("{fields:?}"));
+
+    let expected = {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        let tag = ring::hmac::sign(&key, b"P001");
+        tag.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(outputs.len(), 6);
+    for (protocol, text) in &outputs {
+        assert!(
+            !text.contains("P001") && !text.contains("P002"),
+            "{protocol}: {text}"
+        );
+        assert!(!text.contains("Ada Lovelace"), "{protocol}: {text}");
+        assert!(
+            text.contains(&expected),
+            "{protocol} carries the keyed hash: {text}"
+        );
+    }
+    let status = app.status(&session).await;
+    assert_eq!(status["config"]["redact"]["data.name"], "drop");
+}
+
+#[tokio::test]
+async fn redaction_rules_are_validated() {
+    let app = spawn_app().await;
+    let bad = app
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "r", "redact": {"participantId": "hash", "data.x": "encrypt"}}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(
+        bad.body["details"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        bad.body
+    );
+}
+
+#[tokio::test]
+async fn changes_are_written_to_the_audit_trail_with_the_token_that_made_them() {
+    // The real binary, JSON logs, a configured admin token.
+    synopticon_actors::distributor::http::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("synopticon-audit-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nport = 0\nmode = \"production\"\n[log]\nlevel = \"info\"\nformat = \"json\"\n\
+             [[auth.tokens]]\nid = \"lab-admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            hash_hex(ADMIN)
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synopticon"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let port: u16 = loop {
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("the server logs its address");
+        let message = line["message"].as_str().unwrap_or_default();
+        if let Some(rest) = message.split("listening on http://127.0.0.1:").nth(1) {
+            break rest.parse().expect("port");
+        }
+    };
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        token: Some(ADMIN.into()),
+    };
+
+    app.create_session(json!({"id": "audited"})).await;
+    let made = app
+        .post("/api/v1/tokens", &json!({"id": "guest", "role": "viewer"}))
+        .await;
+    assert_eq!(made.status, 201);
+    let secret = made.body["token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        app.delete("/api/v1/sessions/audited/distributors/sse")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(app.delete("/api/v1/tokens/guest").await.status, 204);
+    assert_eq!(app.delete("/api/v1/sessions/audited").await.status, 200);
+
+    let wanted = [
+        ("session.create", "audited"),
+        ("token.create", "guest"),
+        ("distributor.delete", "audited/sse"),
+        ("token.delete", "guest"),
+        ("session.close", "audited"),
+    ];
+    let mut seen = Vec::new();
+    let mut all = Vec::new();
+    while seen.len() < wanted.len() {
+        let line = rx.recv_timeout(DEADLINE).expect("audit lines in time");
+        all.push(line.to_string());
+        if line["target"] == "synopticon::audit" {
+            assert_eq!(line["token"], "lab-admin", "{line}");
+            assert_eq!(line["role"], "admin", "{line}");
+            seen.push((
+                line["action"].as_str().unwrap_or_default().to_string(),
+                line["resource"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+    let expected: Vec<(String, String)> = wanted
+        .iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(
+        all.iter().all(|l| !l.contains(&secret)),
+        "the token's secret is never logged"
+    );
+}
+
+#[tokio::test]
+async fn live_connections_are_bounded_per_token_and_in_all() {
+    let app = spawn_app_with(|s| {
+        secure(s);
+        s.live.max_connections = 3;
+        s.live.max_connections_per_token = 2;
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    admin.create_session(json!({"id": "lab"})).await;
+    let viewer = app.with_token(VIEWER);
+    let _first = viewer.ws("lab", "").await;
+    let _second = viewer.sse("lab", "", None).await;
+    // The viewer's third: 429; another token still gets in, until the total is reached.
+    let third = viewer.get("/api/v1/sessions/lab/sse").await;
+    assert_eq!(third.status, 429, "{}", third.body);
+    let _operator = app.with_token(OPERATOR).ws("lab", "").await;
+    let full = admin.get("/api/v1/sessions/lab/sse").await;
+    assert_eq!(full.status, 503, "{}", full.body);
+    // A connection that ends frees its place.
+    drop(_first);
+    wait_until("a free place", DEADLINE, || async {
+        let r = admin
+            .request(reqwest::Method::GET, "/api/v1/sessions/lab/sse")
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_made_over_rest_survive_a_restart_without_their_secret_on_disk() {
+    let dir = std::env::temp_dir().join(format!("synopticon-tokens-{}", uuid::Uuid::new_v4()));
+    let file = dir.join("tokens.json");
+    let path = file.display().to_string();
+    let keep = move |s: &mut Settings| {
+        secure(s);
+        s.auth.tokens_file = path.clone();
+    };
+    let first = spawn_app_with(keep.clone()).await;
+    let made = first
+        .with_token(ADMIN)
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "kept", "role": "operator", "sessions": ["lab-*"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let secret = made.body["token"].as_str().unwrap_or_default().to_string();
+    let short = first
+        .with_token(ADMIN)
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "brief", "role": "viewer", "expiresInSecs": 1}),
+        )
+        .await;
+    let brief = short.body["token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        first
+            .with_token(&brief)
+            .get("/api/v1/sessions")
+            .await
+            .status,
+        200
+    );
+
+    let stored = std::fs::read_to_string(&file).expect("tokens file");
+    assert!(!stored.contains(&secret), "the secret is never written");
+    assert!(stored.contains(&hash_hex(&secret)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+    }
+
+    // A second server on the same file knows the token, with its scope.
+    let second = spawn_app_with(keep).await;
+    let kept = second.with_token(&secret);
+    assert_eq!(
+        kept.post("/api/v1/sessions", &json!({"id": "lab-1"}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        kept.post("/api/v1/sessions", &json!({"id": "other"}))
+            .await
+            .status,
+        403
+    );
+    // The short-lived one has expired.
+    wait_until("the expiry", DEADLINE, || async {
+        let r = second.with_token(&brief).get("/api/v1/sessions").await;
+        (r.status == 401).then_some(())
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn scoped_tokens_learn_nothing_about_the_rest_from_health_metrics_validation_or_statuses() {
+    // Stream sources need a model by name; this one fails at once (no runtime), which is
+    // all the test needs: the sources exist and their captures fail, naming their URLs.
+    let app = spawn_app_with(|s| {
+        secure(s);
+        s.inference.runtime_path = "/nonexistent/libonnxruntime.so".into();
+        s.inference.models = vec![ModelConfig::new(
+            "face",
+            ModelKind::Centerface,
+            "/nonexistent/face.onnx",
+        )];
+        s.inference.default_model = "face".into();
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    let scoped = app.with_token(SCOPED);
+    admin.create_session(json!({"id": "secret-study"})).await;
+    for (id, url) in [
+        ("scoped-cam", "rtsp://cam:hunter2@127.0.0.1:1/stream"),
+        ("hidden-cam", "rtsp://127.0.0.1:1/other"),
+    ] {
+        let r = admin
+            .post(
+                "/api/v1/sources",
+                &json!({"id": id, "kind": "stream", "url": url}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    admin
+        .create_session(json!({"id": "scoped-lab", "sources": ["scoped-cam", "hidden-cam"]}))
+        .await;
+
+    // Wait for the captures to fail: their errors name the URLs.
+    wait_until("the capture errors", DEADLINE, || async {
+        let s = admin.get("/api/v1/sources/scoped-cam").await.body;
+        s["last_error"].is_string().then_some(())
+    })
+    .await;
+    let health = scoped.get("/api/health").await.body.to_string();
+    for hidden in ["secret-study", "hidden-cam"] {
+        assert!(!health.contains(hidden), "health shows {hidden}: {health}");
+    }
+    assert!(health.contains("scoped-cam"), "{health}");
+    assert!(!health.contains("hunter2"), "{health}");
+    assert_eq!(scoped.get("/metrics").await.status, 403);
+
+    // Validation does not reveal whether an id outside the scope is taken.
+    let probe = scoped
+        .post("/api/v1/sessions/validate", &json!({"id": "secret-study"}))
+        .await;
+    assert_eq!(probe.status, 403, "{}", probe.body);
+    // Nor can the second spelling of the id slip past the scope.
+    let sneak = scoped
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "scoped-x", "sessionId": "secret-2"}),
+        )
+        .await;
+    assert_eq!(sneak.status, 403, "{}", sneak.body);
+    let both = admin
+        .post("/api/v1/sessions", &json!({"id": "a", "sessionId": "b"}))
+        .await;
+    assert_eq!(both.status, 422, "{}", both.body);
+
+    // The session's sources, as the scoped token sees them.
+    let status = scoped.get("/api/v1/sessions/scoped-lab").await.body;
+    assert_eq!(
+        status["config"]["sources"],
+        json!(["scoped-cam"]),
+        "{status}"
+    );
+    // A camera's password never leaves the server.
+    let source = admin
+        .get("/api/v1/sources/scoped-cam")
+        .await
+        .body
+        .to_string();
+    assert!(!source.contains("hunter2"), "{source}");
+}
+
+#[tokio::test]
+async fn a_token_scoped_to_no_events_receives_none_and_an_expired_token_is_cut_off() {
+    let app = spawn_app_with(secure).await;
+    let admin = app.with_token(ADMIN);
+    admin.create_session(json!({"id": "lab"})).await;
+    let made = admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "mute", "role": "viewer", "events": []}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let mute = app.with_token(made.body["token"].as_str().unwrap_or_default());
+    let mut ws = mute.ws("lab", "").await;
+    admin.publish("lab", batch("anything", 2)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), ws.next_event())
+            .await
+            .is_err(),
+        "an empty event scope means no events"
+    );
+
+    let made = admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "brief", "role": "viewer", "expiresInSecs": 1}),
+        )
+        .await;
+    let brief = app.with_token(made.body["token"].as_str().unwrap_or_default());
+    let mut ws = brief.ws("lab", "").await;
+    let (code, reason) = ws.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "token_revoked"),
+        "expired: cut off"
+    );
+}
+
+#[tokio::test]
+async fn a_container_gets_its_admin_token_from_the_environment() {
+    let env = [
+        (
+            "SYNOPTICON__SERVER__MODE".to_string(),
+            "production".to_string(),
+        ),
+        (
+            "SYNOPTICON__AUTH__ADMIN_TOKEN_SHA256".into(),
+            hash_hex(ADMIN),
+        ),
+    ];
+    let (from_env, report) = Settings::load_with_env(None, env).expect("settings");
+    assert!(report.is_valid(), "{:?}", report.errors);
+    let app = spawn_app_with(move |s| {
+        s.server.mode = from_env.server.mode;
+        s.auth = from_env.auth;
+    })
+    .await;
+    assert_eq!(app.get("/api/v1/sessions").await.status, 401);
+    let admin = app.with_token(ADMIN);
+    assert_eq!(admin.get("/api/v1/sessions").await.status, 200);
+    let tokens = admin.get("/api/v1/tokens").await.body;
+    assert_eq!(tokens["tokens"][0]["id"], "admin", "{tokens}");
+    assert_eq!(tokens["tokens"][0]["origin"], "config");
+}
