@@ -1,4 +1,5 @@
 //! Vision sources: `GET/POST /api/v1/sources`, `GET/PATCH/DELETE /api/v1/sources/{id}`,
+//! `GET /api/v1/sources/{id}/tracks` (the tracker's view),
 //! `POST /api/v1/sources/{id}/detections` (edge devices), and which sources a session
 //! listens to: `PUT /api/v1/sessions/{id}/sources`.
 
@@ -26,6 +27,9 @@ pub fn configure(api: &mut Api) {
         r.get(Access::VIEWER, get)
             .patch(Access::OPERATOR, patch)
             .delete(Access::OPERATOR, remove)
+    });
+    api.resource("/api/v1/sources/{id}/tracks", ResourceScope::Source, |r| {
+        r.get(Access::VIEWER, tracks)
     });
     api.resource(
         "/api/v1/sources/{id}/detections",
@@ -77,6 +81,25 @@ async fn create(
 /// Stream URLs may carry a camera's password: every answer goes through the redaction.
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     Ok(redacted_json(StatusCode::OK, &state.sources.get(&id)?))
+}
+
+/// The tracks held now, with their states: what the tracker sees, for checking lines,
+/// zones and thresholds against a live scene.
+async fn tracks(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let timeout = state.request_timeout;
+    let (frames, tracks) = tokio::time::timeout(timeout, state.sources.tracks(&id))
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the tracker of {:?} did not answer within {} ms",
+                *id,
+                timeout.as_millis()
+            ))
+        })??;
+    Ok(HttpResponse::Ok().json(json!({"source": *id, "frames_tracked": frames, "tracks": tracks})))
 }
 
 async fn patch(

@@ -185,6 +185,7 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
         ("GET", "/api/v1/sources/{id}") | ("DELETE", "/api/v1/sources/{id}") => {
             (p("/api/v1/sources/src1"), Body::None)
         }
+        ("GET", "/api/v1/sources/{id}/tracks") => (p("/api/v1/sources/src1/tracks"), Body::None),
         ("PATCH", "/api/v1/sources/{id}") => (
             p("/api/v1/sources/src1"),
             Body::Json(json!({"confidence": 0.5})),

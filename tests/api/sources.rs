@@ -162,6 +162,11 @@ async fn an_external_source_counts_line_crossings_zone_visits_and_track_ends() {
         "dwell {dwell}, expected {expected_dwell}"
     );
     assert_eq!(got[3].1["reason"], "left");
+    assert_eq!(got[5].1["state"], "removed");
+    assert_eq!(
+        got[5].1["reason"], "lost",
+        "unseen for longer than the buffer"
+    );
     // Seen from frame 0 (confirmed at its second) to frame walked-1.
     let duration = got[5].1["duration_s"].as_f64().unwrap_or(-1.0);
     let expected = (walked - 1) as f64 * FRAME_MS as f64 / 1000.0;
@@ -209,6 +214,77 @@ async fn an_external_source_counts_line_crossings_zone_visits_and_track_ends() {
         metrics.contains(r#"synopticon_source_active_tracks{source="door-cam"} 1"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn the_tracks_view_shows_each_track_state_and_removal_says_why() {
+    let app = spawn_app().await;
+    add_door_cam(&app).await;
+    app.create_session(json!({"id": "lab", "sources": ["door-cam"]}))
+        .await;
+    let mut ws = app.ws("lab", "").await;
+    let tracks = || async { app.get("/api/v1/sources/door-cam/tracks").await };
+
+    let empty = tracks().await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(
+        empty.body,
+        json!({"source": "door-cam", "frames_tracked": 0, "tracks": []})
+    );
+
+    // One sighting: tentative, without an id.
+    feed(&app, &[(0, vec![(100.0, 300.0)])]).await;
+    let view = tracks().await.body;
+    assert_eq!(view["frames_tracked"], 1);
+    assert_eq!(view["tracks"].as_array().map(Vec::len), Some(1), "{view}");
+    assert_eq!(view["tracks"][0]["state"], "tentative");
+    assert!(view["tracks"][0].get("track_id").is_none(), "{view}");
+
+    // A second: confirmed, id 1; a second person appears tentative beside it.
+    feed(&app, &[(1, vec![(104.0, 300.0), (500.0, 300.0)])]).await;
+    let view = tracks().await.body;
+    let states: Vec<(Value, Value)> = view["tracks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| (t["track_id"].clone(), t["state"].clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        states,
+        [
+            (json!(1), json!("confirmed")),
+            (Value::Null, json!("tentative"))
+        ],
+        "{view}"
+    );
+    assert_eq!(view["tracks"][0]["hits"], 2);
+    assert_eq!(view["tracks"][0]["class_name"], "person");
+    assert_eq!(view["tracks"][0]["bbox"]["x1"], 64.0);
+
+    // Unseen: lost (the buffer is 30 frames), counting missed frames; the tentative one is gone.
+    feed(&app, &[(2, vec![]), (3, vec![])]).await;
+    let view = tracks().await.body;
+    assert_eq!(view["tracks"].as_array().map(Vec::len), Some(1), "{view}");
+    assert_eq!(view["tracks"][0]["state"], "lost");
+    assert_eq!(view["tracks"][0]["missed_frames"], 2);
+
+    // Seen again in time: the same id, confirmed.
+    feed(&app, &[(4, vec![(110.0, 300.0)])]).await;
+    let view = tracks().await.body;
+    assert_eq!(view["tracks"][0]["track_id"], 1);
+    assert_eq!(view["tracks"][0]["state"], "confirmed");
+
+    // Removing the source removes its tracks, and says so.
+    assert_eq!(app.delete("/api/v1/sources/door-cam").await.status, 204);
+    let got = events_until(&mut ws, "track_ended").await;
+    let (name, data) = got.last().expect("events");
+    assert_eq!(name, "track_ended", "{got:?}");
+    assert_eq!(data["track_id"], 1);
+    assert_eq!(data["state"], "removed");
+    assert_eq!(data["reason"], "source_stopped");
+    assert_eq!(tracks().await.status, 404);
 }
 
 #[tokio::test]

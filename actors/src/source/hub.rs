@@ -15,7 +15,8 @@ use super::actor::{CameraActor, SourceShared, SourceStatus, StopSource};
 use super::{SourceConfig, SourceKind};
 use crate::inference::ModelHub;
 use crate::messages::PublishSourceEvents;
-use crate::tracker::actor::{IngestDetections, Reconfigure, StopTracker, TrackerActor};
+use crate::tracker::actor::{IngestDetections, ListTracks, Reconfigure, StopTracker, TrackerActor};
+use crate::tracker::TrackSnapshot;
 use crate::validation::Report;
 
 /// Why a source request failed.
@@ -178,6 +179,20 @@ impl SourceHub {
             .get(id)
             .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
         Ok(report_of(id, h))
+    }
+
+    /// The tracks `id`'s tracker holds now, with the number of frames it has tracked.
+    pub async fn tracks(&self, id: &str) -> Result<(u64, Vec<TrackSnapshot>), SourceError> {
+        let addr = {
+            let sources = self.sources.lock();
+            let h = sources
+                .get(id)
+                .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
+            h.tracker.clone()
+        };
+        addr.send(ListTracks)
+            .await
+            .map_err(|_| SourceError::Unavailable(id.to_string()))
     }
 
     /// States for health.

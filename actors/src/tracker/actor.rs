@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::analytics::{Analytics, AnalyticsEvent};
-use super::{ByteTracker, EndedTrack, TrackView};
+use super::{ByteTracker, EndedTrack, TrackSnapshot, TrackState, TrackView};
 use crate::inference::envelope::{
     DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
 };
@@ -45,6 +45,12 @@ pub struct Reconfigure(pub SourceConfig);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct FinishTracks;
+
+/// Hub → tracker: the tracks held now (tentative, confirmed and lost), and the number of
+/// frames tracked so far.
+#[derive(Message)]
+#[rtype(result = "(u64, Vec<TrackSnapshot>)")]
+pub struct ListTracks;
 
 /// Hub → tracker: end open tracks and stop, with the thread.
 #[derive(Message)]
@@ -327,6 +333,8 @@ fn ended_json(source: &str, e: &EndedTrack) -> Value {
     json!({
         "source": source,
         "track_id": e.track_id,
+        "state": TrackState::Removed,
+        "reason": e.reason,
         "class_name": &*e.class_name,
         "duration_s": e.duration_s,
         "bbox": e.bbox,
@@ -427,6 +435,14 @@ impl Handler<FinishTracks> for TrackerActor {
 
     fn handle(&mut self, _: FinishTracks, _: &mut Self::Context) {
         self.finish_tracks();
+    }
+}
+
+impl Handler<ListTracks> for TrackerActor {
+    type Result = MessageResult<ListTracks>;
+
+    fn handle(&mut self, _: ListTracks, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.frame_number, self.tracker.snapshot()))
     }
 }
 

@@ -584,6 +584,7 @@ mod tests {
         }
         let ended = EndedTrack {
             track_id: 3,
+            reason: crate::tracker::bytetrack::EndReason::Lost,
             class_name: Arc::from("person"),
             duration_s: 6.0,
             bbox: track(3, 200.0, 200.0).bbox,

@@ -77,11 +77,31 @@ impl TrackerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+/// Where a track is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackState {
+    /// Seen, not yet `min_hits` times: no id, no events.
     Tentative,
+    /// Matched in the latest frames.
     Confirmed,
+    /// Confirmed, unmatched for up to `track_buffer` frames: kept for re-identification.
     Lost,
+    /// Ended (`track_ended`): unmatched beyond the buffer, or its source stopped. A removed
+    /// track is forgotten at once; the state only appears in the event.
+    Removed,
+}
+
+use TrackState as State;
+
+/// Why a track was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// Unmatched for more than `track_buffer` frames.
+    Lost,
+    /// Its source stopped, finished or was removed.
+    SourceStopped,
 }
 
 #[derive(Debug)]
@@ -123,11 +143,37 @@ pub struct TrackView {
     pub first_seen: f64,
 }
 
+/// A track held by the tracker, as `GET /api/v1/sources/{id}/tracks` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackSnapshot {
+    /// Stable id; absent while tentative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
+    /// Tentative, confirmed or lost.
+    pub state: TrackState,
+    /// Class of the latest matched detection.
+    pub class_name: Arc<str>,
+    /// Its score.
+    pub confidence: f32,
+    /// The latest matched box.
+    pub bbox: BBox,
+    /// Where the filter expects the object in the next frame.
+    pub predicted: BBox,
+    /// Frames matched.
+    pub hits: u32,
+    /// Frames since the latest match.
+    pub missed_frames: u32,
+    /// Last seen minus first seen, in seconds.
+    pub age_s: f64,
+}
+
 /// A track that ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EndedTrack {
     /// Its id.
     pub track_id: u64,
+    /// Why it ended.
+    pub reason: EndReason,
     /// Its class.
     pub class_name: Arc<str>,
     /// Last seen minus first seen, in seconds.
@@ -273,12 +319,13 @@ impl ByteTracker {
             match track.state {
                 State::Tentative => {}
                 State::Confirmed | State::Lost if track.missed > cfg.track_buffer => {
-                    update.ended.push(ended(&track));
+                    update.ended.push(ended(&track, EndReason::Lost));
                 }
                 State::Confirmed | State::Lost => {
                     track.state = State::Lost;
                     kept.push(track);
                 }
+                State::Removed => {}
             }
         }
         self.tracks = kept;
@@ -334,8 +381,29 @@ impl ByteTracker {
         std::mem::take(&mut self.tracks)
             .iter()
             .filter(|t| t.state != State::Tentative)
-            .map(ended)
+            .map(|t| ended(t, EndReason::SourceStopped))
             .collect()
+    }
+
+    /// Every track held, confirmed and lost ones first, by id.
+    pub fn snapshot(&self) -> Vec<TrackSnapshot> {
+        let mut all: Vec<TrackSnapshot> = self
+            .tracks
+            .iter()
+            .map(|t| TrackSnapshot {
+                track_id: (t.id != 0).then_some(t.id),
+                state: t.state,
+                class_name: t.class_name.clone(),
+                confidence: t.score,
+                bbox: t.observed,
+                predicted: t.filter.bbox(),
+                hits: t.hits,
+                missed_frames: t.missed,
+                age_s: t.last_seen - t.first_seen,
+            })
+            .collect();
+        all.sort_by_key(|t| (t.track_id.is_none(), t.track_id));
+        all
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -379,11 +447,112 @@ impl ByteTracker {
     }
 }
 
-fn ended(track: &Track) -> EndedTrack {
+fn ended(track: &Track, reason: EndReason) -> EndedTrack {
     EndedTrack {
         track_id: track.id,
+        reason,
         class_name: track.class_name.clone(),
         duration_s: track.last_seen - track.first_seen,
         bbox: track.observed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(x: f32, confidence: f32) -> Detection {
+        Detection {
+            class_id: 0,
+            class_name: Arc::from("person"),
+            confidence,
+            bbox: BBox {
+                x1: x,
+                y1: 100.0,
+                x2: x + 50.0,
+                y2: 200.0,
+            },
+            landmarks: None,
+        }
+    }
+
+    fn states(t: &ByteTracker) -> Vec<(Option<u64>, TrackState)> {
+        t.snapshot().iter().map(|s| (s.track_id, s.state)).collect()
+    }
+
+    #[test]
+    fn a_track_goes_tentative_confirmed_lost_and_is_removed_after_the_buffer() {
+        let config = TrackerConfig {
+            min_hits: 2,
+            track_buffer: 3,
+            ..TrackerConfig::default()
+        };
+        let mut t = ByteTracker::new(config);
+        let u = t.update(&[person(100.0, 0.9)], 0.0);
+        assert!(u.started.is_empty() && u.tracks.is_empty(), "no id yet");
+        assert_eq!(states(&t), [(None, TrackState::Tentative)]);
+
+        let u = t.update(&[person(102.0, 0.9)], 0.1);
+        assert_eq!(u.started, [1]);
+        assert_eq!(states(&t), [(Some(1), TrackState::Confirmed)]);
+
+        // Unseen: lost for track_buffer frames, still held.
+        for frame in 0..3 {
+            let u = t.update(&[], 0.2 + f64::from(frame) * 0.1);
+            assert!(u.ended.is_empty() && u.tracks.is_empty());
+            assert_eq!(states(&t), [(Some(1), TrackState::Lost)]);
+        }
+        assert_eq!(t.snapshot()[0].missed_frames, 3);
+
+        // Seen again in time: the same id, confirmed again.
+        let u = t.update(&[person(110.0, 0.9)], 0.5);
+        assert_eq!(u.tracks.len(), 1);
+        assert_eq!(u.tracks[0].track_id, 1);
+        assert_eq!(states(&t), [(Some(1), TrackState::Confirmed)]);
+
+        // Gone for longer than the buffer: removed, and nothing is kept.
+        let mut ended = Vec::new();
+        for frame in 0..4 {
+            ended.extend(t.update(&[], 0.6 + f64::from(frame) * 0.1).ended);
+        }
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].track_id, ended[0].reason), (1, EndReason::Lost));
+        assert!(
+            (ended[0].duration_s - 0.5).abs() < 1e-9,
+            "{}",
+            ended[0].duration_s
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_tentative_track_unmatched_once_is_dropped_without_an_event() {
+        let mut t = ByteTracker::new(TrackerConfig::default());
+        t.update(&[person(100.0, 0.9)], 0.0);
+        let u = t.update(&[], 0.1);
+        assert!(u.ended.is_empty());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn stopping_removes_confirmed_and_lost_tracks_with_their_reason() {
+        let config = TrackerConfig {
+            min_hits: 1,
+            ..TrackerConfig::default()
+        };
+        let mut t = ByteTracker::new(config);
+        t.update(&[person(100.0, 0.9), person(400.0, 0.9)], 0.0);
+        t.update(&[person(101.0, 0.9)], 0.1);
+        assert_eq!(
+            states(&t),
+            [
+                (Some(1), TrackState::Confirmed),
+                (Some(2), TrackState::Lost)
+            ]
+        );
+        let ended = t.finish();
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().all(|e| e.reason == EndReason::SourceStopped));
+        assert!(t.is_empty());
     }
 }

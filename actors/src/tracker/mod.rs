@@ -17,4 +17,7 @@ pub mod bytetrack;
 pub mod eval;
 pub mod kalman;
 
-pub use bytetrack::{ByteTracker, EndedTrack, TrackView, TrackerConfig, TrackerUpdate};
+pub use bytetrack::{
+    ByteTracker, EndReason, EndedTrack, TrackSnapshot, TrackState, TrackView, TrackerConfig,
+    TrackerUpdate,
+};
