@@ -25,6 +25,9 @@ pub struct Event {
     pub ts: DateTime<Utc>,
     /// Producer's payload, passed through untouched.
     pub data: serde_json::Value,
+    /// The vision source that raised it (set by the server, never by a client): live
+    /// feeds of source-scoped tokens filter on it.
+    source: Option<Arc<str>>,
     /// Monotonic arrival time, the start of the delivery-latency measurement.
     pub accepted_at: Instant,
     /// The JSON envelope, serialized on first use and shared afterwards.
@@ -42,6 +45,17 @@ struct Envelope<'a> {
 }
 
 impl Event {
+    /// The vision source that raised the event; `None` for events posted by clients.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// The event, marked as raised by `source`.
+    pub fn from_source(mut self, source: Option<Arc<str>>) -> Self {
+        self.source = source;
+        self
+    }
+
     /// Builds an event; only sessions call this, since they own the sequence numbers.
     pub fn new(
         session: Arc<str>,
@@ -56,6 +70,7 @@ impl Event {
             name,
             ts,
             data,
+            source: None,
             accepted_at: Instant::now(),
             json: OnceLock::new(),
         }

@@ -56,6 +56,8 @@ pub struct IncomingEvent {
     pub data: Value,
     /// Producer's timestamp; the arrival time when absent.
     pub ts: Option<DateTime<Utc>>,
+    /// The vision source that raised it; `None` for events posted by clients.
+    pub source: Option<Arc<str>>,
 }
 
 /// Where one accepted event went.

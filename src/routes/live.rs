@@ -67,7 +67,8 @@ pub struct FeedQuery {
 
 impl FeedQuery {
     /// The starting subscription: the `events` asked for, which must lie within the
-    /// token's events; without `events`, everything the token may see.
+    /// token's events; without `events`, everything the token may see; in either case
+    /// only from the sources the token may see.
     fn subscription(&self, scope: &TokenScope) -> Result<Subscription, ApiError> {
         let patterns: Vec<&str> = self
             .events
@@ -82,7 +83,7 @@ impl FeedQuery {
                 "events: {p:?} is not a valid pattern: use {PATTERN_RULE}"
             )));
         }
-        match &scope.events {
+        let subscription = match &scope.events {
             // `only(&[])` would mean everything: an empty scope means nothing.
             Some(allowed) if patterns.is_empty() && allowed.is_empty() => Ok(Subscription::none()),
             Some(allowed) if patterns.is_empty() => Ok(Subscription::only(allowed)),
@@ -93,7 +94,10 @@ impl FeedQuery {
                 ))),
                 None => Ok(Subscription::only(&patterns)),
             },
-        }
+        };
+        // Events of sources outside the token's source scope never reach the feed, even
+        // when the session listens to them.
+        Ok(subscription?.from_sources(scope.sources.as_deref()))
     }
 }
 

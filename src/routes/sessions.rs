@@ -406,7 +406,12 @@ pub fn parse_events(body: Value, max: usize) -> Result<Vec<IncomingEvent>, ApiEr
             ));
         }
         if let Some(name) = name {
-            events.push(IncomingEvent { name, data, ts });
+            events.push(IncomingEvent {
+                name,
+                data,
+                ts,
+                source: None,
+            });
         }
     }
     if !report.is_valid() {

@@ -605,6 +605,91 @@ async fn a_token_scoped_to_some_events_cannot_subscribe_to_others() {
     );
 }
 
+/// Two frames of one person, enough for a track to start.
+fn person_seen_twice(source: &str) -> [Value; 2] {
+    [0, 1].map(|n| {
+        json!({"source": {"camera_id": source}, "frame": {"number": n, "width": 640, "height": 480},
+               "detections": [{"class_id": 0, "class_name": "person", "confidence": 0.9,
+                               "bbox": {"x1": 100 + n, "y1": 100, "x2": 180 + n, "y2": 300}}]})
+    })
+}
+
+#[tokio::test]
+async fn a_feed_opened_with_a_source_scoped_token_carries_only_those_sources_events() {
+    const CAM_VIEWER: &str = "syn_test-cam-viewer-000000000000000000000000000000";
+    let app = spawn_app_with(|s| {
+        secure(s);
+        let mut t = token("cam-viewer", "viewer", CAM_VIEWER);
+        t.sources = Some(vec!["scoped-*".into()]);
+        s.auth.tokens.push(t);
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    for id in ["scoped-cam", "other-cam"] {
+        let s = admin
+            .post(
+                "/api/v1/sources",
+                &json!({"id": id, "kind": "external", "detections_events": false}),
+            )
+            .await;
+        assert_eq!(s.status, 201, "{}", s.body);
+    }
+    admin
+        .create_session(
+            json!({"id": "lab", "enabledDistributors": ["websocket", "sse"],
+                               "sources": ["scoped-cam", "other-cam"]}),
+        )
+        .await;
+    let viewer = app.with_token(CAM_VIEWER);
+    let mut everything = admin.ws("lab", "").await;
+    let mut ws = viewer.ws("lab", "").await;
+    let mut sse = viewer.sse("lab", "", None).await;
+
+    // Widening the subscription does not widen the source scope.
+    ws.send(json!({"op": "subscribe", "events": ["*"]})).await;
+    assert_eq!(ws.next_json().await.expect("ack")["op"], "subscribed");
+
+    for source in ["other-cam", "scoped-cam"] {
+        for message in person_seen_twice(source) {
+            let r = admin
+                .post(&format!("/api/v1/sources/{source}/detections"), &message)
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+        }
+    }
+    let seen: Vec<Value> = everything
+        .events(2)
+        .await
+        .iter()
+        .map(|e| e["data"]["source"].clone())
+        .collect();
+    assert_eq!(seen, [json!("other-cam"), json!("scoped-cam")]);
+    admin
+        .publish(
+            "lab",
+            json!({"event": "note", "data": {"text": "posted by a client"}}),
+        )
+        .await;
+
+    let got: Vec<(Value, Value)> = ws
+        .events(2)
+        .await
+        .iter()
+        .map(|e| (e["event"].clone(), e["data"]["source"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("track_started"), json!("scoped-cam")),
+            (json!("note"), Value::Null)
+        ],
+        "other-cam's track never reaches the scoped feed"
+    );
+    let over_sse: Vec<String> = sse.events(2).await.iter().map(|e| e.data.clone()).collect();
+    assert!(over_sse[0].contains("\"scoped-cam\""), "{over_sse:?}");
+    assert!(over_sse[1].contains("\"note\""), "{over_sse:?}");
+}
+
 #[tokio::test]
 async fn a_burst_over_the_limit_gets_429_with_retry_after_and_other_tokens_carry_on() {
     let app = spawn_app_with(|s| {

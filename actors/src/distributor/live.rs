@@ -34,13 +34,16 @@ pub struct Frame {
     pub accepted_at: Instant,
 }
 
-/// Which events a live client wants, by event-name glob.
+/// Which events a live client wants, by event-name glob, and which sources it may hear.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subscription {
     /// `None` means every event; `Some(list)` only events matching one of the patterns.
     include: Option<Vec<Glob>>,
     /// Events matching these are skipped even if included.
     exclude: Vec<Glob>,
+    /// Set by the connection's token, never by the client: events raised by a source
+    /// (`data.source`) reach the client only when the source matches one of these.
+    sources: Option<Vec<Glob>>,
 }
 
 /// The subscription as shown to the client.
@@ -62,7 +65,7 @@ impl Subscription {
     pub fn none() -> Self {
         Self {
             include: Some(Vec::new()),
-            exclude: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -73,17 +76,28 @@ impl Subscription {
         }
         Self {
             include: Some(patterns.iter().map(|p| Glob::new(p.as_ref())).collect()),
-            exclude: Vec::new(),
+            ..Self::default()
         }
     }
 
-    /// Whether an event named `name` is wanted.
-    pub fn accepts(&self, name: &str) -> bool {
+    /// Limits the events raised by sources to sources matching `patterns` (`None`: any).
+    /// Events no source raised (posted by clients) are not affected.
+    pub fn from_sources<S: AsRef<str>>(mut self, patterns: Option<&[S]>) -> Self {
+        self.sources = patterns.map(|list| list.iter().map(|p| Glob::new(p.as_ref())).collect());
+        self
+    }
+
+    /// Whether an event named `name`, raised by `source` if any, is wanted.
+    pub fn accepts(&self, name: &str, source: Option<&str>) -> bool {
         let included = match &self.include {
             None => true,
             Some(list) => list.iter().any(|g| g.matches(name)),
         };
-        included && !self.exclude.iter().any(|g| g.matches(name))
+        let heard = match (&self.sources, source) {
+            (Some(allowed), Some(source)) => allowed.iter().any(|g| g.matches(source)),
+            _ => true,
+        };
+        included && heard && !self.exclude.iter().any(|g| g.matches(name))
     }
 
     /// Narrows or widens: the first `subscribe` replaces "everything" with the patterns,
@@ -188,9 +202,9 @@ impl ClientQueue {
         }
     }
 
-    /// Offers a frame of event `name`; never blocks.
-    pub fn offer(&self, name: &str, frame: Frame) -> Offer {
-        if !self.subscription.read().accepts(name) {
+    /// Offers a frame of event `name`, raised by `source` if any; never blocks.
+    pub fn offer(&self, name: &str, source: Option<&str>, frame: Frame) -> Offer {
+        if !self.subscription.read().accepts(name, source) {
             return Offer::Filtered;
         }
         self.push(frame)
@@ -375,12 +389,12 @@ impl LiveFanout {
 
     /// Offers one event's frame to every client; counts evictions and cuts off stuck
     /// clients. Returns the number of clients that took the frame.
-    pub fn publish(&mut self, name: &str, frame: &Frame) -> usize {
+    pub fn publish(&mut self, name: &str, source: Option<&str>, frame: &Frame) -> usize {
         let mut taken = 0;
         let mut evicted = 0;
         let mut any_closed = false;
         for client in &self.clients {
-            match client.offer(name, frame.clone()) {
+            match client.offer(name, source, frame.clone()) {
                 Offer::Queued => taken += 1,
                 Offer::EvictedOldest => {
                     taken += 1;
@@ -449,20 +463,35 @@ mod tests {
     #[test]
     fn subscription_narrows_then_widens() {
         let mut s = Subscription::all();
-        assert!(s.accepts("anything"));
+        assert!(s.accepts("anything", None));
         s.subscribe(&["face_*"]);
-        assert!(s.accepts("face_detected"));
-        assert!(!s.accepts("track_started"));
+        assert!(s.accepts("face_detected", None));
+        assert!(!s.accepts("track_started", None));
         s.subscribe(&["track_*"]);
-        assert!(s.accepts("track_started"));
+        assert!(s.accepts("track_started", None));
         s.unsubscribe(&["face_*"]);
-        assert!(!s.accepts("face_detected"));
+        assert!(!s.accepts("face_detected", None));
         let mut all = Subscription::all();
         all.unsubscribe(&["noise"]);
-        assert!(!all.accepts("noise"));
-        assert!(all.accepts("signal"));
+        assert!(!all.accepts("noise", None));
+        assert!(all.accepts("signal", None));
         all.subscribe(&["noise"]);
-        assert!(all.accepts("noise"));
+        assert!(all.accepts("noise", None));
+    }
+
+    #[test]
+    fn a_source_scope_hides_other_sources_and_survives_subscribing_to_everything() {
+        let mut s = Subscription::all().from_sources(Some(&["lab-cam-*"]));
+        assert!(s.accepts("track_started", Some("lab-cam-1")));
+        assert!(!s.accepts("track_started", Some("driveway")));
+        assert!(
+            s.accepts("note", None),
+            "client events belong to the session"
+        );
+        s.subscribe(&["*"]);
+        assert!(!s.accepts("track_started", Some("driveway")));
+        let open = Subscription::all().from_sources(None::<&[&str]>);
+        assert!(open.accepts("track_started", Some("driveway")));
     }
 
     #[test]
@@ -484,7 +513,7 @@ mod tests {
         let mut fast_feed = fast.feed();
         let mut received = Vec::new();
         for seq in 1..=10 {
-            fanout.publish("e", &frame(seq));
+            fanout.publish("e", None, &frame(seq));
             // The fast client reads everything as it comes.
             while let Some(f) = futures_util::FutureExt::now_or_never(fast_feed.next()).flatten() {
                 received.push(f.seq);
@@ -503,7 +532,7 @@ mod tests {
     #[test]
     fn feed_ends_after_close_and_drop_closes_queue() {
         let q = Arc::new(ClientQueue::new(1, 4, Subscription::all()));
-        q.offer("e", frame(1));
+        q.offer("e", None, frame(1));
         q.close(CloseReason::SessionClosed);
         let mut feed = q.feed();
         let first = futures_util::FutureExt::now_or_never(feed.next()).flatten();

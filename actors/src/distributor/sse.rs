@@ -38,7 +38,7 @@ pub struct SseConfig {
 /// The SSE protocol half of a distributor.
 pub struct SseProtocol {
     fanout: LiveFanout,
-    history: VecDeque<(Arc<str>, Frame)>,
+    history: VecDeque<(Arc<str>, Option<Arc<str>>, Frame)>,
     config: SseConfig,
 }
 
@@ -114,12 +114,13 @@ impl Protocol for SseProtocol {
             bytes: encode(event, name),
             accepted_at: event.accepted_at,
         };
-        self.fanout.publish(&event.name, &frame);
+        self.fanout.publish(&event.name, event.source(), &frame);
         if self.config.history_size > 0 {
             if self.history.len() >= self.config.history_size {
                 self.history.pop_front();
             }
-            self.history.push_back((event.name.clone(), frame));
+            let source = event.source().map(Arc::from);
+            self.history.push_back((event.name.clone(), source, frame));
         }
         Delivery::Done(Outcome::Delivered)
     }
@@ -136,7 +137,7 @@ impl Protocol for SseProtocol {
         let queue = self.fanout.attach(request.subscription)?;
         let mut preamble = format!("retry: {}\n", self.config.retry_ms);
         if let Some(last) = request.resume_after {
-            let oldest = self.history.front().map(|(_, f)| f.seq);
+            let oldest = self.history.front().map(|(_, _, f)| f.seq);
             if let Some(oldest) = oldest.filter(|o| *o > last + 1) {
                 preamble.push_str(&format!(
                     ": events {} to {} are no longer retained\n",
@@ -152,8 +153,8 @@ impl Protocol for SseProtocol {
             accepted_at: std::time::Instant::now(),
         });
         if let Some(last) = request.resume_after {
-            for (name, frame) in self.history.iter().filter(|(_, f)| f.seq > last) {
-                queue.offer(name, frame.clone());
+            for (name, source, frame) in self.history.iter().filter(|(_, _, f)| f.seq > last) {
+                queue.offer(name, source.as_deref(), frame.clone());
             }
         }
         Ok(queue)

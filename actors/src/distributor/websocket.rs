@@ -87,7 +87,7 @@ impl Protocol for WebSocketProtocol {
             bytes: event.json().clone(),
             accepted_at: event.accepted_at,
         };
-        self.fanout.publish(&event.name, &frame);
+        self.fanout.publish(&event.name, event.source(), &frame);
         Delivery::Done(Outcome::Delivered)
     }
 

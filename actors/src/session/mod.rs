@@ -237,13 +237,16 @@ impl Handler<PublishEvents> for SessionActor {
             }
             self.seq += 1;
             let name: Arc<str> = incoming.name.into();
-            let event = Arc::new(Event::new(
-                self.id.clone(),
-                self.seq,
-                name.clone(),
-                incoming.ts.unwrap_or(now),
-                incoming.data,
-            ));
+            let event = Arc::new(
+                Event::new(
+                    self.id.clone(),
+                    self.seq,
+                    name.clone(),
+                    incoming.ts.unwrap_or(now),
+                    incoming.data,
+                )
+                .from_source(incoming.source),
+            );
             self.telemetry.received();
             let targets = match self.router.route(&name) {
                 Some(set) => set.intersect(self.enabled),

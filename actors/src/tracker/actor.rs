@@ -216,9 +216,12 @@ impl TrackerActor {
         self.publish(events);
     }
 
-    fn publish(&self, events: Vec<IncomingEvent>) {
+    fn publish(&self, mut events: Vec<IncomingEvent>) {
         if events.is_empty() {
             return;
+        }
+        for e in &mut events {
+            e.source = Some(self.id.clone());
         }
         self.shared
             .stats
@@ -311,6 +314,7 @@ fn event(name: &str, data: Value, at: DateTime<Utc>) -> IncomingEvent {
         name: name.to_string(),
         data,
         ts: Some(at),
+        source: None,
     }
 }
 
