@@ -142,14 +142,24 @@ impl AuthSettings {
 pub struct RateLimitSettings {
     /// `auto`: on when authentication is on.
     pub enabled: Switch,
-    /// API requests per second each token, and each client address, may sustain.
+    /// API requests per second each token (each client address, for requests without a
+    /// valid token) may sustain.
     pub requests_per_sec: f64,
     /// Requests allowed in a burst above that rate.
     pub request_burst: f64,
-    /// Events (or edge messages) per second each token and each address may post.
+    /// Events (or edge messages) per second each token (or tokenless address) may post.
     pub events_per_sec: f64,
     /// Events allowed in a burst.
     pub event_burst: f64,
+    /// Ceiling on all requests from one client address, whatever tokens they carry: one
+    /// host cannot multiply its budget by holding many tokens.
+    pub address_requests_per_sec: f64,
+    /// Burst above that ceiling.
+    pub address_request_burst: f64,
+    /// Ceiling on all events posted from one client address.
+    pub address_events_per_sec: f64,
+    /// Burst above that ceiling.
+    pub address_event_burst: f64,
     /// Clients (tokens and addresses) tracked at once; idle full buckets are forgotten first.
     pub max_clients: usize,
 }
@@ -396,6 +406,10 @@ impl Settings {
             ("request_burst", rl.request_burst),
             ("events_per_sec", rl.events_per_sec),
             ("event_burst", rl.event_burst),
+            ("address_requests_per_sec", rl.address_requests_per_sec),
+            ("address_request_burst", rl.address_request_burst),
+            ("address_events_per_sec", rl.address_events_per_sec),
+            ("address_event_burst", rl.address_event_burst),
         ] {
             if !(v.is_finite() && v >= 1.0) {
                 r.error(format!("rate_limit.{key}: {v} must be at least 1"));

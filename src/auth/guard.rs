@@ -63,6 +63,10 @@ pub struct Limits {
     pub events_by_token: RateLimiter,
     /// Posted events without a token (authentication off), per client address.
     pub events_by_address: RateLimiter,
+    /// Every request with a valid token, per client address (the address ceiling).
+    pub requests_per_address: RateLimiter,
+    /// Every posted event with a valid token, per client address.
+    pub events_per_address: RateLimiter,
 }
 
 impl Limits {
@@ -75,6 +79,16 @@ impl Limits {
             requests_by_address: requests(),
             events_by_token: events(),
             events_by_address: events(),
+            requests_per_address: RateLimiter::new(
+                r.address_requests_per_sec,
+                r.address_request_burst,
+                r.max_clients,
+            ),
+            events_per_address: RateLimiter::new(
+                r.address_events_per_sec,
+                r.address_event_burst,
+                r.max_clients,
+            ),
         }
     }
 }
@@ -224,25 +238,69 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     Ok(principal)
 }
 
-/// Who a limit applies to: the token when there is one, else the client's address (an
-/// IPv6 client by its /64, which one host usually holds whole).
-fn client_key(req: &HttpRequest, principal: Option<&Principal>) -> (String, bool) {
+/// The client's address as a rate-limit key: an IPv6 client by its /64, which one host
+/// usually holds whole.
+fn address_key(req: &HttpRequest) -> String {
+    match req.peer_addr().map(|a| a.ip()) {
+        Some(std::net::IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = ip.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(ip) => ip.to_string(),
+        None => "unknown".into(),
+    }
+}
+
+/// Which limiter a charge goes to.
+#[derive(Clone, Copy)]
+enum Budget {
+    Requests,
+    Events,
+}
+
+/// Takes `cost` from the caller's budget: a token's own bucket and its address's ceiling,
+/// or, without a valid token, the address's bucket.
+fn charge(
+    limits: &Limits,
+    req: &HttpRequest,
+    principal: Option<&Principal>,
+    budget: Budget,
+    cost: f64,
+) -> Result<(), ApiError> {
+    let (what, by_token, by_address, ceiling) = match budget {
+        Budget::Requests => (
+            "requests",
+            &limits.requests_by_token,
+            &limits.requests_by_address,
+            &limits.requests_per_address,
+        ),
+        Budget::Events => (
+            "events",
+            &limits.events_by_token,
+            &limits.events_by_address,
+            &limits.events_per_address,
+        ),
+    };
+    let refuse = |by: &'static str, wait: Duration| {
+        counter!(RATE_LIMITED, "limit" => what, "by" => by).increment(1);
+        too_many(wait, what)
+    };
+    let address = address_key(req);
     match principal.filter(|p| p.authenticated) {
-        Some(p) => (p.token_id.to_string(), true),
-        None => {
-            let key = match req.peer_addr().map(|a| a.ip()) {
-                Some(std::net::IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
-                    Some(v4) => v4.to_string(),
-                    None => {
-                        let s = ip.segments();
-                        format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                    }
-                },
-                Some(ip) => ip.to_string(),
-                None => "unknown".into(),
-            };
-            (key, false)
+        Some(p) => {
+            by_token
+                .take(&p.token_id, cost)
+                .map_err(|wait| refuse("token", wait))?;
+            ceiling
+                .take(&address, cost)
+                .map_err(|wait| refuse("address", wait))
         }
+        None => by_address
+            .take(&address, cost)
+            .map_err(|wait| refuse("address", wait)),
     }
 }
 
@@ -252,19 +310,10 @@ fn limit_requests(
     req: &HttpRequest,
     principal: Option<&Principal>,
 ) -> Result<(), ApiError> {
-    let Some(limits) = &state.limits else {
-        return Ok(());
-    };
-    let (key, by_token) = client_key(req, principal);
-    let (limiter, by) = if by_token {
-        (&limits.requests_by_token, "token")
-    } else {
-        (&limits.requests_by_address, "address")
-    };
-    limiter.take(&key, 1.0).map_err(|wait| {
-        counter!(RATE_LIMITED, "limit" => "requests", "by" => by).increment(1);
-        too_many(wait, "requests")
-    })
+    match &state.limits {
+        Some(limits) => charge(limits, req, principal, Budget::Requests, 1.0),
+        None => Ok(()),
+    }
 }
 
 /// Takes `events` from the caller's event budget (posted events, edge messages).
@@ -274,19 +323,10 @@ pub fn limit_events(
     principal: &Principal,
     events: usize,
 ) -> Result<(), ApiError> {
-    let Some(limits) = &state.limits else {
-        return Ok(());
-    };
-    let (key, by_token) = client_key(req, Some(principal));
-    let (limiter, by) = if by_token {
-        (&limits.events_by_token, "token")
-    } else {
-        (&limits.events_by_address, "address")
-    };
-    limiter.take(&key, events as f64).map_err(|wait| {
-        counter!(RATE_LIMITED, "limit" => "events", "by" => by).increment(1);
-        too_many(wait, "events")
-    })
+    match &state.limits {
+        Some(limits) => charge(limits, req, Some(principal), Budget::Events, events as f64),
+        None => Ok(()),
+    }
 }
 
 fn too_many(wait: Duration, what: &str) -> ApiError {

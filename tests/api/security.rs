@@ -53,6 +53,8 @@ fn secure(s: &mut Settings) {
     // The route walk makes many requests: limits far above it (a later test lowers them).
     s.rate_limit.requests_per_sec = 100_000.0;
     s.rate_limit.request_burst = 100_000.0;
+    s.rate_limit.address_requests_per_sec = 100_000.0;
+    s.rate_limit.address_request_burst = 100_000.0;
 }
 
 /// Who calls, and what each should get.
@@ -754,6 +756,60 @@ async fn a_burst_over_the_limit_gets_429_with_retry_after_and_other_tokens_carry
         count(&after, events) - count(&before, events) >= 1.0,
         "{after}"
     );
+}
+
+#[tokio::test]
+async fn one_address_is_capped_whatever_tokens_it_holds() {
+    let app = spawn_app_with(|s| {
+        secure(s);
+        s.auth.metrics_public = true;
+        s.rate_limit.address_requests_per_sec = 1.0;
+        s.rate_limit.address_request_burst = 9.0;
+        s.rate_limit.address_events_per_sec = 1.0;
+        s.rate_limit.address_event_burst = 12.0;
+    })
+    .await;
+    // Each token is far inside its own budget; together they exhaust the address's.
+    // Events: 8 + 8 from two tokens exceed the address's 12 (3 requests spent).
+    let admin = app.with_token(ADMIN);
+    admin.create_session(json!({"id": "lab"})).await;
+    admin.publish("lab", batch("e", 8)).await;
+    let over = app
+        .with_token(OPERATOR)
+        .post("/api/v1/sessions/lab/events", &batch("e", 8))
+        .await;
+    assert_eq!(over.status, 429, "{}", over.body);
+    // Requests: 6 left of the address's 9.
+    let tokens = [ADMIN, OPERATOR, VIEWER];
+    let mut statuses = Vec::new();
+    for round in 0..3 {
+        for t in tokens {
+            let r = app.with_token(t).get("/api/v1/sessions").await;
+            statuses.push((round, r.status));
+        }
+    }
+    let refused: Vec<_> = statuses.iter().filter(|(_, s)| *s == 429).collect();
+    assert_eq!(
+        statuses.iter().filter(|(_, s)| *s == 200).count(),
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(refused.len(), 3, "{statuses:?}");
+    let r = app
+        .with_token(ADMIN)
+        .request(reqwest::Method::GET, "/api/v1/sessions")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let metrics = app.metrics().await;
+    for line in [
+        r#"synopticon_http_rate_limited_total{limit="requests",by="address"} 4"#,
+        r#"synopticon_http_rate_limited_total{limit="events",by="address"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
 }
 
 #[tokio::test]
