@@ -777,6 +777,38 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_set_up_while_its_token_changes_is_refused_or_closed_never_kept() {
+        use synopticon_actors::distributor::live::Subscription;
+        let s = store();
+        let body = serde_json::json!({"id": "kiosk", "role": "viewer"});
+        let (_, secret) = s
+            .create(TokenRequest::parse(&body, false).unwrap(), "admin")
+            .unwrap();
+        let queue = |n| Arc::new(ClientQueue::new(n, 8, Subscription::all()));
+
+        // Checked before a re-scope, registered after it: refused.
+        let stale = s.authenticate(&secret).unwrap();
+        let narrower = serde_json::json!({"sessions": ["lab-*"]});
+        s.update("kiosk", TokenRequest::parse(&narrower, true).unwrap())
+            .unwrap();
+        assert!(matches!(
+            s.register_live(&stale, &queue(1), 10, 10),
+            Err(LiveLimit::Revoked)
+        ));
+
+        // Registered before the change: the change closes it.
+        let fresh = s.authenticate(&secret).unwrap();
+        let open = queue(2);
+        s.register_live(&fresh, &open, 10, 10).unwrap();
+        s.delete("kiosk").unwrap();
+        assert_eq!(open.close_reason(), Some(CloseReason::TokenRevoked));
+        assert!(matches!(
+            s.register_live(&fresh, &queue(3), 10, 10),
+            Err(LiveLimit::Revoked)
+        ));
+    }
+
+    #[test]
     fn requests_list_every_problem() {
         let body =
             serde_json::json!({"role": "root", "sessions": "lab", "events": ["a b"], "x": 1});
