@@ -183,6 +183,7 @@ impl From<crate::auth::tokens::TokenError> for ApiError {
             TokenError::NotFound(_) => Self::NotFound(e.to_string()),
             TokenError::Conflict(m) => Self::Conflict(m),
             TokenError::Storage(m) => Self::Internal(m),
+            TokenError::Wider(m) => Self::Forbidden(m),
         }
     }
 }

@@ -104,6 +104,18 @@ pub struct TokenScope {
     pub events: Option<Vec<String>>,
 }
 
+/// Whether every name the `theirs` globs match is matched by `mine` (`None`: everything).
+fn covers(mine: &Option<Vec<String>>, theirs: &Option<Vec<String>>) -> bool {
+    match (mine, theirs) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(mine), Some(theirs)) => theirs.iter().all(|t| {
+            let wanted = Glob::new(t);
+            mine.iter().any(|m| Glob::new(m).covers(&wanted))
+        }),
+    }
+}
+
 fn allowed(list: &Option<Vec<String>>, id: &str) -> bool {
     list.as_ref()
         .is_none_or(|globs| globs.iter().any(|g| Glob::new(g).matches(id)))
@@ -124,6 +136,14 @@ impl TokenScope {
     /// scope, only a source within it, never a wildcard (which would reach the others).
     pub fn may_name_source(&self, name: &str) -> bool {
         self.sources.is_none() || (!name.contains(['*', '?']) && self.allows_source(name))
+    }
+
+    /// Whether `other` sees nothing this scope does not: a token may only create or
+    /// manage tokens within its own scope.
+    pub fn contains(&self, other: &TokenScope) -> bool {
+        covers(&self.sessions, &other.sessions)
+            && covers(&self.sources, &other.sources)
+            && covers(&self.events, &other.events)
     }
 
     /// Whether every event `pattern` matches is within the token's events.
@@ -199,5 +219,33 @@ impl FromRequest for Principal {
                 .cloned()
                 .ok_or_else(|| ApiError::Unauthorized("this route checked no token".into())),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(sessions: Option<&[&str]>, events: Option<&[&str]>) -> TokenScope {
+        let list = |l: Option<&[&str]>| l.map(|l| l.iter().map(|s| s.to_string()).collect());
+        TokenScope {
+            sessions: list(sessions),
+            sources: None,
+            events: list(events),
+        }
+    }
+
+    #[test]
+    fn a_scope_contains_only_what_it_covers_in_every_kind() {
+        let labs = scope(Some(&["lab-*"]), None);
+        assert!(TokenScope::default().contains(&labs));
+        assert!(labs.contains(&labs));
+        assert!(labs.contains(&scope(Some(&["lab-1", "lab-2?"]), Some(&["face_*"]))));
+        assert!(!labs.contains(&TokenScope::default()), "unscoped is wider");
+        assert!(!labs.contains(&scope(Some(&["*"]), None)));
+        assert!(!labs.contains(&scope(Some(&["lab-1", "other"]), None)));
+        let faces = scope(None, Some(&["face_*"]));
+        assert!(!faces.contains(&scope(None, Some(&["*"]))));
+        assert!(faces.contains(&scope(Some(&["x"]), Some(&["face_detected"]))));
     }
 }

@@ -242,6 +242,16 @@ pub enum TokenError {
     /// The token file could not be written.
     #[error("{0}")]
     Storage(String),
+    /// The token would see more than the caller's own scope allows.
+    #[error("{0}")]
+    Wider(String),
+}
+
+fn wider(id: &str) -> TokenError {
+    TokenError::Wider(format!(
+        "token {id:?} would see more than the caller's own scope: a token may only create \
+         or change tokens within its own sessions, sources and events"
+    ))
 }
 
 /// What `POST /api/v1/tokens` and `PATCH /api/v1/tokens/{id}` may say.
@@ -513,6 +523,7 @@ impl TokenStore {
         &self,
         request: TokenRequest,
         created_by: &str,
+        within: &TokenScope,
     ) -> Result<(TokenRecord, String), TokenError> {
         let secret = generate().map_err(TokenError::Storage)?;
         let now = Utc::now();
@@ -545,6 +556,9 @@ impl TokenStore {
             created_by: Some(created_by.to_string()),
             id,
         };
+        if !within.contains(&record.scope) {
+            return Err(wider(&record.id));
+        }
         {
             let mut tokens = self.tokens.write();
             if tokens.iter().any(|e| e.record.id == record.id) {
@@ -568,13 +582,31 @@ impl TokenStore {
     }
 
     /// Changes a REST token's role, scope or description; its live connections close.
-    pub fn update(&self, id: &str, request: TokenRequest) -> Result<TokenRecord, TokenError> {
+    pub fn update(
+        &self,
+        id: &str,
+        request: TokenRequest,
+        within: &TokenScope,
+    ) -> Result<TokenRecord, TokenError> {
         let updated = {
             let mut tokens = self.tokens.write();
             let entry = tokens
                 .iter_mut()
-                .find(|e| e.record.id == id)
+                .find(|e| e.record.id == id && within.contains(&e.record.scope))
                 .ok_or_else(|| TokenError::NotFound(id.to_string()))?;
+            let mut scope = entry.record.scope.clone();
+            if let Some(s) = &request.sessions {
+                scope.sessions = s.clone();
+            }
+            if let Some(s) = &request.sources {
+                scope.sources = s.clone();
+            }
+            if let Some(s) = &request.events {
+                scope.events = s.clone();
+            }
+            if !within.contains(&scope) {
+                return Err(wider(id));
+            }
             let t = &mut entry.record;
             if t.origin == Origin::Config {
                 return Err(TokenError::Conflict(format!(
@@ -584,15 +616,7 @@ impl TokenStore {
             if let Some(role) = request.role {
                 t.role = role;
             }
-            if let Some(s) = request.sessions {
-                t.scope.sessions = s;
-            }
-            if let Some(s) = request.sources {
-                t.scope.sources = s;
-            }
-            if let Some(s) = request.events {
-                t.scope.events = s;
-            }
+            t.scope = scope;
             if let Some(d) = request.description {
                 t.description = d;
             }
@@ -606,13 +630,13 @@ impl TokenStore {
         Ok(updated)
     }
 
-    /// Deletes a REST token; its live connections close.
-    pub fn delete(&self, id: &str) -> Result<(), TokenError> {
+    /// Deletes a REST token within `within`; its live connections close.
+    pub fn delete(&self, id: &str, within: &TokenScope) -> Result<(), TokenError> {
         {
             let mut tokens = self.tokens.write();
             let i = tokens
                 .iter()
-                .position(|e| e.record.id == id)
+                .position(|e| e.record.id == id && within.contains(&e.record.scope))
                 .ok_or_else(|| TokenError::NotFound(id.to_string()))?;
             if tokens[i].record.origin == Origin::Config {
                 return Err(TokenError::Conflict(format!(
@@ -761,7 +785,11 @@ mod tests {
         assert_eq!(s.authenticate("syn_configured!").unwrap_err(), "invalid");
         let body = serde_json::json!({"id": "viewer-1", "role": "viewer", "sessions": ["lab-*"]});
         let (record, secret) = s
-            .create(TokenRequest::parse(&body, false).unwrap(), "admin")
+            .create(
+                TokenRequest::parse(&body, false).unwrap(),
+                "admin",
+                &TokenScope::default(),
+            )
             .unwrap();
         assert!(
             secret.starts_with(TOKEN_PREFIX) && secret.len() == 47,
@@ -771,9 +799,12 @@ mod tests {
         let p = s.authenticate(&secret).unwrap();
         assert_eq!((&*p.token_id, p.role), ("viewer-1", Role::Viewer));
         assert!(p.scope.allows_session("lab-3") && !p.scope.allows_session("other"));
-        s.delete("viewer-1").unwrap();
+        s.delete("viewer-1", &TokenScope::default()).unwrap();
         assert!(s.authenticate(&secret).is_err());
-        assert!(matches!(s.delete("ops"), Err(TokenError::Conflict(_))));
+        assert!(matches!(
+            s.delete("ops", &TokenScope::default()),
+            Err(TokenError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -782,15 +813,23 @@ mod tests {
         let s = store();
         let body = serde_json::json!({"id": "kiosk", "role": "viewer"});
         let (_, secret) = s
-            .create(TokenRequest::parse(&body, false).unwrap(), "admin")
+            .create(
+                TokenRequest::parse(&body, false).unwrap(),
+                "admin",
+                &TokenScope::default(),
+            )
             .unwrap();
         let queue = |n| Arc::new(ClientQueue::new(n, 8, Subscription::all()));
 
         // Checked before a re-scope, registered after it: refused.
         let stale = s.authenticate(&secret).unwrap();
         let narrower = serde_json::json!({"sessions": ["lab-*"]});
-        s.update("kiosk", TokenRequest::parse(&narrower, true).unwrap())
-            .unwrap();
+        s.update(
+            "kiosk",
+            TokenRequest::parse(&narrower, true).unwrap(),
+            &TokenScope::default(),
+        )
+        .unwrap();
         assert!(matches!(
             s.register_live(&stale, &queue(1), 10, 10),
             Err(LiveLimit::Revoked)
@@ -800,7 +839,7 @@ mod tests {
         let fresh = s.authenticate(&secret).unwrap();
         let open = queue(2);
         s.register_live(&fresh, &open, 10, 10).unwrap();
-        s.delete("kiosk").unwrap();
+        s.delete("kiosk", &TokenScope::default()).unwrap();
         assert_eq!(open.close_reason(), Some(CloseReason::TokenRevoked));
         assert!(matches!(
             s.register_live(&fresh, &queue(3), 10, 10),

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::Api;
 use crate::audit;
-use crate::auth::tokens::TokenRequest;
+use crate::auth::tokens::{TokenError, TokenRequest};
 use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -24,8 +24,15 @@ pub fn configure(api: &mut Api) {
     });
 }
 
-async fn list(state: web::Data<AppState>) -> HttpResponse {
-    let tokens: Vec<Value> = state.tokens.list().iter().map(|t| t.view()).collect();
+/// The tokens within the caller's scope (all, for an unscoped admin).
+async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
+    let tokens: Vec<Value> = state
+        .tokens
+        .list()
+        .iter()
+        .filter(|t| principal.scope.contains(&t.scope))
+        .map(|t| t.view())
+        .collect();
     HttpResponse::Ok().json(json!({"tokens": tokens}))
 }
 
@@ -37,7 +44,9 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, false)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;
-    let (record, secret) = state.tokens.create(request, &principal.token_id)?;
+    let (record, secret) = state
+        .tokens
+        .create(request, &principal.token_id, &principal.scope)?;
     audit::record(&principal, "token.create", &record.id);
     let mut view = record.view();
     view["token"] = json!(secret);
@@ -46,8 +55,17 @@ async fn create(
         .json(view))
 }
 
-async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.tokens.get(&id)?.view()))
+/// A token outside the caller's scope answers 404, like one that does not exist.
+async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let record = state.tokens.get(&id)?;
+    if !principal.scope.contains(&record.scope) {
+        return Err(TokenError::NotFound(id.to_string()).into());
+    }
+    Ok(HttpResponse::Ok().json(record.view()))
 }
 
 async fn update(
@@ -58,7 +76,7 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, true)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;
-    let record = state.tokens.update(&id, request)?;
+    let record = state.tokens.update(&id, request, &principal.scope)?;
     audit::record(&principal, "token.update", &id);
     Ok(HttpResponse::Ok().json(record.view()))
 }
@@ -68,7 +86,7 @@ async fn delete(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.tokens.delete(&id)?;
+    state.tokens.delete(&id, &principal.scope)?;
     audit::record(&principal, "token.delete", &id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1089,6 +1089,99 @@ async fn live_connections_are_bounded_per_token_and_in_all() {
 }
 
 #[tokio::test]
+async fn a_scoped_admin_manages_only_tokens_within_its_own_scope() {
+    const LAB_ADMIN: &str = "syn_test-lab-admin-0000000000000000000000000000000";
+    let app = spawn_app_with(|s| {
+        secure(s);
+        let mut t = token("lab-admin", "admin", LAB_ADMIN);
+        t.sessions = Some(vec!["lab-*".into()]);
+        s.auth.tokens.push(t);
+    })
+    .await;
+    let lab_admin = app.with_token(LAB_ADMIN);
+
+    // Nothing wider than its own scope: no unscoped token, no other sessions.
+    for body in [
+        json!({"id": "everything", "role": "admin"}),
+        json!({"id": "beyond", "role": "viewer", "sessions": ["lab-*", "other"]}),
+        json!({"id": "all-labs", "role": "viewer", "sessions": ["*"]}),
+    ] {
+        let r = lab_admin.post("/api/v1/tokens", &body).await;
+        assert_eq!(r.status, 403, "{body}: {}", r.body);
+        assert!(r.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("own scope"));
+    }
+    // Within it: fine, and narrower in other kinds too.
+    let made = lab_admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "lab-1-kiosk", "role": "viewer", "sessions": ["lab-1"], "events": ["face_*"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    // It cannot widen that token afterwards, nor see, change or delete tokens beyond it.
+    let widen = lab_admin
+        .patch("/api/v1/tokens/lab-1-kiosk", &json!({"sessions": null}))
+        .await;
+    assert_eq!(widen.status, 403, "{}", widen.body);
+    assert_eq!(
+        app.with_token(ADMIN)
+            .get("/api/v1/tokens/lab-1-kiosk")
+            .await
+            .body["sessions"],
+        json!(["lab-1"])
+    );
+    let listed = lab_admin.get("/api/v1/tokens").await.body;
+    let ids: Vec<&Value> = listed["tokens"]
+        .as_array()
+        .map(|a| a.iter().map(|t| &t["id"]).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        [&json!("lab-admin"), &json!("lab-1-kiosk")],
+        "{listed}"
+    );
+    assert_eq!(lab_admin.get("/api/v1/tokens/admin").await.status, 404);
+    let other = app
+        .with_token(ADMIN)
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "elsewhere", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    assert_eq!(
+        lab_admin.delete("/api/v1/tokens/elsewhere").await.status,
+        404
+    );
+    assert_eq!(
+        lab_admin
+            .patch(
+                "/api/v1/tokens/elsewhere",
+                &json!({"description": "mine now"})
+            )
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        lab_admin.delete("/api/v1/tokens/lab-1-kiosk").await.status,
+        204
+    );
+    // The unscoped admin sees everything.
+    assert_eq!(
+        app.with_token(ADMIN)
+            .get("/api/v1/tokens/elsewhere")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
 async fn tokens_made_over_rest_survive_a_restart_without_their_secret_on_disk() {
     let dir = std::env::temp_dir().join(format!("synopticon-tokens-{}", uuid::Uuid::new_v4()));
     let file = dir.join("tokens.json");
