@@ -187,6 +187,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Most events in one POST.
     pub max_events_per_request: usize,
+    /// Vision sources allowed at once (each holds threads and perhaps an ffmpeg).
+    pub max_sources: usize,
     /// How long a request waits for an actor's answer.
     pub request_timeout_ms: u64,
     /// Grace period for connections at shutdown.
@@ -433,6 +435,16 @@ impl Settings {
         }
         if l.max_connections == 0 || l.max_connections_per_token == 0 {
             r.error("live.max_connections and live.max_connections_per_token: must be at least 1");
+        }
+        if self.server.max_sources == 0 {
+            r.error("server.max_sources: must be at least 1");
+        }
+        if self.sources.len() > self.server.max_sources {
+            r.error(format!(
+                "sources: {} declared, more than server.max_sources ({})",
+                self.sources.len(),
+                self.server.max_sources
+            ));
         }
         if self.sessions.max_sessions == 0 {
             r.error("sessions.max_sessions: must be at least 1");

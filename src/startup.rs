@@ -125,6 +125,7 @@ impl Application {
             actors.handle(),
             registry.clone().recipient(),
             models.clone(),
+            settings.server.max_sources,
         ));
         for declared in &settings.sources {
             sources.add(declared.clone()).map_err(|e| match e {

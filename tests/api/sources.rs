@@ -402,6 +402,34 @@ async fn source_requests_are_validated_and_answered_with_clear_errors() {
 }
 
 #[tokio::test]
+async fn sources_are_bounded_and_a_freed_place_can_be_taken_again() {
+    let app = crate::helpers::spawn_app_with(|s| s.server.max_sources = 2).await;
+    let add = |id: &'static str| {
+        let app = &app;
+        async move {
+            app.post("/api/v1/sources", &json!({"id": id, "kind": "external"}))
+                .await
+        }
+    };
+    assert_eq!(add("a").await.status, 201);
+    assert_eq!(add("b").await.status, 201);
+    let third = add("c").await;
+    assert_eq!(third.status, 503, "{}", third.body);
+    assert_eq!(
+        third.body["error"],
+        "the server already runs its maximum of 2 sources (server.max_sources)"
+    );
+    assert_eq!(
+        app.get("/api/v1/sources").await.body["sources"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(app.delete("/api/v1/sources/a").await.status, 204);
+    assert_eq!(add("c").await.status, 201);
+}
+
+#[tokio::test]
 async fn sources_declared_in_the_configuration_start_with_the_server() {
     let app = crate::helpers::spawn_app_with(|s| {
         s.sources = vec![serde_json::from_value(json!({

@@ -37,6 +37,9 @@ pub enum SourceError {
     /// The source did not answer.
     #[error("source {0:?} is not running")]
     Unavailable(String),
+    /// The hub holds its maximum number of sources.
+    #[error("the server already runs its maximum of {0} sources (server.max_sources)")]
+    Full(usize),
 }
 
 /// A source as the REST API shows it.
@@ -75,6 +78,8 @@ pub struct SourceHub {
     arbiter: ArbiterHandle,
     sink: Recipient<PublishSourceEvents>,
     models: Arc<ModelHub>,
+    /// Sources allowed at once.
+    max_sources: usize,
 }
 
 /// Fields PATCH may change while a source runs.
@@ -98,12 +103,14 @@ impl SourceHub {
         arbiter: ArbiterHandle,
         sink: Recipient<PublishSourceEvents>,
         models: Arc<ModelHub>,
+        max_sources: usize,
     ) -> Self {
         Self {
             sources: Mutex::new(BTreeMap::new()),
             arbiter,
             sink,
             models,
+            max_sources,
         }
     }
 
@@ -127,6 +134,10 @@ impl SourceHub {
         let mut sources = self.sources.lock();
         if sources.contains_key(&config.id) {
             return Err(SourceError::Conflict(config.id));
+        }
+        // Each source starts a thread: bounded, so no request can exhaust them.
+        if sources.len() >= self.max_sources {
+            return Err(SourceError::Full(self.max_sources));
         }
         let model = match config.kind {
             SourceKind::External => None,
