@@ -25,9 +25,13 @@ use crate::messages::{IncomingEvent, PublishSourceEvents};
 use crate::source::actor::SourceShared;
 use crate::source::SourceConfig;
 
-/// Most detections one edge message may carry: association is quadratic in memory and
-/// cubic in time, and a model source is capped by its model's `max_detections` alike.
+/// Most detections one edge message may carry: the association's cost matrix grows with
+/// detections times tracks, and a model source is capped by its model's `max_detections`
+/// alike.
 pub const MAX_EDGE_DETECTIONS: usize = 1000;
+
+/// How far ahead of the server's clock an edge timestamp may be.
+pub const MAX_CLOCK_AHEAD_SECS: i64 = 300;
 
 /// REST → tracker: detections from an edge device, in the seed-004 envelope.
 #[derive(Message)]
@@ -488,6 +492,17 @@ pub fn parse_envelope(v: &Value) -> Result<(Vec<Detection>, DateTime<Utc>, u32, 
             .with_timezone(&Utc),
         Some(other) => return Err(format!("source.timestamp: must be a string, got {other}")),
     };
+    // Later frames are held at the latest time seen, so one timestamp far in the future
+    // would freeze the source's clock: refuse it.
+    let now = Utc::now();
+    if at > now + chrono::Duration::seconds(MAX_CLOCK_AHEAD_SECS) {
+        return Err(format!(
+            "source.timestamp: {} is more than {MAX_CLOCK_AHEAD_SECS} s ahead of the server's \
+             clock ({}); check the device's clock",
+            at.to_rfc3339(),
+            now.to_rfc3339()
+        ));
+    }
     let list = map
         .get("detections")
         .and_then(Value::as_array)
@@ -575,5 +590,19 @@ mod tests {
             err.starts_with("detections[0].class_id: must be an integer"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_timestamp_far_ahead_of_the_server_is_refused_a_slightly_early_one_is_not() {
+        let at = |offset_s: i64| {
+            let mut m = message(Vec::new());
+            m["source"] = json!({"timestamp": (Utc::now() + chrono::Duration::seconds(offset_s)).to_rfc3339()});
+            parse_envelope(&m)
+        };
+        assert!(at(60).is_ok(), "a minute of skew is tolerated");
+        assert!(at(-86_400).is_ok(), "late frames are fine");
+        let err = at(3600).unwrap_err();
+        assert!(err.starts_with("source.timestamp: "), "{err}");
+        assert!(err.contains("ahead of the server's clock"), "{err}");
     }
 }

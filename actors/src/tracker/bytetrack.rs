@@ -17,6 +17,11 @@ use super::assignment::assign;
 use super::kalman::BoxFilter;
 use crate::inference::{BBox, Detection, Point};
 
+/// Most tracks one tracker holds (tentative, confirmed and lost): a scene with more
+/// objects starts no new track until some end. It bounds the association's memory and time
+/// whatever a posted message contains.
+pub const MAX_TRACKS: usize = 2000;
+
 /// Tracker thresholds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -335,6 +340,9 @@ impl ByteTracker {
             if used[d] || detections[d].confidence < cfg.new_track_threshold {
                 continue;
             }
+            if self.tracks.len() >= MAX_TRACKS {
+                break;
+            }
             let det = &detections[d];
             let mut track = Track {
                 id: 0,
@@ -523,6 +531,24 @@ mod tests {
             ended[0].duration_s
         );
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn the_tracks_held_are_bounded_whatever_arrives() {
+        let mut t = ByteTracker::new(TrackerConfig {
+            min_hits: 1,
+            ..TrackerConfig::default()
+        });
+        // 1000 far-apart boxes per frame, each frame elsewhere: nothing ever matches, and
+        // every unmatched track stays lost for the 30-frame buffer.
+        for frame in 0..4 {
+            let boxes: Vec<Detection> = (0..1000)
+                .map(|i| person((frame * 1000 + i) as f32 * 100.0, 0.9))
+                .collect();
+            t.update(&boxes, f64::from(frame as u32));
+            assert!(t.len() <= MAX_TRACKS, "{}", t.len());
+        }
+        assert_eq!(t.len(), MAX_TRACKS);
     }
 
     #[test]
