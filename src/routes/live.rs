@@ -19,7 +19,9 @@ use futures_util::Stream;
 use metrics::{describe_counter, Counter, Histogram};
 use serde::Deserialize;
 use serde_json::json;
-use synopticon_actors::distributor::live::{ClientFeed, ClientQueue, Frame, Subscription};
+use synopticon_actors::distributor::live::{
+    ClientFeed, ClientQueue, Frame, Subscription, MAX_PATTERNS,
+};
 use synopticon_actors::distributor::{CloseReason, DistributorKind, LiveAttach};
 use synopticon_actors::glob::{is_valid_pattern, PATTERN_RULE};
 use synopticon_actors::messages::AttachLiveClient;
@@ -81,6 +83,12 @@ impl FeedQuery {
         if let Some(p) = patterns.iter().find(|p| !is_valid_pattern(p)) {
             return Err(ApiError::BadRequest(format!(
                 "events: {p:?} is not a valid pattern: use {PATTERN_RULE}"
+            )));
+        }
+        if patterns.len() > MAX_PATTERNS {
+            return Err(ApiError::BadRequest(format!(
+                "events: {} patterns; a connection may hold at most {MAX_PATTERNS}",
+                patterns.len()
             )));
         }
         let subscription = match &scope.events {
@@ -287,21 +295,22 @@ impl WsConnection {
                     ),
                 )
             }
-            "subscribe" => {
-                let view = self.queue.update_subscription(|s| s.subscribe(&op.events));
-                self.reply(
-                    ctx,
-                    json!({"op": "subscribed", "events": view.events, "exclude": view.exclude}),
-                );
-            }
-            "unsubscribe" => {
-                let view = self
-                    .queue
-                    .update_subscription(|s| s.unsubscribe(&op.events));
-                self.reply(
-                    ctx,
-                    json!({"op": "subscribed", "events": view.events, "exclude": view.exclude}),
-                );
+            "subscribe" | "unsubscribe" => {
+                let subscribe = op.op == "subscribe";
+                let changed = self.queue.update_subscription(|s| {
+                    if subscribe {
+                        s.subscribe(&op.events)
+                    } else {
+                        s.unsubscribe(&op.events)
+                    }
+                });
+                match changed {
+                    Ok(view) => self.reply(
+                        ctx,
+                        json!({"op": "subscribed", "events": view.events, "exclude": view.exclude}),
+                    ),
+                    Err(why) => self.refuse(ctx, why),
+                }
             }
             "ping" => self.reply(ctx, json!({"op": "pong"})),
             other => self.refuse(
@@ -319,7 +328,7 @@ impl Actor for WsConnection {
         if let Some(feed) = self.feed.take() {
             ctx.add_stream(feed);
         }
-        let view = self.queue.update_subscription(|_| {});
+        let view = self.queue.subscription_view();
         self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude}));
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.timeout {

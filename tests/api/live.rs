@@ -103,6 +103,46 @@ async fn websocket_bad_client_messages_get_error_frames_and_the_connection_stays
     assert_eq!(event["event"], "still_here");
 }
 
+#[tokio::test]
+async fn a_connection_holds_a_bounded_number_of_patterns() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "many"})).await;
+    let too_many: Vec<String> = (0..65).map(|i| format!("e{i}")).collect();
+
+    // At the handshake: 400.
+    let url = format!(
+        "ws://127.0.0.1:{}/api/v1/sessions/many/ws?events={}",
+        app.port,
+        too_many.join(",")
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected 400, got {other:?}"),
+    }
+
+    // Over the connection: 64 fit, one more is refused and changes nothing.
+    let mut ws = app.ws("many", "").await;
+    ws.send(json!({"op": "subscribe", "events": &too_many[..64]}))
+        .await;
+    let ok = ws.next_json().await.expect("reply");
+    assert_eq!(ok["op"], "subscribed", "{ok}");
+    assert_eq!(ok["events"].as_array().map(Vec::len), Some(64));
+    ws.send(json!({"op": "subscribe", "events": ["e64"]})).await;
+    let refused = ws.next_json().await.expect("reply");
+    assert_eq!(refused["op"], "error", "{refused}");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("at most 64 event patterns"));
+    app.publish("many", json!([{"event": "other"}, {"event": "e3"}]))
+        .await;
+    let got = ws.next_event().await.expect("event");
+    assert_eq!(
+        got["event"], "e3",
+        "\"other\" was not subscribed, nor excluded"
+    );
+}
+
 trait RawText {
     async fn send_text_raw(&mut self, text: &str);
 }

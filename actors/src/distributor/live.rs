@@ -34,6 +34,9 @@ pub struct Frame {
     pub accepted_at: Instant,
 }
 
+/// Most patterns (subscribed and excluded) one live connection may hold.
+pub const MAX_PATTERNS: usize = 64;
+
 /// Which events a live client wants, by event-name glob, and which sources it may hear.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subscription {
@@ -271,11 +274,30 @@ impl ClientQueue {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Runs `change` on the subscription and returns its new view.
-    pub fn update_subscription(&self, change: impl FnOnce(&mut Subscription)) -> SubscriptionView {
+    /// The subscription in words.
+    pub fn subscription_view(&self) -> SubscriptionView {
+        self.subscription.read().view()
+    }
+
+    /// Runs `change` on the subscription and returns its new view; a change that would
+    /// leave more than [`MAX_PATTERNS`] patterns (every event is checked against each) is
+    /// refused and leaves the subscription as it was.
+    pub fn update_subscription(
+        &self,
+        change: impl FnOnce(&mut Subscription),
+    ) -> Result<SubscriptionView, String> {
         let mut sub = self.subscription.write();
-        change(&mut sub);
-        sub.view()
+        let mut next = sub.clone();
+        change(&mut next);
+        let patterns = next.include.as_ref().map_or(0, Vec::len) + next.exclude.len();
+        if patterns > MAX_PATTERNS {
+            return Err(format!(
+                "a connection may hold at most {MAX_PATTERNS} event patterns (this would make \
+                 {patterns}); the subscription is unchanged"
+            ));
+        }
+        *sub = next;
+        Ok(sub.view())
     }
 
     /// The consumer side as a stream.
