@@ -189,6 +189,10 @@ pub struct ServerSettings {
     pub max_events_per_request: usize,
     /// Vision sources allowed at once (each holds threads and perhaps an ffmpeg).
     pub max_sources: usize,
+    /// Folders `file` and `folder` sources may read from; empty: any path the server
+    /// can read (an operator could then replay any image or video on the machine).
+    #[serde(default)]
+    pub media_dirs: Vec<String>,
     /// How long a request waits for an actor's answer.
     pub request_timeout_ms: u64,
     /// Grace period for connections at shutdown.
@@ -366,6 +370,16 @@ impl Settings {
         }
         if s.debug_endpoints {
             r.warn("server.debug_endpoints: fault-injection routes are on; never enable them in production");
+        }
+        if s.mode == "production" && s.media_dirs.is_empty() {
+            r.warn("server.media_dirs: empty, so operators' file and folder sources may read any image or video this process can; list the folders they may use");
+        }
+        for dir in &s.media_dirs {
+            if !std::path::Path::new(dir).is_dir() {
+                r.warn(format!(
+                    "server.media_dirs: {dir:?} is not a folder; nothing in it can be read"
+                ));
+            }
         }
         if !matches!(s.mode.as_str(), "local_testing" | "production") {
             r.error(format!(

@@ -126,6 +126,7 @@ impl Application {
             registry.clone().recipient(),
             models.clone(),
             settings.server.max_sources,
+            &settings.server.media_dirs,
         ));
         for declared in &settings.sources {
             sources.add(declared.clone()).map_err(|e| match e {

@@ -192,6 +192,62 @@ async fn a_killed_ffmpeg_is_restarted_and_frames_keep_coming() {
 }
 
 #[tokio::test]
+async fn file_and_folder_sources_read_only_inside_the_media_folders() {
+    let root = std::env::temp_dir().join(format!("synopticon-media-{}", uuid::Uuid::new_v4()));
+    let (media, private) = (root.join("media"), root.join("private"));
+    for dir in [&media, &private] {
+        std::fs::create_dir_all(dir).expect("folder");
+        std::fs::copy(asset("images/zidane.jpg"), dir.join("a.jpg")).expect("copy");
+    }
+    std::os::unix::fs::symlink(&private, media.join("link")).expect("symlink");
+    let allowed = media.to_string_lossy().to_string();
+    let app = spawn_app_with(move |s| {
+        with_face_models(s);
+        s.server.media_dirs = vec![allowed];
+    })
+    .await;
+    ready(&app).await;
+    let add = |id: &'static str, kind: &'static str, url: std::path::PathBuf| {
+        let app = &app;
+        async move {
+            app.post(
+                "/api/v1/sources",
+                &json!({"id": id, "kind": kind, "url": url, "fps": 2, "model": "face-small"}),
+            )
+            .await
+        }
+    };
+
+    for (kind, url) in [
+        ("folder", private.clone()),
+        ("folder", media.join("..").join("private")),
+        ("folder", media.join("link")),
+        ("file", std::path::PathBuf::from("/etc/passwd")),
+    ] {
+        let r = add("outside", kind, url.clone()).await;
+        assert_eq!(r.status, 422, "{url:?}: {}", r.body);
+        assert!(
+            r.body["details"]
+                .to_string()
+                .contains("outside the folders sources may read"),
+            "{url:?}: {}",
+            r.body
+        );
+    }
+    let missing = add("missing", "file", media.join("nothing.mp4")).await;
+    assert_eq!(missing.status, 422);
+    assert!(
+        missing.body["details"].to_string().contains("cannot open"),
+        "{}",
+        missing.body
+    );
+
+    let inside = add("inside", "folder", media.clone()).await;
+    assert_eq!(inside.status, 201, "{}", inside.body);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
 async fn a_missing_camera_device_is_a_clear_error() {
     let app = spawn_app_with(with_face_models).await;
     // ONNX Runtime aborts the process if it exits while a model is still loading.

@@ -80,6 +80,8 @@ pub struct SourceHub {
     models: Arc<ModelHub>,
     /// Sources allowed at once.
     max_sources: usize,
+    /// Folders that `file` and `folder` sources must lie in, resolved; empty: anywhere.
+    media_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Fields PATCH may change while a source runs.
@@ -104,6 +106,7 @@ impl SourceHub {
         sink: Recipient<PublishSourceEvents>,
         models: Arc<ModelHub>,
         max_sources: usize,
+        media_dirs: &[String],
     ) -> Self {
         Self {
             sources: Mutex::new(BTreeMap::new()),
@@ -111,12 +114,31 @@ impl SourceHub {
             sink,
             models,
             max_sources,
+            // A folder that does not exist admits nothing (it resolves to itself, and no
+            // existing file resolves inside it).
+            media_dirs: media_dirs
+                .iter()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.into()))
+                .collect(),
         }
     }
 
     /// Checks a configuration against the models too.
     pub fn check(&self, config: &SourceConfig) -> Report {
         let mut report = config.validate();
+        if matches!(config.kind, SourceKind::File | SourceKind::Folder)
+            && !self.media_dirs.is_empty()
+        {
+            let url = config.url.as_deref().unwrap_or_default();
+            // Resolved, so neither `..` nor a symbolic link leads out of the folders.
+            match std::fs::canonicalize(url) {
+                Ok(path) if self.media_dirs.iter().any(|d| path.starts_with(d)) => {}
+                Ok(_) => report.error(format!(
+                    "url: {url:?} is outside the folders sources may read (server.media_dirs)"
+                )),
+                Err(e) => report.error(format!("url: cannot open {url:?}: {e}")),
+            }
+        }
         if config.kind != SourceKind::External {
             if let Err(e) = self.models.get(config.model.as_deref()) {
                 report.error(format!("model: {e}"));
