@@ -283,6 +283,22 @@ fn probe_with(
     Ok((dim("width")?, dim("height")?, fps, frames))
 }
 
+/// Most pixels of a captured frame: 4K UHD (3840x2160, 25 MB as RGB). Larger streams
+/// are scaled down, keeping their shape.
+pub const MAX_CAPTURE_PIXELS: u64 = 3840 * 2160;
+
+/// The size frames are captured at: the stream's own, or scaled down to fit
+/// [`MAX_CAPTURE_PIXELS`], with even sides (what most codecs and filters want).
+pub fn capture_size(width: u32, height: u32) -> (u32, u32) {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels <= MAX_CAPTURE_PIXELS {
+        return (width, height);
+    }
+    let k = (MAX_CAPTURE_PIXELS as f64 / pixels as f64).sqrt();
+    let even = |v: u32| (((f64::from(v) * k) as u32) & !1).max(2);
+    (even(width), even(height))
+}
+
 /// Milliseconds since `epoch`, for the watchdog's "last frame" mark.
 fn millis_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64
@@ -297,10 +313,13 @@ fn ffmpeg(
     if config.kind == SourceKind::File && !Path::new(&input).is_file() {
         return Err(format!("{input} not found"));
     }
-    let (width, height, _, _) = probe_with(&input, &control.pid)?;
+    let (probed_w, probed_h, _, _) = probe_with(&input, &control.pid)?;
     if control.is_stopped() {
         return Ok(());
     }
+    // ffmpeg is told the size, so what it writes is exactly what is read, and a huge
+    // stream is scaled down rather than allowed gigabyte frames.
+    let (width, height) = capture_size(probed_w, probed_h);
     let mut command = Command::new("ffmpeg");
     command.args(["-v", "error", "-nostdin"]);
     if config.kind == SourceKind::File {
@@ -312,7 +331,7 @@ fn ffmpeg(
     let mut child = command
         .arg("-i")
         .arg(&input)
-        .args(["-vf", &format!("fps={}", config.fps)])
+        .args(["-vf", &format!("fps={},scale={width}:{height}", config.fps)])
         .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -322,7 +341,12 @@ fn ffmpeg(
             format!("cannot run ffmpeg ({e}): install it with `apt-get install ffmpeg`")
         })?;
     control.pid.store(child.id(), Ordering::Relaxed);
-    let mut stdout = child.stdout.take().ok_or("ffmpeg has no stdout")?;
+    let Some(mut stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        control.pid.store(0, Ordering::Relaxed);
+        return Err("ffmpeg has no stdout".into());
+    };
 
     // ffmpeg's complaints are read as they come (a full stderr pipe would stall it); the
     // last lines make the error message.
@@ -389,8 +413,11 @@ fn ffmpeg(
         match stdout.read_exact(&mut buffer) {
             Ok(()) => {
                 last_frame.store(millis_since(epoch), Ordering::Relaxed);
-                let frame = Frame::from_rgb(width, height, buffer).map_err(|e| e.to_string())?;
-                frames.do_send(FrameCaptured(Arc::new(frame)));
+                match Frame::from_rgb(width, height, buffer) {
+                    Ok(frame) => frames.do_send(FrameCaptured(Arc::new(frame))),
+                    // Never leave without killing and reaping ffmpeg (below).
+                    Err(e) => break Err(e.to_string()),
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
             Err(e) => break Err(format!("reading from ffmpeg: {e}")),
@@ -426,4 +453,23 @@ fn ffmpeg(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_up_to_4k_keep_their_size_larger_ones_shrink_keeping_their_shape() {
+        assert_eq!(capture_size(640, 480), (640, 480));
+        assert_eq!(capture_size(3840, 2160), (3840, 2160));
+        assert_eq!(capture_size(2160, 3840), (2160, 3840));
+        let (w, h) = capture_size(16384, 16384);
+        assert!(u64::from(w) * u64::from(h) <= MAX_CAPTURE_PIXELS, "{w}x{h}");
+        assert_eq!((w, h), (2880, 2880));
+        let (w, h) = capture_size(7680, 4320);
+        assert!(u64::from(w) * u64::from(h) <= MAX_CAPTURE_PIXELS, "{w}x{h}");
+        assert!((f64::from(w) / f64::from(h) - 16.0 / 9.0).abs() < 0.01);
+        assert_eq!((w % 2, h % 2), (0, 0));
+    }
 }
