@@ -37,11 +37,19 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Keeps `synopticon::audit` lines at `info` whatever the configured level.
+const AUDIT_DIRECTIVE: &str = "synopticon::audit=info";
+
 /// Installs the log subscriber; later calls (tests) are no-ops.
 pub fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The audit trail is written whatever the level: `warn` must not hide who did what.
+    let filter = match AUDIT_DIRECTIVE.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
