@@ -137,11 +137,49 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
     .await;
     assert_eq!(got.payload["data"]["track_id"], id);
 
-    let source = app.get("/api/v1/sources/megamind").await.body;
+    // Observability: rates over the 2 s window, times, and the same in /metrics.
+    let source = wait_until("frame rates", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/megamind").await.body;
+        (s["stats"]["captured_fps"].as_f64() > Some(0.0)
+            && s["stats"]["processed_fps"].as_f64() > Some(0.0))
+        .then_some(s)
+    })
+    .await;
     let stats = &source["stats"];
     assert!(stats["frames_captured"].as_u64() > Some(0), "{source}");
     assert!(stats["frames_processed"].as_u64() > Some(0), "{source}");
     assert!(stats["inference_ms"].as_f64() > Some(0.0), "{source}");
+    assert!(stats["tracking_ms"].as_f64() > Some(0.0), "{source}");
+    assert!(
+        stats["captured_fps"].as_f64() <= Some(8.0),
+        "played at 5 fps: {source}"
+    );
+    assert!(stats["events"].as_u64() > Some(2), "{source}");
+    let health = app.get("/api/health").await.body;
+    assert_eq!(
+        health["components"]["sources"]["sources"]["megamind"]["state"],
+        "running"
+    );
+    let metrics = app.metrics().await;
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    for series in [
+        r#"synopticon_source_frames_per_second{source="megamind",stage="captured"}"#,
+        r#"synopticon_source_frames_per_second{source="megamind",stage="processed"}"#,
+        r#"synopticon_source_frames_total{source="megamind",outcome="captured"}"#,
+        r#"synopticon_source_inference_duration_seconds_count{source="megamind"}"#,
+        r#"synopticon_source_tracking_duration_seconds_count{source="megamind"}"#,
+        r#"synopticon_source_events_total{source="megamind"}"#,
+        r#"synopticon_inference_duration_seconds_count{model="face"}"#,
+    ] {
+        assert!(value(series) > 0.0, "{series} in {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -188,6 +226,11 @@ async fn a_killed_ffmpeg_is_restarted_and_frames_keep_coming() {
             .unwrap_or_default()
             .contains("ffmpeg"),
         "{after}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"synopticon_source_restarts_total{source="loop"} 1"#),
+        "{metrics}"
     );
 }
 
