@@ -288,8 +288,21 @@ fn charge(
         counter!(RATE_LIMITED, "limit" => what, "by" => by).increment(1);
         too_many(wait, what)
     };
+    let authenticated = principal.filter(|p| p.authenticated);
+    // More than a bucket holds can never pass: say so (413) rather than promise a
+    // Retry-After that would never work.
+    let burst = match authenticated {
+        Some(_) => by_token.burst().min(ceiling.burst()),
+        None => by_address.burst(),
+    };
+    if cost > burst {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{cost} {what} in one request is more than the {burst} one client may send at once \
+             (rate_limit burst settings); send smaller batches"
+        )));
+    }
     let address = address_key(req);
-    match principal.filter(|p| p.authenticated) {
+    match authenticated {
         Some(p) => {
             by_token
                 .take(&p.token_id, cost)

@@ -40,6 +40,11 @@ impl RateLimiter {
         }
     }
 
+    /// The bucket size: the most one charge can ever take.
+    pub fn burst(&self) -> f64 {
+        self.burst
+    }
+
     /// Takes `cost` units from `client`'s bucket, or says how long until they are there.
     /// A cost above the burst can never fit: it is refused with the wait for a full bucket.
     pub fn take(&self, client: &str, cost: f64) -> Result<(), Duration> {

@@ -547,6 +547,15 @@ async fn live_feeds_authenticate_at_the_handshake_and_revoked_tokens_are_cut_off
     assert_eq!(ws.closed().await, (1008, "token_revoked".to_string()));
     assert!(sse.next().await.is_none(), "the SSE stream ends");
     assert_eq!(kiosk.get("/api/v1/sessions").await.status, 401);
+    for kind in ["websocket", "sse"] {
+        let series = format!(
+            r#"synopticon_live_disconnects_total{{session="lab",distributor="{kind}",reason="token_revoked"}} 1"#
+        );
+        wait_until("the revocation counted", DEADLINE, || async {
+            admin.metrics().await.contains(&series).then_some(())
+        })
+        .await;
+    }
 
     // Re-scoping closes too.
     let made = admin
@@ -737,6 +746,15 @@ async fn a_burst_over_the_limit_gets_429_with_retry_after_and_other_tokens_carry
         .post("/api/v1/sessions/lab/events", &batch("e", 5))
         .await;
     assert_eq!(over.status, 429, "{}", over.body);
+    // A batch larger than the whole bucket could never pass: 413, not a false Retry-After.
+    let never = operator
+        .post("/api/v1/sessions/lab/events", &batch("e", 11))
+        .await;
+    assert_eq!(never.status, 413, "{}", never.body);
+    assert!(never.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("send smaller batches"));
 
     let after = app.metrics().await;
     let count = |text: &str, labels: &str| -> f64 {
@@ -1348,7 +1366,11 @@ async fn a_token_scoped_to_no_events_receives_none_and_an_expired_token_is_cut_o
     assert_eq!(made.status, 201, "{}", made.body);
     let mute = app.with_token(made.body["token"].as_str().unwrap_or_default());
     let mut ws = mute.ws("lab", "").await;
+    let mut control = admin.ws("lab", "").await;
     admin.publish("lab", batch("anything", 2)).await;
+    // The unscoped feed of the same session got both events, so they were sent...
+    assert_eq!(control.events(2).await.len(), 2);
+    // ...and the feed scoped to no events got none of them.
     assert!(
         tokio::time::timeout(Duration::from_millis(300), ws.next_event())
             .await
@@ -1397,4 +1419,72 @@ async fn a_container_gets_its_admin_token_from_the_environment() {
     let tokens = admin.get("/api/v1/tokens").await.body;
     assert_eq!(tokens["tokens"][0]["id"], "admin", "{tokens}");
     assert_eq!(tokens["tokens"][0]["origin"], "config");
+}
+
+#[tokio::test]
+async fn the_token_command_makes_a_working_entry_and_hashes_alike() {
+    let bin = env!("CARGO_BIN_EXE_synopticon");
+    let made = std::process::Command::new(bin)
+        .args(["token", "new", "--id", "lab-ops", "--role", "operator"])
+        .output()
+        .expect("run token new");
+    assert!(made.status.success(), "{made:?}");
+    let text = String::from_utf8_lossy(&made.stdout).to_string();
+    let secret = text
+        .lines()
+        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("syn_"))
+        .map(|rest| format!("syn_{rest}"))
+        .expect("the secret is printed");
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    assert!(text.contains("[[auth.tokens]]"), "{text}");
+    assert_eq!(
+        (field("id"), field("role")),
+        ("lab-ops".into(), "operator".into())
+    );
+    let sha256 = field("sha256");
+    assert_eq!(sha256, hash_hex(&secret));
+
+    // `token hash` agrees, reading the secret from stdin.
+    let mut hasher = std::process::Command::new(bin)
+        .args(["token", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run token hash");
+    {
+        use std::io::Write;
+        let mut stdin = hasher.stdin.take().expect("stdin");
+        writeln!(stdin, "{secret}").expect("write");
+    }
+    let hashed = hasher.wait_with_output().expect("hash output");
+    assert_eq!(String::from_utf8_lossy(&hashed.stdout).trim(), sha256);
+
+    // A bad role is refused.
+    let bad = std::process::Command::new(bin)
+        .args(["token", "new", "--role", "root"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("admin, operator or viewer"));
+
+    // The entry, as printed, lets the secret in with the role it names.
+    let app = spawn_app_with(move |s| {
+        secure(s);
+        let mut t = token("lab-ops", "operator", "unused");
+        t.sha256 = sha256;
+        s.auth.tokens.push(t);
+    })
+    .await;
+    let ops = app.with_token(&secret);
+    assert_eq!(ops.get("/api/v1/sessions").await.status, 200);
+    assert_eq!(
+        ops.get("/api/v1/tokens").await.status,
+        403,
+        "an operator, not an admin"
+    );
 }

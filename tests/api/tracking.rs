@@ -85,10 +85,12 @@ fn the_tracker_matches_supervision_bytetrack_on_synthetic_scenes() {
                 s.mota
             );
         }
+        // Ours: no ID switch, one id per object, and within 0.02 MOTA of supervision.
         assert_eq!(ours.id_switches, 0, "{}: {ours:?}", scene.name);
-        assert!(
-            ours.id_switches <= theirs.id_switches,
-            "{}: ours {ours:?} theirs {theirs:?}",
+        assert_eq!(
+            ours.tracks,
+            scene.actors.len() as u64,
+            "{}: {ours:?}",
             scene.name
         );
         assert!(
@@ -96,9 +98,12 @@ fn the_tracker_matches_supervision_bytetrack_on_synthetic_scenes() {
             "{}: ours {ours:?} theirs {theirs:?}",
             scene.name
         );
+        // Theirs really ran on these detections: a sane tracking, not an empty output
+        // (an empty one would make the comparison above pass vacuously).
         assert!(
-            theirs.ground_truth == ours.ground_truth && theirs.tracks > 0,
-            "{theirs:?}"
+            theirs.mota > 0.8 && theirs.tracks >= scene.actors.len() as u64,
+            "{}: supervision gave {theirs:?}",
+            scene.name
         );
     }
 }

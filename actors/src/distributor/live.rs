@@ -444,10 +444,23 @@ impl LiveFanout {
         taken
     }
 
-    /// Forgets clients whose connection is gone.
+    /// Forgets clients whose connection is gone; counts those the server cut off from
+    /// outside the fan-out (their token was revoked).
     pub fn sweep(&mut self) {
         let before = self.clients.len();
-        self.clients.retain(|c| !c.is_closed());
+        let telemetry = &self.telemetry;
+        self.clients.retain(|c| {
+            let reason = c.close_reason();
+            if reason == Some(CloseReason::TokenRevoked) {
+                LiveClientDisconnected {
+                    telemetry,
+                    client: c.id,
+                    reason: CloseReason::TokenRevoked.as_str(),
+                }
+                .emit();
+            }
+            reason.is_none()
+        });
         if self.clients.len() != before {
             self.telemetry.set_clients(self.clients.len());
         }
