@@ -375,7 +375,11 @@ impl Settings {
             r.warn("server.media_dirs: empty, so operators' file and folder sources may read any image or video this process can; list the folders they may use");
         }
         for dir in &s.media_dirs {
-            if !std::path::Path::new(dir).is_dir() {
+            if !std::path::Path::new(dir).is_absolute() {
+                r.error(format!(
+                    "server.media_dirs: {dir:?} must be an absolute path"
+                ));
+            } else if !std::path::Path::new(dir).is_dir() {
                 r.warn(format!(
                     "server.media_dirs: {dir:?} is not a folder; nothing in it can be read"
                 ));

@@ -112,6 +112,17 @@ fn check_config_reports_type_errors_by_key() {
 }
 
 #[test]
+fn media_folders_must_be_absolute_and_production_warns_without_them() {
+    let (code, out) = check_config("[server]\nmedia_dirs = [\"\", \"videos\"]\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("server.media_dirs: \"\" must be an absolute path"), "{out}");
+    assert!(out.contains("server.media_dirs: \"videos\" must be an absolute path"), "{out}");
+
+    let (_, out) = check_config("[server]\nmode = \"production\"\n");
+    assert!(out.contains("warning: server.media_dirs: empty"), "{out}");
+}
+
+#[test]
 fn check_config_lists_every_problem_with_the_models() {
     let (code, out) = check_config(
         r#"

@@ -285,8 +285,25 @@ async fn file_and_folder_sources_read_only_inside_the_media_folders() {
         missing.body
     );
 
-    let inside = add("inside", "folder", media.clone()).await;
+    // Inside: accepted, with the path resolved. An image linked from outside is not read:
+    // one file here, one linked from the private folder, so one frame per pass.
+    let shelf = media.join("shelf");
+    std::fs::create_dir_all(&shelf).expect("shelf");
+    std::fs::copy(asset("images/zidane.jpg"), shelf.join("a.jpg")).expect("copy");
+    std::os::unix::fs::symlink(private.join("a.jpg"), shelf.join("b.jpg")).expect("symlink");
+    let inside = add("inside", "folder", media.join(".").join("shelf")).await;
     assert_eq!(inside.status, 201, "{}", inside.body);
+    let resolved = std::fs::canonicalize(&shelf).expect("resolve");
+    assert_eq!(
+        inside.body["config"]["url"],
+        resolved.to_string_lossy().as_ref()
+    );
+    let done = wait_until("the folder played", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/inside").await.body;
+        (s["state"] == "finished").then_some(s)
+    })
+    .await;
+    assert_eq!(done["stats"]["frames_captured"], 1, "{done}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

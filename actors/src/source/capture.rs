@@ -166,6 +166,10 @@ fn folder(
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
         })
+        // Confined (server.media_dirs): an image linked from elsewhere is not read.
+        .filter(|p| {
+            !config.confined || std::fs::canonicalize(p).is_ok_and(|real| real.starts_with(&dir))
+        })
         .collect();
     files.sort();
     if files.is_empty() {

@@ -80,8 +80,8 @@ pub struct SourceHub {
     models: Arc<ModelHub>,
     /// Sources allowed at once.
     max_sources: usize,
-    /// Folders that `file` and `folder` sources must lie in, resolved; empty: anywhere.
-    media_dirs: Vec<std::path::PathBuf>,
+    /// Folders that `file` and `folder` sources must lie in, resolved; `None`: anywhere.
+    media_dirs: Option<Vec<std::path::PathBuf>>,
 }
 
 /// Fields PATCH may change while a source runs.
@@ -114,30 +114,22 @@ impl SourceHub {
             sink,
             models,
             max_sources,
-            // A folder that does not exist admits nothing (it resolves to itself, and no
-            // existing file resolves inside it).
-            media_dirs: media_dirs
-                .iter()
-                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.into()))
-                .collect(),
+            // Confined as soon as any folder is named. A folder that cannot be resolved,
+            // or is not absolute (the configuration refuses both), admits nothing.
+            media_dirs: (!media_dirs.is_empty()).then(|| {
+                media_dirs
+                    .iter()
+                    .filter_map(|d| std::fs::canonicalize(d).ok())
+                    .collect()
+            }),
         }
     }
 
     /// Checks a configuration against the models too.
     pub fn check(&self, config: &SourceConfig) -> Report {
         let mut report = config.validate();
-        if matches!(config.kind, SourceKind::File | SourceKind::Folder)
-            && !self.media_dirs.is_empty()
-        {
-            let url = config.url.as_deref().unwrap_or_default();
-            // Resolved, so neither `..` nor a symbolic link leads out of the folders.
-            match std::fs::canonicalize(url) {
-                Ok(path) if self.media_dirs.iter().any(|d| path.starts_with(d)) => {}
-                Ok(_) => report.error(format!(
-                    "url: {url:?} is outside the folders sources may read (server.media_dirs)"
-                )),
-                Err(e) => report.error(format!("url: cannot open {url:?}: {e}")),
-            }
+        if let Err(e) = self.confine(config) {
+            report.error(e);
         }
         if config.kind != SourceKind::External {
             if let Err(e) = self.models.get(config.model.as_deref()) {
@@ -147,11 +139,38 @@ impl SourceHub {
         report
     }
 
+    /// The path a file or folder source reads, resolved and checked against
+    /// `server.media_dirs`; `None` when nothing confines it (other kinds, or no folders).
+    fn confine(&self, config: &SourceConfig) -> Result<Option<String>, String> {
+        let Some(dirs) = &self.media_dirs else {
+            return Ok(None);
+        };
+        if !matches!(config.kind, SourceKind::File | SourceKind::Folder) {
+            return Ok(None);
+        }
+        let url = config.url.as_deref().unwrap_or_default();
+        // Resolved, so neither `..` nor a symbolic link leads out of the folders.
+        match std::fs::canonicalize(url) {
+            Ok(path) if dirs.iter().any(|d| path.starts_with(d)) => {
+                Ok(Some(path.to_string_lossy().into_owned()))
+            }
+            Ok(_) => Err(format!(
+                "url: {url:?} is outside the folders sources may read (server.media_dirs)"
+            )),
+            Err(e) => Err(format!("url: cannot open {url:?}: {e}")),
+        }
+    }
+
     /// Creates and starts a source.
-    pub fn add(&self, config: SourceConfig) -> Result<SourceReport, SourceError> {
+    pub fn add(&self, mut config: SourceConfig) -> Result<SourceReport, SourceError> {
         let report = self.check(&config);
         if !report.is_valid() {
             return Err(SourceError::Invalid(report));
+        }
+        // Restarts reopen the path resolved now, and a folder's images are held to it.
+        if let Ok(Some(resolved)) = self.confine(&config) {
+            config.url = Some(resolved);
+            config.confined = true;
         }
         let mut sources = self.sources.lock();
         if sources.contains_key(&config.id) {
@@ -288,11 +307,13 @@ impl SourceHub {
                 }
             }
         }
-        let config: SourceConfig = serde_json::from_value(current).map_err(|e| {
+        let mut config: SourceConfig = serde_json::from_value(current).map_err(|e| {
             let mut r = Report::default();
             r.error(e.to_string());
             SourceError::Invalid(r)
         })?;
+        // Not in the JSON: carried over, never lost by a PATCH.
+        config.confined = h.shared.config.read().confined;
         let report = config.validate();
         if !report.is_valid() {
             return Err(SourceError::Invalid(report));

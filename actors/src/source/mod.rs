@@ -69,6 +69,10 @@ pub struct SourceConfig {
     /// File path, stream URL or folder.
     #[serde(default)]
     pub url: Option<String>,
+    /// Set by the server when `server.media_dirs` confines file and folder sources: the
+    /// `url` is then resolved, and a folder's images must resolve inside it.
+    #[serde(skip)]
+    pub confined: bool,
     /// Camera device path.
     #[serde(default)]
     pub device: Option<String>,
