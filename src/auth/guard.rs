@@ -173,7 +173,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     let open = match rule.access {
         Access::Public => true,
         Access::Metrics => state.settings.auth.metrics_public,
-        Access::Role(_) => false,
+        Access::Role(_) | Access::ServerAdmin => false,
     };
     let authenticated = token.as_deref().map(|t| state.tokens.authenticate(t));
     let principal = match authenticated {
@@ -200,6 +200,16 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     limit_requests(state, req, Some(&principal))?;
     let needed = match rule.access {
         Access::Role(needed) => Some(needed),
+        Access::ServerAdmin => {
+            if principal.role == Role::Admin && *principal.scope != super::TokenScope::default() {
+                refused("403", "scope");
+                return Err(ApiError::Forbidden(format!(
+                    "token {:?} is scoped; this concerns the whole server and needs an unscoped admin token",
+                    principal.token_id
+                )));
+            }
+            Some(Role::Admin)
+        }
         Access::Metrics if !state.settings.auth.metrics_public => {
             // Metric labels name every session and source: not for a token limited to some.
             if principal.scope.sessions.is_some() || principal.scope.sources.is_some() {

@@ -66,6 +66,10 @@ pub enum Access {
     Metrics,
     /// At least this role.
     Role(Role),
+    /// An admin whose token has no scope: what is shared by the whole server (its
+    /// configuration, templates every session may use, fault injection), which no scope
+    /// can contain.
+    ServerAdmin,
 }
 
 impl Access {

@@ -18,7 +18,7 @@ pub fn configure(api: &mut Api) {
     api.resource(
         "/api/v1/debug/sessions/{id}/distributors/{kind}/panic",
         ResourceScope::Session,
-        |r| r.post(Access::ADMIN, panic),
+        |r| r.post(Access::ServerAdmin, panic),
     );
 }
 

@@ -1,6 +1,7 @@
 //! Sessions over REST: create (from a template with overrides), validate, list, status,
 //! close; enable/reconfigure/disable one distributor; replace routing; post events.
 
+use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -8,7 +9,7 @@ use serde_json::{json, Value};
 use synopticon_actors::distributor::{CloseReason, DistributorKind};
 use synopticon_actors::messages::*;
 use synopticon_actors::session::routing::check_event_name;
-use synopticon_actors::session::SessionStatus;
+use synopticon_actors::session::{SessionActor, SessionStatus};
 use synopticon_actors::validation::{kind_of, Report};
 
 use super::{ask, find_session, redacted_json, Api};
@@ -210,6 +211,39 @@ async fn close(
     ))
 }
 
+/// A token limited to some sources may change where a session's events go only when the
+/// session listens to no source outside that scope: a webhook or MQTT distributor it adds
+/// would otherwise carry those sources' events to it.
+async fn check_outputs_scope(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    session: &Addr<SessionActor>,
+) -> Result<(), ApiError> {
+    if principal.scope.sources.is_none() {
+        return Ok(());
+    }
+    let status = ask(
+        "the session",
+        state.request_timeout,
+        session.send(GetStatus),
+    )
+    .await?;
+    if status
+        .config
+        .sources
+        .iter()
+        .any(|s| !principal.scope.may_name_source(s))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "session {id:?} listens to sources outside token {:?}'s scope; only a token that \
+             may see all of them can change its distributors or routing",
+            principal.token_id
+        )));
+    }
+    Ok(())
+}
+
 fn parse_kind(kind: &str) -> Result<DistributorKind, ApiError> {
     DistributorKind::parse(kind).ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -230,6 +264,7 @@ async fn put_distributor(
     let (id, kind) = path.into_inner();
     let kind = parse_kind(&kind)?;
     let session = find_session(&state, &id).await?;
+    check_outputs_scope(&state, &principal, &id, &session).await?;
     let change = ask(
         "the session",
         state.request_timeout,
@@ -276,6 +311,7 @@ async fn put_routing(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let session = find_session(&state, &id).await?;
+    check_outputs_scope(&state, &principal, &id, &session).await?;
     let report = ask(
         "the session",
         state.request_timeout,

@@ -12,10 +12,10 @@ use crate::startup::AppState;
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
     api.resource("/api/config", ResourceScope::None, |r| {
-        r.get(Access::ADMIN, config)
+        r.get(Access::ServerAdmin, config)
     });
     api.resource("/api/runtime", ResourceScope::None, |r| {
-        r.get(Access::ADMIN, runtime)
+        r.get(Access::ServerAdmin, runtime)
     });
 }
 

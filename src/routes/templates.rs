@@ -17,7 +17,7 @@ pub fn configure(api: &mut Api) {
     });
     api.resource("/api/v1/templates/{name}", ResourceScope::None, |r| {
         // A template shapes other people's future sessions: configuration, for admins.
-        r.get(Access::VIEWER, get).put(Access::ADMIN, put)
+        r.get(Access::VIEWER, get).put(Access::ServerAdmin, put)
     });
 }
 

@@ -115,8 +115,14 @@ fn check_config_reports_type_errors_by_key() {
 fn media_folders_must_be_absolute_and_production_warns_without_them() {
     let (code, out) = check_config("[server]\nmedia_dirs = [\"\", \"videos\"]\n");
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("server.media_dirs: \"\" must be an absolute path"), "{out}");
-    assert!(out.contains("server.media_dirs: \"videos\" must be an absolute path"), "{out}");
+    assert!(
+        out.contains("server.media_dirs: \"\" must be an absolute path"),
+        "{out}"
+    );
+    assert!(
+        out.contains("server.media_dirs: \"videos\" must be an absolute path"),
+        "{out}"
+    );
 
     let (_, out) = check_config("[server]\nmode = \"production\"\n");
     assert!(out.contains("warning: server.media_dirs: empty"), "{out}");

@@ -97,6 +97,7 @@ impl Caller {
             // metrics_public is off here: /metrics is for viewers.
             Access::Metrics => Role::Viewer,
             Access::Role(r) => r,
+            Access::ServerAdmin => Role::Admin,
         };
         let Some(role) = self.role() else {
             return Expect::Status(401);
@@ -222,12 +223,13 @@ fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
         Access::Public
     } else if path == "/metrics" {
         Access::Metrics
-    } else if path.starts_with("/api/v1/tokens")
-        || path.starts_with("/api/v1/debug")
+    } else if path.starts_with("/api/v1/debug")
         || path == "/api/config"
         || path == "/api/runtime"
         || (path.starts_with("/api/v1/templates") && method != "GET")
     {
+        Access::ServerAdmin
+    } else if path.starts_with("/api/v1/tokens") {
         Access::ADMIN
     } else if method == "GET" {
         Access::VIEWER
@@ -699,6 +701,66 @@ async fn a_feed_opened_with_a_source_scoped_token_carries_only_those_sources_eve
     let over_sse: Vec<String> = sse.events(2).await.iter().map(|e| e.data.clone()).collect();
     assert!(over_sse[0].contains("\"scoped-cam\""), "{over_sse:?}");
     assert!(over_sse[1].contains("\"note\""), "{over_sse:?}");
+}
+
+#[tokio::test]
+async fn a_source_scoped_operator_cannot_send_other_sources_events_elsewhere() {
+    const CAM_OPS: &str = "syn_test-cam-ops-00000000000000000000000000000000";
+    let app = spawn_app_with(|s| {
+        secure(s);
+        let mut t = token("cam-ops", "operator", CAM_OPS);
+        t.sources = Some(vec!["scoped-*".into()]);
+        s.auth.tokens.push(t);
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    for id in ["scoped-cam", "other-cam"] {
+        let s = admin
+            .post("/api/v1/sources", &json!({"id": id, "kind": "external"}))
+            .await;
+        assert_eq!(s.status, 201, "{}", s.body);
+    }
+    admin
+        .create_session(json!({"id": "mixed", "sources": ["scoped-cam", "other-cam"]}))
+        .await;
+    admin
+        .create_session(json!({"id": "everything", "sources": ["*"]}))
+        .await;
+    admin
+        .create_session(json!({"id": "mine", "sources": ["scoped-cam"]}))
+        .await;
+    let ops = app.with_token(CAM_OPS);
+    let udp = json!({"targets": ["127.0.0.1:9"]});
+    let routing = json!({"face_detected": ["udp"]});
+
+    for session in ["mixed", "everything"] {
+        let added = ops
+            .put(
+                &format!("/api/v1/sessions/{session}/distributors/udp"),
+                &udp,
+            )
+            .await;
+        assert_eq!(added.status, 403, "{session}: {}", added.body);
+        assert!(
+            !added.body.to_string().contains("other-cam"),
+            "the refusal names no hidden source: {}",
+            added.body
+        );
+        let routed = ops
+            .put(&format!("/api/v1/sessions/{session}/routing"), &routing)
+            .await;
+        assert_eq!(routed.status, 403, "{session}: {}", routed.body);
+    }
+    let status = admin.get("/api/v1/sessions/mixed").await.body;
+    assert!(
+        !status.to_string().contains("127.0.0.1:9"),
+        "nothing was added: {status}"
+    );
+    // A session that hears only its sources is its to route.
+    let added = ops
+        .put("/api/v1/sessions/mine/distributors/udp", &udp)
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
 }
 
 #[tokio::test]
@@ -1190,6 +1252,21 @@ async fn a_scoped_admin_manages_only_tokens_within_its_own_scope() {
         lab_admin.delete("/api/v1/tokens/lab-1-kiosk").await.status,
         204
     );
+    // What the whole server shares is beyond any scope.
+    assert_eq!(lab_admin.get("/api/config").await.status, 403);
+    assert_eq!(lab_admin.get("/api/runtime").await.status, 403);
+    let template = lab_admin
+        .put(
+            "/api/v1/templates/lab",
+            &json!({"enabledDistributors": ["websocket"]}),
+        )
+        .await;
+    assert_eq!(template.status, 403, "{}", template.body);
+    assert!(template.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("unscoped admin"));
+    assert_eq!(app.with_token(ADMIN).get("/api/config").await.status, 200);
     // The unscoped admin sees everything.
     assert_eq!(
         app.with_token(ADMIN)
