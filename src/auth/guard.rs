@@ -317,9 +317,11 @@ fn charge(
             by_token
                 .take(&p.token_id, cost)
                 .map_err(|wait| refuse("token", wait))?;
-            ceiling
-                .take(&address, cost)
-                .map_err(|wait| refuse("address", wait))
+            ceiling.take(&address, cost).map_err(|wait| {
+                // Refused by the address: the token's own budget is not spent.
+                by_token.refund(&p.token_id, cost);
+                refuse("address", wait)
+            })
         }
         None => by_address
             .take(&address, cost)

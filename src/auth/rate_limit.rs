@@ -68,6 +68,14 @@ impl RateLimiter {
         Err(Duration::from_secs_f64(missing / self.rate))
     }
 
+    /// Gives back `cost` units taken from `client` for a request that another limit then
+    /// refused, so one refusal does not drain two budgets.
+    pub fn refund(&self, client: &str, cost: f64) {
+        if let Some(bucket) = self.buckets.lock().get_mut(client) {
+            bucket.tokens = (bucket.tokens + cost).min(self.burst);
+        }
+    }
+
     /// Clients tracked now.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -122,6 +130,22 @@ mod tests {
             let _ = limiter.take(&format!("client-{i}"), 2.0);
         }
         assert!(limiter.len() <= 16, "{}", limiter.len());
+    }
+
+    #[test]
+    fn a_refund_gives_back_what_was_taken_up_to_the_burst() {
+        let limiter = RateLimiter::new(1.0, 3.0, 16);
+        for _ in 0..3 {
+            assert!(limiter.take("a", 1.0).is_ok());
+        }
+        assert!(limiter.take("a", 1.0).is_err());
+        limiter.refund("a", 1.0);
+        assert!(limiter.take("a", 1.0).is_ok(), "the refunded unit");
+        limiter.refund("a", 100.0);
+        for _ in 0..3 {
+            assert!(limiter.take("a", 1.0).is_ok());
+        }
+        assert!(limiter.take("a", 1.0).is_err(), "never more than the burst");
     }
 
     #[test]

@@ -859,37 +859,51 @@ async fn one_address_is_capped_whatever_tokens_it_holds() {
         .post("/api/v1/sessions/lab/events", &batch("e", 8))
         .await;
     assert_eq!(over.status, 429, "{}", over.body);
-    // Requests: 6 left of the address's 9.
+    // Requests: 6 left of the address's 9, refilling at 1/s while the test runs.
     let tokens = [ADMIN, OPERATOR, VIEWER];
-    let mut statuses = Vec::new();
-    for round in 0..3 {
+    let (mut passed, mut refused, mut retry_after) = (0, 0, None);
+    for _ in 0..5 {
         for t in tokens {
-            let r = app.with_token(t).get("/api/v1/sessions").await;
-            statuses.push((round, r.status));
+            let r = app
+                .with_token(t)
+                .request(reqwest::Method::GET, "/api/v1/sessions")
+                .send()
+                .await
+                .expect("GET");
+            match r.status().as_u16() {
+                200 => passed += 1,
+                429 => {
+                    refused += 1;
+                    retry_after = r.headers().get("retry-after").cloned();
+                }
+                other => panic!("unexpected {other}"),
+            }
         }
     }
-    let refused: Vec<_> = statuses.iter().filter(|(_, s)| *s == 429).collect();
-    assert_eq!(
-        statuses.iter().filter(|(_, s)| *s == 200).count(),
-        6,
-        "{statuses:?}"
+    // Each token is far inside its own budget; only the address stops them. A slow run
+    // may see a refill or two.
+    assert!(
+        (6..=8).contains(&passed),
+        "{passed} passed, {refused} refused"
     );
-    assert_eq!(refused.len(), 3, "{statuses:?}");
-    let r = app
-        .with_token(ADMIN)
-        .request(reqwest::Method::GET, "/api/v1/sessions")
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(r.status(), 429);
-    assert!(r.headers().contains_key("retry-after"));
+    assert!(refused >= 7, "{passed} passed, {refused} refused");
+    assert!(retry_after.is_some(), "429 carries Retry-After");
     let metrics = app.metrics().await;
-    for line in [
-        r#"synopticon_http_rate_limited_total{limit="requests",by="address"} 4"#,
-        r#"synopticon_http_rate_limited_total{limit="events",by="address"} 1"#,
-    ] {
-        assert!(metrics.contains(line), "{line} not in {metrics}");
-    }
+    let count = |labels: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("synopticon_http_rate_limited_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        count(r#"limit="requests",by="address""#),
+        refused as f64,
+        "{metrics}"
+    );
+    assert_eq!(count(r#"limit="events",by="address""#), 1.0, "{metrics}");
+    assert_eq!(count(r#"limit="requests",by="token""#), 0.0, "{metrics}");
 }
 
 #[tokio::test]

@@ -34,8 +34,9 @@ pub struct Frame {
     pub accepted_at: Instant,
 }
 
-/// Most patterns (subscribed and excluded) one live connection may hold.
-pub const MAX_PATTERNS: usize = 64;
+/// Most patterns (subscribed and excluded) one live connection may hold: room for a
+/// token scope of the most globs a token may have (64) and as many of the client's own.
+pub const MAX_PATTERNS: usize = 128;
 
 /// Which events a live client wants, by event-name glob, and which sources it may hear.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -469,6 +470,13 @@ impl LiveFanout {
     /// Disconnects every client with `reason`.
     pub fn close_all(&mut self, reason: CloseReason) {
         for client in self.clients.drain(..) {
+            // One already closed keeps its reason: a client that left is not counted, a
+            // revoked one is counted as revoked (the sweep would have).
+            let reason = match client.close_reason() {
+                None => reason,
+                Some(CloseReason::TokenRevoked) => CloseReason::TokenRevoked,
+                Some(_) => continue,
+            };
             client.close(reason);
             LiveClientDisconnected {
                 telemetry: &self.telemetry,
