@@ -210,6 +210,8 @@ async fn websocket(
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(live.heartbeat_interval_ms),
         timeout: Duration::from_millis(live.client_timeout_ms),
+        allowance: (CLIENT_MESSAGE_BURST, Instant::now()),
+        throttled: false,
     };
     let response = ws::WsResponseBuilder::new(connection, &req, stream)
         .frame_size(live.max_frame_bytes)
@@ -241,7 +243,17 @@ pub struct WsConnection {
     timeout: Duration,
     /// Frame counters.
     metrics: FrameMetrics,
+    /// Messages the client may still send now, and when that was worked out.
+    allowance: (f64, Instant),
+    /// Over its allowance and already told so: further messages are dropped silently
+    /// (answering each would let a client make the server write as much as it reads).
+    throttled: bool,
 }
+
+/// Text frames a client may send per second, sustained (subscription changes, pings).
+const CLIENT_MESSAGES_PER_SEC: f64 = 20.0;
+/// And in a burst.
+const CLIENT_MESSAGE_BURST: f64 = 50.0;
 
 /// A client's request over the socket.
 #[derive(Deserialize)]
@@ -262,7 +274,32 @@ impl WsConnection {
         self.reply(ctx, json!({"op": "error", "error": error}));
     }
 
+    /// Takes one message from the client's allowance: subscription changes are cheap
+    /// but not free, and a client has no reason to send many.
+    fn allowed(&mut self) -> bool {
+        let (left, since) = self.allowance;
+        let now = Instant::now();
+        let left = (left + since.elapsed().as_secs_f64() * CLIENT_MESSAGES_PER_SEC)
+            .min(CLIENT_MESSAGE_BURST);
+        let ok = left >= 1.0;
+        self.allowance = (if ok { left - 1.0 } else { left }, now);
+        ok
+    }
+
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.allowed() {
+            if std::mem::replace(&mut self.throttled, true) {
+                return;
+            }
+            return self.refuse(
+                ctx,
+                format!(
+                    "too many messages: at most {CLIENT_MESSAGES_PER_SEC} per second \
+                     (bursts of {CLIENT_MESSAGE_BURST}); messages are ignored until then"
+                ),
+            );
+        }
+        self.throttled = false;
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
             Err(e) => {

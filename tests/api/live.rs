@@ -144,6 +144,36 @@ async fn a_connection_holds_a_bounded_number_of_patterns() {
     );
 }
 
+#[tokio::test]
+async fn a_client_flooding_the_socket_is_told_once_and_then_ignored() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "flood"})).await;
+    let mut ws = app.ws("flood", "").await;
+    for _ in 0..80 {
+        ws.send(json!({"op": "ping"})).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    ws.send(json!({"op": "subscribe", "events": ["marker"]}))
+        .await;
+    let mut replies = Vec::new();
+    loop {
+        let reply = ws.next_json().await.expect("a reply");
+        if reply["op"] == "subscribed" {
+            break;
+        }
+        replies.push(reply["op"].as_str().unwrap_or_default().to_string());
+    }
+    let pongs = replies.iter().filter(|r| *r == "pong").count();
+    let errors = replies.iter().filter(|r| *r == "error").count();
+    // A burst of 50, plus whatever refilled (20/s) while the pings went out.
+    assert!((50..=60).contains(&pongs), "{pongs} pongs: {replies:?}");
+    assert_eq!(errors, 1, "told once: {replies:?}");
+    assert!(replies.len() < 80, "the rest were dropped silently");
+    // And the connection still delivers.
+    app.publish("flood", json!({"event": "marker"})).await;
+    assert_eq!(ws.next_event().await.expect("event")["event"], "marker");
+}
+
 trait RawText {
     async fn send_text_raw(&mut self, text: &str);
 }
