@@ -276,30 +276,36 @@ impl WsConnection {
 
     /// Takes one message from the client's allowance: subscription changes are cheap
     /// but not free, and a client has no reason to send many.
-    fn allowed(&mut self) -> bool {
+    /// Whether to act on a client frame. Over the allowance the client is told once, then
+    /// its frames are ignored until the allowance has refilled completely (which ignored
+    /// frames do not delay).
+    fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
         let (left, since) = self.allowance;
         let now = Instant::now();
         let left = (left + since.elapsed().as_secs_f64() * CLIENT_MESSAGES_PER_SEC)
             .min(CLIENT_MESSAGE_BURST);
-        let ok = left >= 1.0;
-        self.allowance = (if ok { left - 1.0 } else { left }, now);
-        ok
+        if self.throttled && left < CLIENT_MESSAGE_BURST {
+            self.allowance = (left, now);
+            return false;
+        }
+        self.throttled = false;
+        if left >= 1.0 {
+            self.allowance = (left - 1.0, now);
+            return true;
+        }
+        self.allowance = (left, now);
+        self.throttled = true;
+        self.refuse(
+            ctx,
+            format!(
+                "too many messages: at most {CLIENT_MESSAGES_PER_SEC} per second (bursts of \
+                 {CLIENT_MESSAGE_BURST}); frames are ignored until the allowance refills"
+            ),
+        );
+        false
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.allowed() {
-            if std::mem::replace(&mut self.throttled, true) {
-                return;
-            }
-            return self.refuse(
-                ctx,
-                format!(
-                    "too many messages: at most {CLIENT_MESSAGES_PER_SEC} per second \
-                     (bursts of {CLIENT_MESSAGE_BURST}); messages are ignored until then"
-                ),
-            );
-        }
-        self.throttled = false;
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
             Err(e) => {
@@ -422,6 +428,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConnection {
         match msg {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Text(_) | ws::Message::Binary(_)) if !self.admit(ctx) => {}
             Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.refuse(
                 ctx,

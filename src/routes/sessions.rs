@@ -86,6 +86,30 @@ async fn create(
     )
     .await??;
     audit::record(&principal, "session.create", &created.id);
+    // A token limited to some events gets live feeds only (its template or body may
+    // have asked for more): taken back at once, before any event could reach it.
+    if principal.scope.events.is_some() && created.distributors.iter().any(|d| !is_live(d.kind)) {
+        let removed = ask(
+            "the session registry",
+            state.request_timeout,
+            state.registry.send(RemoveSession(created.id.clone())),
+        )
+        .await?;
+        if let Some(session) = removed {
+            ask(
+                "the session",
+                state.request_timeout,
+                session.send(CloseSession(CloseReason::SessionClosed)),
+            )
+            .await?;
+        }
+        audit::record(&principal, "session.close", &created.id);
+        return Err(ApiError::Forbidden(format!(
+            "token {:?} is limited to some events; a session it creates may only have live \
+             feeds (websocket, sse)",
+            principal.token_id
+        )));
+    }
     Ok(redacted_json(
         StatusCode::CREATED,
         &scoped_status(&principal, &created),
@@ -211,17 +235,37 @@ async fn close(
     ))
 }
 
-/// A token limited to some sources may change where a session's events go only when the
-/// session listens to no source outside that scope: a webhook or MQTT distributor it adds
-/// would otherwise carry those sources' events to it.
-async fn check_outputs_scope(
+/// Live feeds filter by the token that opened them; other outputs (webhooks, MQTT, ...)
+/// carry whatever the session routes to them.
+fn is_live(kind: DistributorKind) -> bool {
+    matches!(kind, DistributorKind::Websocket | DistributorKind::Sse)
+}
+
+/// Where a scoped token may send a session's events. A token limited to some events may
+/// not enable an output other than live feeds (which filter by its scope), nor change the
+/// routing or sources of a session that has one; a token limited to some sources may
+/// change where a session's events go only when the session listens to no source outside
+/// that scope. `kind` is the distributor changed; `None` for routing and sources.
+pub(crate) async fn check_outputs_scope(
     state: &AppState,
     principal: &Principal,
     id: &str,
     session: &Addr<SessionActor>,
+    kind: Option<DistributorKind>,
 ) -> Result<(), ApiError> {
-    if principal.scope.sources.is_none() {
+    let scope = &principal.scope;
+    if scope.events.is_none() && scope.sources.is_none() {
         return Ok(());
+    }
+    let events_only = || {
+        ApiError::Forbidden(format!(
+            "token {:?} is limited to some events; it may not send events to distributors \
+             other than live feeds",
+            principal.token_id
+        ))
+    };
+    if scope.events.is_some() && kind.is_some_and(|k| !is_live(k)) {
+        return Err(events_only());
     }
     let status = ask(
         "the session",
@@ -229,15 +273,22 @@ async fn check_outputs_scope(
         session.send(GetStatus),
     )
     .await?;
-    if status
-        .config
-        .sources
-        .iter()
-        .any(|s| !principal.scope.may_name_source(s))
+    if scope.events.is_some()
+        && kind.is_none()
+        && status.distributors.iter().any(|d| !is_live(d.kind))
+    {
+        return Err(events_only());
+    }
+    if scope.sources.is_some()
+        && status
+            .config
+            .sources
+            .iter()
+            .any(|s| !scope.may_name_source(s))
     {
         return Err(ApiError::Forbidden(format!(
             "session {id:?} listens to sources outside token {:?}'s scope; only a token that \
-             may see all of them can change its distributors or routing",
+             may see all of them can change its distributors, routing or sources",
             principal.token_id
         )));
     }
@@ -264,7 +315,7 @@ async fn put_distributor(
     let (id, kind) = path.into_inner();
     let kind = parse_kind(&kind)?;
     let session = find_session(&state, &id).await?;
-    check_outputs_scope(&state, &principal, &id, &session).await?;
+    check_outputs_scope(&state, &principal, &id, &session, Some(kind)).await?;
     let change = ask(
         "the session",
         state.request_timeout,
@@ -311,7 +362,7 @@ async fn put_routing(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let session = find_session(&state, &id).await?;
-    check_outputs_scope(&state, &principal, &id, &session).await?;
+    check_outputs_scope(&state, &principal, &id, &session, None).await?;
     let report = ask(
         "the session",
         state.request_timeout,

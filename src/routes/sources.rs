@@ -11,7 +11,8 @@ use synopticon_actors::session::spec::parse_sources;
 use synopticon_actors::source::SourceConfig;
 use synopticon_actors::validation::Report;
 
-use super::{ask, redacted_json, Api};
+use super::sessions::check_outputs_scope;
+use super::{ask, find_session, redacted_json, Api};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope};
@@ -151,6 +152,8 @@ async fn session_sources(
         return Err(ApiError::NotFound(format!("source {hidden:?} not found")));
     }
     let target = id.to_string();
+    let session = find_session(&state, &target).await?;
+    check_outputs_scope(&state, &principal, &target, &session, None).await?;
     let sources = ask(
         "the session registry",
         state.request_timeout,

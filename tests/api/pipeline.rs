@@ -304,6 +304,45 @@ async fn file_and_folder_sources_read_only_inside_the_media_folders() {
     })
     .await;
     assert_eq!(done["stats"]["frames_captured"], 1, "{done}");
+
+    // A video inside plays; an HLS playlist inside that names a video outside does not
+    // (ffmpeg would follow it without the input whitelist).
+    std::fs::copy(asset("videos/Megamind.avi"), media.join("m.avi")).expect("copy");
+    let outside = private.join("outside.ts");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-t", "2", "-i"])
+        .arg(asset("videos/Megamind.avi"))
+        .args(["-c:v", "mpeg2video"])
+        .arg(&outside)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success());
+    std::fs::write(
+        media.join("list.m3u8"),
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:2.0,\n{}\n#EXT-X-ENDLIST\n",
+            outside.display()
+        ),
+    )
+    .expect("playlist");
+    assert_eq!(add("video", "file", media.join("m.avi")).await.status, 201);
+    assert_eq!(
+        add("playlist", "file", media.join("list.m3u8"))
+            .await
+            .status,
+        201
+    );
+    wait_until("the video plays", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/video").await.body;
+        (s["stats"]["frames_captured"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
+    let refused = wait_until("the playlist refused", PIPELINE_DEADLINE, || async {
+        let s = app.get("/api/v1/sources/playlist").await.body;
+        s["last_error"].is_string().then_some(s)
+    })
+    .await;
+    assert_eq!(refused["stats"]["frames_captured"], 0, "{refused}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

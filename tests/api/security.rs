@@ -764,6 +764,81 @@ async fn a_source_scoped_operator_cannot_send_other_sources_events_elsewhere() {
 }
 
 #[tokio::test]
+async fn an_event_scoped_operator_gets_live_feeds_only() {
+    const FACES: &str = "syn_test-faces-ops-0000000000000000000000000000000";
+    let app = spawn_app_with(|s| {
+        secure(s);
+        let mut t = token("faces-ops", "operator", FACES);
+        t.events = Some(vec!["face_*".into()]);
+        s.auth.tokens.push(t);
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    let faces = app.with_token(FACES);
+    let udp = json!({"targets": ["127.0.0.1:9"]});
+
+    // A session it creates has live feeds only: asking for more (in the body or through
+    // a template) is refused, and nothing is left behind.
+    for (id, body) in [
+        (
+            "by-body",
+            json!({"id": "by-body", "enabledDistributors": ["websocket", "udp"], "distributors": {"udp": udp}}),
+        ),
+        (
+            "by-template",
+            json!({"id": "by-template", "template": "high_throughput"}),
+        ),
+    ] {
+        let r = faces.post("/api/v1/sessions", &body).await;
+        assert_eq!(r.status, 403, "{id}: {}", r.body);
+        assert_eq!(
+            admin.get(&format!("/api/v1/sessions/{id}")).await.status,
+            404,
+            "{id}"
+        );
+    }
+    let mine = faces
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "mine", "enabledDistributors": ["websocket"]}),
+        )
+        .await;
+    assert_eq!(mine.status, 201, "{}", mine.body);
+
+    // No output but live feeds, and no routing of a session that has another output.
+    let added = faces
+        .put("/api/v1/sessions/mine/distributors/udp", &udp)
+        .await;
+    assert_eq!(added.status, 403, "{}", added.body);
+    assert_eq!(
+        faces
+            .put("/api/v1/sessions/mine/distributors/sse", &json!({}))
+            .await
+            .status,
+        200
+    );
+    let routing = json!({"*": ["websocket"]});
+    assert_eq!(
+        faces
+            .put("/api/v1/sessions/mine/routing", &routing)
+            .await
+            .status,
+        200
+    );
+    admin
+        .create_session(json!({"id": "outputs", "enabledDistributors": ["websocket", "udp"], "distributors": {"udp": udp}}))
+        .await;
+    let routed = faces
+        .put("/api/v1/sessions/outputs/routing", &routing)
+        .await;
+    assert_eq!(routed.status, 403, "{}", routed.body);
+    let listened = faces
+        .put("/api/v1/sessions/outputs/sources", &json!(["*"]))
+        .await;
+    assert_eq!(listened.status, 403, "{}", listened.body);
+}
+
+#[tokio::test]
 async fn a_burst_over_the_limit_gets_429_with_retry_after_and_other_tokens_carry_on() {
     let app = spawn_app_with(|s| {
         secure(s);

@@ -204,9 +204,19 @@ const WATCHDOG_TICK: Duration = Duration::from_millis(250);
 /// Lines of ffmpeg's stderr kept for the error message.
 const STDERR_LINES: usize = 20;
 
+/// For a file confined to `server.media_dirs`: only local files, and only container
+/// formats that hold one video, so a playlist (HLS, ffconcat) cannot pull in a file from
+/// elsewhere.
+const CONFINED_INPUT: [&str; 4] = [
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "avi,mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,flv,mjpeg,h264,hevc,mpeg,mpegvideo,ogg,asf",
+];
+
 /// Size, frame rate and frame count (when known) of a video, from `ffprobe`.
 pub fn probe(input: &str) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
-    probe_with(input, &Arc::new(AtomicU32::new(0)))
+    probe_with(input, &Arc::new(AtomicU32::new(0)), &[])
 }
 
 /// [`probe`], publishing ffprobe's pid in `pid` so that a stop can kill it, and killing it
@@ -214,9 +224,11 @@ pub fn probe(input: &str) -> Result<(u32, u32, Option<f64>, Option<u64>), String
 fn probe_with(
     input: &str,
     pid: &Arc<AtomicU32>,
+    input_options: &[&str],
 ) -> Result<(u32, u32, Option<f64>, Option<u64>), String> {
     let mut child = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
+        .args(input_options)
         .args([
             "-show_entries",
             "stream=width,height,avg_frame_rate,nb_frames",
@@ -317,7 +329,12 @@ fn ffmpeg(
     if config.kind == SourceKind::File && !Path::new(&input).is_file() {
         return Err(format!("{input} not found"));
     }
-    let (probed_w, probed_h, _, _) = probe_with(&input, &control.pid)?;
+    let input_options: &[&str] = if config.confined && config.kind == SourceKind::File {
+        &CONFINED_INPUT
+    } else {
+        &[]
+    };
+    let (probed_w, probed_h, _, _) = probe_with(&input, &control.pid, input_options)?;
     if control.is_stopped() {
         return Ok(());
     }
@@ -333,6 +350,7 @@ fn ffmpeg(
         command.arg("-re");
     }
     let mut child = command
+        .args(input_options)
         .arg("-i")
         .arg(&input)
         .args(["-vf", &format!("fps={},scale={width}:{height}", config.fps)])

@@ -168,7 +168,14 @@ impl SourceHub {
             return Err(SourceError::Invalid(report));
         }
         // Restarts reopen the path resolved now, and a folder's images are held to it.
-        if let Ok(Some(resolved)) = self.confine(&config) {
+        // Resolved again here: a path that vanished since the check is refused, never
+        // let through unconfined.
+        let resolved = self.confine(&config).map_err(|e| {
+            let mut r = Report::default();
+            r.error(e);
+            SourceError::Invalid(r)
+        })?;
+        if let Some(resolved) = resolved {
             config.url = Some(resolved);
             config.confined = true;
         }
