@@ -182,11 +182,11 @@ async fn a_client_flooding_the_socket_is_told_once_and_then_ignored() {
     assert_eq!(too_many, 1, "told once: {replies:?}");
     let answered = replies.len() - too_many;
     assert!(
-        (50..=53).contains(&answered),
+        (50..=60).contains(&answered),
         "{answered} answered: {replies:?}"
     );
     let pongs = replies.iter().filter(|r| r["op"] == "pong").count();
-    assert!((25..=27).contains(&pongs), "{pongs} pongs: {replies:?}");
+    assert!((25..=30).contains(&pongs), "{pongs} pongs: {replies:?}");
     // And the connection still delivers.
     app.publish("flood", json!({"event": "marker"})).await;
     assert_eq!(ws.next_event().await.expect("event")["event"], "marker");
