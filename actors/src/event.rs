@@ -50,6 +50,11 @@ impl Event {
         self.source.as_deref()
     }
 
+    /// The same, shared (no copy of the id).
+    pub fn source_id(&self) -> Option<Arc<str>> {
+        self.source.clone()
+    }
+
     /// The event, marked as raised by `source`.
     pub fn from_source(mut self, source: Option<Arc<str>>) -> Self {
         self.source = source;

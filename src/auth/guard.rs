@@ -201,7 +201,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     let needed = match rule.access {
         Access::Role(needed) => Some(needed),
         Access::ServerAdmin => {
-            if principal.role == Role::Admin && *principal.scope != super::TokenScope::default() {
+            if principal.role == Role::Admin && !principal.scope.is_unlimited() {
                 refused("403", "scope");
                 return Err(ApiError::Forbidden(format!(
                     "token {:?} is scoped; this concerns the whole server and needs an unscoped admin token",

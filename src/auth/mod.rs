@@ -142,6 +142,11 @@ impl TokenScope {
         self.sources.is_none() || (!name.contains(['*', '?']) && self.allows_source(name))
     }
 
+    /// Whether the token is limited in no way (sessions, sources or events).
+    pub fn is_unlimited(&self) -> bool {
+        self.sessions.is_none() && self.sources.is_none() && self.events.is_none()
+    }
+
     /// Whether `other` sees nothing this scope does not: a token may only create or
     /// manage tokens within its own scope.
     pub fn contains(&self, other: &TokenScope) -> bool {

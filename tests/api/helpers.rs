@@ -470,6 +470,15 @@ impl SseClient {
 }
 
 /// `n` events named `name` with `{"i": k}` payloads.
+/// The value of one series (name with its labels, exactly as exposed) in a `/metrics` text.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 pub fn batch(name: &str, n: usize) -> Value {
     Value::Array(
         (0..n)

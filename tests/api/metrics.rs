@@ -7,14 +7,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
 async fn counters_move_with_traffic() {
     let app = spawn_app().await;
@@ -26,7 +18,7 @@ async fn counters_move_with_traffic() {
     ws.events(5).await;
     let metrics = wait_until("frames to be counted", DEADLINE, || async {
         let m = app.metrics().await;
-        (value(
+        (metric_value(
             &m,
             r#"synopticon_live_frames_total{session="m1",distributor="websocket",outcome="sent"}"#,
         ) == Some(5.0))
@@ -58,12 +50,12 @@ async fn counters_move_with_traffic() {
         ),
     ] {
         assert_eq!(
-            value(&metrics, series),
+            metric_value(&metrics, series),
             Some(expected),
             "{series} in\n{metrics}"
         );
     }
-    assert!(value(&metrics, "synopticon_sessions_open").unwrap() >= 1.0);
+    assert!(metric_value(&metrics, "synopticon_sessions_open").unwrap() >= 1.0);
     assert!(
         metrics.contains("# TYPE synopticon_delivery_latency_seconds histogram"),
         "{metrics}"
@@ -105,7 +97,7 @@ async fn dropped_events_are_counted_per_distributor() {
     assert!(dropped > 0, "{sse}");
     let metrics = app.metrics().await;
     assert_eq!(
-        value(
+        metric_value(
             &metrics,
             r#"synopticon_distributor_events_total{session="m2",distributor="sse",outcome="dropped"}"#
         ),

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use synopticon::configuration::Settings;
 use synopticon_actors::inference::{ModelConfig, ModelKind};
 
-use crate::helpers::{asset, ort_library, spawn_app_with, wait_until, TestApp};
+use crate::helpers::{asset, metric_value, ort_library, spawn_app_with, wait_until, TestApp};
 use crate::mqtt::{Subscriber, SHARED_BROKER};
 
 /// How long a frozen test stream keeps its connection open without sending.
@@ -161,14 +161,6 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
         "running"
     );
     let metrics = app.metrics().await;
-    let value = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
     for series in [
         r#"synopticon_source_frames_per_second{source="megamind",stage="captured"}"#,
         r#"synopticon_source_frames_per_second{source="megamind",stage="processed"}"#,
@@ -178,7 +170,10 @@ async fn a_video_file_with_a_face_model_sends_face_and_track_events_to_websocket
         r#"synopticon_source_events_total{source="megamind"}"#,
         r#"synopticon_inference_duration_seconds_count{model="face"}"#,
     ] {
-        assert!(value(series) > 0.0, "{series} in {metrics}");
+        assert!(
+            metric_value(&metrics, series) > Some(0.0),
+            "{series} in {metrics}"
+        );
     }
 }
 

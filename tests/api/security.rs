@@ -57,6 +57,29 @@ fn secure(s: &mut Settings) {
     s.rate_limit.address_request_burst = 100_000.0;
 }
 
+/// A production server with the usual tokens and `extra`.
+async fn spawn_with_token(extra: TokenConfig) -> TestApp {
+    spawn_app_with(move |s| {
+        secure(s);
+        s.auth.tokens.push(extra);
+    })
+    .await
+}
+
+/// External sources named `ids`, created by the admin, without per-frame `detections`
+/// events (tests here look at track and client events).
+async fn add_external_sources(admin: &TestApp, ids: &[&str]) {
+    for id in ids {
+        let s = admin
+            .post(
+                "/api/v1/sources",
+                &json!({"id": id, "kind": "external", "detections_events": false}),
+            )
+            .await;
+        assert_eq!(s.status, 201, "{}", s.body);
+    }
+}
+
 /// Who calls, and what each should get.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Caller {
@@ -630,23 +653,13 @@ fn person_seen_twice(source: &str) -> [Value; 2] {
 #[tokio::test]
 async fn a_feed_opened_with_a_source_scoped_token_carries_only_those_sources_events() {
     const CAM_VIEWER: &str = "syn_test-cam-viewer-000000000000000000000000000000";
-    let app = spawn_app_with(|s| {
-        secure(s);
-        let mut t = token("cam-viewer", "viewer", CAM_VIEWER);
-        t.sources = Some(vec!["scoped-*".into()]);
-        s.auth.tokens.push(t);
+    let app = spawn_with_token(TokenConfig {
+        sources: Some(vec!["scoped-*".into()]),
+        ..token("cam-viewer", "viewer", CAM_VIEWER)
     })
     .await;
     let admin = app.with_token(ADMIN);
-    for id in ["scoped-cam", "other-cam"] {
-        let s = admin
-            .post(
-                "/api/v1/sources",
-                &json!({"id": id, "kind": "external", "detections_events": false}),
-            )
-            .await;
-        assert_eq!(s.status, 201, "{}", s.body);
-    }
+    add_external_sources(&admin, &["scoped-cam", "other-cam"]).await;
     admin
         .create_session(
             json!({"id": "lab", "enabledDistributors": ["websocket", "sse"],
@@ -706,20 +719,13 @@ async fn a_feed_opened_with_a_source_scoped_token_carries_only_those_sources_eve
 #[tokio::test]
 async fn a_source_scoped_operator_cannot_send_other_sources_events_elsewhere() {
     const CAM_OPS: &str = "syn_test-cam-ops-00000000000000000000000000000000";
-    let app = spawn_app_with(|s| {
-        secure(s);
-        let mut t = token("cam-ops", "operator", CAM_OPS);
-        t.sources = Some(vec!["scoped-*".into()]);
-        s.auth.tokens.push(t);
+    let app = spawn_with_token(TokenConfig {
+        sources: Some(vec!["scoped-*".into()]),
+        ..token("cam-ops", "operator", CAM_OPS)
     })
     .await;
     let admin = app.with_token(ADMIN);
-    for id in ["scoped-cam", "other-cam"] {
-        let s = admin
-            .post("/api/v1/sources", &json!({"id": id, "kind": "external"}))
-            .await;
-        assert_eq!(s.status, 201, "{}", s.body);
-    }
+    add_external_sources(&admin, &["scoped-cam", "other-cam"]).await;
     admin
         .create_session(json!({"id": "mixed", "sources": ["scoped-cam", "other-cam"]}))
         .await;
@@ -766,11 +772,9 @@ async fn a_source_scoped_operator_cannot_send_other_sources_events_elsewhere() {
 #[tokio::test]
 async fn an_event_scoped_operator_gets_live_feeds_only() {
     const FACES: &str = "syn_test-faces-ops-0000000000000000000000000000000";
-    let app = spawn_app_with(|s| {
-        secure(s);
-        let mut t = token("faces-ops", "operator", FACES);
-        t.events = Some(vec!["face_*".into()]);
-        s.auth.tokens.push(t);
+    let app = spawn_with_token(TokenConfig {
+        events: Some(vec!["face_*".into()]),
+        ..token("faces-ops", "operator", FACES)
     })
     .await;
     let admin = app.with_token(ADMIN);
@@ -894,12 +898,9 @@ async fn a_burst_over_the_limit_gets_429_with_retry_after_and_other_tokens_carry
         .contains("send smaller batches"));
 
     let after = app.metrics().await;
-    let count = |text: &str, labels: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(&format!("synopticon_http_rate_limited_total{{{labels}}}")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+    let count = |text: &str, labels: &str| {
+        let series = format!("synopticon_http_rate_limited_total{{{labels}}}");
+        metric_value(text, &series).unwrap_or(0.0)
     };
     let requests = r#"limit="requests",by="token""#;
     let events = r#"limit="events",by="token""#;
@@ -964,13 +965,9 @@ async fn one_address_is_capped_whatever_tokens_it_holds() {
     assert!(refused >= 7, "{passed} passed, {refused} refused");
     assert!(retry_after.is_some(), "429 carries Retry-After");
     let metrics = app.metrics().await;
-    let count = |labels: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("synopticon_http_rate_limited_total{{{labels}}}")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+    let count = |labels: &str| {
+        let series = format!("synopticon_http_rate_limited_total{{{labels}}}");
+        metric_value(&metrics, &series).unwrap_or(0.0)
     };
     assert_eq!(
         count(r#"limit="requests",by="address""#),
@@ -1261,11 +1258,9 @@ async fn live_connections_are_bounded_per_token_and_in_all() {
 #[tokio::test]
 async fn a_scoped_admin_manages_only_tokens_within_its_own_scope() {
     const LAB_ADMIN: &str = "syn_test-lab-admin-0000000000000000000000000000000";
-    let app = spawn_app_with(|s| {
-        secure(s);
-        let mut t = token("lab-admin", "admin", LAB_ADMIN);
-        t.sessions = Some(vec!["lab-*".into()]);
-        s.auth.tokens.push(t);
+    let app = spawn_with_token(TokenConfig {
+        sessions: Some(vec!["lab-*".into()]),
+        ..token("lab-admin", "admin", LAB_ADMIN)
     })
     .await;
     let lab_admin = app.with_token(LAB_ADMIN);
@@ -1639,11 +1634,9 @@ async fn the_token_command_makes_a_working_entry_and_hashes_alike() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("admin, operator or viewer"));
 
     // The entry, as printed, lets the secret in with the role it names.
-    let app = spawn_app_with(move |s| {
-        secure(s);
-        let mut t = token("lab-ops", "operator", "unused");
-        t.sha256 = sha256;
-        s.auth.tokens.push(t);
+    let app = spawn_with_token(TokenConfig {
+        sha256,
+        ..token("lab-ops", "operator", "unused")
     })
     .await;
     let ops = app.with_token(&secret);

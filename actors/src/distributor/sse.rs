@@ -119,8 +119,8 @@ impl Protocol for SseProtocol {
             if self.history.len() >= self.config.history_size {
                 self.history.pop_front();
             }
-            let source = event.source().map(Arc::from);
-            self.history.push_back((event.name.clone(), source, frame));
+            self.history
+                .push_back((event.name.clone(), event.source_id(), frame));
         }
         Delivery::Done(Outcome::Delivered)
     }

@@ -129,33 +129,30 @@ fn apply(value: &mut Value, segments: &[String], action: RedactAction, key: &hma
         return;
     };
     let last = rest.is_empty();
-    match value {
-        Value::Object(map) if first == "*" => {
-            if last && action == RedactAction::Drop {
-                map.clear();
-                return;
+    if first == "*" {
+        // Every member of an object, or every item of an array, alike.
+        if last && action == RedactAction::Drop {
+            match value {
+                Value::Object(map) => map.clear(),
+                Value::Array(items) => items.clear(),
+                _ => {}
             }
-            for v in map.values_mut() {
-                finish(v, rest, action, key);
-            }
+            return;
         }
-        Value::Object(map) => {
-            if last && action == RedactAction::Drop {
-                map.remove(first.as_str());
-            } else if let Some(v) = map.get_mut(first.as_str()) {
-                finish(v, rest, action, key);
-            }
+        let children: Box<dyn Iterator<Item = &mut Value>> = match value {
+            Value::Object(map) => Box::new(map.values_mut()),
+            Value::Array(items) => Box::new(items.iter_mut()),
+            _ => return,
+        };
+        for v in children {
+            finish(v, rest, action, key);
         }
-        Value::Array(items) if first == "*" => {
-            if last && action == RedactAction::Drop {
-                items.clear();
-                return;
-            }
-            for v in items.iter_mut() {
-                finish(v, rest, action, key);
-            }
+    } else if let Value::Object(map) = value {
+        if last && action == RedactAction::Drop {
+            map.remove(first.as_str());
+        } else if let Some(v) = map.get_mut(first.as_str()) {
+            finish(v, rest, action, key);
         }
-        _ => {}
     }
 }
 

@@ -127,16 +127,22 @@ impl SourceHub {
 
     /// Checks a configuration against the models too.
     pub fn check(&self, config: &SourceConfig) -> Report {
+        self.checked(config).0
+    }
+
+    /// [`check`](Self::check), with the confined path it resolved (see `confine`).
+    fn checked(&self, config: &SourceConfig) -> (Report, Option<String>) {
         let mut report = config.validate();
-        if let Err(e) = self.confine(config) {
+        let resolved = self.confine(config).unwrap_or_else(|e| {
             report.error(e);
-        }
+            None
+        });
         if config.kind != SourceKind::External {
             if let Err(e) = self.models.get(config.model.as_deref()) {
                 report.error(format!("model: {e}"));
             }
         }
-        report
+        (report, resolved)
     }
 
     /// The path a file or folder source reads, resolved and checked against
@@ -163,18 +169,11 @@ impl SourceHub {
 
     /// Creates and starts a source.
     pub fn add(&self, mut config: SourceConfig) -> Result<SourceReport, SourceError> {
-        let report = self.check(&config);
+        let (report, resolved) = self.checked(&config);
         if !report.is_valid() {
             return Err(SourceError::Invalid(report));
         }
         // Restarts reopen the path resolved now, and a folder's images are held to it.
-        // Resolved again here: a path that vanished since the check is refused, never
-        // let through unconfined.
-        let resolved = self.confine(&config).map_err(|e| {
-            let mut r = Report::default();
-            r.error(e);
-            SourceError::Invalid(r)
-        })?;
         if let Some(resolved) = resolved {
             config.url = Some(resolved);
             config.confined = true;
