@@ -465,11 +465,21 @@ async fn sse(
     query: web::Query<FeedQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let header_id = req
-        .headers()
-        .get("Last-Event-ID")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let header_id = match req.headers().get("Last-Event-ID") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "Last-Event-ID: must be the id (a sequence number, 0 to 18446744073709551615) of an event this feed sent"
+                            .into(),
+                    )
+                })?,
+        ),
+    };
     let request = LiveAttach {
         subscription: query.subscription(&principal.scope)?,
         resume_after: header_id.or(query.last_event_id),

@@ -556,3 +556,64 @@ async fn without_authentication_only_the_total_bounds_live_connections() {
         assert_eq!(ws.next_event().await.expect("event")["event"], "hello");
     }
 }
+
+/// Reads an SSE response's raw text until `needle` shows up (comments included).
+async fn sse_text_until(response: reqwest::Response, needle: &str) -> String {
+    use futures_util::StreamExt;
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains(needle) {
+        match tokio::time::timeout(DEADLINE, body.next()).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => panic!("{needle:?} never came; the stream said:\n{text}"),
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn sse_resume_points_out_of_range_miss_nothing_and_garbage_is_refused() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "resume", "distributors": {"sse": {"historySize": 2}}}))
+        .await;
+    app.publish("resume", batch("tick", 5)).await;
+    let open = |id: &str| {
+        app.request(reqwest::Method::GET, "/api/v1/sessions/resume/sse")
+            .header("Last-Event-ID", id)
+            .send()
+    };
+
+    // The largest id there is: nothing missed, no wrapped "events 0 to 0" notice.
+    let ahead = open("18446744073709551615").await.expect("sse");
+    let ahead_status = ahead.status().as_u16();
+    let lost = open("1").await.expect("sse");
+    let too_big = open("18446744073709551616").await.expect("sse");
+    let garbage = open("seven").await.expect("sse");
+    let (too_big_status, garbage_status) = (too_big.status().as_u16(), garbage.status().as_u16());
+    let garbage_body: Value = garbage.json().await.expect("JSON error");
+    app.publish("resume", json!({"event": "after"})).await;
+    let ahead_text = sse_text_until(ahead, "event: after").await;
+    let lost_text = sse_text_until(lost, "event: after").await;
+
+    assert_eq!(ahead_status, 200);
+    assert!(!ahead_text.contains("no longer retained"), "{ahead_text}");
+    assert!(!ahead_text.contains("event: tick"), "{ahead_text}");
+    assert!(ahead_text.contains("id: 6\n"), "{ahead_text}");
+    // History holds 4 and 5: 2 and 3 are gone, and the client is told exactly that.
+    assert!(
+        lost_text.contains(": events 2 to 3 are no longer retained\n"),
+        "{lost_text}"
+    );
+    assert!(
+        lost_text.contains("id: 4\n") && lost_text.contains("id: 5\n"),
+        "{lost_text}"
+    );
+    assert_eq!((too_big_status, garbage_status), (400, 400));
+    assert!(
+        garbage_body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Last-Event-ID"),
+        "{garbage_body}"
+    );
+}

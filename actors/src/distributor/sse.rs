@@ -40,6 +40,9 @@ pub struct SseProtocol {
     fanout: LiveFanout,
     history: VecDeque<(Arc<str>, Option<Arc<str>>, Frame)>,
     config: SseConfig,
+    /// Sequence number of the latest event delivered (0 before the first): a resume
+    /// point beyond it misses nothing.
+    latest: u64,
 }
 
 /// Encodes one event as an SSE block: `id`, `event` (`name`), `data` (the JSON envelope).
@@ -80,6 +83,29 @@ fn read_event_names(r: &mut FieldReader<'_>, path: &str) -> Vec<(Glob, String)> 
     names
 }
 
+impl SseProtocol {
+    /// The comment line telling a client resuming after `last` what it cannot get back:
+    /// events no longer retained, or nothing when it missed nothing. Any `u64` is safe
+    /// here: an id at or beyond the latest event (a client from another run, or a made-up
+    /// one) misses nothing.
+    fn gap_after(&self, last: u64) -> Option<String> {
+        if last >= self.latest {
+            return None;
+        }
+        let first_missed = last + 1;
+        let oldest_kept = self
+            .history
+            .front()
+            .map_or(self.latest + 1, |(_, _, f)| f.seq);
+        (oldest_kept > first_missed).then(|| {
+            format!(
+                ": events {first_missed} to {} are no longer retained\n",
+                oldest_kept - 1
+            )
+        })
+    }
+}
+
 impl Protocol for SseProtocol {
     type Config = SseConfig;
     const KIND: DistributorKind = DistributorKind::Sse;
@@ -99,6 +125,7 @@ impl Protocol for SseProtocol {
             fanout: LiveFanout::new(config.fanout, telemetry),
             history: VecDeque::new(),
             config,
+            latest: 0,
         }
     }
 
@@ -114,6 +141,7 @@ impl Protocol for SseProtocol {
             bytes: encode(event, name),
             accepted_at: event.accepted_at,
         };
+        self.latest = self.latest.max(event.seq);
         self.fanout.publish(&event.name, event.source(), &frame);
         if self.config.history_size > 0 {
             if self.history.len() >= self.config.history_size {
@@ -136,15 +164,8 @@ impl Protocol for SseProtocol {
     fn attach(&mut self, request: LiveAttach) -> Result<Arc<ClientQueue>, String> {
         let queue = self.fanout.attach(request.subscription)?;
         let mut preamble = format!("retry: {}\n", self.config.retry_ms);
-        if let Some(last) = request.resume_after {
-            let oldest = self.history.front().map(|(_, _, f)| f.seq);
-            if let Some(oldest) = oldest.filter(|o| *o > last + 1) {
-                preamble.push_str(&format!(
-                    ": events {} to {} are no longer retained\n",
-                    last + 1,
-                    oldest - 1
-                ));
-            }
+        if let Some(line) = request.resume_after.and_then(|last| self.gap_after(last)) {
+            preamble.push_str(&line);
         }
         preamble.push('\n');
         queue.push(Frame {
