@@ -716,13 +716,27 @@ fn is_secret_key(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-/// Replaces secret-looking fields and URL passwords in a JSON document.
+/// Request headers whose values are shown: they carry no credentials. Any other header
+/// (`X-Api-Key`, `Cookie`, `X-Hub-Signature`, ...) may be a secret, so its value is hidden.
+const HARMLESS_HEADERS: [&str; 3] = ["content-type", "accept", "user-agent"];
+
+/// Replaces secret-looking fields, the values of `headers` objects (but harmless ones) and
+/// URL passwords in a JSON document.
 pub fn redact(value: &mut Json) {
     match value {
         Json::Object(map) => {
             for (k, v) in map.iter_mut() {
                 if is_secret_key(k) && !v.is_null() {
                     *v = Json::String(REDACTED.into());
+                } else if k.eq_ignore_ascii_case("headers") && v.is_object() {
+                    for (name, header) in v.as_object_mut().into_iter().flatten() {
+                        let harmless = HARMLESS_HEADERS
+                            .iter()
+                            .any(|h| name.eq_ignore_ascii_case(h));
+                        if !harmless && !header.is_null() {
+                            *header = Json::String(REDACTED.into());
+                        }
+                    }
                 } else {
                     redact(v);
                 }
@@ -831,6 +845,17 @@ mod tests {
         redact(&mut v);
         assert_eq!(v["password"], REDACTED);
         assert_eq!(v["headers"]["Authorization"], REDACTED);
+        let mut h = serde_json::json!({"distributors": {"http": {"headers": {
+            "X-Api-Key": "k", "Cookie": "c", "X-Hub-Signature": "s",
+            "Content-Type": "application/json", "accept": "*/*", "User-Agent": "lab"}}}});
+        redact(&mut h);
+        let shown = &h["distributors"]["http"]["headers"];
+        for secret in ["X-Api-Key", "Cookie", "X-Hub-Signature"] {
+            assert_eq!(shown[secret], REDACTED, "{secret}");
+        }
+        assert_eq!(shown["Content-Type"], "application/json");
+        assert_eq!(shown["accept"], "*/*");
+        assert_eq!(shown["User-Agent"], "lab");
         assert_eq!(v["broker"], format!("mqtts://bob:{REDACTED}@broker:8883/x"));
         assert_eq!(v["plain"], "http://host/a@b");
     }

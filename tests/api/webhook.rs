@@ -12,9 +12,11 @@ use crate::helpers::*;
 /// One request the receiver got.
 #[derive(Clone, Debug)]
 pub struct Received {
+    pub method: String,
     pub path: String,
     pub seq: u64,
     pub authorization: Option<String>,
+    pub api_key: Option<String>,
     pub body: Value,
     pub at: Instant,
 }
@@ -26,6 +28,8 @@ pub enum Reply {
     RetryAfter(u16, u64),
     /// Accept the request and never answer (until the test ends).
     Hang,
+    /// Answer with this 3xx status and `Location: URL`.
+    Redirect(u16, &'static str),
 }
 
 #[derive(Clone, Default)]
@@ -56,11 +60,13 @@ impl Receiver {
                                         .map(str::to_string)
                                 };
                                 l.lock().unwrap().push(Received {
+                                    method: req.method().to_string(),
                                     path: req.path().to_string(),
                                     seq: header("x-synopticon-seq")
                                         .and_then(|v| v.parse().ok())
                                         .unwrap_or(0),
                                     authorization: header("authorization"),
+                                    api_key: header("x-api-key"),
                                     body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                                     at: Instant::now(),
                                 });
@@ -75,6 +81,11 @@ impl Receiver {
                                     )
                                     .finish(),
                                     Some(Reply::Hang) => HttpResponse::Ok().finish(),
+                                    Some(Reply::Redirect(code, to)) => HttpResponse::build(
+                                        actix_web::http::StatusCode::from_u16(code).unwrap(),
+                                    )
+                                    .insert_header(("Location", to))
+                                    .finish(),
                                     Some(Reply::RetryAfter(code, secs)) => HttpResponse::build(
                                         actix_web::http::StatusCode::from_u16(code).unwrap(),
                                     )
@@ -404,4 +415,103 @@ async fn deliveries_in_flight_when_a_distributor_is_disabled_are_counted_as_drop
     assert_eq!(disabled.status, 200);
     assert!(metrics
         .contains("synopticon_events_routed_total{session=\"inflight\",distributor=\"http\"} 6"));
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_rejected_delivery_and_the_secret_headers_stay_home() {
+    let app = spawn_app().await;
+    let elsewhere = Receiver::start(0, vec![]);
+    let to: &'static str = Box::leak(format!("{}/stolen", elsewhere.url()).into_boxed_str());
+    let receiver = Receiver::start(0, vec![Reply::Redirect(302, to), Reply::Redirect(307, to)]);
+    app.create_session(json!({"id": "moved", "enabledDistributors": ["http"],
+        "distributors": {"http": {"baseUrl": receiver.url(), "retryBaseMs": 10,
+            "headers": {"X-Api-Key": "lab-key", "X-Hub-Signature": "sha1=abc"}}}}))
+        .await;
+
+    app.publish("moved", batch("face_detected", 3)).await;
+    let got = requests_for(&receiver, 3).await;
+    let http = wait_until("accounting", DEADLINE, || async {
+        let d = app.distributor("moved", "http").await;
+        (d["failed"] == 2 && d["sent"] == 1).then_some(d)
+    })
+    .await;
+
+    assert!(got.iter().all(|r| r.method == "POST"), "{got:?}");
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "no retry of a 3xx"
+    );
+    assert_eq!(got[0].api_key.as_deref(), Some("lab-key"));
+    assert!(
+        elsewhere.requests().is_empty(),
+        "followed to {:?}",
+        elsewhere.requests()
+    );
+    let error = http["last_error"]["message"].as_str().unwrap();
+    assert!(error.contains("HTTP 307") && error.contains(to), "{error}");
+    assert_eq!(
+        http["breaker"], "closed",
+        "the receiver answered: not a path failure"
+    );
+}
+
+#[tokio::test]
+async fn header_values_are_hidden_in_every_view_but_the_harmless_ones() {
+    let app = spawn_app().await;
+    let headers = json!({"X-Api-Key": "k1", "Cookie": "session=abc", "X-Hub-Signature": "sha1=s",
+        "X-Auth-Token": "t", "Content-Type": "application/cloudevents+json",
+        "Accept": "*/*", "User-Agent": "lab-rig"});
+    let http = json!({"baseUrl": "http://127.0.0.1:9", "headers": headers});
+    let created = app
+        .create_session(json!({"id": "hdr", "enabledDistributors": ["http"],
+            "distributors": {"http": http}}))
+        .await;
+    let refused = app
+        .put(
+            "/api/v1/sessions/hdr/distributors/http",
+            &json!({"baseUrl": "http://127.0.0.1:9", "headers": {"Host": "other",
+                "Content-Length": "1", "Transfer-Encoding": "chunked", "Connection": "close"}}),
+        )
+        .await;
+    let changed = app
+        .put("/api/v1/sessions/hdr/distributors/http", &http)
+        .await;
+    let template = app
+        .put(
+            "/api/v1/templates/hooked",
+            &json!({"enabledDistributors": ["http"],
+            "distributors": {"http": http}}),
+        )
+        .await;
+    let views = [
+        created["config"]["distributors"]["http"]["headers"].clone(),
+        changed.body["session"]["config"]["distributors"]["http"]["headers"].clone(),
+        app.status("hdr").await["config"]["distributors"]["http"]["headers"].clone(),
+        app.get("/api/v1/sessions").await.body["sessions"][0]["config"]["distributors"]["http"]
+            ["headers"]
+            .clone(),
+        app.get("/api/v1/templates/hooked").await.body["distributors"]["http"]["headers"].clone(),
+    ];
+
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let details = refused.body["details"].to_string();
+    for name in ["Host", "Content-Length", "Transfer-Encoding", "Connection"] {
+        assert!(
+            details.contains(&format!("headers.{name}:")),
+            "{name}: {details}"
+        );
+    }
+    assert_eq!(template.status, 201, "{}", template.body);
+    for (i, view) in views.iter().enumerate() {
+        for secret in ["X-Api-Key", "Cookie", "X-Hub-Signature", "X-Auth-Token"] {
+            assert_eq!(view[secret], "***redacted***", "view {i}, {secret}: {view}");
+        }
+        assert_eq!(
+            view["Content-Type"], "application/cloudevents+json",
+            "view {i}"
+        );
+        assert_eq!(view["Accept"], "*/*", "view {i}");
+        assert_eq!(view["User-Agent"], "lab-rig", "view {i}");
+    }
 }

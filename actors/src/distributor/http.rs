@@ -3,7 +3,9 @@
 //!
 //! Retries use exponential backoff with full jitter and only for what can succeed later:
 //! connection errors, timeouts, 408, 429 (honouring `Retry-After`) and 5xx. Any other
-//! status is final: the event is reported as failed without a retry. Receivers can
+//! status is final: the event is reported as failed without a retry. Redirects are not
+//! followed (a 3xx is final too, reported with its `Location`): following one would turn
+//! the POST into a bodiless GET and hand the custom headers to another host. Receivers can
 //! de-duplicate on the `X-Synopticon-Session` + `X-Synopticon-Seq` headers.
 
 use std::sync::{Arc, Once};
@@ -73,6 +75,36 @@ fn check_path(path: &str, value: &Value) -> Result<String, String> {
     }
 }
 
+/// Headers a webhook's `headers` may not set: those that frame the request (a wrong
+/// `Content-Length` or `Transfer-Encoding` corrupts it, `Host` sends it to another virtual
+/// host, hop-by-hop ones change the connection) and the server's own `X-Synopticon-*`.
+const RESERVED_HEADERS: [&str; 10] = [
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "expect",
+];
+
+fn is_reserved_header(name: &HeaderName) -> bool {
+    RESERVED_HEADERS.contains(&name.as_str()) || name.as_str().starts_with("x-synopticon-")
+}
+
+/// The `Location` of a redirect, shortened and cleaned for an error message.
+fn location(headers: &HeaderMap) -> String {
+    let raw = headers
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| "nowhere (no Location header)".into());
+    let clean: String = raw.chars().filter(|c| !c.is_control()).take(256).collect();
+    clean
+}
+
 /// Installs rustls' ring provider once per process (reqwest is built without one). The
 /// server calls it at start; every HTTP client in the process depends on it.
 pub fn install_crypto_provider() {
@@ -127,6 +159,15 @@ async fn attempt(
             let status = response.status();
             if status.is_success() {
                 return Attempt::Done;
+            }
+            if status.is_redirection() {
+                // Following would turn the POST into a GET without the event, and carry the
+                // custom (often secret) headers to whatever host the answer names.
+                return Attempt::Final(format!(
+                    "HTTP {} from {url} redirects to {}; webhooks do not follow redirects (not retried): point baseUrl at the final address",
+                    status.as_u16(),
+                    location(response.headers())
+                ));
             }
             let error = format!("HTTP {} from {url}", status.as_u16());
             let retryable = status == StatusCode::REQUEST_TIMEOUT
@@ -237,6 +278,10 @@ impl Protocol for HttpProtocol {
                     let header = HeaderName::from_bytes(name.as_bytes());
                     let value = v.as_str().map(HeaderValue::from_str);
                     match (header, value) {
+                        (Ok(h), _) if is_reserved_header(&h) => r.report().error(format!(
+                            "{path}.headers.{name}: set by the server for every request (it frames the \
+                             request or names the event); a custom value would break delivery"
+                        )),
                         (Ok(h), Some(Ok(v))) => {
                             headers.insert(h, v);
                         }
@@ -277,6 +322,7 @@ impl Protocol for HttpProtocol {
         install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
@@ -293,7 +339,10 @@ impl Protocol for HttpProtocol {
         let url = config.url_for(&event.name);
         let body = event.json().clone();
         let mut headers = config.headers.clone();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // A configured Content-Type (say application/cloudevents+json) wins.
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         let ids = [
             ("x-synopticon-session", self.session.to_string()),
             ("x-synopticon-seq", event.seq.to_string()),
@@ -371,6 +420,32 @@ mod tests {
         assert!(report.errors[0].contains("HTTP baseUrl must start with http:// or https://"));
         let (_, missing) = parse(json!({}));
         assert!(missing.errors[0].contains("HTTP distributor requires baseUrl"));
+    }
+
+    #[test]
+    fn headers_that_frame_the_request_are_refused() {
+        let (c, report) = parse(json!({"baseUrl": "http://127.0.0.1:9", "headers": {
+            "Content-Length": "5", "Host": "elsewhere", "Transfer-Encoding": "chunked",
+            "Connection": "close", "X-Synopticon-Seq": "1", "X-Api-Key": "k",
+            "Content-Type": "application/cloudevents+json"}}));
+        assert_eq!(report.errors.len(), 5, "{:?}", report.errors);
+        for name in [
+            "Content-Length",
+            "Host",
+            "Transfer-Encoding",
+            "Connection",
+            "X-Synopticon-Seq",
+        ] {
+            assert!(
+                report
+                    .errors
+                    .iter()
+                    .any(|e| e.contains(&format!("headers.{name}:"))),
+                "{name} not refused: {:?}",
+                report.errors
+            );
+        }
+        assert_eq!(c.headers.len(), 2);
     }
 
     #[test]
