@@ -28,7 +28,7 @@ pub const SESSIONS_CLOSED: &str = "synopticon_sessions_closed_total";
 pub const EVENTS_RECEIVED: &str = "synopticon_events_received_total";
 /// Events handed to a distributor's queue.
 pub const EVENTS_ROUTED: &str = "synopticon_events_routed_total";
-/// Final outcome of each routed event: delivered, failed or dropped.
+/// Final outcome of each routed event: delivered, unconfirmed, failed or dropped.
 pub const DISTRIBUTOR_EVENTS: &str = "synopticon_distributor_events_total";
 /// Events waiting in a distributor's queue.
 pub const QUEUE_DEPTH: &str = "synopticon_distributor_queue_depth";
@@ -36,6 +36,8 @@ pub const QUEUE_DEPTH: &str = "synopticon_distributor_queue_depth";
 pub const RESTARTS: &str = "synopticon_distributor_restarts_total";
 /// Breaker state: 0 closed, 1 open, 2 half-open.
 pub const BREAKER_STATE: &str = "synopticon_distributor_breaker_state";
+/// Times the stall watchdog opened a distributor's breaker.
+pub const STALLS: &str = "synopticon_distributor_stalls_total";
 /// Breaker transitions by target state.
 pub const BREAKER_TRANSITIONS: &str = "synopticon_distributor_breaker_transitions_total";
 /// Connected WebSocket/SSE clients.
@@ -106,10 +108,14 @@ pub fn describe() {
     describe_counter!(EVENTS_ROUTED, "Events handed to a distributor's queue.");
     describe_counter!(
         DISTRIBUTOR_EVENTS,
-        "Routed events by final outcome (delivered, failed, dropped)."
+        "Routed events by final outcome: delivered, unconfirmed (sent, never acknowledged in time), failed, dropped."
     );
     describe_gauge!(QUEUE_DEPTH, "Events waiting in a distributor's queue.");
     describe_counter!(RESTARTS, "Supervisor restarts of a distributor actor.");
+    describe_counter!(
+        STALLS,
+        "Times the stall watchdog opened a distributor's breaker: events waiting and no delivery completed for stallTimeoutMs."
+    );
     describe_gauge!(
         BREAKER_STATE,
         "Circuit breaker state: 0 closed, 1 open, 2 half-open."
@@ -153,9 +159,11 @@ pub struct DistributorTelemetry {
     pub kind: DistributorKind,
     routed: AtomicU64,
     delivered: AtomicU64,
+    unconfirmed: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
     restarts: AtomicU64,
+    stalls: AtomicU64,
     clients: AtomicUsize,
     client_frames_dropped: AtomicU64,
     slow_disconnects: AtomicU64,
@@ -163,9 +171,11 @@ pub struct DistributorTelemetry {
     breaker: Mutex<BreakerState>,
     m_routed: Counter,
     m_delivered: Counter,
+    m_unconfirmed: Counter,
     m_failed: Counter,
     m_dropped: Counter,
     m_restarts: Counter,
+    m_stalls: Counter,
     m_clients: Gauge,
     m_frames_sent: Counter,
     m_frames_dropped: Counter,
@@ -181,12 +191,16 @@ pub struct DistributorCounters {
     pub routed: u64,
     /// Events delivered (for live feeds: fanned out to the connected clients).
     pub sent: u64,
+    /// Events sent whose acknowledgement never came in time: they may have arrived.
+    pub unconfirmed: u64,
     /// Events that failed after the protocol's retries.
     pub failed: u64,
     /// Events dropped by the queue's overflow policy or because the distributor was disabled.
     pub dropped: u64,
     /// Supervisor restarts.
     pub restarts: u64,
+    /// Times the stall watchdog opened the breaker.
+    pub stalls: u64,
     /// Connected live clients.
     pub connected_clients: usize,
     /// Frames evicted from slow live clients' queues.
@@ -205,9 +219,11 @@ impl DistributorTelemetry {
         let this = Self {
             m_routed: counter!(EVENTS_ROUTED, "session" => s.clone(), "distributor" => d),
             m_delivered: outcome("delivered"),
+            m_unconfirmed: outcome("unconfirmed"),
             m_failed: outcome("failed"),
             m_dropped: outcome("dropped"),
             m_restarts: counter!(RESTARTS, "session" => s.clone(), "distributor" => d),
+            m_stalls: counter!(STALLS, "session" => s.clone(), "distributor" => d),
             m_clients: gauge!(LIVE_CLIENTS, "session" => s.clone(), "distributor" => d),
             m_frames_sent: frames("sent"),
             m_frames_dropped: frames("dropped"),
@@ -218,9 +234,11 @@ impl DistributorTelemetry {
             kind,
             routed: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            unconfirmed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
             client_frames_dropped: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
@@ -244,6 +262,13 @@ impl DistributorTelemetry {
     pub fn delivered(&self) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.m_delivered.increment(1);
+    }
+
+    /// An event was sent and never acknowledged in time.
+    pub fn unconfirmed(&self, error: &str) {
+        self.unconfirmed.fetch_add(1, Ordering::Relaxed);
+        self.m_unconfirmed.increment(1);
+        self.set_last_error(error);
     }
 
     /// An event failed for good.
@@ -320,9 +345,11 @@ impl DistributorTelemetry {
         DistributorCounters {
             routed: self.routed.load(Ordering::Relaxed),
             sent: self.delivered.load(Ordering::Relaxed),
+            unconfirmed: self.unconfirmed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            stalls: self.stalls.load(Ordering::Relaxed),
             connected_clients: self.clients.load(Ordering::Relaxed),
             client_frames_dropped: self.client_frames_dropped.load(Ordering::Relaxed),
             slow_client_disconnects: self.slow_disconnects.load(Ordering::Relaxed),
@@ -355,6 +382,32 @@ impl DistributorRestarted<'_> {
             cause = self.cause,
             "distributor restarted by its supervisor"
         );
+    }
+}
+
+/// The stall watchdog found events waiting and no delivery completing.
+pub struct DistributorStalled<'a> {
+    /// Whose distributor.
+    pub telemetry: &'a DistributorTelemetry,
+    /// How long nothing was delivered.
+    pub idle: std::time::Duration,
+    /// Events queued or in flight.
+    pub waiting: usize,
+}
+
+impl DistributorStalled<'_> {
+    /// Records the stall as the last error (the breaker opens next), logs and counts it.
+    pub fn emit(self) {
+        let t = self.telemetry;
+        t.stalls.fetch_add(1, Ordering::Relaxed);
+        t.m_stalls.increment(1);
+        let message = format!(
+            "stalled: {} events waiting and no delivery completed for {} ms; the peer takes them and answers nothing",
+            self.waiting,
+            self.idle.as_millis()
+        );
+        t.set_last_error(&message);
+        tracing::warn!(session = %t.session, distributor = t.kind.as_str(), waiting = self.waiting, idle_ms = self.idle.as_millis() as u64, "distributor stalled: opening its breaker");
     }
 }
 

@@ -153,10 +153,27 @@ impl Broker {
     fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
+
+    /// Sends the broker SIGSTOP (`true`: frozen, its sockets open and silent) or SIGCONT.
+    fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running broker").id();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // A frozen broker would not die of SIGKILL's cleanup waiting; thaw it first.
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
         self.stop();
     }
 }
@@ -303,7 +320,7 @@ async fn a_stopped_broker_opens_the_breaker_while_websocket_keeps_delivering_and
     let c = |k: &str| recovered[k].as_u64().unwrap();
     assert_eq!(c("routed"), 25);
     assert_eq!(
-        c("sent") + c("failed") + c("dropped") + c("queued"),
+        c("sent") + c("unconfirmed") + c("failed") + c("dropped") + c("queued"),
         25,
         "every event accounted for: {recovered}"
     );
@@ -696,4 +713,110 @@ async fn an_event_over_the_packet_limit_is_refused_and_counted_while_the_connect
         "{d}"
     );
     assert!(sub.events().iter().all(|m| !m.topic.ends_with("/frame")));
+}
+
+#[tokio::test]
+async fn a_frozen_broker_opens_the_breaker_and_what_it_took_counts_as_unconfirmed() {
+    let app = spawn_app().await;
+    let broker = Broker::start();
+    // A threshold the failures alone would take a minute to reach: the watchdog decides.
+    app.create_session(
+        json!({"id": "frozen", "enabledDistributors": ["websocket", "mqtt"],
+        "distributors": {"mqtt": {"broker": broker.url(), "qos": 1, "maxInFlight": 4,
+            "ackTimeoutMs": 1500, "stallTimeoutMs": 1000, "breakerThreshold": 1000,
+            "breakerCooldownMs": 300}}}),
+    )
+    .await;
+    let sub = Subscriber::start(broker.port, "synopticon/frozen/#").await;
+    app.publish("frozen", batch("before", 3)).await;
+    sub.wait_events(3).await;
+    let mut ws = app.ws("frozen", "").await;
+
+    broker.freeze(true);
+    app.publish("frozen", batch("during", 20)).await;
+    let live = ws.events(20).await;
+    let stalled = wait_until("the watchdog to open the breaker", DEADLINE, || async {
+        let d = app.distributor("frozen", "mqtt").await;
+        (d["breaker"] == "open" && d["stalls"].as_u64() >= Some(1)).then_some(d)
+    })
+    .await;
+    let health = app.get("/api/health").await.body;
+    let metrics = app.metrics().await;
+    // The publishes in flight when the broker froze time out: sent, never acknowledged.
+    let unacknowledged = wait_until("the in-flight publishes to time out", DEADLINE, || async {
+        let d = app.distributor("frozen", "mqtt").await;
+        (d["unconfirmed"].as_u64() >= Some(1)).then_some(d)
+    })
+    .await;
+    broker.freeze(false);
+    let recovered = wait_until(
+        "the breaker to close and the queue to drain",
+        DEADLINE,
+        || async {
+            let d = app.distributor("frozen", "mqtt").await;
+            (d["breaker"] == "closed" && d["queued"] == 0 && d["sent"].as_u64() >= Some(4))
+                .then_some(d)
+        },
+    )
+    .await;
+    let received = wait_until(
+        "every sent or unconfirmed event at the subscriber",
+        DEADLINE,
+        || async {
+            let d = app.distributor("frozen", "mqtt").await;
+            let c = |k: &str| d[k].as_u64().unwrap_or_default();
+            // At rest: nothing queued, nothing in flight.
+            let settled = c("sent") + c("unconfirmed") + c("failed") + c("dropped") == c("routed");
+            let mut seqs: Vec<u64> = sub
+                .events()
+                .iter()
+                .filter_map(|m| m.payload["seq"].as_u64())
+                .collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            (settled && seqs.len() as u64 >= c("sent") + c("unconfirmed")).then_some((seqs, d))
+        },
+    )
+    .await;
+
+    assert_eq!(
+        live.last().unwrap()["seq"],
+        23,
+        "WebSocket never waited for the broker"
+    );
+    assert!(
+        stalled["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{stalled}"
+    );
+    assert_eq!(
+        health["components"]["sessions"]["status"], "degraded",
+        "{health}"
+    );
+    let listed = health["components"]["sessions"]["unhealthy_distributors"].to_string();
+    assert!(
+        listed.contains("frozen") && listed.contains("mqtt"),
+        "{health}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "synopticon_distributor_stalls_total{session=\"frozen\",distributor=\"mqtt\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(unacknowledged["failed"], 0, "{unacknowledged}");
+    let (seqs, last) = received;
+    let c = |k: &str| last[k].as_u64().unwrap();
+    assert_eq!(
+        c("sent") + c("unconfirmed") + c("failed") + c("dropped") + c("queued"),
+        c("routed"),
+        "{last}"
+    );
+    assert_eq!(c("routed"), 23);
+    // Nothing was lost: the unconfirmed ones arrived too, so the books match the peer.
+    assert_eq!(seqs, (1..=23).collect::<Vec<_>>(), "{recovered}");
+    assert_eq!(c("sent") + c("unconfirmed"), 23, "{last}");
 }

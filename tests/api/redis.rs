@@ -320,3 +320,88 @@ async fn rediss_with_a_password_and_the_test_ca_delivers_and_a_wrong_password_is
     assert_eq!(failed["sent"], 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A private redis-server on a free port, its URL, and SIGSTOP/SIGCONT for it.
+fn private_redis() -> (PrivateRedis, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (make test installs it)");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (PrivateRedis(child), format!("redis://127.0.0.1:{port}"))
+}
+
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_frozen_server_opens_the_breaker_and_timed_out_commands_count_as_unconfirmed() {
+    let app = spawn_app().await;
+    let (server, url) = private_redis();
+    app.create_session(json!({"id": "r-frozen", "enabledDistributors": ["redis"],
+        "distributors": {"redis": {"url": url, "publish": false, "stream": "synopticon:r-frozen",
+            "commandTimeoutMs": 500, "stallTimeoutMs": 800, "maxInFlight": 4,
+            "breakerThreshold": 1000, "breakerCooldownMs": 300}}}))
+        .await;
+    app.publish("r-frozen", batch("before", 3)).await;
+    wait_until("3 sent", DEADLINE, || async {
+        (app.distributor("r-frozen", "redis").await["sent"] == 3).then_some(())
+    })
+    .await;
+
+    signal(&server.0, "-STOP");
+    app.publish("r-frozen", batch("during", 10)).await;
+    let frozen = wait_until("timeouts and the watchdog", DEADLINE, || async {
+        let d = app.distributor("r-frozen", "redis").await;
+        (d["unconfirmed"].as_u64() >= Some(1) && d["stalls"].as_u64() >= Some(1)).then_some(d)
+    })
+    .await;
+    signal(&server.0, "-CONT");
+    let settled = wait_until("every event settled", DEADLINE, || async {
+        let d = app.distributor("r-frozen", "redis").await;
+        let c = |k: &str| d[k].as_u64().unwrap_or_default();
+        (d["breaker"] == "closed"
+            && c("sent") + c("unconfirmed") + c("failed") + c("dropped") == c("routed"))
+        .then_some(d)
+    })
+    .await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let len: u64 = conn.xlen("synopticon:r-frozen").unwrap();
+
+    assert_eq!(frozen["breaker"], "open", "{frozen}");
+    let c = |k: &str| settled[k].as_u64().unwrap();
+    assert_eq!(c("routed"), 13);
+    assert_eq!(c("failed") + c("dropped"), 0, "{settled}");
+    // Redis ran the commands that timed out once it woke: the stream matches the books.
+    assert_eq!(len, c("sent") + c("unconfirmed"), "{settled}");
+}

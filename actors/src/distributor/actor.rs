@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::FutureExt;
 
-use super::breaker::{CircuitBreaker, Permit};
+use super::breaker::{BreakerState, CircuitBreaker, Permit};
 use super::live::ClientQueue;
 use super::queue::EventQueue;
 use super::{CloseReason, CommonConfig, Delivery, LiveAttach, Outcome, ParsedConfig, Protocol};
-use crate::telemetry::{BreakerTransitioned, DistributorRestarted, DistributorTelemetry};
+use crate::telemetry::{
+    BreakerTransitioned, DistributorRestarted, DistributorStalled, DistributorTelemetry,
+};
 
 /// Deliveries done in one go before yielding the thread to other actors.
 const DRAIN_BATCH: usize = 512;
@@ -82,6 +84,9 @@ pub struct DistributorActor<P: Protocol> {
     started_at: Instant,
     /// Backoff to wait before draining after a restart.
     restart_delay: Option<Duration>,
+    /// Since when events have been waiting (queued or in flight) without a delivery
+    /// completing; `None` while there is nothing to do. The stall watchdog reads it.
+    waiting_since: Option<Instant>,
 }
 
 impl<P: Protocol> DistributorActor<P> {
@@ -106,8 +111,35 @@ impl<P: Protocol> DistributorActor<P> {
             consecutive_restarts: 0,
             started_at: Instant::now(),
             restart_delay: None,
+            waiting_since: None,
         };
         Supervisor::start(move |_| actor)
+    }
+
+    /// The stall watchdog, run on every tick: events waiting and no delivery completed for
+    /// `stallTimeoutMs` opens the breaker, so a peer that takes everything and answers
+    /// nothing is as visible (status, health, metrics) as one that refuses.
+    fn watch(&mut self, now: Instant) {
+        let pending = self.in_flight > 0 || !self.queue.is_empty();
+        if !pending {
+            self.waiting_since = None;
+            return;
+        }
+        let since = *self.waiting_since.get_or_insert(now);
+        let idle = now.saturating_duration_since(since);
+        if idle < self.common.stall_timeout || self.breaker.state() != BreakerState::Closed {
+            return;
+        }
+        DistributorStalled {
+            telemetry: &self.telemetry,
+            idle,
+            waiting: self.queue.len() + self.in_flight,
+        }
+        .emit();
+        let t = self.breaker.trip(now);
+        self.report_transition(t);
+        // The next verdict needs another full period without progress.
+        self.waiting_since = Some(now);
     }
 
     /// Takes events off the queue while the breaker and the in-flight limit allow.
@@ -163,6 +195,7 @@ impl<P: Protocol> DistributorActor<P> {
     fn account(&mut self, outcome: Outcome, accepted_at: &Instant) {
         match outcome {
             Outcome::Delivered => {
+                self.waiting_since = Some(Instant::now());
                 self.telemetry.delivered();
                 if !P::LATENCY_MEASURED_DOWNSTREAM {
                     self.telemetry
@@ -173,6 +206,11 @@ impl<P: Protocol> DistributorActor<P> {
             }
             Outcome::Failed(error) => {
                 self.telemetry.failed(&error);
+                let t = self.breaker.on_failure(Instant::now());
+                self.report_transition(t);
+            }
+            Outcome::Unconfirmed(error) => {
+                self.telemetry.unconfirmed(&error);
                 let t = self.breaker.on_failure(Instant::now());
                 self.report_transition(t);
             }
@@ -244,6 +282,7 @@ impl<P: Protocol> Actor for DistributorActor<P> {
         ctx.run_interval(TICK_INTERVAL, |act, _| {
             act.protocol.tick();
             act.telemetry.set_queue_depth(act.queue.len());
+            act.watch(Instant::now());
         });
         match self.restart_delay.take() {
             Some(delay) => self.wake_after(delay, ctx),

@@ -163,6 +163,13 @@ impl CircuitBreaker {
         }
     }
 
+    /// Opens the breaker at `now` whatever the failure count: the watchdog's verdict on a
+    /// peer that takes events and completes none.
+    pub fn trip(&mut self, now: Instant) -> Option<Transition> {
+        self.opened_at = Some(now);
+        self.go(BreakerState::Open)
+    }
+
     fn go(&mut self, to: BreakerState) -> Option<Transition> {
         let from = std::mem::replace(&mut self.state, to);
         (from != to).then_some(Transition { from, to })

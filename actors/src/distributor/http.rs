@@ -127,6 +127,8 @@ enum Attempt {
     Retry {
         error: String,
         after: Option<Duration>,
+        /// The request went out and no answer came in time: the receiver may have it.
+        maybe_received: bool,
     },
     Final(String),
 }
@@ -177,6 +179,7 @@ async fn attempt(
                 Attempt::Retry {
                     error,
                     after: retry_after(response.headers()),
+                    maybe_received: false,
                 }
             } else {
                 Attempt::Final(format!("{error} (not retried)"))
@@ -199,6 +202,7 @@ async fn attempt(
             Attempt::Retry {
                 error: format!("{url}: {what}{cause}"),
                 after: None,
+                maybe_received: e.is_timeout() && !e.is_connect(),
             }
         }
     }
@@ -355,11 +359,17 @@ impl Protocol for HttpProtocol {
         }
         Delivery::Later(Box::pin(async move {
             let mut last_error = String::new();
+            let mut maybe_received = false;
             for n in 0..=config.max_retries {
                 match attempt(&client, &config, &url, headers.clone(), body.clone()).await {
                     Attempt::Done => return Outcome::Delivered,
                     Attempt::Final(error) => return Outcome::Rejected(error),
-                    Attempt::Retry { error, after } => {
+                    Attempt::Retry {
+                        error,
+                        after,
+                        maybe_received: this_one,
+                    } => {
+                        maybe_received |= this_one;
                         last_error = error;
                         if n < config.max_retries {
                             let wait = after
@@ -369,10 +379,13 @@ impl Protocol for HttpProtocol {
                     }
                 }
             }
-            Outcome::Failed(format!(
-                "{last_error} (after {} attempts)",
-                config.max_retries + 1
-            ))
+            let error = format!("{last_error} (after {} attempts)", config.max_retries + 1);
+            if maybe_received {
+                // An attempt timed out after sending: the receiver may have the event.
+                Outcome::Unconfirmed(error)
+            } else {
+                Outcome::Failed(error)
+            }
         }))
     }
 

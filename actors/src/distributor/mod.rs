@@ -157,7 +157,14 @@ pub struct CommonConfig {
     pub max_in_flight: usize,
     /// Circuit breaker (`breakerThreshold`, `breakerCooldownMs`).
     pub breaker: BreakerSettings,
+    /// Events waiting and no delivery completed for this long opens the breaker
+    /// (`stallTimeoutMs`): a peer that accepts connections and answers nothing (a frozen
+    /// broker) fails no delivery fast enough for the failure count to notice.
+    pub stall_timeout: Duration,
 }
+
+/// Default `stallTimeoutMs`.
+pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 10_000;
 
 /// Default distributor queue capacity.
 pub const DEFAULT_QUEUE_CAPACITY: u64 = 4096;
@@ -202,6 +209,7 @@ impl CommonConfig {
             3_600_000,
             defaults.cooldown.as_millis() as u64,
         );
+        let stall_timeout_ms = r.u64("stallTimeoutMs", 100, 3_600_000, DEFAULT_STALL_TIMEOUT_MS);
         Self {
             queue_capacity: queue_capacity as usize,
             overflow,
@@ -210,6 +218,7 @@ impl CommonConfig {
                 failure_threshold,
                 cooldown: Duration::from_millis(cooldown_ms),
             },
+            stall_timeout: Duration::from_millis(stall_timeout_ms),
         }
     }
 }
@@ -225,6 +234,10 @@ pub enum Outcome {
     /// This event can never be delivered (too large, refused as malformed by the peer);
     /// counted as failed, but the peer is healthy, so the breaker is not moved.
     Rejected(String),
+    /// Sent, but the peer never acknowledged it in time (an MQTT PUBACK, a Redis reply, a
+    /// webhook answer that timed out): it may well have arrived, so it is counted apart
+    /// from `failed`. A silent peer is a failing one, so the breaker moves.
+    Unconfirmed(String),
 }
 
 /// What [`Protocol::deliver`] returns.

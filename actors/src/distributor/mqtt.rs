@@ -228,7 +228,18 @@ enum Tag {
     /// The retained status message (nobody waits for it).
     Status,
     /// An event; the sender completes its delivery.
-    Event(QoS, oneshot::Sender<Result<(), String>>),
+    Event(QoS, oneshot::Sender<Ack>),
+}
+
+/// How a publish ended, as the connection task saw it.
+enum Ack {
+    /// Acknowledged (written, at QoS 0).
+    Acked,
+    /// Never written: the connection went away first.
+    NotSent(String),
+    /// Written, but the connection went away before the acknowledgement: the broker may
+    /// have it.
+    Unacknowledged(String),
 }
 
 /// Connection state shared by the protocol and its connection task (same thread).
@@ -249,13 +260,16 @@ struct Link {
 
 impl Link {
     fn fail_all(&mut self, error: &str) {
-        let tags = self
-            .queued
-            .drain(..)
-            .chain(self.awaiting.drain().map(|(_, t)| t));
-        for tag in tags.collect::<Vec<_>>() {
+        for tag in self.queued.drain(..) {
             if let Tag::Event(_, tx) = tag {
-                let _ = tx.send(Err(error.to_string()));
+                let _ = tx.send(Ack::NotSent(error.to_string()));
+            }
+        }
+        for (_, tag) in self.awaiting.drain() {
+            if let Tag::Event(_, tx) = tag {
+                let _ = tx.send(Ack::Unacknowledged(format!(
+                    "{error} (before the broker acknowledged the event)"
+                )));
             }
         }
     }
@@ -336,7 +350,7 @@ async fn run(
                 }
                 Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => match l.queued.pop_front() {
                     Some(Tag::Event(QoS::AtMostOnce, tx)) => {
-                        let _ = tx.send(Ok(()));
+                        let _ = tx.send(Ack::Acked);
                     }
                     Some(tag) => {
                         l.awaiting.insert(pkid, tag);
@@ -345,12 +359,12 @@ async fn run(
                 },
                 Ok(MqttEvent::Incoming(Packet::PubAck(ack))) => {
                     if let Some(Tag::Event(QoS::AtLeastOnce, tx)) = l.awaiting.remove(&ack.pkid) {
-                        let _ = tx.send(Ok(()));
+                        let _ = tx.send(Ack::Acked);
                     }
                 }
                 Ok(MqttEvent::Incoming(Packet::PubComp(comp))) => {
                     if let Some(Tag::Event(QoS::ExactlyOnce, tx)) = l.awaiting.remove(&comp.pkid) {
-                        let _ = tx.send(Ok(()));
+                        let _ = tx.send(Ack::Acked);
                     }
                 }
                 Ok(_) => {}
@@ -572,7 +586,7 @@ fn publish(
     config: &MqttConfig,
     session: &str,
     event: &Event,
-) -> Result<oneshot::Receiver<Result<(), String>>, Outcome> {
+) -> Result<oneshot::Receiver<Ack>, Outcome> {
     let mut link = link.borrow_mut();
     let client = match (&link.client, link.connected) {
         (Some(client), true) => client.clone(),
@@ -615,15 +629,17 @@ fn publish(
     Ok(rx)
 }
 
-/// Waits for the broker's acknowledgement of one publish.
-async fn await_ack(ack: oneshot::Receiver<Result<(), String>>, timeout: Duration) -> Outcome {
+/// Waits for the broker's acknowledgement of one publish. A publish that went out and was
+/// never acknowledged is `Unconfirmed`: the broker may have it.
+async fn await_ack(ack: oneshot::Receiver<Ack>, timeout: Duration) -> Outcome {
     match tokio::time::timeout(timeout, ack).await {
-        Ok(Ok(Ok(()))) => Outcome::Delivered,
-        Ok(Ok(Err(error))) => Outcome::Failed(error),
+        Ok(Ok(Ack::Acked)) => Outcome::Delivered,
+        Ok(Ok(Ack::NotSent(error))) => Outcome::Failed(error),
+        Ok(Ok(Ack::Unacknowledged(error))) => Outcome::Unconfirmed(error),
         Ok(Err(_)) => {
-            Outcome::Failed("MQTT connection was replaced before the acknowledgement".into())
+            Outcome::Unconfirmed("MQTT connection was replaced before the acknowledgement".into())
         }
-        Err(_) => Outcome::Failed(format!(
+        Err(_) => Outcome::Unconfirmed(format!(
             "no acknowledgement from the MQTT broker within {} ms",
             timeout.as_millis()
         )),

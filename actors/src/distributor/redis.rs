@@ -314,8 +314,13 @@ impl Protocol for RedisProtocol {
                 {
                     Outcome::Rejected(format!("Redis refused the event: {e}"))
                 }
+                // Sent, and the reply never came (timed out, or the connection was lost
+                // mid-command): Redis may well have run it.
+                Ok(Err(e)) if e.is_timeout() || e.is_connection_dropped() => {
+                    Outcome::Unconfirmed(format!("Redis: {e} (no reply)"))
+                }
                 Ok(Err(e)) => Outcome::Failed(format!("Redis: {e}")),
-                Err(_) => Outcome::Failed(format!(
+                Err(_) => Outcome::Unconfirmed(format!(
                     "Redis did not answer within {} ms",
                     timeout.as_millis()
                 )),
