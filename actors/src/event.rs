@@ -11,6 +11,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::json::RawData;
 
 /// One event of one session, immutable once created.
 #[derive(Debug)]
@@ -23,8 +26,8 @@ pub struct Event {
     pub name: Arc<str>,
     /// Wall-clock time the event happened (given by the producer or set on arrival).
     pub ts: DateTime<Utc>,
-    /// Producer's payload, passed through untouched.
-    pub data: serde_json::Value,
+    /// Producer's payload, passed through byte for byte (whitespace between tokens aside).
+    pub data: RawData,
     /// The vision source that raised it (set by the server, never by a client): live
     /// feeds of source-scoped tokens filter on it.
     source: Option<Arc<str>>,
@@ -41,7 +44,7 @@ struct Envelope<'a> {
     seq: u64,
     event: &'a str,
     ts: String,
-    data: &'a serde_json::Value,
+    data: &'a RawValue,
 }
 
 impl Event {
@@ -67,7 +70,7 @@ impl Event {
         seq: u64,
         name: Arc<str>,
         ts: DateTime<Utc>,
-        data: serde_json::Value,
+        data: RawData,
     ) -> Self {
         Self {
             session,
@@ -91,7 +94,7 @@ impl Event {
                 ts: self.ts.to_rfc3339_opts(SecondsFormat::Millis, true),
                 data: &self.data,
             };
-            // Serializing a `Value` and plain strings cannot fail.
+            // Serializing raw JSON and plain strings cannot fail.
             Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
         })
     }
@@ -108,7 +111,7 @@ mod tests {
             7,
             "face_detected".into(),
             Utc::now(),
-            serde_json::json!({"x": 1}),
+            crate::json::to_raw(&serde_json::json!({"x": 1})),
         );
         let first = ev.json().clone();
         let v: serde_json::Value = serde_json::from_slice(&first).unwrap();

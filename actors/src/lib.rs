@@ -15,6 +15,7 @@
 //! - [`inference`]: ONNX Runtime detectors (YOLO family, CenterFace), the model thread
 //!   behind each `InferenceActor`, and the hub of configured models.
 //! - [`event`]: the event type and its shared, serialize-once encodings.
+//! - [`json`]: event payloads kept as the producer's raw JSON.
 //! - [`source`]: vision sources (files, streams, cameras, folders, synthetic, external
 //!   edge devices): the `CameraActor` (capture) of each source; tracking and analytics are
 //!   the `TrackerActor` in `tracker`.
@@ -28,6 +29,7 @@ pub mod distributor;
 pub mod event;
 pub mod glob;
 pub mod inference;
+pub mod json;
 pub mod messages;
 pub mod registry;
 pub mod session;

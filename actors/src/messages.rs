@@ -52,8 +52,8 @@ pub struct RemoveAllSessions;
 pub struct IncomingEvent {
     /// Event type (already checked by the caller).
     pub name: String,
-    /// Payload.
-    pub data: Value,
+    /// Payload, as raw JSON (see [`crate::json`]).
+    pub data: crate::json::RawData,
     /// Producer's timestamp; the arrival time when absent.
     pub ts: Option<DateTime<Utc>>,
     /// The vision source that raised it; `None` for events posted by clients.

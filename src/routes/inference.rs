@@ -259,29 +259,12 @@ fn is_multipart(req: &HttpRequest) -> bool {
 /// format (not yet decoded).
 async fn read_uploads(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limits: &ImageLimits,
     max_images: usize,
 ) -> Result<Vec<Upload>, ApiError> {
     if !is_multipart(req) {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limits.max_bytes) {
-            return Err(too_large(limits));
-        }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
-            if body.len() + chunk.len() > limits.max_bytes {
-                return Err(too_large(limits));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let bytes = body.freeze();
+        let bytes = super::read_body(req, payload, limits.max_bytes, || too_large(limits)).await?;
         frame::check(&bytes, limits)?;
         return Ok(vec![Upload { name: None, bytes }]);
     }

@@ -224,9 +224,7 @@ pub fn describe_metrics() {
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::PayloadTooLarge(format!(
-                "request body is larger than the limit of {limit} bytes"
-            ))
+            body_too_large(limit)
         }
         JsonPayloadError::Deserialize(e) => {
             ApiError::BadRequest(format!("request body is not valid JSON: {e}"))
@@ -282,6 +280,42 @@ pub async fn find_session(state: &AppState, id: &str) -> Result<Addr<SessionActo
     )
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("session {id:?} not found")))
+}
+
+/// Reads a whole request body of at most `limit` bytes; `too_large` words the 413 (a
+/// declared `Content-Length` over the limit is refused before anything is read).
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    too_large: impl Fn() -> ApiError,
+) -> Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The 413 of a JSON body over `server.max_body_bytes`.
+pub fn body_too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "request body is larger than the limit of {limit} bytes"
+    ))
 }
 
 /// A JSON response with secrets redacted.

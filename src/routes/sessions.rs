@@ -1,18 +1,22 @@
 //! Sessions over REST: create (from a template with overrides), validate, list, status,
 //! close; enable/reconfigure/disable one distributor; replace routing; post events.
 
+use std::collections::HashMap;
+
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use synopticon_actors::distributor::{CloseReason, DistributorKind};
+use synopticon_actors::json::{self, kind_of_raw};
 use synopticon_actors::messages::*;
 use synopticon_actors::session::routing::check_event_name;
 use synopticon_actors::session::{SessionActor, SessionStatus};
 use synopticon_actors::validation::{kind_of, Report};
 
-use super::{ask, find_session, redacted_json, Api};
+use super::{ask, body_too_large, find_session, read_body, redacted_json, Api};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope};
@@ -388,13 +392,12 @@ async fn post_events(
     principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let limit = state.settings.server.max_body_bytes;
+    let body = read_body(&req, payload, limit, || body_too_large(limit)).await?;
     let session = find_session(&state, &id).await?;
-    let events = parse_events(
-        body.into_inner(),
-        state.settings.server.max_events_per_request,
-    )?;
+    let events = parse_events(&body, state.settings.server.max_events_per_request)?;
     limit_events(&state, &req, &principal, events.len())?;
     let routed = ask(
         "the session",
@@ -405,15 +408,18 @@ async fn post_events(
     Ok(HttpResponse::Accepted().json(json!({"accepted": routed.len(), "events": routed})))
 }
 
-/// Checks every event of a request; all problems are reported together (422).
-pub fn parse_events(body: Value, max: usize) -> Result<Vec<IncomingEvent>, ApiError> {
-    let (items, batch) = match body {
-        Value::Array(items) => (items, true),
-        object @ Value::Object(_) => (vec![object], false),
+/// Checks every event of a request; all problems are reported together (422). Each
+/// event's `data` is kept as the producer's JSON text ([`synopticon_actors::json`]).
+pub fn parse_events(body: &[u8], max: usize) -> Result<Vec<IncomingEvent>, ApiError> {
+    let not_json =
+        |e: serde_json::Error| ApiError::BadRequest(format!("request body is not valid JSON: {e}"));
+    let whole: &RawValue = serde_json::from_slice(body).map_err(not_json)?;
+    let (items, batch): (Vec<&RawValue>, bool) = match kind_of_raw(whole) {
+        "an array" => (serde_json::from_str(whole.get()).map_err(not_json)?, true),
+        "an object" => (vec![whole], false),
         other => {
             return Err(ApiError::BadRequest(format!(
-                "body must be an event object or an array of them, got {}",
-                kind_of(&other)
+                "body must be an event object or an array of them, got {other}"
             )))
         }
     };
@@ -438,26 +444,39 @@ pub fn parse_events(body: Value, max: usize) -> Result<Vec<IncomingEvent>, ApiEr
         } else {
             String::new()
         };
-        let Value::Object(mut map) = item else {
+        if kind_of_raw(item) != "an object" {
             report.error(format!(
                 "{at}: must be an object with \"event\" and \"data\", got {}",
-                kind_of(&item)
+                kind_of_raw(item)
             ));
             continue;
+        }
+        let mut map: HashMap<String, Box<RawValue>> = match serde_json::from_str(item.get()) {
+            Ok(map) => map,
+            Err(e) => {
+                report.error(format!("{at}: {e}"));
+                continue;
+            }
         };
-        let name = match map.remove("event") {
-            Some(Value::String(s)) => match check_event_name(&s) {
+        let field =
+            |raw: Option<Box<RawValue>>| raw.map(|r| serde_json::from_str::<Value>(r.get()));
+        let name = match field(map.remove("event")) {
+            Some(Ok(Value::String(s))) => match check_event_name(&s) {
                 Ok(()) => Some(s),
                 Err(e) => {
                     report.error(format!("{at}event: {e}"));
                     None
                 }
             },
-            Some(other) => {
+            Some(Ok(other)) => {
                 report.error(format!(
                     "{at}event: must be a string, got {}",
                     kind_of(&other)
                 ));
+                None
+            }
+            Some(Err(e)) => {
+                report.error(format!("{at}event: {e}"));
                 None
             }
             None => {
@@ -467,32 +486,43 @@ pub fn parse_events(body: Value, max: usize) -> Result<Vec<IncomingEvent>, ApiEr
                 None
             }
         };
-        let data = map
-            .remove("data")
-            .unwrap_or(Value::Object(Default::default()));
-        let ts = match map.remove("ts") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
+        let data = match map.remove("data").map(json::compact) {
+            None => Some(json::empty_object()),
+            Some(Ok(data)) => Some(data),
+            Some(Err(e)) => {
+                report.error(format!("{at}data: {e}"));
+                None
+            }
+        };
+        let ts = match field(map.remove("ts")) {
+            None | Some(Ok(Value::Null)) => None,
+            Some(Ok(Value::String(s))) => match DateTime::parse_from_rfc3339(&s) {
                 Ok(t) => Some(t.with_timezone(&Utc)),
                 Err(e) => {
                     report.error(format!("{at}ts: {s:?} is not an RFC 3339 time: {e}"));
                     None
                 }
             },
-            Some(other) => {
+            Some(Ok(other)) => {
                 report.error(format!(
                     "{at}ts: must be an RFC 3339 string, got {}",
                     kind_of(&other)
                 ));
                 None
             }
+            Some(Err(e)) => {
+                report.error(format!("{at}ts: {e}"));
+                None
+            }
         };
-        for key in map.keys() {
+        let mut unknown: Vec<&String> = map.keys().collect();
+        unknown.sort();
+        for key in unknown {
             report.error(format!(
                 "{at}{key}: unknown field (known fields: event, data, ts)"
             ));
         }
-        if let Some(name) = name {
+        if let (Some(name), Some(data)) = (name, data) {
             events.push(IncomingEvent {
                 name,
                 data,

@@ -617,3 +617,59 @@ async fn sse_resume_points_out_of_range_miss_nothing_and_garbage_is_refused() {
         "{garbage_body}"
     );
 }
+
+#[tokio::test]
+async fn event_data_passes_through_byte_for_byte() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "exact"})).await;
+    let mut ws = app.ws("exact", "").await;
+    let sse = app
+        .request(reqwest::Method::GET, "/api/v1/sessions/exact/sse")
+        .send()
+        .await
+        .expect("sse");
+    let body = concat!(
+        "[{\"event\": \"measure\", \"data\": {\n  \"big\" : 123456789012345678901234567890123456789012345678901234567890,\n",
+        "  \"neg0\": -0, \"tiny\": 1e-400, \"f\": 1.50, \"e\": 2E+3, \"s\": \"two  spaces \\\"quoted\\\" \\u00e9\\n\" }}]"
+    );
+    let exact = r#""data":{"big":123456789012345678901234567890123456789012345678901234567890,"neg0":-0,"tiny":1e-400,"f":1.50,"e":2E+3,"s":"two  spaces \"quoted\" \u00e9\n"}}"#;
+
+    let posted = app.post_raw("/api/v1/sessions/exact/events", body).await;
+    let frame = loop {
+        match tokio::time::timeout(DEADLINE, ws.stream.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) if !text.contains("\"op\"") => {
+                break text.to_string()
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no event frame: {other:?}"),
+        }
+    };
+    let sse_text = sse_text_until(sse, "event: measure").await;
+    let deep = format!(
+        "{{\"event\": \"deep\", \"data\": {}{}}}",
+        "[".repeat(101),
+        "]".repeat(101)
+    );
+    let too_deep = app.post_raw("/api/v1/sessions/exact/events", deep).await;
+
+    assert_eq!(posted.status, 202, "{}", posted.body);
+    assert!(
+        frame.ends_with(exact),
+        "WebSocket frame changed the data:\n{frame}"
+    );
+    assert!(
+        sse_text.contains(exact),
+        "SSE block changed the data:\n{sse_text}"
+    );
+    assert_eq!(too_deep.status, 422, "{}", too_deep.body);
+    assert!(
+        too_deep.body["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("data: nested more than 100 levels"),
+        "{}",
+        too_deep.body
+    );
+}

@@ -137,7 +137,7 @@ mod tests {
             seq,
             "e".into(),
             Utc::now(),
-            serde_json::Value::Null,
+            crate::json::empty_object(),
         ))
     }
 

@@ -62,7 +62,7 @@ pub fn fnv1a32(text: &str) -> u32 {
 /// Encodes `event` in the binary format (big-endian; see docs/PROTOCOLS.md).
 pub fn encode_binary(event: &Event) -> Bytes {
     let name = event.name.as_bytes();
-    let payload = serde_json::to_vec(&event.data).unwrap_or_default();
+    let payload = event.data.get().as_bytes();
     let mut buf = BytesMut::with_capacity(HEADER_LEN + name.len() + payload.len());
     buf.put_slice(&MAGIC);
     buf.put_u8(VERSION);
@@ -76,7 +76,7 @@ pub fn encode_binary(event: &Event) -> Bytes {
     buf.put_u16(0); // reserved
     buf.put_u32(payload.len() as u32);
     buf.put_slice(name);
-    buf.put_slice(&payload);
+    buf.put_slice(payload);
     buf.freeze()
 }
 

@@ -233,7 +233,7 @@ impl Handler<PublishEvents> for SessionActor {
         let now = Utc::now();
         for mut incoming in msg.0 {
             if let Some(redactor) = &self.redactor {
-                redactor.apply(&mut incoming.data);
+                redactor.apply_raw(&mut incoming.data);
             }
             self.seq += 1;
             let name: Arc<str> = incoming.name.into();

@@ -16,6 +16,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::json::RawData;
 use crate::validation::{kind_of, Report};
 
 /// What happens to a redacted field.
@@ -100,6 +101,23 @@ impl Redactor {
     pub fn apply(&self, data: &mut Value) {
         for (segments, action) in &self.rules {
             apply(data, segments, *action, &self.key);
+        }
+    }
+
+    /// Redacts a raw payload: the one place a payload is parsed and written again (so its
+    /// numbers take serde_json's form). A payload that cannot be parsed into a value (a
+    /// number beyond any float, such as `1e400`) cannot be checked, so it is not passed on:
+    /// it becomes `null`.
+    pub fn apply_raw(&self, data: &mut RawData) {
+        match serde_json::from_str::<Value>(data.get()) {
+            Ok(mut value) => {
+                self.apply(&mut value);
+                *data = crate::json::to_raw(&value);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a payload that cannot be redacted is replaced by null");
+                *data = crate::json::to_raw(&Value::Null);
+            }
         }
     }
 }

@@ -316,7 +316,7 @@ fn jpeg(frame: &Frame, quality: u8) -> Option<FrameData> {
 fn event(name: &str, data: Value, at: DateTime<Utc>) -> IncomingEvent {
     IncomingEvent {
         name: name.to_string(),
-        data,
+        data: crate::json::to_raw(&data),
         ts: Some(at),
         source: None,
     }
