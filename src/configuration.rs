@@ -252,7 +252,21 @@ pub struct SessionSettings {
     /// Sessions created at start, each like a `POST /api/v1/sessions` body.
     #[serde(default)]
     pub declared: Vec<Json>,
+    /// Ceiling on any distributor's `queueCapacity`.
+    pub max_queue_capacity: u64,
+    /// Ceiling on an SSE distributor's `historySize`.
+    pub max_history_size: u64,
+    /// Ceiling on a live distributor's `clientQueueCapacity`.
+    pub max_client_queue_capacity: u64,
+    /// Ceiling on a live distributor's `maxClients`.
+    pub max_clients: u64,
+    /// Bytes of queued events and SSE history the whole server may hold; beyond it the
+    /// oldest entries anywhere are evicted (counted).
+    pub memory_budget_bytes: u64,
 }
+
+/// Smallest memory budget: room for a few large events.
+const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 
 /// Logging settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -467,6 +481,39 @@ impl Settings {
         if self.sessions.max_sessions == 0 {
             r.error("sessions.max_sessions: must be at least 1");
         }
+        use synopticon_actors::guardrails as g;
+        let se = &self.sessions;
+        for (key, value, least, most) in [
+            (
+                "max_queue_capacity",
+                se.max_queue_capacity,
+                1,
+                g::HARD_MAX_QUEUE,
+            ),
+            (
+                "max_history_size",
+                se.max_history_size,
+                0,
+                g::HARD_MAX_HISTORY,
+            ),
+            (
+                "max_client_queue_capacity",
+                se.max_client_queue_capacity,
+                1,
+                g::HARD_MAX_CLIENT_QUEUE,
+            ),
+            ("max_clients", se.max_clients, 1, g::HARD_MAX_CLIENTS),
+        ] {
+            if !(least..=most).contains(&value) {
+                r.error(format!("sessions.{key}: {value} must be {least}-{most}"));
+            }
+        }
+        if se.memory_budget_bytes < MIN_MEMORY_BUDGET {
+            r.error(format!(
+                "sessions.memory_budget_bytes: {} must be at least {MIN_MEMORY_BUDGET} (1 MiB)",
+                se.memory_budget_bytes
+            ));
+        }
         if templates.get(&self.sessions.default_template).is_none() {
             r.error(format!(
                 "sessions.default_template: {:?} not found (available: {})",
@@ -522,10 +569,13 @@ impl Settings {
         }
         let mut ids = Vec::new();
         for (i, declared) in self.sessions.declared.iter().enumerate() {
-            let (config, report) =
-                resolve(declared, templates, &self.sessions.default_template, || {
-                    format!("declared-{i}")
-                });
+            let (config, report) = resolve(
+                declared,
+                templates,
+                &self.sessions.default_template,
+                || format!("declared-{i}"),
+                templates.guardrails(),
+            );
             for e in report.errors {
                 r.error(format!("sessions.declared[{i}].{e}"));
             }
@@ -543,6 +593,21 @@ impl Settings {
             }
         }
         r
+    }
+
+    /// The ceilings sessions are checked against and a fresh memory budget of the
+    /// configured size (one per server).
+    pub fn guardrails(&self) -> synopticon_actors::guardrails::Guardrails {
+        let s = &self.sessions;
+        synopticon_actors::guardrails::Guardrails {
+            max_queue_capacity: s.max_queue_capacity,
+            max_history_size: s.max_history_size,
+            max_client_queue_capacity: s.max_client_queue_capacity,
+            max_clients: s.max_clients,
+            budget: std::sync::Arc::new(synopticon_actors::budget::MemoryBudget::new(
+                usize::try_from(s.memory_budget_bytes).unwrap_or(usize::MAX),
+            )),
+        }
     }
 
     /// Whether requests need a token.

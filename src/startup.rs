@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use synopticon_actors::distributor::CloseReason;
+use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
 use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub tokens: Arc<TokenStore>,
     /// Rate limiters, when rate limiting is on.
     pub limits: Option<Limits>,
+    /// Ceilings on sessions' sizes and the memory budget they share.
+    pub rails: Arc<Guardrails>,
 }
 
 /// A built, bound, not yet running server.
@@ -76,7 +79,8 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let metrics = telemetry::metrics_handle();
         synopticon_actors::distributor::http::install_crypto_provider();
-        let templates = Arc::new(TemplateStore::new());
+        let rails = Arc::new(settings.guardrails());
+        let templates = Arc::new(TemplateStore::with_guardrails(rails.clone()));
         let mut report = templates.load_dir(Path::new(&settings.sessions.templates_dir));
         report.merge(settings.validate(&templates));
         for warning in &report.warnings {
@@ -102,11 +106,23 @@ impl Application {
             None
         };
 
+        // Bound before any actor or model thread starts: a taken port fails here, with
+        // nothing to stop (ONNX Runtime aborts a process that exits while it loads).
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let address = listener.local_addr()?;
+
         let actors = Arbiter::new();
         let registry_settings = RegistrySettings {
             default_template: settings.sessions.default_template.clone(),
             max_sessions: settings.sessions.max_sessions,
             redaction_key: redaction_key(&settings.privacy.redaction_secret)?,
+            rails: rails.clone(),
         };
         let registry_templates = templates.clone();
         let registry = SessionRegistry::start_in_arbiter(&actors.handle(), move |_| {
@@ -129,24 +145,20 @@ impl Application {
             &settings.server.media_dirs,
         ));
         for declared in &settings.sources {
-            sources.add(declared.clone()).map_err(|e| match e {
-                SourceError::Invalid(report) => anyhow::anyhow!(
-                    "declared source {:?}: {}",
-                    declared.id,
-                    report.errors.join("; ")
-                ),
-                other => anyhow::anyhow!("declared source {:?}: {other}", declared.id),
-            })?;
+            if let Err(e) = sources.add(declared.clone()) {
+                sources.stop_all();
+                wait_for_models(&models).await;
+                return Err(match e {
+                    SourceError::Invalid(report) => anyhow::anyhow!(
+                        "declared source {:?}: {}",
+                        declared.id,
+                        report.errors.join("; ")
+                    ),
+                    other => anyhow::anyhow!("declared source {:?}: {other}", declared.id),
+                });
+            }
         }
 
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}:{}",
-                    settings.server.host, settings.server.port
-                )
-            })?;
-        let address = listener.local_addr()?;
         let auth_enabled = settings.auth_enabled();
         if !auth_enabled && !address.ip().is_loopback() {
             // Loud on purpose: this is the one set-up where anyone on the network can do
@@ -180,6 +192,7 @@ impl Application {
             auth_enabled,
             tokens,
             limits,
+            rails,
         });
         let workers = match state.settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -253,22 +266,24 @@ impl Application {
             graceful_shutdown(&state, &handle).await;
         });
         self.server.await?;
-        // ONNX Runtime aborts the process if it exits while a session is being created:
-        // let a model that is still loading finish first (bounded).
-        let deadline = Instant::now() + MODEL_LOAD_GRACE;
-        while self
-            .state
-            .models
-            .states()
-            .iter()
-            .any(|(_, s)| *s == ModelState::Loading)
-            && Instant::now() < deadline
-        {
-            actix_rt::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_models(&self.state.models).await;
         self.actors.stop();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// ONNX Runtime aborts the process if it exits while a session is being created: lets a
+/// model that is still loading finish first (at most [`MODEL_LOAD_GRACE`]).
+async fn wait_for_models(models: &ModelHub) {
+    let deadline = Instant::now() + MODEL_LOAD_GRACE;
+    while models
+        .states()
+        .iter()
+        .any(|(_, s)| *s == ModelState::Loading)
+        && Instant::now() < deadline
+    {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

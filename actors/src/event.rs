@@ -84,6 +84,14 @@ impl Event {
         }
     }
 
+    /// Bytes the event holds, as charged to the memory budget: its payload, its JSON
+    /// envelope (about the payload again) and the fixed parts. An estimate made without
+    /// serializing, the same every time it is asked.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = std::mem::size_of::<Event>() + 128;
+        2 * self.data.get().len() + self.name.len() + self.session.len() + FIXED
+    }
+
     /// `{"session","seq","event","ts","data"}` as compact JSON, serialized once.
     pub fn json(&self) -> &Bytes {
         self.json.get_or_init(|| {

@@ -24,10 +24,14 @@
 //! - [`telemetry`]: counters, metric names and internal events that log and count.
 //! - [`validation`]: reports that list every problem at once.
 //! - [`glob`]: `*`/`?` patterns for routing and subscriptions.
+//! - [`guardrails`]: server-wide ceilings on per-session sizes; [`budget`]: the memory
+//!   budget that queued events and SSE history share.
 
+pub mod budget;
 pub mod distributor;
 pub mod event;
 pub mod glob;
+pub mod guardrails;
 pub mod inference;
 pub mod json;
 pub mod messages;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::guardrails::Guardrails;
 use crate::messages::*;
 use crate::session::spec::resolve;
 use crate::session::templates::TemplateStore;
@@ -23,6 +24,8 @@ pub struct RegistrySettings {
     pub max_sessions: usize,
     /// HMAC key for fields sessions redact with `hash` (`privacy.redaction_secret`).
     pub redaction_key: Arc<ring::hmac::Key>,
+    /// Ceilings on sessions' sizes and the memory budget they share.
+    pub rails: Arc<Guardrails>,
 }
 
 /// Why a session could not be created.
@@ -71,6 +74,7 @@ impl SessionRegistry {
             &self.templates,
             &self.settings.default_template,
             || uuid::Uuid::new_v4().to_string(),
+            &self.settings.rails,
         );
         if let Some(c) = &config {
             if self.sessions.contains_key(&c.id) {
@@ -100,6 +104,7 @@ impl Handler<CreateSession> for SessionRegistry {
             &self.templates,
             &self.settings.default_template,
             || uuid::Uuid::new_v4().to_string(),
+            &self.settings.rails,
         );
         let Some(config) = config else {
             return Err(RegistryError::Invalid(report));
@@ -111,8 +116,12 @@ impl Handler<CreateSession> for SessionRegistry {
             return Err(RegistryError::Full(self.settings.max_sessions));
         }
         let id = config.id.clone();
-        let session = SessionActor::new(config, self.settings.redaction_key.clone())
-            .map_err(RegistryError::Invalid)?;
+        let session = SessionActor::new(
+            config,
+            self.settings.redaction_key.clone(),
+            self.settings.rails.clone(),
+        )
+        .map_err(RegistryError::Invalid)?;
         let status = session.status();
         self.sources
             .insert(id.clone(), status.config.sources.clone());

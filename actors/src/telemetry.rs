@@ -71,6 +71,7 @@ pub const SOURCE_TRACKING: &str = "synopticon_source_tracking_duration_seconds";
 
 /// Describes every metric of this crate once, so `/metrics` has HELP and TYPE lines.
 pub fn describe() {
+    crate::budget::describe();
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
     describe_counter!(
         SOURCE_FRAMES,
@@ -164,6 +165,8 @@ pub struct DistributorTelemetry {
     dropped: AtomicU64,
     restarts: AtomicU64,
     stalls: AtomicU64,
+    budget_evictions: AtomicU64,
+    held_bytes: AtomicUsize,
     clients: AtomicUsize,
     client_frames_dropped: AtomicU64,
     slow_disconnects: AtomicU64,
@@ -201,6 +204,10 @@ pub struct DistributorCounters {
     pub restarts: u64,
     /// Times the stall watchdog opened the breaker.
     pub stalls: u64,
+    /// Queued events and history entries evicted by the server's memory budget.
+    pub budget_evictions: u64,
+    /// Bytes its queue and history hold against the memory budget.
+    pub held_bytes: usize,
     /// Connected live clients.
     pub connected_clients: usize,
     /// Frames evicted from slow live clients' queues.
@@ -239,6 +246,8 @@ impl DistributorTelemetry {
             dropped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            budget_evictions: AtomicU64::new(0),
+            held_bytes: AtomicUsize::new(0),
             clients: AtomicUsize::new(0),
             client_frames_dropped: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
@@ -286,6 +295,27 @@ impl DistributorTelemetry {
         self.dropped.fetch_add(n, Ordering::Relaxed);
         self.m_dropped.increment(n);
         tracing::debug!(session = %self.session, distributor = self.kind.as_str(), n, reason, "events dropped");
+    }
+
+    /// Its queue or history now holds `bytes` more.
+    pub fn hold(&self, bytes: usize) {
+        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Its queue or history let go of `bytes`.
+    pub fn release_held(&self, bytes: usize) {
+        self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// The memory budget evicted `n` entries of its `holder` (`queue` or `history`).
+    pub fn budget_evicted(&self, n: u64, holder: &'static str) {
+        if n == 0 {
+            return;
+        }
+        self.budget_evictions.fetch_add(n, Ordering::Relaxed);
+        counter!(crate::budget::BUDGET_EVICTIONS, "session" => self.session.to_string(), "distributor" => self.kind.as_str(), "holder" => holder)
+            .increment(n);
+        tracing::debug!(session = %self.session, distributor = self.kind.as_str(), n, holder, "evicted by the memory budget");
     }
 
     /// Remembers the latest error for the status endpoint.
@@ -350,6 +380,8 @@ impl DistributorTelemetry {
             dropped: self.dropped.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             stalls: self.stalls.load(Ordering::Relaxed),
+            budget_evictions: self.budget_evictions.load(Ordering::Relaxed),
+            held_bytes: self.held_bytes.load(Ordering::Relaxed),
             connected_clients: self.clients.load(Ordering::Relaxed),
             client_frames_dropped: self.client_frames_dropped.load(Ordering::Relaxed),
             slow_client_disconnects: self.slow_disconnects.load(Ordering::Relaxed),

@@ -104,6 +104,41 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// An unsigned integer of at least `min` and at most the server's `ceiling`, or
+    /// `default` when absent (a default above the ceiling is brought down to it). Going
+    /// over the ceiling is an error that names the setting which sets it.
+    pub fn u64_capped(
+        &mut self,
+        key: &'static str,
+        min: u64,
+        default: u64,
+        ceiling: crate::guardrails::Ceiling,
+    ) -> u64 {
+        let default = default.min(ceiling.max);
+        match self.get(key) {
+            None => default,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > ceiling.max && n >= min => {
+                    let field = self.field(key);
+                    self.report.error(format!(
+                        "{field}: {n} is above this server's ceiling of {} ({})",
+                        ceiling.max, ceiling.setting
+                    ));
+                    default
+                }
+                Some(n) if n >= min => n,
+                _ => {
+                    let field = self.field(key);
+                    self.report.error(format!(
+                        "{field}: must be an integer {min}-{}, got {v}",
+                        ceiling.max
+                    ));
+                    default
+                }
+            },
+        }
+    }
+
     /// A boolean, or `default` when absent.
     pub fn bool(&mut self, key: &'static str, default: bool) -> bool {
         match self.get(key) {

@@ -91,12 +91,22 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
         .map(|(id, s)| (id, json!(s)))
         .collect();
     let sources_status = if sources_ok { "ok" } else { "degraded" };
-    let overall =
-        if sessions_status == "ok" && models_status != "degraded" && sources_status == "ok" {
-            "ok"
-        } else {
-            "degraded"
-        };
+    let budget = state.rails.budget.status();
+    // Evicting to stay within the budget means events or history are being lost.
+    let memory_status = if budget.under_pressure {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let overall = if sessions_status == "ok"
+        && models_status != "degraded"
+        && sources_status == "ok"
+        && memory_status == "ok"
+    {
+        "ok"
+    } else {
+        "degraded"
+    };
     if state.auth_enabled && !principal.authenticated {
         return HttpResponse::Ok().json(json!({
             "status": overall,
@@ -107,6 +117,7 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
                 "sessions": {"status": sessions_status},
                 "models": {"status": models_status},
                 "sources": {"status": sources_status},
+                "memory": {"status": memory_status},
                 "metrics": {"status": "ok"},
             },
         }));
@@ -129,6 +140,9 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
                 "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
                 "models": {"status": models_status, "models": models},
                 "sources": {"status": sources_status, "sources": source_states},
+                "memory": {"status": memory_status, "limit_bytes": budget.limit_bytes,
+                    "used_bytes": budget.used_bytes, "evicted_entries": budget.evicted_entries,
+                    "evicted_bytes": budget.evicted_bytes},
                 "metrics": {"status": "ok"},
             },
         }),

@@ -120,6 +120,108 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) 
     }
 }
 
+/// The real binary with a configuration of its own (it must keep `port = 0` and let the
+/// `synopticon::startup` info line through): for tests that need a process of their own
+/// (its memory, its file limit, a signal). Killed when dropped.
+pub struct ServerProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// A client for it.
+    pub app: TestApp,
+    /// Its stdout (log) lines after the one with its address.
+    pub log: std::sync::mpsc::Receiver<String>,
+    dir: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `synopticon serve` with `config` (TOML text).
+    pub fn start(config: &str) -> ServerProcess {
+        Self::start_with(config, |_| {})
+    }
+
+    /// The same, with the command adjusted first (environment, resource limits).
+    pub fn start_with(
+        config: &str,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> ServerProcess {
+        use std::io::BufRead;
+        synopticon_actors::distributor::http::install_crypto_provider();
+        let dir = std::env::temp_dir().join(format!("synopticon-process-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("config.toml");
+        std::fs::write(&file, config).expect("config file");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_synopticon"));
+        command
+            .args(["serve", "--config"])
+            .arg(&file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("the server binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let prefix = "listening on http://127.0.0.1:";
+        let port: u16 = loop {
+            let line = log.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("the server did not log its address in time")
+            });
+            if let Some(rest) = line.split(prefix).nth(1) {
+                break rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("a port after the address");
+            }
+        };
+        let app = TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder()
+                .timeout(DEADLINE)
+                .build()
+                .expect("client"),
+            token: None,
+        };
+        ServerProcess {
+            child,
+            app,
+            log,
+            dir,
+        }
+    }
+
+    /// Its resident memory, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status of the server");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
 pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -6,6 +6,7 @@ mod config;
 mod fuzz;
 mod helpers;
 mod inference;
+mod limits;
 mod live;
 mod metrics;
 mod mqtt;

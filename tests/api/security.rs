@@ -1121,58 +1121,13 @@ async fn redaction_rules_are_validated() {
 #[tokio::test]
 async fn changes_are_written_to_the_audit_trail_with_the_token_that_made_them() {
     // The real binary, JSON logs, a configured admin token.
-    synopticon_actors::distributor::http::install_crypto_provider();
-    let dir = std::env::temp_dir().join(format!("synopticon-audit-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            // Warnings only (and the address the test needs): the audit trail still shows.
-            "[server]\nport = 0\nmode = \"production\"\n[log]\nlevel = \"warn,synopticon::startup=info\"\nformat = \"json\"\n\
-             [[auth.tokens]]\nid = \"lab-admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
-            hash_hex(ADMIN)
-        ),
-    )
-    .expect("config");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synopticon"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<Value>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(v) = serde_json::from_str(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let port: u16 = loop {
-        let line = rx
-            .recv_timeout(DEADLINE)
-            .expect("the server logs its address");
-        let message = line["message"].as_str().unwrap_or_default();
-        if let Some(rest) = message.split("listening on http://127.0.0.1:").nth(1) {
-            break rest.parse().expect("port");
-        }
-    };
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::new(),
-        token: Some(ADMIN.into()),
-    };
-
+    let server = ServerProcess::start(&format!(
+        // Warnings only (and the address the test needs): the audit trail still shows.
+        "[server]\nport = 0\nmode = \"production\"\n[log]\nlevel = \"warn,synopticon::startup=info\"\nformat = \"json\"\n\
+         [[auth.tokens]]\nid = \"lab-admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+        hash_hex(ADMIN)
+    ));
+    let app = server.app.with_token(ADMIN);
     app.create_session(json!({"id": "audited"})).await;
     let made = app
         .post("/api/v1/tokens", &json!({"id": "guest", "role": "viewer"}))
@@ -1198,8 +1153,14 @@ async fn changes_are_written_to_the_audit_trail_with_the_token_that_made_them() 
     let mut seen = Vec::new();
     let mut all = Vec::new();
     while seen.len() < wanted.len() {
-        let line = rx.recv_timeout(DEADLINE).expect("audit lines in time");
-        all.push(line.to_string());
+        let text = server
+            .log
+            .recv_timeout(DEADLINE)
+            .expect("audit lines in time");
+        let Ok(line) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        all.push(text);
         if line["target"] == "synopticon::audit" {
             assert_eq!(line["token"], "lab-admin", "{line}");
             assert_eq!(line["role"], "admin", "{line}");
@@ -1209,9 +1170,7 @@ async fn changes_are_written_to_the_audit_trail_with_the_token_that_made_them() 
             ));
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
+    drop(server);
     let expected: Vec<(String, String)> = wanted
         .iter()
         .map(|(a, r)| (a.to_string(), r.to_string()))

@@ -18,6 +18,7 @@ use super::breaker::{BreakerState, CircuitBreaker, Permit};
 use super::live::ClientQueue;
 use super::queue::EventQueue;
 use super::{CloseReason, CommonConfig, Delivery, LiveAttach, Outcome, ParsedConfig, Protocol};
+use crate::guardrails::Guardrails;
 use crate::telemetry::{
     BreakerTransitioned, DistributorRestarted, DistributorStalled, DistributorTelemetry,
 };
@@ -96,8 +97,9 @@ impl<P: Protocol> DistributorActor<P> {
         config: ParsedConfig<P::Config>,
         queue: Arc<EventQueue>,
         telemetry: Arc<DistributorTelemetry>,
+        rails: &Guardrails,
     ) -> Addr<Self> {
-        let protocol = P::new(session, config.protocol, telemetry.clone());
+        let protocol = P::new(session, config.protocol, telemetry.clone(), rails);
         let actor = Self {
             protocol,
             queue,

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::{Delivery, DistributorKind, Outcome, Protocol};
 use crate::event::Event;
 use crate::glob::Glob;
+use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::{kind_of, FieldReader};
 
@@ -221,7 +222,7 @@ impl Protocol for HttpProtocol {
     type Config = HttpConfig;
     const KIND: DistributorKind = DistributorKind::Http;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> HttpConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> HttpConfig {
         let base_url = match r.string("baseUrl") {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                 if reqwest::Url::parse(&url).is_err() {
@@ -322,7 +323,12 @@ impl Protocol for HttpProtocol {
         }
     }
 
-    fn new(session: Arc<str>, config: HttpConfig, _telemetry: Arc<DistributorTelemetry>) -> Self {
+    fn new(
+        session: Arc<str>,
+        config: HttpConfig,
+        _telemetry: Arc<DistributorTelemetry>,
+        _rails: &Guardrails,
+    ) -> Self {
         install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
@@ -403,7 +409,7 @@ mod tests {
     fn parse(v: Value) -> (HttpConfig, Report) {
         let mut report = Report::default();
         let mut r = FieldReader::new("http", &v, &mut report);
-        let c = HttpProtocol::parse(&mut r, "http");
+        let c = HttpProtocol::parse(&mut r, "http", &Guardrails::default());
         r.finish();
         (c, report)
     }

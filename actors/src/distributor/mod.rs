@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::Event;
+use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::{FieldReader, Report};
 use breaker::BreakerSettings;
@@ -168,20 +169,14 @@ pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 10_000;
 
 /// Default distributor queue capacity.
 pub const DEFAULT_QUEUE_CAPACITY: u64 = 4096;
-/// Largest accepted queue capacity.
-pub const MAX_QUEUE_CAPACITY: u64 = 1_000_000;
 /// Queue capacities above this draw a memory warning.
 const LARGE_QUEUE_WARNING: u64 = 100_000;
 
 impl CommonConfig {
-    /// Reads the shared fields from a distributor config.
-    pub fn read(r: &mut FieldReader<'_>, path: &str) -> Self {
-        let queue_capacity = r.u64(
-            "queueCapacity",
-            1,
-            MAX_QUEUE_CAPACITY,
-            DEFAULT_QUEUE_CAPACITY,
-        );
+    /// Reads the shared fields from a distributor config, within the server's ceilings.
+    pub fn read(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> Self {
+        let queue_capacity =
+            r.u64_capped("queueCapacity", 1, DEFAULT_QUEUE_CAPACITY, rails.queue());
         if queue_capacity > LARGE_QUEUE_WARNING {
             r.report().warn(format!(
                 "{path}.queueCapacity: {queue_capacity} events may hold a lot of memory while a peer is down"
@@ -300,11 +295,17 @@ pub trait Protocol: Sized + Unpin + 'static {
     /// True when delivery latency is measured downstream (live clients record it on write).
     const LATENCY_MEASURED_DOWNSTREAM: bool = false;
 
-    /// Reads the protocol's fields from its config (the reader reports problems).
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> Self::Config;
+    /// Reads the protocol's fields from its config (the reader reports problems), within
+    /// the server's ceilings.
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> Self::Config;
 
     /// Builds the protocol state; called once per distributor, not per restart.
-    fn new(session: Arc<str>, config: Self::Config, telemetry: Arc<DistributorTelemetry>) -> Self;
+    fn new(
+        session: Arc<str>,
+        config: Self::Config,
+        telemetry: Arc<DistributorTelemetry>,
+        rails: &Guardrails,
+    ) -> Self;
 
     /// Called on every (re)start of the actor: connect, start timers.
     fn started(&mut self) {}
@@ -338,26 +339,33 @@ pub struct ParsedConfig<C> {
     pub protocol: C,
 }
 
-/// Validates one distributor config, returning every problem (path is e.g. `distributors.sse`).
-pub fn parse_config(kind: DistributorKind, path: &str, value: &Value, report: &mut Report) {
+/// Validates one distributor config against the server's ceilings, returning every
+/// problem (path is e.g. `distributors.sse`).
+pub fn parse_config(
+    kind: DistributorKind,
+    path: &str,
+    value: &Value,
+    report: &mut Report,
+    rails: &Guardrails,
+) {
     match kind {
         DistributorKind::Websocket => {
-            parse_typed::<websocket::WebSocketProtocol>(path, value, report);
+            parse_typed::<websocket::WebSocketProtocol>(path, value, report, rails);
         }
         DistributorKind::Sse => {
-            parse_typed::<sse::SseProtocol>(path, value, report);
+            parse_typed::<sse::SseProtocol>(path, value, report, rails);
         }
         DistributorKind::Udp => {
-            parse_typed::<udp::UdpProtocol>(path, value, report);
+            parse_typed::<udp::UdpProtocol>(path, value, report, rails);
         }
         DistributorKind::Http => {
-            parse_typed::<http::HttpProtocol>(path, value, report);
+            parse_typed::<http::HttpProtocol>(path, value, report, rails);
         }
         DistributorKind::Mqtt => {
-            parse_typed::<mqtt::MqttProtocol>(path, value, report);
+            parse_typed::<mqtt::MqttProtocol>(path, value, report, rails);
         }
         DistributorKind::Redis => {
-            parse_typed::<redis::RedisProtocol>(path, value, report);
+            parse_typed::<redis::RedisProtocol>(path, value, report, rails);
         }
     }
 }
@@ -366,10 +374,11 @@ fn parse_typed<P: Protocol>(
     path: &str,
     value: &Value,
     report: &mut Report,
+    rails: &Guardrails,
 ) -> ParsedConfig<P::Config> {
     let mut reader = FieldReader::new(path, value, report);
-    let common = CommonConfig::read(&mut reader, path);
-    let protocol = P::parse(&mut reader, path);
+    let common = CommonConfig::read(&mut reader, path, rails);
+    let protocol = P::parse(&mut reader, path, rails);
     reader.finish();
     ParsedConfig { common, protocol }
 }
@@ -378,8 +387,8 @@ fn parse_typed<P: Protocol>(
 pub trait DistributorLink: Send {
     /// Tells the actor that its queue went from empty to non-empty.
     fn wake(&self);
-    /// Applies a new (already validated) config.
-    fn reconfigure(&self, config: &Value) -> Result<(), Report>;
+    /// Applies a new config, validated against `rails`.
+    fn reconfigure(&self, config: &Value, rails: &Guardrails) -> Result<(), Report>;
     /// Attaches a live client.
     fn attach(
         &self,
@@ -399,6 +408,8 @@ pub struct SpawnRequest<'a> {
     pub config: &'a Value,
     /// Counters shared with the session.
     pub telemetry: Arc<DistributorTelemetry>,
+    /// The server's ceilings and the memory budget the queue charges.
+    pub rails: Arc<Guardrails>,
 }
 
 /// Starts the supervised actor for `kind`; returns its link and queue.
@@ -424,19 +435,23 @@ fn spawn_typed<P: Protocol>(
         &format!("distributors.{}", P::KIND),
         request.config,
         &mut report,
+        &request.rails,
     );
     if !report.is_valid() {
         return Err(report);
     }
-    let queue = Arc::new(EventQueue::new(
+    let queue = EventQueue::new(
         parsed.common.queue_capacity,
         parsed.common.overflow,
-    ));
+        request.rails.budget.clone(),
+        request.telemetry.clone(),
+    );
     let addr = actor::DistributorActor::<P>::start_supervised(
         request.session,
         parsed,
         queue.clone(),
         request.telemetry,
+        &request.rails,
     );
     Ok((Box::new(addr), queue))
 }
@@ -448,9 +463,14 @@ impl<P: Protocol> DistributorLink for Addr<actor::DistributorActor<P>> {
         self.do_send(actor::Drain);
     }
 
-    fn reconfigure(&self, config: &Value) -> Result<(), Report> {
+    fn reconfigure(&self, config: &Value, rails: &Guardrails) -> Result<(), Report> {
         let mut report = Report::default();
-        let parsed = parse_typed::<P>(&format!("distributors.{}", P::KIND), config, &mut report);
+        let parsed = parse_typed::<P>(
+            &format!("distributors.{}", P::KIND),
+            config,
+            &mut report,
+            rails,
+        );
         if !report.is_valid() {
             return Err(report);
         }

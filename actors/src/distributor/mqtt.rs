@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use super::{CloseReason, Delivery, DistributorKind, Outcome, Protocol};
 use crate::event::Event;
 use crate::glob::Glob;
+use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::{kind_of, FieldReader};
 
@@ -414,7 +415,7 @@ impl Protocol for MqttProtocol {
     type Config = MqttConfig;
     const KIND: DistributorKind = DistributorKind::Mqtt;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> MqttConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> MqttConfig {
         let mut brokers = Vec::new();
         match r.string("broker") {
             Some(url) => match parse_broker(&format!("{path}.broker"), &url) {
@@ -515,7 +516,12 @@ impl Protocol for MqttProtocol {
         }
     }
 
-    fn new(session: Arc<str>, config: MqttConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+    fn new(
+        session: Arc<str>,
+        config: MqttConfig,
+        telemetry: Arc<DistributorTelemetry>,
+        _rails: &Guardrails,
+    ) -> Self {
         Self {
             session,
             config: Arc::new(config),

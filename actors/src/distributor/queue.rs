@@ -3,16 +3,20 @@
 //! The session pushes, the distributor pops. When the queue is full the overflow policy
 //! decides which event is dropped: the oldest (default: live consumers care about now) or
 //! the newest (keeps a contiguous history). Either way the pusher never waits, and every
-//! dropped event is handed back so the caller can count it.
+//! dropped event is handed back so the caller can count it. Every queued event is charged
+//! to the server's memory budget, which may evict the oldest ones (counted as dropped).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::budget::{BudgetHolder, MemoryBudget};
 use crate::event::Event;
+use crate::telemetry::DistributorTelemetry;
 
 /// What to drop when a bounded queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,50 +53,86 @@ pub enum Pushed {
     Refused,
 }
 
-/// A bounded multi-producer queue of shared events.
+/// A bounded multi-producer queue of shared events, charged to the memory budget.
 #[derive(Debug)]
 pub struct EventQueue {
     items: Mutex<VecDeque<Arc<Event>>>,
     /// Maximum number of queued events; changeable at runtime by a reconfigure.
     capacity: AtomicUsize,
     policy: Mutex<OverflowPolicy>,
+    /// The server-wide budget every queued event is charged to.
+    budget: Arc<MemoryBudget>,
+    /// The distributor's counters: evictions by the budget are its drops.
+    telemetry: Arc<DistributorTelemetry>,
 }
 
 impl EventQueue {
-    /// An empty queue.
-    pub fn new(capacity: usize, policy: OverflowPolicy) -> Self {
-        Self {
+    /// An empty queue, registered with `budget` (which may evict its oldest events).
+    pub fn new(
+        capacity: usize,
+        policy: OverflowPolicy,
+        budget: Arc<MemoryBudget>,
+        telemetry: Arc<DistributorTelemetry>,
+    ) -> Arc<Self> {
+        let queue = Arc::new(Self {
             items: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
             capacity: AtomicUsize::new(capacity.max(1)),
             policy: Mutex::new(policy),
+            budget,
+            telemetry,
+        });
+        let holder: Weak<dyn BudgetHolder> = Arc::downgrade(&queue) as Weak<dyn BudgetHolder>;
+        queue.budget.register(holder);
+        queue
+    }
+
+    /// Gives back the budget of events no longer queued.
+    fn released<'a>(&self, events: impl IntoIterator<Item = &'a Arc<Event>>) {
+        let bytes: usize = events.into_iter().map(|e| e.weight()).sum();
+        if bytes > 0 {
+            self.telemetry.release_held(bytes);
+            self.budget.release(bytes);
         }
     }
 
-    /// Queues `event`, applying the overflow policy when full. Never blocks on the consumer.
+    /// Queues `event`, applying the overflow policy when full. Never blocks on the
+    /// consumer; may evict the oldest events of any queue to stay within the budget.
     pub fn push(&self, event: Arc<Event>) -> Pushed {
         let capacity = self.capacity.load(Ordering::Relaxed);
+        let weight = event.weight();
         let mut items = self.items.lock();
-        if items.len() < capacity {
+        let pushed = if items.len() < capacity {
             let was_empty = items.is_empty();
             items.push_back(event);
-            return Pushed::Queued { was_empty };
-        }
-        match *self.policy.lock() {
-            OverflowPolicy::DropNewest => Pushed::Refused,
-            OverflowPolicy::DropOldest => {
-                let evicted = items.pop_front();
-                items.push_back(event);
-                match evicted {
-                    Some(old) => Pushed::Evicted(old),
-                    None => Pushed::Queued { was_empty: true },
+            Pushed::Queued { was_empty }
+        } else {
+            match *self.policy.lock() {
+                OverflowPolicy::DropNewest => return Pushed::Refused,
+                OverflowPolicy::DropOldest => {
+                    let evicted = items.pop_front();
+                    items.push_back(event);
+                    match evicted {
+                        Some(old) => Pushed::Evicted(old),
+                        None => Pushed::Queued { was_empty: true },
+                    }
                 }
             }
+        };
+        drop(items);
+        if let Pushed::Evicted(old) = &pushed {
+            self.released([old]);
         }
+        // Charged after the lock is let go: the budget may evict from this very queue.
+        self.telemetry.hold(weight);
+        self.budget.charge(weight);
+        pushed
     }
 
     /// Takes the oldest event.
     pub fn pop(&self) -> Option<Arc<Event>> {
-        self.items.lock().pop_front()
+        let event = self.items.lock().pop_front()?;
+        self.released([&event]);
+        Some(event)
     }
 
     /// Number of queued events.
@@ -107,7 +147,9 @@ impl EventQueue {
 
     /// Removes and returns everything queued (used when a distributor is disabled).
     pub fn take_all(&self) -> Vec<Arc<Event>> {
-        self.items.lock().drain(..).collect()
+        let all: Vec<_> = self.items.lock().drain(..).collect();
+        self.released(&all);
+        all
     }
 
     /// Applies new limits; when shrinking, the oldest surplus events are returned as dropped.
@@ -117,12 +159,48 @@ impl EventQueue {
         *self.policy.lock() = policy;
         let mut items = self.items.lock();
         let surplus = items.len().saturating_sub(capacity);
-        items.drain(..surplus).collect()
+        let dropped: Vec<_> = items.drain(..surplus).collect();
+        drop(items);
+        self.released(&dropped);
+        dropped
     }
 
     /// Current capacity.
     pub fn capacity(&self) -> usize {
         self.capacity.load(Ordering::Relaxed)
+    }
+}
+
+impl BudgetHolder for EventQueue {
+    fn oldest(&self) -> Option<Instant> {
+        self.items.lock().front().map(|e| e.accepted_at)
+    }
+
+    fn evict(&self, until: Instant, bytes: usize) -> usize {
+        let mut items = self.items.lock();
+        let mut evicted = Vec::new();
+        let mut freed = 0;
+        while let Some(front) = items.front() {
+            if !evicted.is_empty() && (front.accepted_at > until || freed >= bytes) {
+                break;
+            }
+            freed += front.weight();
+            evicted.extend(items.pop_front());
+        }
+        drop(items);
+        self.released(&evicted);
+        let n = evicted.len() as u64;
+        self.telemetry.dropped(n, "memory budget");
+        self.telemetry.budget_evicted(n, "queue");
+        self.budget.record_eviction(n, freed as u64);
+        freed
+    }
+}
+
+impl Drop for EventQueue {
+    fn drop(&mut self) {
+        let left: Vec<_> = self.items.get_mut().drain(..).collect();
+        self.released(&left);
     }
 }
 
@@ -141,9 +219,56 @@ mod tests {
         ))
     }
 
+    fn queue_in(
+        budget: &Arc<MemoryBudget>,
+        capacity: usize,
+        policy: OverflowPolicy,
+    ) -> Arc<EventQueue> {
+        let telemetry = Arc::new(DistributorTelemetry::new(
+            "s".into(),
+            crate::distributor::DistributorKind::Mqtt,
+        ));
+        EventQueue::new(capacity, policy, budget.clone(), telemetry)
+    }
+
+    fn queue(capacity: usize, policy: OverflowPolicy) -> Arc<EventQueue> {
+        queue_in(&Arc::new(MemoryBudget::unlimited()), capacity, policy)
+    }
+
+    #[test]
+    fn the_budget_evicts_the_oldest_events_of_any_queue_and_counts_them_as_dropped() {
+        let weight = ev(0).weight();
+        let budget = Arc::new(MemoryBudget::new(weight * 10));
+        let (a, b) = (
+            queue_in(&budget, 100, OverflowPolicy::DropOldest),
+            queue_in(&budget, 100, OverflowPolicy::DropOldest),
+        );
+        for seq in 1..=6 {
+            a.push(ev(seq));
+        }
+        for seq in 7..=12 {
+            b.push(ev(seq));
+        }
+        // The 11th weight goes over the budget of 10: reclaimed down to 95%, oldest first.
+        let status = budget.status();
+        assert_eq!(status.used_bytes, weight * 10, "{status:?}");
+        assert_eq!(a.pop().unwrap().seq, 3, "a's two oldest went");
+        assert_eq!(b.pop().unwrap().seq, 7, "b's were newer");
+        assert_eq!(a.telemetry.counters().dropped, 2);
+        assert_eq!(a.telemetry.counters().budget_evictions, 2);
+        assert_eq!(b.telemetry.counters().dropped, 0);
+        assert_eq!(status.evicted_entries, 2);
+        drop((a, b));
+        assert_eq!(
+            budget.status().used_bytes,
+            0,
+            "a dropped queue gives its share back"
+        );
+    }
+
     #[test]
     fn drop_oldest_keeps_the_latest_events() {
-        let q = EventQueue::new(2, OverflowPolicy::DropOldest);
+        let q = queue(2, OverflowPolicy::DropOldest);
         assert!(matches!(q.push(ev(1)), Pushed::Queued { was_empty: true }));
         assert!(matches!(q.push(ev(2)), Pushed::Queued { was_empty: false }));
         match q.push(ev(3)) {
@@ -157,7 +282,7 @@ mod tests {
 
     #[test]
     fn drop_newest_refuses_when_full() {
-        let q = EventQueue::new(1, OverflowPolicy::DropNewest);
+        let q = queue(1, OverflowPolicy::DropNewest);
         q.push(ev(1));
         assert!(matches!(q.push(ev(2)), Pushed::Refused));
         assert_eq!(q.pop().unwrap().seq, 1);
@@ -165,7 +290,7 @@ mod tests {
 
     #[test]
     fn shrinking_returns_the_oldest_surplus() {
-        let q = EventQueue::new(4, OverflowPolicy::DropOldest);
+        let q = queue(4, OverflowPolicy::DropOldest);
         for s in 1..=4 {
             q.push(ev(s));
         }

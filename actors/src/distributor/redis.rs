@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::{Delivery, DistributorKind, Outcome, Protocol};
 use crate::event::Event;
 use crate::glob::Glob;
+use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::{kind_of, FieldReader};
 
@@ -172,7 +173,7 @@ impl Protocol for RedisProtocol {
     type Config = RedisConfig;
     const KIND: DistributorKind = DistributorKind::Redis;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> RedisConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> RedisConfig {
         let url = match r.string("url") {
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
                 if redis::Client::open(u.as_str()).is_err() {
@@ -230,7 +231,12 @@ impl Protocol for RedisProtocol {
         }
     }
 
-    fn new(session: Arc<str>, config: RedisConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+    fn new(
+        session: Arc<str>,
+        config: RedisConfig,
+        telemetry: Arc<DistributorTelemetry>,
+        _rails: &Guardrails,
+    ) -> Self {
         Self {
             session,
             config: Arc::new(config),

@@ -3,15 +3,19 @@
 //! `Last-Event-ID` without a gap.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
 
 use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
 use super::websocket::read_fanout;
 use super::{CloseReason, Delivery, DistributorKind, LiveAttach, Outcome, Protocol};
+use crate::budget::{BudgetHolder, MemoryBudget};
 use crate::event::Event;
 use crate::glob::Glob;
+use crate::guardrails::Guardrails;
 use crate::session::routing::check_event_name;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::FieldReader;
@@ -35,10 +39,126 @@ pub struct SseConfig {
     pub event_names: Vec<(Glob, String)>,
 }
 
+/// One event kept for resume.
+struct Retained {
+    /// Event type, for the resuming client's subscription.
+    name: Arc<str>,
+    /// The source that raised it, for the client's source scope.
+    source: Option<Arc<str>>,
+    /// The SSE block, shared with the live clients that got it.
+    frame: Frame,
+}
+
+impl Retained {
+    /// Bytes charged to the memory budget.
+    fn weight(&self) -> usize {
+        self.frame.bytes.len() + self.name.len() + std::mem::size_of::<Retained>()
+    }
+}
+
+/// Recent events kept for `Last-Event-ID` resume, oldest first, charged to the server's
+/// memory budget, which may evict the oldest of them (a resuming client is then told what
+/// it missed).
+struct History {
+    entries: Mutex<VecDeque<Retained>>,
+    budget: Arc<MemoryBudget>,
+    telemetry: Arc<DistributorTelemetry>,
+}
+
+impl History {
+    fn new(budget: Arc<MemoryBudget>, telemetry: Arc<DistributorTelemetry>) -> Arc<Self> {
+        let history = Arc::new(Self {
+            entries: Mutex::new(VecDeque::new()),
+            budget,
+            telemetry,
+        });
+        let holder: Weak<dyn BudgetHolder> = Arc::downgrade(&history) as Weak<dyn BudgetHolder>;
+        history.budget.register(holder);
+        history
+    }
+
+    fn released(&self, bytes: usize) {
+        if bytes > 0 {
+            self.telemetry.release_held(bytes);
+            self.budget.release(bytes);
+        }
+    }
+
+    /// Keeps `entry`, and at most `size` entries in all.
+    fn push(&self, entry: Retained, size: usize) {
+        let weight = entry.weight();
+        let mut entries = self.entries.lock();
+        entries.push_back(entry);
+        let mut freed = 0;
+        while entries.len() > size {
+            freed += entries.pop_front().map_or(0, |e| e.weight());
+        }
+        drop(entries);
+        self.released(freed);
+        // After the lock: the budget may evict from this very history.
+        self.telemetry.hold(weight);
+        self.budget.charge(weight);
+    }
+
+    /// Keeps at most `size` entries.
+    fn truncate(&self, size: usize) {
+        let mut entries = self.entries.lock();
+        let mut freed = 0;
+        while entries.len() > size {
+            freed += entries.pop_front().map_or(0, |e| e.weight());
+        }
+        drop(entries);
+        self.released(freed);
+    }
+
+    /// Sequence number of the oldest event kept.
+    fn oldest_seq(&self) -> Option<u64> {
+        self.entries.lock().front().map(|e| e.frame.seq)
+    }
+
+    /// Offers every kept event after `last` to `queue`, through its subscription.
+    fn replay(&self, last: u64, queue: &ClientQueue) {
+        for e in self.entries.lock().iter().filter(|e| e.frame.seq > last) {
+            queue.offer(&e.name, e.source.as_deref(), e.frame.clone());
+        }
+    }
+}
+
+impl BudgetHolder for History {
+    fn oldest(&self) -> Option<Instant> {
+        self.entries.lock().front().map(|e| e.frame.accepted_at)
+    }
+
+    fn evict(&self, until: Instant, bytes: usize) -> usize {
+        let mut entries = self.entries.lock();
+        let (mut n, mut freed) = (0u64, 0);
+        while let Some(front) = entries.front() {
+            if n > 0 && (front.frame.accepted_at > until || freed >= bytes) {
+                break;
+            }
+            freed += front.weight();
+            entries.pop_front();
+            n += 1;
+        }
+        drop(entries);
+        self.released(freed);
+        self.telemetry.budget_evicted(n, "history");
+        self.budget.record_eviction(n, freed as u64);
+        freed
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        let freed = self.entries.get_mut().drain(..).map(|e| e.weight()).sum();
+        self.released(freed);
+    }
+}
+
 /// The SSE protocol half of a distributor.
 pub struct SseProtocol {
     fanout: LiveFanout,
-    history: VecDeque<(Arc<str>, Option<Arc<str>>, Frame)>,
+    history: Arc<History>,
     config: SseConfig,
     /// Sequence number of the latest event delivered (0 before the first): a resume
     /// point beyond it misses nothing.
@@ -93,10 +213,7 @@ impl SseProtocol {
             return None;
         }
         let first_missed = last + 1;
-        let oldest_kept = self
-            .history
-            .front()
-            .map_or(self.latest + 1, |(_, _, f)| f.seq);
+        let oldest_kept = self.history.oldest_seq().unwrap_or(self.latest + 1);
         (oldest_kept > first_missed).then(|| {
             format!(
                 ": events {first_missed} to {} are no longer retained\n",
@@ -111,19 +228,24 @@ impl Protocol for SseProtocol {
     const KIND: DistributorKind = DistributorKind::Sse;
     const LATENCY_MEASURED_DOWNSTREAM: bool = true;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> SseConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> SseConfig {
         SseConfig {
-            fanout: read_fanout(r, path),
-            history_size: r.u64("historySize", 0, 1_000_000, DEFAULT_HISTORY) as usize,
+            fanout: read_fanout(r, path, rails),
+            history_size: r.u64_capped("historySize", 0, DEFAULT_HISTORY, rails.history()) as usize,
             retry_ms: r.u64("retryMs", 0, 3_600_000, DEFAULT_RETRY_MS),
             event_names: read_event_names(r, path),
         }
     }
 
-    fn new(_session: Arc<str>, config: SseConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+    fn new(
+        _session: Arc<str>,
+        config: SseConfig,
+        telemetry: Arc<DistributorTelemetry>,
+        rails: &Guardrails,
+    ) -> Self {
         Self {
+            history: History::new(rails.budget.clone(), telemetry.clone()),
             fanout: LiveFanout::new(config.fanout, telemetry),
-            history: VecDeque::new(),
             config,
             latest: 0,
         }
@@ -144,20 +266,19 @@ impl Protocol for SseProtocol {
         self.latest = self.latest.max(event.seq);
         self.fanout.publish(&event.name, event.source(), &frame);
         if self.config.history_size > 0 {
-            if self.history.len() >= self.config.history_size {
-                self.history.pop_front();
-            }
-            self.history
-                .push_back((event.name.clone(), event.source_id(), frame));
+            let entry = Retained {
+                name: event.name.clone(),
+                source: event.source_id(),
+                frame,
+            };
+            self.history.push(entry, self.config.history_size);
         }
         Delivery::Done(Outcome::Delivered)
     }
 
     fn reconfigure(&mut self, config: SseConfig) {
         self.fanout.set_config(config.fanout);
-        while self.history.len() > config.history_size {
-            self.history.pop_front();
-        }
+        self.history.truncate(config.history_size);
         self.config = config;
     }
 
@@ -174,9 +295,7 @@ impl Protocol for SseProtocol {
             accepted_at: std::time::Instant::now(),
         });
         if let Some(last) = request.resume_after {
-            for (name, source, frame) in self.history.iter().filter(|(_, _, f)| f.seq > last) {
-                queue.offer(name, source.as_deref(), frame.clone());
-            }
+            self.history.replay(last, &queue);
         }
         Ok(queue)
     }

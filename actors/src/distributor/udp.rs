@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{Delivery, DistributorKind, Outcome, Protocol};
 use crate::event::Event;
+use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::{kind_of, FieldReader};
 
@@ -154,7 +155,7 @@ impl Protocol for UdpProtocol {
     type Config = UdpConfig;
     const KIND: DistributorKind = DistributorKind::Udp;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> UdpConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> UdpConfig {
         let default_port = r
             .raw("port")
             .map(|p| p.as_u64().filter(|n| (1..=65535).contains(n)).ok_or(p));
@@ -211,7 +212,12 @@ impl Protocol for UdpProtocol {
         }
     }
 
-    fn new(_session: Arc<str>, config: UdpConfig, telemetry: Arc<DistributorTelemetry>) -> Self {
+    fn new(
+        _session: Arc<str>,
+        config: UdpConfig,
+        telemetry: Arc<DistributorTelemetry>,
+        _rails: &Guardrails,
+    ) -> Self {
         let mut protocol = Self {
             config,
             resolved: Vec::new(),

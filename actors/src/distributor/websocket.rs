@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
 use super::{CloseReason, Delivery, DistributorKind, LiveAttach, Outcome, Protocol};
 use crate::event::Event;
+use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::FieldReader;
 
@@ -20,15 +21,20 @@ pub const DEFAULT_MAX_CLIENT_DROPS: u64 = 1024;
 pub const DEFAULT_MAX_CLIENTS: u64 = 1000;
 
 /// Reads the fan-out fields shared by the WebSocket and SSE distributors.
-pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str) -> FanoutConfig {
-    let client_queue_capacity = r.u64("clientQueueCapacity", 1, 1_000_000, DEFAULT_CLIENT_QUEUE);
+pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> FanoutConfig {
+    let client_queue_capacity = r.u64_capped(
+        "clientQueueCapacity",
+        1,
+        DEFAULT_CLIENT_QUEUE,
+        rails.client_queue(),
+    );
     let max_client_drops = r.u64("maxClientDrops", 0, u64::MAX >> 1, DEFAULT_MAX_CLIENT_DROPS);
     if max_client_drops == 0 {
         r.report().warn(format!(
             "{path}.maxClientDrops: 0 never disconnects a client that stopped reading; it keeps losing frames instead"
         ));
     }
-    let max_clients = r.u64("maxClients", 1, 100_000, DEFAULT_MAX_CLIENTS);
+    let max_clients = r.u64_capped("maxClients", 1, DEFAULT_MAX_CLIENTS, rails.clients());
     FanoutConfig {
         client_queue_capacity: client_queue_capacity as usize,
         max_client_drops,
@@ -53,7 +59,7 @@ impl Protocol for WebSocketProtocol {
     const KIND: DistributorKind = DistributorKind::Websocket;
     const LATENCY_MEASURED_DOWNSTREAM: bool = true;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str) -> WebSocketConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> WebSocketConfig {
         // Older configs gave the WebSocket server its own port; here the feed shares the
         // API listener, so the field is checked and then ignored.
         if let Some(port) = r.raw("port") {
@@ -67,7 +73,7 @@ impl Protocol for WebSocketProtocol {
             }
         }
         WebSocketConfig {
-            fanout: read_fanout(r, path),
+            fanout: read_fanout(r, path, rails),
         }
     }
 
@@ -75,6 +81,7 @@ impl Protocol for WebSocketProtocol {
         _session: Arc<str>,
         config: WebSocketConfig,
         telemetry: Arc<DistributorTelemetry>,
+        _rails: &Guardrails,
     ) -> Self {
         Self {
             fanout: LiveFanout::new(config.fanout, telemetry),

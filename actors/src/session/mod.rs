@@ -22,6 +22,7 @@ use crate::distributor::{
     parse_config, spawn, CloseReason, DistributorKind, DistributorLink, KindSet, SpawnRequest,
 };
 use crate::event::Event;
+use crate::guardrails::Guardrails;
 use crate::messages::*;
 use crate::telemetry::{DistributorCounters, DistributorTelemetry, LastError, SessionTelemetry};
 use crate::validation::Report;
@@ -104,14 +105,21 @@ pub struct SessionActor {
     closed: bool,
     /// Drops or hashes the fields the session redacts, before anything else sees them.
     redactor: Option<Redactor>,
+    /// The server's ceilings (checked on every distributor change) and memory budget.
+    rails: Arc<Guardrails>,
 }
 
 impl SessionActor {
     /// Builds the session and starts its distributors on the current arbiter; `key` hashes
-    /// the fields it redacts with `hash`.
-    pub fn new(config: SessionConfig, key: Arc<ring::hmac::Key>) -> Result<Self, Report> {
+    /// the fields it redacts with `hash`; `rails` bounds what its distributors hold.
+    pub fn new(
+        config: SessionConfig,
+        key: Arc<ring::hmac::Key>,
+        rails: Arc<Guardrails>,
+    ) -> Result<Self, Report> {
         let id: Arc<str> = config.id.as_str().into();
         let mut session = Self {
+            rails,
             redactor: Redactor::new(&config.redact, key),
             router: Router::new(&config.event_routing),
             enabled: KindSet::EMPTY,
@@ -146,6 +154,7 @@ impl SessionActor {
                 session: self.id.clone(),
                 config,
                 telemetry: telemetry.clone(),
+                rails: self.rails.clone(),
             },
         )?;
         self.slots.insert(
@@ -300,6 +309,7 @@ impl Handler<PutDistributor> for SessionActor {
             &format!("distributors.{}", msg.kind),
             &msg.config,
             &mut report,
+            &self.rails,
         );
         if !report.is_valid() {
             return Err(SessionError::Invalid(report));
@@ -307,7 +317,7 @@ impl Handler<PutDistributor> for SessionActor {
         let action = match self.slots.get(&msg.kind) {
             Some(slot) => {
                 slot.link
-                    .reconfigure(&msg.config)
+                    .reconfigure(&msg.config, &self.rails)
                     .map_err(SessionError::Invalid)?;
                 tracing::info!(session = %self.id, distributor = %msg.kind, "distributor reconfigured");
                 "reconfigured"

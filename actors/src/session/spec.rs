@@ -13,6 +13,7 @@ use super::redaction::{parse_rules, RedactAction};
 use super::routing::{parse_kinds, parse_routing, warn_unreachable, EventRouting};
 use super::templates::TemplateStore;
 use crate::distributor::{parse_config, DistributorKind};
+use crate::guardrails::Guardrails;
 use crate::validation::{kind_of, Report};
 
 /// Longest session id.
@@ -59,12 +60,14 @@ const SPEC_FIELDS: &str =
     "id, template, enabledDistributors, distributors, eventRouting, sources, redact";
 
 /// Resolves a session request. `default_template` applies when the request names none;
-/// `generate_id` supplies an id when it has none.
+/// `generate_id` supplies an id when it has none; distributor settings are checked
+/// against `rails`.
 pub fn resolve(
     request: &Value,
     templates: &TemplateStore,
     default_template: &str,
     generate_id: impl FnOnce() -> String,
+    rails: &Guardrails,
 ) -> (Option<SessionConfig>, Report) {
     let mut report = Report::default();
     let empty = Map::new();
@@ -186,7 +189,7 @@ pub fn resolve(
     }
     for (kind, cfg) in &distributors {
         let path = format!("distributors.{kind}");
-        parse_config(*kind, &path, cfg, &mut report);
+        parse_config(*kind, &path, cfg, &mut report, rails);
     }
     if enabled.is_empty() {
         report.warn("enabledDistributors: none enabled; events are accepted and counted but go nowhere until one is");
@@ -249,9 +252,13 @@ mod tests {
     use serde_json::json;
 
     fn run(v: Value) -> (Option<SessionConfig>, Report) {
-        resolve(&v, &TemplateStore::new(), "local_testing", || {
-            "generated".into()
-        })
+        resolve(
+            &v,
+            &TemplateStore::new(),
+            "local_testing",
+            || "generated".into(),
+            &Guardrails::default(),
+        )
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -15,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::routing::{parse_kinds, parse_routing, EventRouting};
 use crate::distributor::{parse_config, DistributorKind};
+use crate::guardrails::Guardrails;
 use crate::validation::{kind_of, Report};
 
 /// Where a template comes from.
@@ -58,6 +60,7 @@ impl Template {
         name: &str,
         value: &Value,
         origin: TemplateOrigin,
+        rails: &Guardrails,
     ) -> Result<Template, Report> {
         let mut report = Report::default();
         if name.is_empty()
@@ -99,7 +102,7 @@ impl Template {
                         for (kind_name, cfg) in d {
                             let path = format!("distributors.{kind_name}");
                             match DistributorKind::parse(kind_name) {
-                                Some(kind) => parse_config(kind, &path, cfg, &mut report),
+                                Some(kind) => parse_config(kind, &path, cfg, &mut report, rails),
                                 None => report.error(format!(
                                     "{path}: unknown distributor (known: {})",
                                     DistributorKind::all_names()
@@ -202,6 +205,8 @@ pub fn builtins() -> Vec<Template> {
 #[derive(Debug)]
 pub struct TemplateStore {
     templates: RwLock<BTreeMap<String, Template>>,
+    /// The server's ceilings, which a template's distributor settings must respect too.
+    rails: Arc<Guardrails>,
 }
 
 /// Why a template could not be registered.
@@ -222,15 +227,26 @@ impl Default for TemplateStore {
 }
 
 impl TemplateStore {
-    /// A store holding the built-ins.
+    /// A store holding the built-ins, checking user templates against the code's maxima.
     pub fn new() -> Self {
+        Self::with_guardrails(Arc::new(Guardrails::default()))
+    }
+
+    /// A store holding the built-ins, checking user templates against `rails`.
+    pub fn with_guardrails(rails: Arc<Guardrails>) -> Self {
         let map = builtins()
             .into_iter()
             .map(|t| (t.name.clone(), t))
             .collect();
         Self {
             templates: RwLock::new(map),
+            rails,
         }
+    }
+
+    /// The ceilings templates (and the sessions made from them) are checked against.
+    pub fn guardrails(&self) -> &Arc<Guardrails> {
+        &self.rails
     }
 
     /// The template called `name`.
@@ -268,7 +284,8 @@ impl TemplateStore {
                 return Err(TemplateError::Builtin(name.to_string()));
             }
         }
-        let template = Template::from_value(name, body, origin).map_err(TemplateError::Invalid)?;
+        let template = Template::from_value(name, body, origin, &self.rails)
+            .map_err(TemplateError::Invalid)?;
         Ok(self
             .templates
             .write()

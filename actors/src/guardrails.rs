@@ -1,0 +1,92 @@
+//! Server-wide limits every session runs within.
+//!
+//! A session may ask for its own queue, history and client sizes, but an operator of one
+//! lab must not be able to take the whole machine: each size has a ceiling set by the
+//! server's configuration, checked when a session, distributor or template is validated
+//! (every excess reported at once, naming the setting that caps it), and the events all
+//! sessions hold share one [`MemoryBudget`].
+
+use std::sync::Arc;
+
+use crate::budget::MemoryBudget;
+
+/// Largest `queueCapacity` the code accepts, whatever the configuration.
+pub const HARD_MAX_QUEUE: u64 = 1_000_000;
+/// Largest `historySize`.
+pub const HARD_MAX_HISTORY: u64 = 1_000_000;
+/// Largest `clientQueueCapacity`.
+pub const HARD_MAX_CLIENT_QUEUE: u64 = 1_000_000;
+/// Largest `maxClients`.
+pub const HARD_MAX_CLIENTS: u64 = 100_000;
+
+/// The ceilings on per-session sizes, and the memory budget they share.
+#[derive(Debug, Clone)]
+pub struct Guardrails {
+    /// Ceiling on a distributor's `queueCapacity` (`sessions.max_queue_capacity`).
+    pub max_queue_capacity: u64,
+    /// Ceiling on an SSE distributor's `historySize` (`sessions.max_history_size`).
+    pub max_history_size: u64,
+    /// Ceiling on `clientQueueCapacity` (`sessions.max_client_queue_capacity`).
+    pub max_client_queue_capacity: u64,
+    /// Ceiling on a live distributor's `maxClients` (`sessions.max_clients`).
+    pub max_clients: u64,
+    /// Bytes of queued events and SSE history the whole server may hold.
+    pub budget: Arc<MemoryBudget>,
+}
+
+impl Default for Guardrails {
+    /// The code's own maxima and no memory limit: for tools and tests that build sessions
+    /// without a server configuration.
+    fn default() -> Self {
+        Self {
+            max_queue_capacity: HARD_MAX_QUEUE,
+            max_history_size: HARD_MAX_HISTORY,
+            max_client_queue_capacity: HARD_MAX_CLIENT_QUEUE,
+            max_clients: HARD_MAX_CLIENTS,
+            budget: Arc::new(MemoryBudget::unlimited()),
+        }
+    }
+}
+
+/// One ceiling, as a field reader checks it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceiling {
+    /// The largest value allowed here.
+    pub max: u64,
+    /// The server setting that sets it, named in the error.
+    pub setting: &'static str,
+}
+
+impl Guardrails {
+    /// The ceiling on `queueCapacity`.
+    pub fn queue(&self) -> Ceiling {
+        Ceiling {
+            max: self.max_queue_capacity,
+            setting: "sessions.max_queue_capacity",
+        }
+    }
+
+    /// The ceiling on `historySize`.
+    pub fn history(&self) -> Ceiling {
+        Ceiling {
+            max: self.max_history_size,
+            setting: "sessions.max_history_size",
+        }
+    }
+
+    /// The ceiling on `clientQueueCapacity`.
+    pub fn client_queue(&self) -> Ceiling {
+        Ceiling {
+            max: self.max_client_queue_capacity,
+            setting: "sessions.max_client_queue_capacity",
+        }
+    }
+
+    /// The ceiling on `maxClients`.
+    pub fn clients(&self) -> Ceiling {
+        Ceiling {
+            max: self.max_clients,
+            setting: "sessions.max_clients",
+        }
+    }
+}
