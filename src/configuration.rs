@@ -162,6 +162,10 @@ pub struct RateLimitSettings {
     pub address_event_burst: f64,
     /// Clients (tokens and addresses) tracked at once; idle full buckets are forgotten first.
     pub max_clients: usize,
+    /// Requests one token may have running at once (429 beyond, before the body is read).
+    pub max_inflight_per_token: usize,
+    /// Requests one client address may have running at once, whatever its tokens.
+    pub max_inflight_per_address: usize,
 }
 
 /// Personal data handling.
@@ -195,6 +199,15 @@ pub struct ServerSettings {
     pub media_dirs: Vec<String>,
     /// How long a request waits for an actor's answer.
     pub request_timeout_ms: u64,
+    /// How long a request body may take to arrive in full (408 beyond, connection closed).
+    pub body_timeout_ms: u64,
+    /// How long a request may take from its headers to its answer (503 beyond).
+    pub request_deadline_ms: u64,
+    /// Requests running at once in the whole server, admins' aside (503 beyond).
+    pub max_inflight_requests: usize,
+    /// Connections the listener holds at once; 0: derived from the file descriptor limit,
+    /// so that the server stops accepting before it runs out of descriptors.
+    pub max_connections: usize,
     /// Grace period for connections at shutdown.
     pub shutdown_timeout_ms: u64,
     /// Enables the fault-injection routes under `/api/v1/debug`.
@@ -382,6 +395,24 @@ impl Settings {
         if s.request_timeout_ms == 0 {
             r.error("server.request_timeout_ms: must be at least 1");
         }
+        if s.body_timeout_ms < 100 {
+            r.error("server.body_timeout_ms: must be at least 100");
+        }
+        if s.request_deadline_ms < s.body_timeout_ms {
+            r.error(format!(
+                "server.request_deadline_ms: {} must be at least server.body_timeout_ms ({})",
+                s.request_deadline_ms, s.body_timeout_ms
+            ));
+        }
+        if s.request_deadline_ms <= self.inference.request_timeout_ms {
+            r.warn(format!(
+                "server.request_deadline_ms: {} does not exceed inference.request_timeout_ms ({}); slow detections are cut off with 503",
+                s.request_deadline_ms, self.inference.request_timeout_ms
+            ));
+        }
+        if s.max_inflight_requests == 0 {
+            r.error("server.max_inflight_requests: must be at least 1");
+        }
         if s.debug_endpoints {
             r.warn("server.debug_endpoints: fault-injection routes are on; never enable them in production");
         }
@@ -451,6 +482,9 @@ impl Settings {
         }
         if rl.max_clients < 16 {
             r.error("rate_limit.max_clients: must be at least 16");
+        }
+        if rl.max_inflight_per_token == 0 || rl.max_inflight_per_address == 0 {
+            r.error("rate_limit.max_inflight_per_token and max_inflight_per_address: must be at least 1");
         }
         let l = &self.live;
         if l.heartbeat_interval_ms == 0 || l.sse_heartbeat_ms == 0 {

@@ -61,6 +61,19 @@ pub enum ApiError {
     /// 503: an actor did not answer in time, or a limit is reached.
     #[error("{0}")]
     Unavailable(String),
+    /// 408: the request body did not arrive in time; the connection is closed.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 429 (this caller) or 503 (the server) has too many requests running, or 503 for
+    /// a request that ran past its deadline: answered at once, `Retry-After: 1`, and the
+    /// connection closed, so a held connection frees its descriptor.
+    #[error("{message}")]
+    Busy {
+        /// 429 or 503.
+        status: u16,
+        /// Which limit.
+        message: String,
+    },
     /// 500: the server failed at something that should have worked.
     #[error("{0}")]
     Internal(String),
@@ -90,6 +103,9 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Busy { status: 429, .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +130,13 @@ impl ResponseError for ApiError {
             }
             Self::TooManyRequests { retry_after, .. } => {
                 response.insert_header((actix_web::http::header::RETRY_AFTER, *retry_after));
+            }
+            Self::RequestTimeout(_) => {
+                response.force_close();
+            }
+            Self::Busy { .. } => {
+                response.insert_header((actix_web::http::header::RETRY_AFTER, 1));
+                response.force_close();
             }
             _ => {}
         }

@@ -22,6 +22,7 @@ use synopticon_actors::session::templates::TemplateStore;
 use synopticon_actors::source::hub::{SourceError, SourceHub};
 
 use crate::auth::guard::Limits;
+use crate::auth::inflight::InFlight;
 use crate::auth::tokens::TokenStore;
 use crate::configuration::Settings;
 use crate::{routes, telemetry};
@@ -63,6 +64,8 @@ pub struct AppState {
     pub limits: Option<Limits>,
     /// Ceilings on sessions' sizes and the memory budget they share.
     pub rails: Arc<Guardrails>,
+    /// Requests running now, per token, address and in all.
+    pub inflight: Arc<InFlight>,
 }
 
 /// A built, bound, not yet running server.
@@ -178,6 +181,16 @@ impl Application {
         let limits = settings
             .rate_limit_enabled()
             .then(|| Limits::new(&settings.rate_limit));
+        // Per token and per address only where requests are limited at all (production);
+        // the server-wide ceiling always.
+        let inflight = Arc::new(match &limits {
+            Some(_) => InFlight::new(
+                settings.rate_limit.max_inflight_per_token,
+                settings.rate_limit.max_inflight_per_address,
+                settings.server.max_inflight_requests,
+            ),
+            None => InFlight::new(0, 0, settings.server.max_inflight_requests),
+        });
 
         let state = web::Data::new(AppState {
             registry,
@@ -193,11 +206,13 @@ impl Application {
             tokens,
             limits,
             rails,
+            inflight,
         });
         let workers = match state.settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let max_connections = connection_limit(state.settings.server.max_connections, workers);
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new().app_data(app_state.clone()).configure(|cfg| {
@@ -224,6 +239,8 @@ impl Application {
         };
         let server = server
             .workers(workers)
+            // Per worker: the total stays within the descriptors the process may open.
+            .max_connections(max_connections.div_ceil(workers).max(1))
             .disable_signals()
             .shutdown_timeout(state.settings.server.shutdown_timeout_ms.div_ceil(1000))
             .run();
@@ -243,7 +260,7 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
-        tracing::info!(%address, workers, auth = auth_enabled, "listening on {scheme}://{address}");
+        tracing::info!(%address, workers, max_connections, auth = auth_enabled, "listening on {scheme}://{address}");
         Ok(Application {
             port: address.port(),
             server,
@@ -271,6 +288,67 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Descriptors kept for everything but client connections (files, broker and database
+/// sockets, ffmpeg pipes, model files, the listener): a quarter of the limit, at most
+/// this many.
+const RESERVED_DESCRIPTORS: usize = 256;
+
+/// Connections the listener may hold: `configured`, or, when 0, what the descriptor limit
+/// leaves after the reserve (at least one per worker). The soft descriptor limit is raised
+/// to the hard one first, as servers do: the default of 1024 is a relic.
+fn connection_limit(configured: usize, workers: usize) -> usize {
+    let descriptors = raise_descriptor_limit();
+    if configured > 0 {
+        if descriptors.is_some_and(|d| configured + RESERVED_DESCRIPTORS > d) {
+            tracing::warn!(
+                configured,
+                descriptors,
+                "server.max_connections leaves fewer than {RESERVED_DESCRIPTORS} descriptors for everything else"
+            );
+        }
+        return configured;
+    }
+    match descriptors {
+        Some(d) => (d - (d / 4).min(RESERVED_DESCRIPTORS)).max(workers),
+        None => 25_000,
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the limit in force.
+#[cfg(unix)]
+fn raise_descriptor_limit() -> Option<usize> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                tracing::debug!(
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
+                    "file descriptor limit raised"
+                );
+                limit = raised;
+            }
+        }
+    }
+    usize::try_from(limit.rlim_cur).ok()
+}
+
+#[cfg(not(unix))]
+fn raise_descriptor_limit() -> Option<usize> {
+    None
 }
 
 /// ONNX Runtime aborts the process if it exits while a session is being created: lets a

@@ -8,9 +8,12 @@
 //! - [`tokens`]: the token store (configured and REST-created tokens, hashed), and the
 //!   live connections held under each token, so revoking a token closes them.
 //! - [`rate_limit`]: token buckets per token and per client address.
+//! - [`inflight`]: requests running at once per token, address and server, and the
+//!   deadline of a request's body.
 //! - [`guard`]: the check itself, run before every handler.
 
 pub mod guard;
+pub mod inflight;
 pub mod rate_limit;
 pub mod tokens;
 

@@ -278,7 +278,10 @@ async fn a_dead_receiver_opens_the_breaker_without_slowing_websocket_and_recover
         DEADLINE,
         || async {
             let d = app.distributor("outage", "http").await;
-            (d["breaker"] == "closed" && d["queued"] == 0).then_some(d)
+            let c = |k: &str| d[k].as_u64().unwrap_or_default();
+            // At rest: nothing queued and nothing in flight.
+            let settled = c("sent") + c("unconfirmed") + c("failed") + c("dropped") == 6;
+            (d["breaker"] == "closed" && settled).then_some(d)
         },
     )
     .await;
@@ -288,6 +291,7 @@ async fn a_dead_receiver_opens_the_breaker_without_slowing_websocket_and_recover
         6,
         "WebSocket delivered everything during the outage"
     );
+    assert_eq!(recovered["unconfirmed"], 0, "connections were refused: nothing went out");
     assert!(open["failed"].as_u64().unwrap() >= 2, "{open}");
     assert!(
         open["last_error"]["message"]
