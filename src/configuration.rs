@@ -220,12 +220,31 @@ pub struct ServerSettings {
     pub tls_cert_file: String,
     /// PEM private key of `tls_cert_file`.
     pub tls_key_file: String,
+    /// Where distributors and sources may connect to.
+    pub egress: EgressSettings,
+}
+
+/// The egress policy: networks outbound connections may and may not reach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSettings {
+    /// Networks allowed (`10.0.0.0/8`, `192.168.1.20`); when any is listed, addresses no
+    /// rule holds are refused.
+    pub allow: Vec<String>,
+    /// Networks refused; in production link-local, cloud metadata and the server's own
+    /// listener are added.
+    pub deny: Vec<String>,
 }
 
 impl ServerSettings {
     /// Whether the server runs in `local_testing` mode.
     pub fn local_testing(&self) -> bool {
         self.mode == "local_testing"
+    }
+
+    /// Whether the server runs in `production` mode.
+    pub fn production(&self) -> bool {
+        self.mode == "production"
     }
 
     /// Whether the listener is TLS.
@@ -416,8 +435,8 @@ impl Settings {
         if s.debug_endpoints {
             r.warn("server.debug_endpoints: fault-injection routes are on; never enable them in production");
         }
-        if s.mode == "production" && s.media_dirs.is_empty() {
-            r.warn("server.media_dirs: empty, so operators' file and folder sources may read any image or video this process can; list the folders they may use");
+        if (s.production() || self.auth_enabled()) && s.media_dirs.is_empty() {
+            r.warn("server.media_dirs: empty, so file and folder sources are refused; list the folders operators may replay images and videos from");
         }
         for dir in &s.media_dirs {
             if !std::path::Path::new(dir).is_absolute() {
@@ -429,6 +448,13 @@ impl Settings {
                     "server.media_dirs: {dir:?} is not a folder; nothing in it can be read"
                 ));
             }
+        }
+        if let Err(errors) = synopticon_actors::egress::EgressPolicy::new(
+            &s.egress.allow,
+            &s.egress.deny,
+            s.production(),
+        ) {
+            errors.into_iter().for_each(|e| r.error(e));
         }
         if !matches!(s.mode.as_str(), "local_testing" | "production") {
             r.error(format!(
@@ -629,11 +655,20 @@ impl Settings {
         r
     }
 
-    /// The ceilings sessions are checked against and a fresh memory budget of the
-    /// configured size (one per server).
+    /// The egress policy of `server.egress` (in production with its defaults); a policy
+    /// that refuses nothing when the lists do not parse (validation reports them).
+    pub fn egress(&self) -> synopticon_actors::egress::EgressPolicy {
+        let e = &self.server.egress;
+        synopticon_actors::egress::EgressPolicy::new(&e.allow, &e.deny, self.server.production())
+            .unwrap_or_default()
+    }
+
+    /// The ceilings sessions are checked against, a fresh memory budget of the configured
+    /// size and the egress policy (one of each per server).
     pub fn guardrails(&self) -> synopticon_actors::guardrails::Guardrails {
         let s = &self.sessions;
         synopticon_actors::guardrails::Guardrails {
+            egress: std::sync::Arc::new(self.egress()),
             max_queue_capacity: s.max_queue_capacity,
             max_history_size: s.max_history_size,
             max_client_queue_capacity: s.max_client_queue_capacity,

@@ -19,7 +19,7 @@ use synopticon_actors::inference::ModelHub;
 use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::session::templates::TemplateStore;
-use synopticon_actors::source::hub::{SourceError, SourceHub};
+use synopticon_actors::source::hub::{MediaAccess, SourceError, SourceHub};
 
 use crate::auth::guard::Limits;
 use crate::auth::inflight::InFlight;
@@ -119,6 +119,7 @@ impl Application {
                 )
             })?;
         let address = listener.local_addr()?;
+        rails.egress.set_own_listener(address);
 
         let actors = Arbiter::new();
         let registry_settings = RegistrySettings {
@@ -145,7 +146,12 @@ impl Application {
             registry.clone().recipient(),
             models.clone(),
             settings.server.max_sources,
-            &settings.server.media_dirs,
+            // With other users (production, or authentication on), no folders means none.
+            MediaAccess::new(
+                &settings.server.media_dirs,
+                settings.server.production() || settings.auth_enabled(),
+            ),
+            rails.egress.clone(),
         ));
         for declared in &settings.sources {
             if let Err(e) = sources.add(declared.clone()) {

@@ -4,11 +4,13 @@
 //! lab must not be able to take the whole machine: each size has a ceiling set by the
 //! server's configuration, checked when a session, distributor or template is validated
 //! (every excess reported at once, naming the setting that caps it), and the events all
-//! sessions hold share one [`MemoryBudget`].
+//! sessions hold share one [`MemoryBudget`]. The egress policy every distributor connects
+//! through travels with them.
 
 use std::sync::Arc;
 
 use crate::budget::MemoryBudget;
+use crate::egress::EgressPolicy;
 
 /// Largest `queueCapacity` the code accepts, whatever the configuration.
 pub const HARD_MAX_QUEUE: u64 = 1_000_000;
@@ -32,6 +34,8 @@ pub struct Guardrails {
     pub max_clients: u64,
     /// Bytes of queued events and SSE history the whole server may hold.
     pub budget: Arc<MemoryBudget>,
+    /// Where distributors and sources may connect to.
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl Default for Guardrails {
@@ -44,6 +48,7 @@ impl Default for Guardrails {
             max_client_queue_capacity: HARD_MAX_CLIENT_QUEUE,
             max_clients: HARD_MAX_CLIENTS,
             budget: Arc::new(MemoryBudget::unlimited()),
+            egress: Arc::new(EgressPolicy::open()),
         }
     }
 }
@@ -58,6 +63,16 @@ pub struct Ceiling {
 }
 
 impl Guardrails {
+    /// The same limits with an egress policy that refuses nothing: for settings that are
+    /// kept but do not connect (a template's, a distributor a session leaves off). They are
+    /// checked when a session enables them.
+    pub fn without_egress(&self) -> Guardrails {
+        Guardrails {
+            egress: Arc::new(EgressPolicy::open()),
+            ..self.clone()
+        }
+    }
+
     /// The ceiling on `queueCapacity`.
     pub fn queue(&self) -> Ceiling {
         Ceiling {

@@ -14,6 +14,7 @@
 //!   client fan-out, and one file per protocol.
 //! - [`inference`]: ONNX Runtime detectors (YOLO family, CenterFace), the model thread
 //!   behind each `InferenceActor`, and the hub of configured models.
+//! - [`egress`]: where outbound connections may go (allowed and denied networks).
 //! - [`event`]: the event type and its shared, serialize-once encodings.
 //! - [`json`]: event payloads kept as the producer's raw JSON.
 //! - [`source`]: vision sources (files, streams, cameras, folders, synthetic, external
@@ -29,6 +30,7 @@
 
 pub mod budget;
 pub mod distributor;
+pub mod egress;
 pub mod event;
 pub mod glob;
 pub mod guardrails;

@@ -88,7 +88,7 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
     let source_states: serde_json::Map<String, serde_json::Value> = all_sources
         .into_iter()
         .filter(|(id, _)| principal.scope.allows_source(id))
-        .map(|(id, s)| (id, json!(s)))
+        .map(|(id, s)| (id, json!(super::sources::disclosed(&principal, s))))
         .collect();
     let sources_status = if sources_ok { "ok" } else { "degraded" };
     let budget = state.rails.budget.status();

@@ -8,6 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::messages::SetSessionSources;
 use synopticon_actors::session::spec::parse_sources;
+use synopticon_actors::source::actor::SourceStatus;
+use synopticon_actors::source::hub::SourceReport;
 use synopticon_actors::source::SourceConfig;
 use synopticon_actors::validation::Report;
 
@@ -15,7 +17,7 @@ use super::sessions::check_outputs_scope;
 use super::{ask, find_session, redacted_json, Api};
 use crate::audit;
 use crate::auth::guard::limit_events;
-use crate::auth::{Access, Principal, ResourceScope};
+use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -44,6 +46,27 @@ pub fn configure(api: &mut Api) {
     );
 }
 
+/// What a source's capture error is replaced with for anyone but an admin.
+pub const HIDDEN_SOURCE_ERROR: &str =
+    "the source cannot be read; the error itself is shown to admins";
+
+/// A source's status as `principal` may see it. Capture errors are for admins: a stream's
+/// says whether a port answered and how (operators could map a network with stream
+/// sources), a file's whether a path exists.
+pub fn disclosed(principal: &Principal, mut status: SourceStatus) -> SourceStatus {
+    if principal.role != Role::Admin && status.last_error.is_some() {
+        status.last_error = Some(HIDDEN_SOURCE_ERROR.into());
+    }
+    status
+}
+
+fn report_for(principal: &Principal, report: SourceReport) -> SourceReport {
+    SourceReport {
+        status: disclosed(principal, report.status),
+        ..report
+    }
+}
+
 /// The sources the token may see.
 async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
     let sources: Vec<_> = state
@@ -51,6 +74,7 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse 
         .list()
         .into_iter()
         .filter(|s| principal.scope.allows_source(&s.id))
+        .map(|s| report_for(&principal, s))
         .collect();
     redacted_json(StatusCode::OK, &json!({"sources": sources}))
 }
@@ -76,12 +100,20 @@ async fn create(
     let id = config.id.clone();
     let created = state.sources.add(config)?;
     audit::record(&principal, "source.create", &id);
-    Ok(redacted_json(StatusCode::CREATED, &created))
+    Ok(redacted_json(
+        StatusCode::CREATED,
+        &report_for(&principal, created),
+    ))
 }
 
 /// Stream URLs may carry a camera's password: every answer goes through the redaction.
-async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(redacted_json(StatusCode::OK, &state.sources.get(&id)?))
+async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let report = report_for(&principal, state.sources.get(&id)?);
+    Ok(redacted_json(StatusCode::OK, &report))
 }
 
 /// The tracks held now, with their states: what the tracker sees, for checking lines,
@@ -109,7 +141,7 @@ async fn patch(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let patched = state.sources.patch(&id, &body)?;
+    let patched = report_for(&principal, state.sources.patch(&id, &body)?);
     audit::record(&principal, "source.update", &id);
     Ok(redacted_json(StatusCode::OK, &patched))
 }

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod config;
+mod egress;
 mod fuzz;
 mod helpers;
 mod inference;

@@ -291,7 +291,10 @@ async fn a_dead_receiver_opens_the_breaker_without_slowing_websocket_and_recover
         6,
         "WebSocket delivered everything during the outage"
     );
-    assert_eq!(recovered["unconfirmed"], 0, "connections were refused: nothing went out");
+    assert_eq!(
+        recovered["unconfirmed"], 0,
+        "connections were refused: nothing went out"
+    );
     assert!(open["failed"].as_u64().unwrap() >= 2, "{open}");
     assert!(
         open["last_error"]["message"]

@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Delivery, DistributorKind, Outcome, Protocol};
+use crate::egress::{EgressPolicy, EgressResolver};
 use crate::event::Event;
 use crate::glob::Glob;
 use crate::guardrails::Guardrails;
@@ -120,6 +121,29 @@ pub struct HttpProtocol {
     client: reqwest::Client,
     config: Arc<HttpConfig>,
     session: Arc<str>,
+    /// Where the client may connect (its resolver filters through it).
+    egress: Arc<EgressPolicy>,
+}
+
+/// The client for `config`: no redirects, no proxy from the environment (a proxy would
+/// make every connection one to the proxy, past the policy), and names resolved through
+/// the egress policy, so it only ever connects to allowed addresses.
+fn client_for(config: &HttpConfig, egress: &Arc<EgressPolicy>) -> reqwest::Client {
+    let port = reqwest::Url::parse(&config.base_url)
+        .ok()
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(443);
+    reqwest::Client::builder()
+        .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(EgressResolver {
+            policy: egress.clone(),
+            port,
+        })
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_default()
 }
 
 /// How one attempt ended.
@@ -222,12 +246,20 @@ impl Protocol for HttpProtocol {
     type Config = HttpConfig;
     const KIND: DistributorKind = DistributorKind::Http;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> HttpConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> HttpConfig {
         let base_url = match r.string("baseUrl") {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                if reqwest::Url::parse(&url).is_err() {
-                    r.report()
-                        .error(format!("{path}.baseUrl: {url:?} is not a valid URL"));
+                match reqwest::Url::parse(&url) {
+                    Err(_) => r
+                        .report()
+                        .error(format!("{path}.baseUrl: {url:?} is not a valid URL")),
+                    Ok(parsed) => {
+                        let host = parsed.host_str().unwrap_or_default();
+                        let port = parsed.port_or_known_default().unwrap_or(80);
+                        if let Err(e) = rails.egress.check_written(host, port) {
+                            r.report().error(format!("{path}.baseUrl: {e}"));
+                        }
+                    }
                 }
                 url.trim_end_matches('/').to_string()
             }
@@ -327,19 +359,14 @@ impl Protocol for HttpProtocol {
         session: Arc<str>,
         config: HttpConfig,
         _telemetry: Arc<DistributorTelemetry>,
-        _rails: &Guardrails,
+        rails: &Guardrails,
     ) -> Self {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
         Self {
-            client,
+            client: client_for(&config, &rails.egress),
             config: Arc::new(config),
             session,
+            egress: rails.egress.clone(),
         }
     }
 
@@ -396,6 +423,7 @@ impl Protocol for HttpProtocol {
     }
 
     fn reconfigure(&mut self, config: HttpConfig) {
+        self.client = client_for(&config, &self.egress);
         self.config = Arc::new(config);
     }
 }

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{CloseReason, Delivery, DistributorKind, Outcome, Protocol};
+use crate::egress::{EgressPolicy, Use};
 use crate::event::Event;
 use crate::glob::Glob;
 use crate::guardrails::Guardrails;
@@ -283,14 +284,14 @@ pub struct MqttProtocol {
     link: Rc<RefCell<Link>>,
     task: Option<tokio::task::JoinHandle<()>>,
     telemetry: Arc<DistributorTelemetry>,
+    /// Where brokers may be.
+    egress: Arc<EgressPolicy>,
 }
 
-fn options(config: &MqttConfig, broker: &Broker, session: &str) -> MqttOptions {
-    let mut o = MqttOptions::new(
-        format!("{}-{session}", config.client_id),
-        &broker.host,
-        broker.port,
-    );
+/// Options for connecting to `broker` at `host` (the checked address for plain MQTT, the
+/// name for TLS, whose certificate must prove it).
+fn options(config: &MqttConfig, broker: &Broker, host: &str, session: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(format!("{}-{session}", config.client_id), host, broker.port);
     o.set_keep_alive(config.keep_alive);
     o.set_clean_session(true);
     o.set_max_packet_size(config.max_packet, config.max_packet);
@@ -310,18 +311,57 @@ fn options(config: &MqttConfig, broker: &Broker, session: &str) -> MqttOptions {
     o
 }
 
+/// Where to connect for `broker`, through the egress policy: the first allowed address of
+/// a plain broker (so the connection goes where the check looked), or the name of a TLS
+/// one once every address it resolves to is allowed.
+async fn target(broker: &Broker, egress: &EgressPolicy) -> Result<String, String> {
+    if broker.tls {
+        egress
+            .resolve(&broker.host, broker.port, Use::ByName)
+            .await?;
+        Ok(broker.host.clone())
+    } else {
+        let allowed = egress
+            .resolve(&broker.host, broker.port, Use::Connect)
+            .await?;
+        // rumqttc writes "{host}:{port}": an IPv6 address needs its brackets.
+        Ok(match allowed[0].ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        })
+    }
+}
+
 /// Drives one connection after another until the link is closed.
 async fn run(
     link: Rc<RefCell<Link>>,
     config: Arc<MqttConfig>,
     session: Arc<str>,
     telemetry: Arc<DistributorTelemetry>,
+    egress: Arc<EgressPolicy>,
 ) {
     let status_topic = render(&config.status_topic, &session, "status");
     for attempt in 0usize.. {
         let broker = &config.brokers[attempt % config.brokers.len()];
-        let (client, mut eventloop) =
-            AsyncClient::new(options(&config, broker, &session), CLIENT_CHANNEL_CAPACITY);
+        let host = match target(broker, &egress).await {
+            Ok(host) => host,
+            Err(error) => {
+                let mut l = link.borrow_mut();
+                if l.closing {
+                    return;
+                }
+                l.broker = broker.shown.clone();
+                l.last_error = format!("MQTT broker {}: {error}", broker.shown);
+                telemetry.set_last_error(&l.last_error);
+                drop(l);
+                tokio::time::sleep(config.reconnect_delay).await;
+                continue;
+            }
+        };
+        let (client, mut eventloop) = AsyncClient::new(
+            options(&config, broker, &host, &session),
+            CLIENT_CHANNEL_CAPACITY,
+        );
         // Events are small and latency matters: no Nagle delay on the publisher.
         let mut network = eventloop.network_options();
         network.set_tcp_nodelay(true);
@@ -407,6 +447,7 @@ impl MqttProtocol {
             self.config.clone(),
             self.session.clone(),
             self.telemetry.clone(),
+            self.egress.clone(),
         )));
     }
 }
@@ -415,10 +456,19 @@ impl Protocol for MqttProtocol {
     type Config = MqttConfig;
     const KIND: DistributorKind = DistributorKind::Mqtt;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> MqttConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> MqttConfig {
         let mut brokers = Vec::new();
+        let broker_at = |at: &str, url: &str| {
+            parse_broker(at, url).and_then(|b| {
+                rails
+                    .egress
+                    .check_written(&b.host, b.port)
+                    .map_err(|e| format!("{at}: {e}"))?;
+                Ok(b)
+            })
+        };
         match r.string("broker") {
-            Some(url) => match parse_broker(&format!("{path}.broker"), &url) {
+            Some(url) => match broker_at(&format!("{path}.broker"), &url) {
                 Ok(b) => brokers.push(b),
                 Err(e) => r.report().error(e),
             },
@@ -431,7 +481,7 @@ impl Protocol for MqttProtocol {
             Some(Value::Array(list)) => {
                 for (i, v) in list.iter().enumerate() {
                     let p = format!("{path}.backupBrokers[{i}]");
-                    match v.as_str().map(|u| parse_broker(&p, u)) {
+                    match v.as_str().map(|u| broker_at(&p, u)) {
                         Some(Ok(b)) => brokers.push(b),
                         Some(Err(e)) => r.report().error(e),
                         None => r
@@ -520,7 +570,7 @@ impl Protocol for MqttProtocol {
         session: Arc<str>,
         config: MqttConfig,
         telemetry: Arc<DistributorTelemetry>,
-        _rails: &Guardrails,
+        rails: &Guardrails,
     ) -> Self {
         Self {
             session,
@@ -528,6 +578,7 @@ impl Protocol for MqttProtocol {
             link: Rc::default(),
             task: None,
             telemetry,
+            egress: rails.egress.clone(),
         }
     }
 

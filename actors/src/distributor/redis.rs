@@ -15,6 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 
 use super::{Delivery, DistributorKind, Outcome, Protocol};
+use crate::egress::{EgressPolicy, Use};
 use crate::event::Event;
 use crate::glob::Glob;
 use crate::guardrails::Guardrails;
@@ -97,6 +98,8 @@ pub struct RedisProtocol {
     connected: Rc<tokio::sync::Notify>,
     task: Option<tokio::task::JoinHandle<()>>,
     telemetry: Arc<DistributorTelemetry>,
+    /// Where the server may be.
+    egress: Arc<EgressPolicy>,
 }
 
 impl RedisProtocol {
@@ -114,31 +117,26 @@ impl RedisProtocol {
         );
         let connected = self.connected.clone();
         let (session, telemetry) = (self.session.clone(), self.telemetry.clone());
+        let egress = self.egress.clone();
         self.task = Some(tokio::task::spawn_local(async move {
-            // TLS goes through rustls with the process's ring provider, like MQTT and the
-            // webhooks; a configured CA replaces the system roots.
-            let opened = match &config.ca {
-                Some(pem) => redis::Client::build_with_tls(
-                    config.url.as_str(),
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem.clone()),
-                    },
-                ),
-                None => redis::Client::open(config.url.as_str()),
-            };
-            let client = match opened {
-                Ok(c) => c,
-                Err(e) => {
-                    *last_error.borrow_mut() = format!("invalid Redis URL: {e}");
-                    return;
-                }
-            };
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.command_timeout))
                 .set_response_timeout(Some(config.command_timeout))
                 .set_max_delay(config.reconnect_delay.max(Duration::from_millis(100)));
             loop {
+                let client = match target_url(&config.url, &egress)
+                    .await
+                    .and_then(|url| open_client(&url, config.ca.as_ref()))
+                {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let message = format!("Redis {}: {e}", redact_url(&config.url));
+                        telemetry.set_last_error(&message);
+                        *last_error.borrow_mut() = message;
+                        tokio::time::sleep(config.reconnect_delay).await;
+                        continue;
+                    }
+                };
                 match client
                     .get_connection_manager_with_config(manager_config.clone())
                     .await
@@ -161,6 +159,45 @@ impl RedisProtocol {
     }
 }
 
+/// The client for `url`. TLS goes through rustls with the process's ring provider, like
+/// MQTT and the webhooks; a configured CA replaces the system roots.
+fn open_client(url: &str, ca: Option<&Vec<u8>>) -> Result<redis::Client, String> {
+    let opened = match ca {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        None => redis::Client::open(url),
+    };
+    opened.map_err(|e| format!("invalid Redis URL: {e}"))
+}
+
+/// Where to connect, through the egress policy: a plain `redis://` URL with its host
+/// replaced by the first allowed address (so the connection goes where the check looked,
+/// at every reconnection too); a `rediss://` one as written once every address its name
+/// resolves to is allowed (the certificate must then prove the name).
+async fn target_url(url: &str, egress: &EgressPolicy) -> Result<String, String> {
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = parsed.port().unwrap_or(6379);
+    if parsed.scheme() == "rediss" {
+        egress.resolve(&host, port, Use::ByName).await?;
+        return Ok(url.to_string());
+    }
+    let allowed = egress.resolve(&host, port, Use::Connect).await?;
+    let ip = match allowed[0].ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    parsed
+        .set_host(Some(&ip))
+        .map_err(|e| format!("invalid Redis URL: {e}"))?;
+    Ok(parsed.to_string())
+}
+
 /// The URL without its password, for messages.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -173,14 +210,21 @@ impl Protocol for RedisProtocol {
     type Config = RedisConfig;
     const KIND: DistributorKind = DistributorKind::Redis;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> RedisConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> RedisConfig {
         let url = match r.string("url") {
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
-                if redis::Client::open(u.as_str()).is_err() {
-                    r.report().error(format!(
+                match (redis::Client::open(u.as_str()), reqwest::Url::parse(&u)) {
+                    (Ok(_), Ok(parsed)) => {
+                        let host = parsed.host_str().unwrap_or("127.0.0.1");
+                        let port = parsed.port().unwrap_or(6379);
+                        if let Err(e) = rails.egress.check_written(host, port) {
+                            r.report().error(format!("{path}.url: {e}"));
+                        }
+                    }
+                    _ => r.report().error(format!(
                         "{path}.url: {:?} is not a valid Redis URL",
                         redact_url(&u)
-                    ));
+                    )),
                 }
                 u
             }
@@ -235,7 +279,7 @@ impl Protocol for RedisProtocol {
         session: Arc<str>,
         config: RedisConfig,
         telemetry: Arc<DistributorTelemetry>,
-        _rails: &Guardrails,
+        rails: &Guardrails,
     ) -> Self {
         Self {
             session,
@@ -245,6 +289,7 @@ impl Protocol for RedisProtocol {
             connected: Rc::default(),
             task: None,
             telemetry,
+            egress: rails.egress.clone(),
         }
     }
 

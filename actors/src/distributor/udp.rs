@@ -5,13 +5,14 @@
 //! beyond the encoded datagram, which is built once per event and sent to every target.
 //! A datagram larger than `maxDatagramBytes` is refused and counted, never cut.
 
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::{Delivery, DistributorKind, Outcome, Protocol};
+use crate::egress::{EgressPolicy, Use};
 use crate::event::Event;
 use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
@@ -88,6 +89,19 @@ pub struct UdpProtocol {
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     telemetry: Arc<DistributorTelemetry>,
+    /// Where datagrams may go.
+    egress: Arc<EgressPolicy>,
+    /// Why the targets that are not used are not (they cannot be resolved, or the policy
+    /// refuses them).
+    unusable: Vec<String>,
+}
+
+/// A `host:port` (or `[v6]:port`) target as host and port (0 if it has none).
+fn split_target(target: &str) -> (&str, u16) {
+    match target.rsplit_once(':') {
+        Some((host, port)) => (host.trim_matches(['[', ']']), port.parse().unwrap_or(0)),
+        None => (target, 0),
+    }
 }
 
 fn parse_target(path: &str, item: &Value, default_port: Option<u64>) -> Result<String, String> {
@@ -129,12 +143,17 @@ fn parse_target(path: &str, item: &Value, default_port: Option<u64>) -> Result<S
 impl UdpProtocol {
     fn resolve(&mut self) {
         self.resolved.clear();
+        self.unusable.clear();
         for target in &self.config.targets {
-            match target.to_socket_addrs().map(|mut a| a.next()) {
-                Ok(Some(addr)) => self.resolved.push(addr),
-                _ => self
-                    .telemetry
-                    .set_last_error(&format!("cannot resolve UDP target {target}")),
+            let (host, port) = split_target(target);
+            // Datagrams go to the checked address itself.
+            match self.egress.resolve_blocking(host, port, Use::Connect) {
+                Ok(addresses) => self.resolved.push(addresses[0]),
+                Err(e) => {
+                    let why = format!("UDP target {target} not used: {e}");
+                    self.telemetry.set_last_error(&why);
+                    self.unusable.push(why);
+                }
             }
         }
         let bind = |addr: &str| {
@@ -155,7 +174,16 @@ impl Protocol for UdpProtocol {
     type Config = UdpConfig;
     const KIND: DistributorKind = DistributorKind::Udp;
 
-    fn parse(r: &mut FieldReader<'_>, path: &str, _rails: &Guardrails) -> UdpConfig {
+    fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> UdpConfig {
+        let parse_target = |at: &str, item: &Value, default_port: Option<u64>| {
+            let target = parse_target(at, item, default_port)?;
+            let (host, port) = split_target(&target);
+            rails
+                .egress
+                .check_written(host, port)
+                .map_err(|e| format!("{at}: {e}"))?;
+            Ok::<String, String>(target)
+        };
         let default_port = r
             .raw("port")
             .map(|p| p.as_u64().filter(|n| (1..=65535).contains(n)).ok_or(p));
@@ -216,7 +244,7 @@ impl Protocol for UdpProtocol {
         _session: Arc<str>,
         config: UdpConfig,
         telemetry: Arc<DistributorTelemetry>,
-        _rails: &Guardrails,
+        rails: &Guardrails,
     ) -> Self {
         let mut protocol = Self {
             config,
@@ -224,6 +252,8 @@ impl Protocol for UdpProtocol {
             v4: None,
             v6: None,
             telemetry,
+            egress: rails.egress.clone(),
+            unusable: Vec::new(),
         };
         protocol.resolve();
         protocol
@@ -244,7 +274,10 @@ impl Protocol for UdpProtocol {
             )));
         }
         if self.resolved.is_empty() {
-            return Delivery::Done(Outcome::Failed("no UDP target could be resolved".into()));
+            return Delivery::Done(Outcome::Failed(format!(
+                "no UDP target can be used: {}",
+                self.unusable.join("; ")
+            )));
         }
         let mut errors = Vec::new();
         for target in &self.resolved {

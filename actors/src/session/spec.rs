@@ -187,8 +187,16 @@ pub fn resolve(
             .entry(*kind)
             .or_insert(Value::Object(Map::new()));
     }
+    // Where a distributor may connect matters once it is enabled (a disabled one is checked
+    // again when it is).
+    let kept_only = rails.without_egress();
     for (kind, cfg) in &distributors {
         let path = format!("distributors.{kind}");
+        let rails = if enabled.contains(kind) {
+            rails
+        } else {
+            &kept_only
+        };
         parse_config(*kind, &path, cfg, &mut report, rails);
     }
     if enabled.is_empty() {

@@ -284,7 +284,9 @@ impl TemplateStore {
                 return Err(TemplateError::Builtin(name.to_string()));
             }
         }
-        let template = Template::from_value(name, body, origin, &self.rails)
+        // A template is checked against the ceilings; where its distributors connect is
+        // checked in each session that enables them.
+        let template = Template::from_value(name, body, origin, &self.rails.without_egress())
             .map_err(TemplateError::Invalid)?;
         Ok(self
             .templates

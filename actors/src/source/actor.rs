@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::capture::{self, CaptureControl, CaptureEnded, FrameCaptured};
 use super::{SourceConfig, SourceKind};
+use crate::egress::EgressPolicy;
 use crate::inference::{DetectFrame, InferenceActor};
 use crate::telemetry;
 use crate::tracker::actor::{FinishTracks, TrackerActor};
@@ -141,6 +142,8 @@ pub struct SourceShared {
     capture: RwLock<Option<CaptureControl>>,
     /// Metric handles.
     pub metrics: SourceMetrics,
+    /// Where a stream source may connect.
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl SourceShared {
@@ -191,9 +194,10 @@ pub struct CameraActor {
 }
 
 impl SourceShared {
-    /// State for a new source running `config`.
-    pub fn new(config: SourceConfig) -> Arc<Self> {
+    /// State for a new source running `config`, connecting where `egress` allows.
+    pub fn new(config: SourceConfig, egress: Arc<EgressPolicy>) -> Arc<Self> {
         Arc::new(SourceShared {
+            egress,
             stats: SourceStats::default(),
             status: RwLock::new(SourceStatus {
                 // An external source has nothing to open: it takes detections at once.
@@ -243,6 +247,7 @@ impl CameraActor {
             &config,
             ctx.address().recipient(),
             ctx.address().recipient(),
+            self.shared.egress.clone(),
         );
         *self.shared.capture.write() = Some(control);
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{SourceConfig, SourceKind};
+use crate::egress::{EgressPolicy, Use};
 use crate::inference::frame::{self, Frame, ImageLimits};
 
 /// Capture thread → source actor: a new frame.
@@ -69,11 +70,13 @@ const FOLDER_LIMITS: ImageLimits = ImageLimits {
     max_pixels: 40_000_000,
 };
 
-/// Starts the capture thread of `config`, sending frames and its end to the actor.
+/// Starts the capture thread of `config`, sending frames and its end to the actor; a
+/// stream connects only where `egress` allows.
 pub fn start(
     config: &SourceConfig,
     frames: Recipient<FrameCaptured>,
     ended: Recipient<CaptureEnded>,
+    egress: Arc<EgressPolicy>,
 ) -> CaptureControl {
     let control = CaptureControl::default();
     let thread_control = control.clone();
@@ -82,7 +85,9 @@ pub fn start(
         .name(format!("capture-{}", config.id))
         .spawn(move || {
             let result = match config.kind {
-                SourceKind::File | SourceKind::Stream => ffmpeg(&config, &frames, &thread_control),
+                SourceKind::File | SourceKind::Stream => {
+                    ffmpeg(&config, &frames, &thread_control, &egress)
+                }
                 SourceKind::V4l2 => super::camera::v4l2(&config, &frames, &thread_control),
                 SourceKind::Camera => super::camera::native(&config, &frames, &thread_control),
                 SourceKind::Folder => folder(&config, &frames, &thread_control),
@@ -320,20 +325,58 @@ fn millis_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64
 }
 
+/// The URL ffmpeg opens for a stream, and options it needs, after the egress policy:
+/// every address the host resolves to must be allowed, and a plain `rtsp://`, `rtmp://`
+/// or `http://` stream is opened at the checked address itself (`http` with its `Host`
+/// header kept), so a name that changes its answer after the check gets nowhere. TLS
+/// streams keep the name. A listening URL (`udp://@:5000`) connects nowhere.
+fn through_egress(url: &str, egress: &EgressPolicy) -> Result<(String, Vec<String>), String> {
+    let Some((host, port)) = super::stream_target(url) else {
+        return Ok((url.to_string(), Vec::new()));
+    };
+    let addresses = egress.resolve_blocking(&host, port, Use::ByName)?;
+    let mut parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "rtsp" | "rtmp" | "http") => parsed,
+        _ => return Ok((url.to_string(), Vec::new())),
+    };
+    let ip = match addresses[0].ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    if parsed.set_host(Some(&ip)).is_err() {
+        return Ok((url.to_string(), Vec::new()));
+    }
+    let options = if parsed.scheme() == "http" {
+        let shown = match parsed.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        vec!["-headers".to_string(), format!("Host: {shown}\r\n")]
+    } else {
+        Vec::new()
+    };
+    Ok((parsed.to_string(), options))
+}
+
 fn ffmpeg(
     config: &SourceConfig,
     frames: &Recipient<FrameCaptured>,
     control: &CaptureControl,
+    egress: &EgressPolicy,
 ) -> Result<(), String> {
-    let input = config.url.clone().unwrap_or_default();
+    let mut input = config.url.clone().unwrap_or_default();
     if config.kind == SourceKind::File && !Path::new(&input).is_file() {
         return Err(format!("{input} not found"));
     }
-    let input_options: &[&str] = if config.confined && config.kind == SourceKind::File {
-        &CONFINED_INPUT
-    } else {
-        &[]
-    };
+    let mut options: Vec<String> = Vec::new();
+    if config.confined && config.kind == SourceKind::File {
+        options.extend(CONFINED_INPUT.iter().map(|o| o.to_string()));
+    }
+    if config.kind == SourceKind::Stream {
+        (input, options) = through_egress(&input, egress)?;
+    }
+    let input_options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let input_options = input_options.as_slice();
     let (probed_w, probed_h, _, _) = probe_with(&input, &control.pid, input_options)?;
     if control.is_stopped() {
         return Ok(());

@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::actor::{CameraActor, SourceShared, SourceStatus, StopSource};
-use super::{SourceConfig, SourceKind};
+use super::{stream_target, SourceConfig, SourceKind};
+use crate::egress::EgressPolicy;
 use crate::inference::ModelHub;
 use crate::messages::PublishSourceEvents;
 use crate::tracker::actor::{IngestDetections, ListTracks, Reconfigure, StopTracker, TrackerActor};
@@ -80,8 +81,39 @@ pub struct SourceHub {
     models: Arc<ModelHub>,
     /// Sources allowed at once.
     max_sources: usize,
-    /// Folders that `file` and `folder` sources must lie in, resolved; `None`: anywhere.
-    media_dirs: Option<Vec<std::path::PathBuf>>,
+    /// Where `file` and `folder` sources may read.
+    media: MediaAccess,
+    /// Where stream sources may connect.
+    egress: Arc<EgressPolicy>,
+}
+
+/// Where `file` and `folder` sources may read (`server.media_dirs`).
+#[derive(Debug, Clone)]
+pub enum MediaAccess {
+    /// Any path the process can read (no folders listed, authentication off).
+    Anywhere,
+    /// Only inside these folders, resolved.
+    Within(Vec<std::path::PathBuf>),
+    /// Nowhere: no folders listed on a server with other users (fail closed).
+    Nowhere,
+}
+
+impl MediaAccess {
+    /// From the configured folders: none listed means anywhere for a one-person server,
+    /// nowhere when others may create sources (`closed`). A folder that cannot be resolved
+    /// (the configuration refuses relative ones) admits nothing.
+    pub fn new(media_dirs: &[String], closed: bool) -> Self {
+        match (media_dirs.is_empty(), closed) {
+            (true, false) => Self::Anywhere,
+            (true, true) => Self::Nowhere,
+            (false, _) => Self::Within(
+                media_dirs
+                    .iter()
+                    .filter_map(|d| std::fs::canonicalize(d).ok())
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Fields PATCH may change while a source runs.
@@ -106,7 +138,8 @@ impl SourceHub {
         sink: Recipient<PublishSourceEvents>,
         models: Arc<ModelHub>,
         max_sources: usize,
-        media_dirs: &[String],
+        media: MediaAccess,
+        egress: Arc<EgressPolicy>,
     ) -> Self {
         Self {
             sources: Mutex::new(BTreeMap::new()),
@@ -114,14 +147,8 @@ impl SourceHub {
             sink,
             models,
             max_sources,
-            // Confined as soon as any folder is named. A folder that cannot be resolved,
-            // or is not absolute (the configuration refuses both), admits nothing.
-            media_dirs: (!media_dirs.is_empty()).then(|| {
-                media_dirs
-                    .iter()
-                    .filter_map(|d| std::fs::canonicalize(d).ok())
-                    .collect()
-            }),
+            media,
+            egress,
         }
     }
 
@@ -137,6 +164,16 @@ impl SourceHub {
             report.error(e);
             None
         });
+        if config.kind == SourceKind::Stream {
+            if let Some(Err(e)) = config
+                .url
+                .as_deref()
+                .and_then(stream_target)
+                .map(|(host, port)| self.egress.check_written(&host, port))
+            {
+                report.error(format!("url: {e}"));
+            }
+        }
         if config.kind != SourceKind::External {
             if let Err(e) = self.models.get(config.model.as_deref()) {
                 report.error(format!("model: {e}"));
@@ -148,22 +185,27 @@ impl SourceHub {
     /// The path a file or folder source reads, resolved and checked against
     /// `server.media_dirs`; `None` when nothing confines it (other kinds, or no folders).
     fn confine(&self, config: &SourceConfig) -> Result<Option<String>, String> {
-        let Some(dirs) = &self.media_dirs else {
-            return Ok(None);
-        };
         if !matches!(config.kind, SourceKind::File | SourceKind::Folder) {
             return Ok(None);
         }
+        let dirs = match &self.media {
+            MediaAccess::Anywhere => return Ok(None),
+            MediaAccess::Nowhere => {
+                return Err("url: file and folder sources are off on this server: an admin lists the folders they may read in server.media_dirs".into())
+            }
+            MediaAccess::Within(dirs) => dirs,
+        };
         let url = config.url.as_deref().unwrap_or_default();
-        // Resolved, so neither `..` nor a symbolic link leads out of the folders.
+        // Resolved, so neither `..` nor a symbolic link leads out of the folders. A path
+        // that is missing, unreadable or outside gets the same answer: what lies outside
+        // the folders is not for the caller to learn, not even whether it exists.
         match std::fs::canonicalize(url) {
             Ok(path) if dirs.iter().any(|d| path.starts_with(d)) => {
                 Ok(Some(path.to_string_lossy().into_owned()))
             }
-            Ok(_) => Err(format!(
-                "url: {url:?} is outside the folders sources may read (server.media_dirs)"
+            _ => Err(format!(
+                "url: {url:?} is not a file or folder this server may read: it must exist within server.media_dirs"
             )),
-            Err(e) => Err(format!("url: cannot open {url:?}: {e}")),
         }
     }
 
@@ -194,7 +236,7 @@ impl SourceHub {
                 .ok()
                 .map(|m| m.addr.clone()),
         };
-        let shared = SourceShared::new(config.clone());
+        let shared = SourceShared::new(config.clone(), self.egress.clone());
         let tracker = {
             let (shared, sink) = (shared.clone(), self.sink.clone());
             let thread = Arbiter::new();

@@ -160,6 +160,29 @@ pub const STREAM_SCHEMES: &[&str] = &[
     "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp",
 ];
 
+/// The host and port a stream URL connects to; `None` for one that listens (`udp://@:5000`,
+/// `tcp://0.0.0.0:9000?listen`, an SRT listener) or cannot be read, which connects nowhere.
+pub fn stream_target(url: &str) -> Option<(String, u16)> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let query = parsed.query().unwrap_or_default();
+    if query.contains("listen") || query.contains("mode=listener") {
+        return None;
+    }
+    let host = parsed.host_str()?.trim_matches(['[', ']']).to_string();
+    if host.is_empty() || host == "@" || host == "0.0.0.0" || host == "::" {
+        return None;
+    }
+    let port = parsed.port().or(match parsed.scheme() {
+        "rtsp" => Some(554),
+        "rtsps" => Some(322),
+        "rtmp" => Some(1935),
+        "rtmps" | "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    Some((host, port))
+}
+
 /// Highest frame rate a source may ask for.
 pub const MAX_FPS: f64 = 120.0;
 
