@@ -346,14 +346,15 @@ async fn run(
         let host = match target(broker, &egress).await {
             Ok(host) => host,
             Err(error) => {
-                let mut l = link.borrow_mut();
-                if l.closing {
-                    return;
+                {
+                    let mut l = link.borrow_mut();
+                    if l.closing {
+                        return;
+                    }
+                    l.broker = broker.shown.clone();
+                    l.last_error = format!("MQTT broker {}: {error}", broker.shown);
+                    telemetry.set_last_error(&l.last_error);
                 }
-                l.broker = broker.shown.clone();
-                l.last_error = format!("MQTT broker {}: {error}", broker.shown);
-                telemetry.set_last_error(&l.last_error);
-                drop(l);
                 tokio::time::sleep(config.reconnect_delay).await;
                 continue;
             }
