@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// The allocator the server binary runs on, so the benchmarks measure what runs.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use synopticon::configuration::Settings;
 use synopticon::startup::Application;
 
@@ -14,6 +18,9 @@ pub fn start_server() -> u16 {
         let (mut settings, _) = Settings::load_with_env(None, []).expect("embedded default");
         settings.server.port = 0;
         settings.server.max_body_bytes = 16 << 20;
+        // The fan-out bench gives its clients room for a second of frames at full rate.
+        settings.sessions.max_queue_capacity = 1_000_000;
+        settings.sessions.max_client_queue_capacity = 1_000_000;
         settings.log.level = "error".into();
         synopticon::telemetry::init_logging(&settings.log);
         actix_rt::System::new()
