@@ -97,11 +97,20 @@ impl std::fmt::Debug for MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// A budget of `limit` bytes.
+    /// A budget of `limit` bytes, shown in `/metrics`.
     pub fn new(limit: usize) -> Self {
         gauge!(BUDGET_BYTES, "state" => "limit").set(limit as f64);
         let m_used = gauge!(BUDGET_BYTES, "state" => "used");
         m_used.set(0.0);
+        Self::with(limit, m_used)
+    }
+
+    /// No limit (tests and tools that build sessions by hand), not in `/metrics`.
+    pub fn unlimited() -> Self {
+        Self::with(usize::MAX, Gauge::noop())
+    }
+
+    fn with(limit: usize, m_used: Gauge) -> Self {
         Self {
             limit,
             used: AtomicUsize::new(0),
@@ -111,20 +120,6 @@ impl MemoryBudget {
             evicted_bytes: AtomicU64::new(0),
             last_eviction: Mutex::new(None),
             m_used,
-        }
-    }
-
-    /// No limit (tests and tools that build sessions by hand).
-    pub fn unlimited() -> Self {
-        Self {
-            limit: usize::MAX,
-            used: AtomicUsize::new(0),
-            holders: Mutex::new(Vec::new()),
-            reclaiming: Mutex::new(()),
-            evicted_entries: AtomicU64::new(0),
-            evicted_bytes: AtomicU64::new(0),
-            last_eviction: Mutex::new(None),
-            m_used: Gauge::noop(),
         }
     }
 

@@ -2,7 +2,6 @@
 //! configuration is validated and again, after name resolution, at every connection.
 
 use serde_json::{json, Value};
-use synopticon::auth::tokens::{hash_hex, TokenConfig};
 use synopticon::configuration::{Settings, Switch};
 use synopticon_actors::inference::{ModelConfig, ModelKind};
 
@@ -11,24 +10,12 @@ use crate::helpers::*;
 const ADMIN: &str = "syn_egress-admin-000000000000000000000000000000000";
 const OPERATOR: &str = "syn_egress-operator-0000000000000000000000000000000";
 
-fn token(id: &str, role: &str, secret: &str) -> TokenConfig {
-    TokenConfig {
-        id: id.into(),
-        role: role.into(),
-        sha256: hash_hex(secret),
-        sessions: None,
-        sources: None,
-        events: None,
-        description: String::new(),
-    }
-}
-
 /// Production mode with an admin and an operator token.
 fn production(s: &mut Settings) {
     s.server.mode = "production".into();
     s.auth.tokens = vec![
-        token("admin", "admin", ADMIN),
-        token("operator", "operator", OPERATOR),
+        token_config("admin", "admin", ADMIN),
+        token_config("operator", "operator", OPERATOR),
     ];
 }
 

@@ -109,14 +109,19 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) 
         .expect("server starts in time")
         .expect("server thread alive")
         .expect("server builds");
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::builder()
-            .timeout(DEADLINE)
-            .build()
-            .expect("client"),
-        token: None,
+    TestApp::on(port)
+}
+
+/// A bearer token entry for `[[auth.tokens]]`: `secret` hashed, no scope.
+pub fn token_config(id: &str, role: &str, secret: &str) -> synopticon::auth::tokens::TokenConfig {
+    synopticon::auth::tokens::TokenConfig {
+        id: id.into(),
+        role: role.into(),
+        sha256: synopticon::auth::tokens::hash_hex(secret),
+        sessions: None,
+        sources: None,
+        events: None,
+        description: String::new(),
     }
 }
 
@@ -185,15 +190,7 @@ impl ServerProcess {
                     .expect("a port after the address");
             }
         };
-        let app = TestApp {
-            address: format!("http://127.0.0.1:{port}"),
-            port,
-            client: reqwest::Client::builder()
-                .timeout(DEADLINE)
-                .build()
-                .expect("client"),
-            token: None,
-        };
+        let app = TestApp::on(port);
         ServerProcess {
             child,
             app,
@@ -249,6 +246,19 @@ pub struct Answer {
 }
 
 impl TestApp {
+    /// A client of the server on 127.0.0.1:`port`, without a token.
+    pub fn on(port: u16) -> TestApp {
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder()
+                .timeout(DEADLINE)
+                .build()
+                .expect("client"),
+            token: None,
+        }
+    }
+
     /// Absolute URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)

@@ -144,22 +144,7 @@ async fn an_absent_server_opens_the_breaker_without_slowing_websocket_and_its_ar
         (app.distributor("r-out", "redis").await["breaker"] == "open").then_some(())
     })
     .await;
-    let _server = PrivateRedis(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (make test installs it)"),
-    );
+    let _server = private_redis_on(port);
     app.publish("r-out", batch("after", 1)).await;
     let recovered = wait_until(
         "the breaker to close and the queue to drain",
@@ -321,13 +306,18 @@ async fn rediss_with_a_password_and_the_test_ca_delivers_and_a_wrong_password_is
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A private redis-server on a free port, its URL, and SIGSTOP/SIGCONT for it.
+/// A private redis-server on a free port, and its URL.
 fn private_redis() -> (PrivateRedis, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    (private_redis_on(port), format!("redis://127.0.0.1:{port}"))
+}
+
+/// A private redis-server on `port`, answering once this returns.
+fn private_redis_on(port: u16) -> PrivateRedis {
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -350,7 +340,7 @@ fn private_redis() -> (PrivateRedis, String) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    (PrivateRedis(child), format!("redis://127.0.0.1:{port}"))
+    PrivateRedis(child)
 }
 
 fn signal(child: &Child, signal: &str) {

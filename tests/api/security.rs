@@ -25,29 +25,17 @@ const VIEWER: &str = "syn_test-viewer-0000000000000000000000000000000000";
 /// An operator that may only see sessions and sources named `scoped-*`, and face events.
 const SCOPED: &str = "syn_test-scoped-0000000000000000000000000000000000";
 
-fn token(id: &str, role: &str, secret: &str) -> TokenConfig {
-    TokenConfig {
-        id: id.into(),
-        role: role.into(),
-        sha256: hash_hex(secret),
-        sessions: None,
-        sources: None,
-        events: None,
-        description: String::new(),
-    }
-}
-
 /// Production mode (authentication on) with one token of each role and a scoped one.
 fn secure(s: &mut Settings) {
     s.server.mode = "production".into();
-    let mut scoped = token("scoped", "operator", SCOPED);
+    let mut scoped = token_config("scoped", "operator", SCOPED);
     scoped.sessions = Some(vec!["scoped-*".into()]);
     scoped.sources = Some(vec!["scoped-*".into()]);
     scoped.events = Some(vec!["face_*".into()]);
     s.auth.tokens = vec![
-        token("admin", "admin", ADMIN),
-        token("operator", "operator", OPERATOR),
-        token("viewer", "viewer", VIEWER),
+        token_config("admin", "admin", ADMIN),
+        token_config("operator", "operator", OPERATOR),
+        token_config("viewer", "viewer", VIEWER),
         scoped,
     ];
     // The route walk makes many requests: limits far above it (a later test lowers them).
@@ -655,7 +643,7 @@ async fn a_feed_opened_with_a_source_scoped_token_carries_only_those_sources_eve
     const CAM_VIEWER: &str = "syn_test-cam-viewer-000000000000000000000000000000";
     let app = spawn_with_token(TokenConfig {
         sources: Some(vec!["scoped-*".into()]),
-        ..token("cam-viewer", "viewer", CAM_VIEWER)
+        ..token_config("cam-viewer", "viewer", CAM_VIEWER)
     })
     .await;
     let admin = app.with_token(ADMIN);
@@ -721,7 +709,7 @@ async fn a_source_scoped_operator_cannot_send_other_sources_events_elsewhere() {
     const CAM_OPS: &str = "syn_test-cam-ops-00000000000000000000000000000000";
     let app = spawn_with_token(TokenConfig {
         sources: Some(vec!["scoped-*".into()]),
-        ..token("cam-ops", "operator", CAM_OPS)
+        ..token_config("cam-ops", "operator", CAM_OPS)
     })
     .await;
     let admin = app.with_token(ADMIN);
@@ -774,7 +762,7 @@ async fn an_event_scoped_operator_gets_live_feeds_only() {
     const FACES: &str = "syn_test-faces-ops-0000000000000000000000000000000";
     let app = spawn_with_token(TokenConfig {
         events: Some(vec!["face_*".into()]),
-        ..token("faces-ops", "operator", FACES)
+        ..token_config("faces-ops", "operator", FACES)
     })
     .await;
     let admin = app.with_token(ADMIN);
@@ -1219,7 +1207,7 @@ async fn a_scoped_admin_manages_only_tokens_within_its_own_scope() {
     const LAB_ADMIN: &str = "syn_test-lab-admin-0000000000000000000000000000000";
     let app = spawn_with_token(TokenConfig {
         sessions: Some(vec!["lab-*".into()]),
-        ..token("lab-admin", "admin", LAB_ADMIN)
+        ..token_config("lab-admin", "admin", LAB_ADMIN)
     })
     .await;
     let lab_admin = app.with_token(LAB_ADMIN);
@@ -1595,7 +1583,7 @@ async fn the_token_command_makes_a_working_entry_and_hashes_alike() {
     // The entry, as printed, lets the secret in with the role it names.
     let app = spawn_with_token(TokenConfig {
         sha256,
-        ..token("lab-ops", "operator", "unused")
+        ..token_config("lab-ops", "operator", "unused")
     })
     .await;
     let ops = app.with_token(&secret);
