@@ -208,6 +208,9 @@ pub struct ServerSettings {
     /// Connections the listener holds at once; 0: derived from the file descriptor limit,
     /// so that the server stops accepting before it runs out of descriptors.
     pub max_connections: usize,
+    /// How long data a client does not take (unacknowledged, or unsent for want of window)
+    /// may wait before the kernel drops the connection (`TCP_USER_TIMEOUT`).
+    pub send_timeout_ms: u64,
     /// Grace period for connections at shutdown.
     pub shutdown_timeout_ms: u64,
     /// Enables the fault-injection routes under `/api/v1/debug`.
@@ -269,6 +272,9 @@ pub struct LiveSettings {
     pub max_connections: usize,
     /// Live connections one token may hold at once.
     pub max_connections_per_token: usize,
+    /// Live connections one client address may hold at once, whatever its tokens (admins
+    /// aside).
+    pub max_connections_per_address: usize,
 }
 
 /// Session defaults.
@@ -292,6 +298,8 @@ pub struct SessionSettings {
     pub max_client_queue_capacity: u64,
     /// Ceiling on a live distributor's `maxClients`.
     pub max_clients: u64,
+    /// Ceiling on a live distributor's `clientQueueBytes`.
+    pub max_client_queue_bytes: u64,
     /// Bytes of queued events and SSE history the whole server may hold; beyond it the
     /// oldest entries anywhere are evicted (counted).
     pub memory_budget_bytes: u64,
@@ -525,8 +533,14 @@ impl Settings {
         if l.max_frame_bytes < 256 {
             r.error("live.max_frame_bytes: must be at least 256");
         }
-        if l.max_connections == 0 || l.max_connections_per_token == 0 {
-            r.error("live.max_connections and live.max_connections_per_token: must be at least 1");
+        if l.max_connections == 0
+            || l.max_connections_per_token == 0
+            || l.max_connections_per_address == 0
+        {
+            r.error("live.max_connections, max_connections_per_token and max_connections_per_address: must be at least 1");
+        }
+        if s.send_timeout_ms < 1000 {
+            r.error("server.send_timeout_ms: must be at least 1000");
         }
         if self.server.max_sources == 0 {
             r.error("server.max_sources: must be at least 1");
@@ -563,6 +577,12 @@ impl Settings {
                 g::HARD_MAX_CLIENT_QUEUE,
             ),
             ("max_clients", se.max_clients, 1, g::HARD_MAX_CLIENTS),
+            (
+                "max_client_queue_bytes",
+                se.max_client_queue_bytes,
+                1024,
+                g::HARD_MAX_CLIENT_BYTES,
+            ),
         ] {
             if !(least..=most).contains(&value) {
                 r.error(format!("sessions.{key}: {value} must be {least}-{most}"));
@@ -673,6 +693,7 @@ impl Settings {
             max_history_size: s.max_history_size,
             max_client_queue_capacity: s.max_client_queue_capacity,
             max_clients: s.max_clients,
+            max_client_queue_bytes: s.max_client_queue_bytes,
             budget: std::sync::Arc::new(synopticon_actors::budget::MemoryBudget::new(
                 usize::try_from(s.memory_budget_bytes).unwrap_or(usize::MAX),
             )),

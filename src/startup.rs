@@ -23,7 +23,7 @@ use synopticon_actors::source::hub::{MediaAccess, SourceError, SourceHub};
 
 use crate::auth::guard::Limits;
 use crate::auth::inflight::InFlight;
-use crate::auth::tokens::TokenStore;
+use crate::auth::tokens::{LiveLimits, TokenStore};
 use crate::configuration::Settings;
 use crate::{routes, telemetry};
 
@@ -66,6 +66,8 @@ pub struct AppState {
     pub rails: Arc<Guardrails>,
     /// Requests running now, per token, address and in all.
     pub inflight: Arc<InFlight>,
+    /// Live connections allowed in all, per token and per address.
+    pub live_limits: LiveLimits,
 }
 
 /// A built, bound, not yet running server.
@@ -187,16 +189,39 @@ impl Application {
         let limits = settings
             .rate_limit_enabled()
             .then(|| Limits::new(&settings.rate_limit));
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let max_connections = connection_limit(settings.server.max_connections, workers);
+        // Requests in flight and live connections each get a share of the connections the
+        // listener holds, so neither can take them all: the rest is for admins, whom the
+        // ceilings do not count, and for requests being read.
+        let inflight_total = capped(
+            "server.max_inflight_requests",
+            settings.server.max_inflight_requests,
+            max_connections / 4,
+        );
+        let live_limits = LiveLimits {
+            total: capped(
+                "live.max_connections",
+                settings.live.max_connections,
+                max_connections / 2,
+            ),
+            per_token: settings.live.max_connections_per_token,
+            per_address: settings.live.max_connections_per_address,
+        };
         // Per token and per address only where requests are limited at all (production);
         // the server-wide ceiling always.
         let inflight = Arc::new(match &limits {
             Some(_) => InFlight::new(
                 settings.rate_limit.max_inflight_per_token,
                 settings.rate_limit.max_inflight_per_address,
-                settings.server.max_inflight_requests,
+                inflight_total,
             ),
-            None => InFlight::new(0, 0, settings.server.max_inflight_requests),
+            None => InFlight::new(0, 0, inflight_total),
         });
+        let send_timeout = Duration::from_millis(settings.server.send_timeout_ms);
 
         let state = web::Data::new(AppState {
             registry,
@@ -213,25 +238,25 @@ impl Application {
             limits,
             rails,
             inflight,
+            live_limits,
         });
-        let workers = match state.settings.server.workers {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let max_connections = connection_limit(state.settings.server.max_connections, workers);
         let app_state = state.clone();
         let server = HttpServer::new(move || {
-            App::new().app_data(app_state.clone()).configure(|cfg| {
-                routes::configure(cfg, &app_state.settings);
-            })
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(crate::auth::inflight::bound))
+                .configure(|cfg| {
+                    routes::configure(cfg, &app_state.settings);
+                })
         })
-        // Live feeds write many small frames: without TCP_NODELAY, Nagle's algorithm and
-        // delayed ACKs hold them back for tens of milliseconds.
-        .on_connect(|connection, _| {
+        .on_connect(move |connection, _| {
             if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                // Live feeds write many small frames: without TCP_NODELAY, Nagle's
+                // algorithm and delayed ACKs hold them back for tens of milliseconds.
                 if let Err(error) = tcp.set_nodelay(true) {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
+                set_send_timeout(tcp, send_timeout);
             }
         });
         let server = match tls {
@@ -295,6 +320,46 @@ impl Application {
         Ok(())
     }
 }
+
+/// `wanted`, or `most` when that is lower (said once in the log).
+fn capped(key: &str, wanted: usize, most: usize) -> usize {
+    let most = most.max(1);
+    if wanted > most {
+        tracing::warn!(
+            key,
+            wanted,
+            most,
+            "{key} is lowered to {most} to fit the connections this process may hold; raise the file descriptor limit (ulimit -n) for more"
+        );
+    }
+    wanted.min(most)
+}
+
+/// A client that stops reading (its window stays shut) holds its connection, and the
+/// answer in the kernel's buffers, for ever: `TCP_USER_TIMEOUT` has the kernel drop a
+/// connection whose data has gone unacknowledged, or unsent for want of window, this long.
+#[cfg(target_os = "linux")]
+fn set_send_timeout(tcp: &actix_web::rt::net::TcpStream, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let millis = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt reads `millis` (a c_uint, as TCP_USER_TIMEOUT takes) for the
+    // length given, on a socket this connection owns.
+    let set = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&millis as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot set TCP_USER_TIMEOUT");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_send_timeout(_: &actix_web::rt::net::TcpStream, _: Duration) {}
 
 /// Descriptors kept for everything but client connections (files, broker and database
 /// sockets, ffmpeg pipes, model files, the listener): a quarter of the limit, at most

@@ -13,6 +13,8 @@
 //! reference and its share is not known), so the budget is an upper bound of what events
 //! really take.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -130,12 +132,18 @@ impl MemoryBudget {
         holders.push(holder);
     }
 
-    /// Charges `bytes` just stored; over the limit, evicts the oldest entries anywhere.
-    /// Call it with no holder's lock held: the eviction takes them.
-    pub fn charge(&self, bytes: usize) {
+    /// Charges `bytes` about to be stored. Call it before the entry becomes visible (a
+    /// consumer taking it at once then gives back what was charged), then
+    /// [`settle`](Self::settle) once no holder's lock is held.
+    pub fn reserve(&self, bytes: usize) {
         let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.m_used.set(used as f64);
-        if used > self.limit {
+    }
+
+    /// Over the limit, evicts the oldest entries held anywhere until the budget is back
+    /// under its target. Takes holders' locks: call it with none held.
+    pub fn settle(&self) {
+        if self.used.load(Ordering::Relaxed) > self.limit {
             self.reclaim();
         }
     }
@@ -167,39 +175,41 @@ impl MemoryBudget {
         }
     }
 
-    /// Evicts the oldest entries held anywhere until the budget is back under its target.
+    /// Evicts the oldest entries held anywhere until the budget is back under its target:
+    /// the holders sit in a heap by their oldest entry, and the oldest holder gives up
+    /// entries until its next one is newer than the next holder's oldest.
     fn reclaim(&self) {
         let Some(_one_at_a_time) = self.reclaiming.try_lock() else {
             return;
         };
         let target = self.limit / 100 * RECLAIM_TARGET_PERCENT;
+        let holders: Vec<Arc<dyn BudgetHolder>> = {
+            let mut list = self.holders.lock();
+            list.retain(|h| h.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut oldest_first: BinaryHeap<Reverse<(Instant, usize)>> = holders
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.oldest().map(|at| Reverse((at, i))))
+            .collect();
         loop {
             let used = self.used.load(Ordering::Relaxed);
             if used <= target {
                 return;
             }
-            let holders: Vec<Arc<dyn BudgetHolder>> = {
-                let mut list = self.holders.lock();
-                list.retain(|h| h.strong_count() > 0);
-                list.iter().filter_map(Weak::upgrade).collect()
-            };
-            let mut fronts: Vec<(Instant, usize)> = holders
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| h.oldest().map(|at| (at, i)))
-                .collect();
-            if fronts.is_empty() {
-                // What is charged is in flight, not held: nothing to evict.
+            // Nothing left to evict means what is charged is in flight, not held.
+            let Some(Reverse((_, i))) = oldest_first.pop() else {
                 return;
+            };
+            let until = oldest_first.peek().map_or_else(
+                || Instant::now() + Duration::from_secs(3600),
+                |Reverse((at, _))| *at,
+            );
+            holders[i].evict(until, used - target);
+            if let Some(at) = holders[i].oldest() {
+                oldest_first.push(Reverse((at, i)));
             }
-            fronts.sort_unstable();
-            let (_, oldest) = fronts[0];
-            // Evict from the holder with the oldest entry until its entries are newer than
-            // the next holder's oldest; then look again.
-            let until = fronts
-                .get(1)
-                .map_or_else(|| Instant::now() + Duration::from_secs(3600), |(at, _)| *at);
-            holders[oldest].evict(until, used - target);
         }
     }
 }
@@ -229,8 +239,9 @@ mod tests {
         }
 
         fn push(&self, at: Instant, bytes: usize) {
+            self.budget.reserve(bytes);
             self.items.lock().push_back((at, bytes));
-            self.budget.charge(bytes);
+            self.budget.settle();
         }
     }
 

@@ -22,13 +22,15 @@ use std::sync::OnceLock;
 
 /// Networks production mode denies unless an `allow` entry is more specific: link-local
 /// (which holds the usual metadata address), the IPv6 and Alibaba metadata services, and
-/// "this network".
-pub const PRODUCTION_DENY: [&str; 5] = [
+/// "this network" and the unspecified IPv6 address (connecting to either reaches this
+/// machine).
+pub const PRODUCTION_DENY: [&str; 6] = [
     "169.254.0.0/16",
     "fe80::/10",
     "fd00:ec2::254/128",
     "100.100.100.200/32",
     "0.0.0.0/8",
+    "::/128",
 ];
 
 /// A network: an address and a prefix length.
@@ -171,13 +173,16 @@ impl EgressPolicy {
         let _ = self.own.set(address);
     }
 
+    /// Whether `target` is this server's listener: its port at its address, at loopback or
+    /// at the unspecified address (which connects to this machine). A server listening on
+    /// every interface is not recognised at its interfaces' other addresses.
     fn is_self(&self, target: SocketAddr) -> bool {
         let Some(own) = self.own.get().filter(|_| self.refuse_self) else {
             return false;
         };
         let ip = canonical(target.ip());
         target.port() == own.port()
-            && (ip == canonical(own.ip()) || ip.is_loopback() || own.ip().is_unspecified())
+            && (ip == canonical(own.ip()) || ip.is_loopback() || ip.is_unspecified())
     }
 
     /// Whether the server may connect to `target`.

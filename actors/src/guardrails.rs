@@ -20,6 +20,8 @@ pub const HARD_MAX_HISTORY: u64 = 1_000_000;
 pub const HARD_MAX_CLIENT_QUEUE: u64 = 1_000_000;
 /// Largest `maxClients`.
 pub const HARD_MAX_CLIENTS: u64 = 100_000;
+/// Largest `clientQueueBytes` (1 GiB).
+pub const HARD_MAX_CLIENT_BYTES: u64 = 1 << 30;
 
 /// The ceilings on per-session sizes, and the memory budget they share.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct Guardrails {
     pub max_client_queue_capacity: u64,
     /// Ceiling on a live distributor's `maxClients` (`sessions.max_clients`).
     pub max_clients: u64,
+    /// Ceiling on `clientQueueBytes` (`sessions.max_client_queue_bytes`).
+    pub max_client_queue_bytes: u64,
     /// Bytes of queued events and SSE history the whole server may hold.
     pub budget: Arc<MemoryBudget>,
     /// Where distributors and sources may connect to.
@@ -47,6 +51,7 @@ impl Default for Guardrails {
             max_history_size: HARD_MAX_HISTORY,
             max_client_queue_capacity: HARD_MAX_CLIENT_QUEUE,
             max_clients: HARD_MAX_CLIENTS,
+            max_client_queue_bytes: HARD_MAX_CLIENT_BYTES,
             budget: Arc::new(MemoryBudget::unlimited()),
             egress: Arc::new(EgressPolicy::open()),
         }
@@ -94,6 +99,14 @@ impl Guardrails {
         Ceiling {
             max: self.max_client_queue_capacity,
             setting: "sessions.max_client_queue_capacity",
+        }
+    }
+
+    /// The ceiling on `clientQueueBytes`.
+    pub fn client_bytes(&self) -> Ceiling {
+        Ceiling {
+            max: self.max_client_queue_bytes,
+            setting: "sessions.max_client_queue_bytes",
         }
     }
 

@@ -8,12 +8,10 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::BoxBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::ResponseError;
@@ -21,7 +19,6 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use metrics::{counter, describe_counter};
 use serde::Serialize;
 
-use super::inflight::DeadlineBody;
 use super::rate_limit::RateLimiter;
 use super::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
@@ -31,8 +28,6 @@ use crate::startup::AppState;
 pub const RATE_LIMITED: &str = "synopticon_http_rate_limited_total";
 /// Requests refused by authentication or authorization.
 pub const AUTH_REFUSED: &str = "synopticon_http_auth_refused_total";
-/// Requests whose body did not arrive within `server.body_timeout_ms`.
-pub const BODY_TIMEOUTS: &str = "synopticon_http_body_timeouts_total";
 
 /// Describes this module's metrics.
 pub fn describe_metrics() {
@@ -43,10 +38,6 @@ pub fn describe_metrics() {
     describe_counter!(
         AUTH_REFUSED,
         "Requests refused: 401 (reason=missing|invalid|expired), 403 (reason=role), 404 (reason=scope)."
-    );
-    describe_counter!(
-        BODY_TIMEOUTS,
-        "Requests answered 408 because their body did not arrive within server.body_timeout_ms."
     );
     super::inflight::describe_metrics();
 }
@@ -118,54 +109,31 @@ impl Guard {
         }
     }
 
-    /// Runs the check, takes a place among the requests in flight, then runs the handler
-    /// within the request deadline, its body within the body deadline.
+    /// Runs the check and takes a place among the requests in flight, then the handler. A
+    /// refusal is an answer, not an error, so the request limits around every route can
+    /// close the connection of a request whose body was never read.
     pub async fn call(
         self,
-        mut req: ServiceRequest,
+        req: ServiceRequest,
         next: Next<BoxBody>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
         let rule = self.rules.get(req.method()).copied();
-        let principal = check(req.request(), rule)?;
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .cloned()
-            .ok_or_else(|| ApiError::Internal("the server state is missing".into()))?;
-        let _place = state
-            .inflight
-            .admit(&principal, &address_key(req.request()))?;
-        req.extensions_mut().insert(principal);
-        let server = &state.settings.server;
-        let body_limit = Duration::from_millis(server.body_timeout_ms);
-        let expired = Arc::new(AtomicBool::new(false));
-        // A live feed's payload is its WebSocket frames, for as long as it lasts.
-        let live_feed = rule.is_some_and(|r| r.live_feed);
-        match req.take_payload() {
-            Payload::None => {}
-            payload if live_feed => req.set_payload(payload),
-            payload => req.set_payload(Payload::Stream {
-                payload: Box::pin(DeadlineBody::new(payload, body_limit, expired.clone())),
-            }),
+        let admitted = check(req.request(), rule).and_then(|principal| {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| ApiError::Internal("the server state is missing".into()))?;
+            let place = state
+                .inflight
+                .admit(&principal, &address_key(req.request()))?;
+            Ok((principal, place))
+        });
+        match admitted {
+            Ok((principal, _place)) => {
+                req.extensions_mut().insert(principal);
+                next.call(req).await
+            }
+            Err(refusal) => Ok(req.into_response(refusal.error_response())),
         }
-        let deadline = Duration::from_millis(server.request_deadline_ms);
-        let response = tokio::time::timeout(deadline, next.call(req))
-            .await
-            .map_err(|_| ApiError::Busy {
-                status: 503,
-                message: format!(
-                    "the request did not complete within {} ms (server.request_deadline_ms)",
-                    deadline.as_millis()
-                ),
-            })??;
-        if expired.load(Ordering::Relaxed) {
-            counter!(BODY_TIMEOUTS).increment(1);
-            let timeout = ApiError::RequestTimeout(format!(
-                "the request body did not arrive within {} ms (server.body_timeout_ms)",
-                body_limit.as_millis()
-            ));
-            return Ok(response.into_response(timeout.error_response()));
-        }
-        Ok(response)
     }
 }
 
@@ -299,7 +267,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
 
 /// The client's address as a rate-limit key: an IPv6 client by its /64, which one host
 /// usually holds whole.
-fn address_key(req: &HttpRequest) -> String {
+pub fn address_key(req: &HttpRequest) -> String {
     match req.peer_addr().map(|a| a.ip()) {
         Some(std::net::IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),

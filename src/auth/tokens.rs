@@ -362,8 +362,8 @@ impl TokenRequest {
     }
 }
 
-/// Live connections of one token.
-#[derive(Default)]
+/// Live connections of one token, or from one address.
+#[derive(Debug, Default)]
 struct Live {
     queues: Vec<Weak<ClientQueue>>,
 }
@@ -376,6 +376,24 @@ impl Live {
     }
 }
 
+/// The live connections held, by token and by client address.
+#[derive(Debug, Default)]
+struct LiveBook {
+    by_token: HashMap<String, Live>,
+    by_address: HashMap<String, Live>,
+}
+
+/// How many live connections may be held.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveLimits {
+    /// In the whole server.
+    pub total: usize,
+    /// Under one token.
+    pub per_token: usize,
+    /// From one client address, whatever its tokens (admins aside).
+    pub per_address: usize,
+}
+
 /// Why a live connection was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LiveLimit {
@@ -385,6 +403,8 @@ pub enum LiveLimit {
     Total(usize),
     /// The token holds `live.max_connections_per_token`.
     PerToken(usize),
+    /// The client address holds `live.max_connections_per_address`.
+    PerAddress(usize),
 }
 
 /// A stored token with its parsed hash and its generation.
@@ -403,7 +423,7 @@ pub struct TokenStore {
     file: Option<PathBuf>,
     /// Serializes writes of `file`, each of a snapshot taken under it.
     saving: Mutex<()>,
-    live: Mutex<HashMap<String, Live>>,
+    live: Mutex<LiveBook>,
     next_generation: std::sync::atomic::AtomicU64,
 }
 
@@ -464,7 +484,7 @@ impl TokenStore {
             tokens: RwLock::new(entries),
             file,
             saving: Mutex::new(()),
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(LiveBook::default()),
             next_generation: std::sync::atomic::AtomicU64::new(1),
         })
     }
@@ -704,9 +724,9 @@ impl TokenStore {
     pub fn register_live(
         &self,
         principal: &Principal,
+        address: &str,
         queue: &Arc<ClientQueue>,
-        max_total: usize,
-        max_per_token: usize,
+        limits: LiveLimits,
     ) -> Result<(), LiveLimit> {
         let mut live = self.live.lock();
         if principal.authenticated {
@@ -720,31 +740,43 @@ impl TokenStore {
                 return Err(LiveLimit::Revoked);
             }
         }
-        // Closed connections are pruned lazily: the token's own list always, every list
-        // only when the count with the stale entries reaches the limit.
-        if let Some(mine) = live.get_mut(&*principal.token_id) {
+        let LiveBook {
+            by_token,
+            by_address,
+        } = &mut *live;
+        // Closed connections are pruned lazily: the token's and the address's own lists
+        // always, every list only when the count with the stale entries reaches the limit.
+        if let Some(mine) = by_token.get_mut(&*principal.token_id) {
             mine.prune();
         }
-        let mut total: usize = live.values().map(|l| l.queues.len()).sum();
-        if total >= max_total {
-            total = live.values_mut().map(Live::prune).sum();
-            live.retain(|_, l| !l.queues.is_empty());
+        let mut total: usize = by_token.values().map(|l| l.queues.len()).sum();
+        if total >= limits.total {
+            total = by_token.values_mut().map(Live::prune).sum();
+            by_token.retain(|_, l| !l.queues.is_empty());
+            by_address.retain(|_, l| l.prune() > 0);
         }
-        if total >= max_total {
-            return Err(LiveLimit::Total(max_total));
+        if total >= limits.total {
+            return Err(LiveLimit::Total(limits.total));
         }
-        let mine = live.entry(principal.token_id.to_string()).or_default();
-        // Without authentication every client is "local": only the total applies.
-        if principal.authenticated && mine.queues.len() >= max_per_token {
-            return Err(LiveLimit::PerToken(max_per_token));
+        // Without authentication every client is "local": only the total applies. An
+        // admin is not limited by its address, so others there cannot lock it out.
+        let admin = principal.authenticated && principal.role == super::Role::Admin;
+        let from_here = by_address.entry(address.to_string()).or_default();
+        if principal.authenticated && !admin && from_here.prune() >= limits.per_address {
+            return Err(LiveLimit::PerAddress(limits.per_address));
+        }
+        let mine = by_token.entry(principal.token_id.to_string()).or_default();
+        if principal.authenticated && mine.queues.len() >= limits.per_token {
+            return Err(LiveLimit::PerToken(limits.per_token));
         }
         mine.queues.push(Arc::downgrade(queue));
+        from_here.queues.push(Arc::downgrade(queue));
         Ok(())
     }
 
     /// Closes every live connection opened with token `id`.
     pub fn disconnect(&self, id: &str) -> usize {
-        let Some(live) = self.live.lock().remove(id) else {
+        let Some(live) = self.live.lock().by_token.remove(id) else {
             return 0;
         };
         let mut closed = 0;
@@ -820,6 +852,11 @@ mod tests {
             )
             .unwrap();
         let queue = |n| Arc::new(ClientQueue::new(n, 8, Subscription::all()));
+        const LIMITS: LiveLimits = LiveLimits {
+            total: 10,
+            per_token: 10,
+            per_address: 10,
+        };
 
         // Checked before a re-scope, registered after it: refused.
         let stale = s.authenticate(&secret).unwrap();
@@ -831,18 +868,18 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            s.register_live(&stale, &queue(1), 10, 10),
+            s.register_live(&stale, "10.0.0.1", &queue(1), LIMITS),
             Err(LiveLimit::Revoked)
         ));
 
         // Registered before the change: the change closes it.
         let fresh = s.authenticate(&secret).unwrap();
         let open = queue(2);
-        s.register_live(&fresh, &open, 10, 10).unwrap();
+        s.register_live(&fresh, "10.0.0.1", &open, LIMITS).unwrap();
         s.delete("kiosk", &TokenScope::default()).unwrap();
         assert_eq!(open.close_reason(), Some(CloseReason::TokenRevoked));
         assert!(matches!(
-            s.register_live(&fresh, &queue(3), 10, 10),
+            s.register_live(&fresh, "10.0.0.1", &queue(3), LIMITS),
             Err(LiveLimit::Revoked)
         ));
     }

@@ -113,12 +113,13 @@ impl FeedQuery {
 fn register(
     state: &AppState,
     principal: &Principal,
+    req: &HttpRequest,
     queue: &Arc<ClientQueue>,
 ) -> Result<(), ApiError> {
-    let live = &state.settings.live;
+    let address = crate::auth::guard::address_key(req);
     state
         .tokens
-        .register_live(principal, queue, live.max_connections, live.max_connections_per_token)
+        .register_live(principal, &address, queue, state.live_limits)
         .map_err(|limit| {
             queue.close(CloseReason::ClientGone);
             match limit {
@@ -133,6 +134,12 @@ fn register(
                     message: format!(
                         "token {:?} holds its maximum of {n} live connections (live.max_connections_per_token)",
                         principal.token_id
+                    ),
+                    retry_after: 5,
+                },
+                LiveLimit::PerAddress(n) => ApiError::TooManyRequests {
+                    message: format!(
+                        "address {address} holds its maximum of {n} live connections (live.max_connections_per_address)"
                     ),
                     retry_after: 5,
                 },
@@ -199,7 +206,7 @@ async fn websocket(
         },
     )
     .await?;
-    register(&state, &principal, &queue)?;
+    register(&state, &principal, &req, &queue)?;
     let live = &state.settings.live;
     let connection = WsConnection {
         scope: principal.scope.clone(),
@@ -485,7 +492,7 @@ async fn sse(
         resume_after: header_id.or(query.last_event_id),
     };
     let queue = attach(&state, &id, DistributorKind::Sse, request).await?;
-    register(&state, &principal, &queue)?;
+    register(&state, &principal, &req, &queue)?;
     let heartbeat = Duration::from_millis(state.settings.live.sse_heartbeat_ms);
     let mut interval =
         actix_rt::time::interval_at(actix_rt::time::Instant::now() + heartbeat, heartbeat);

@@ -466,11 +466,12 @@ async fn a_redirect_is_a_rejected_delivery_and_the_secret_headers_stay_home() {
 
 #[tokio::test]
 async fn header_values_are_hidden_in_every_view_but_the_harmless_ones() {
-    let app = spawn_app().await;
     let headers = json!({"X-Api-Key": "k1", "Cookie": "session=abc", "X-Hub-Signature": "sha1=s",
         "X-Auth-Token": "t", "Content-Type": "application/cloudevents+json",
         "Accept": "*/*", "User-Agent": "lab-rig"});
     let http = json!({"baseUrl": "http://127.0.0.1:9", "headers": headers});
+    let declared = json!({"id": "declared-hook", "distributors": {"http": http}});
+    let app = spawn_app_with(move |s| s.sessions.declared = vec![declared]).await;
     let created = app
         .create_session(json!({"id": "hdr", "enabledDistributors": ["http"],
             "distributors": {"http": http}}))
@@ -500,6 +501,9 @@ async fn header_values_are_hidden_in_every_view_but_the_harmless_ones() {
             ["headers"]
             .clone(),
         app.get("/api/v1/templates/hooked").await.body["distributors"]["http"]["headers"].clone(),
+        app.get("/api/config").await.body["sessions"]["declared"][0]["distributors"]["http"]
+            ["headers"]
+            .clone(),
     ];
 
     assert_eq!(refused.status, 422, "{}", refused.body);

@@ -207,16 +207,22 @@ impl<P: Protocol> DistributorActor<P> {
                 self.report_transition(t);
             }
             Outcome::Failed(error) => {
+                // An answer, even a refusal, is progress: the peer is not frozen.
+                self.waiting_since = Some(Instant::now());
                 self.telemetry.failed(&error);
                 let t = self.breaker.on_failure(Instant::now());
                 self.report_transition(t);
             }
+            // Silence is not progress: the stall watchdog keeps counting.
             Outcome::Unconfirmed(error) => {
                 self.telemetry.unconfirmed(&error);
                 let t = self.breaker.on_failure(Instant::now());
                 self.report_transition(t);
             }
-            Outcome::Rejected(error) => self.telemetry.failed(&error),
+            Outcome::Rejected(error) => {
+                self.waiting_since = Some(Instant::now());
+                self.telemetry.failed(&error);
+            }
         }
     }
 

@@ -355,6 +355,10 @@ impl Protocol for HttpProtocol {
         }
     }
 
+    fn answer_timeout(config: &Self::Config) -> Option<Duration> {
+        Some(config.timeout)
+    }
+
     fn new(
         session: Arc<str>,
         config: HttpConfig,

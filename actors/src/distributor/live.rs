@@ -157,6 +157,8 @@ impl Subscription {
 #[derive(Debug)]
 struct QueueState {
     frames: VecDeque<Frame>,
+    /// Bytes of the frames waiting.
+    bytes: usize,
     closed: Option<CloseReason>,
     /// Overflows since the consumer last took a frame.
     overflows_in_a_row: u64,
@@ -170,6 +172,9 @@ pub struct ClientQueue {
     state: Mutex<QueueState>,
     waker: AtomicWaker,
     capacity: usize,
+    /// Most bytes of frames waiting: a client that stops reading holds at most this much
+    /// however large the events (the frame count alone would allow gigabytes).
+    max_bytes: usize,
     /// Event patterns the client wants; changed by the connection, read on fan-out.
     subscription: RwLock<Subscription>,
     /// Frames evicted because the client was not reading.
@@ -181,8 +186,9 @@ pub struct ClientQueue {
 pub enum Offer {
     /// Queued.
     Queued,
-    /// Queued, evicting the oldest frame.
-    EvictedOldest,
+    /// Queued, evicting this many of the oldest frames (the frame limit, or the byte
+    /// limit, was reached).
+    Evicted(u64),
     /// The client does not want this event.
     Filtered,
     /// The client is gone or closed.
@@ -196,19 +202,28 @@ impl ClientQueue {
             id,
             state: Mutex::new(QueueState {
                 frames: VecDeque::with_capacity(capacity.min(64)),
+                bytes: 0,
                 closed: None,
                 overflows_in_a_row: 0,
             }),
             waker: AtomicWaker::new(),
             capacity: capacity.max(1),
+            max_bytes: usize::MAX,
             subscription: RwLock::new(subscription),
             dropped: AtomicU64::new(0),
         }
     }
 
+    /// The same queue holding at most `max_bytes` of frames (a single larger frame is
+    /// still queued, alone).
+    pub fn bounded_in_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
+    }
+
     /// Offers a frame of event `name`, raised by `source` if any; never blocks.
     pub fn offer(&self, name: &str, source: Option<&str>, frame: Frame) -> Offer {
-        if !self.subscription.read().accepts(name, source) {
+        if !self.wants(name, source) {
             return Offer::Filtered;
         }
         self.push(frame)
@@ -220,22 +235,43 @@ impl ClientQueue {
         if state.closed.is_some() {
             return Offer::Closed;
         }
-        let evicted = if state.frames.len() >= self.capacity {
-            state.frames.pop_front();
+        let size = frame.bytes.len();
+        let mut evicted = 0;
+        while !state.frames.is_empty()
+            && (state.frames.len() >= self.capacity || state.bytes + size > self.max_bytes)
+        {
+            if let Some(old) = state.frames.pop_front() {
+                state.bytes -= old.bytes.len();
+            }
+            evicted += 1;
+        }
+        if evicted > 0 {
             state.overflows_in_a_row += 1;
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            true
-        } else {
-            false
-        };
+            self.dropped.fetch_add(evicted, Ordering::Relaxed);
+        }
+        state.bytes += size;
         state.frames.push_back(frame);
         drop(state);
         self.waker.wake();
-        if evicted {
-            Offer::EvictedOldest
+        if evicted > 0 {
+            Offer::Evicted(evicted)
         } else {
             Offer::Queued
         }
+    }
+
+    /// Whether the client wants an event named `name`, raised by `source` if any.
+    pub fn wants(&self, name: &str, source: Option<&str>) -> bool {
+        self.subscription.read().accepts(name, source)
+    }
+
+    /// Free frames and bytes: what can be queued without evicting anything.
+    pub fn room(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        (
+            self.capacity.saturating_sub(state.frames.len()),
+            self.max_bytes.saturating_sub(state.bytes),
+        )
     }
 
     /// Overflows since the client last read.
@@ -255,6 +291,7 @@ impl ClientQueue {
         ) {
             // A stuck client will not read the backlog anyway, and a revoked one may not.
             state.frames.clear();
+            state.bytes = 0;
         }
         drop(state);
         self.waker.wake();
@@ -332,6 +369,7 @@ impl Stream for ClientFeed {
             {
                 let mut state = queue.state.lock();
                 if let Some(frame) = state.frames.pop_front() {
+                    state.bytes -= frame.bytes.len();
                     state.overflows_in_a_row = 0;
                     return Poll::Ready(Some(frame));
                 }
@@ -359,6 +397,8 @@ impl Drop for ClientFeed {
 pub struct FanoutConfig {
     /// Frames a client may have waiting (`clientQueueCapacity`).
     pub client_queue_capacity: usize,
+    /// Bytes of frames a client may have waiting (`clientQueueBytes`).
+    pub client_queue_bytes: usize,
     /// Overflows in a row that get a client disconnected; 0 never disconnects
     /// (`maxClientDrops`).
     pub max_client_drops: u64,
@@ -399,11 +439,14 @@ impl LiveFanout {
                 self.telemetry.kind, self.config.max_clients
             ));
         }
-        let queue = Arc::new(ClientQueue::new(
-            self.next_id,
-            self.config.client_queue_capacity,
-            subscription,
-        ));
+        let queue = Arc::new(
+            ClientQueue::new(
+                self.next_id,
+                self.config.client_queue_capacity,
+                subscription,
+            )
+            .bounded_in_bytes(self.config.client_queue_bytes),
+        );
         self.next_id += 1;
         self.clients.push(queue.clone());
         self.telemetry.set_clients(self.clients.len());
@@ -419,9 +462,9 @@ impl LiveFanout {
         for client in &self.clients {
             match client.offer(name, source, frame.clone()) {
                 Offer::Queued => taken += 1,
-                Offer::EvictedOldest => {
+                Offer::Evicted(n) => {
                     taken += 1;
-                    evicted += 1;
+                    evicted += n;
                     let limit = self.config.max_client_drops;
                     if limit > 0 && client.overflows_in_a_row() >= limit {
                         client.close(CloseReason::SlowConsumer);
@@ -546,6 +589,7 @@ mod tests {
         let mut fanout = LiveFanout::new(
             FanoutConfig {
                 client_queue_capacity: 2,
+                client_queue_bytes: usize::MAX,
                 max_client_drops: 3,
                 max_clients: 10,
             },

@@ -299,6 +299,13 @@ pub trait Protocol: Sized + Unpin + 'static {
     /// the server's ceilings.
     fn parse(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> Self::Config;
 
+    /// How long the peer may take to answer one delivery (a webhook's `timeoutMs`, an
+    /// MQTT `ackTimeoutMs`), if the protocol waits for answers: a stall timeout no longer
+    /// than this would take a slow but working peer for a frozen one.
+    fn answer_timeout(_config: &Self::Config) -> Option<Duration> {
+        None
+    }
+
     /// Builds the protocol state; called once per distributor, not per restart.
     fn new(
         session: Arc<str>,
@@ -380,6 +387,13 @@ fn parse_typed<P: Protocol>(
     let common = CommonConfig::read(&mut reader, path, rails);
     let protocol = P::parse(&mut reader, path, rails);
     reader.finish();
+    if let Some(answer) = P::answer_timeout(&protocol).filter(|t| *t >= common.stall_timeout) {
+        report.warn(format!(
+            "{path}.stallTimeoutMs: {} ms is no longer than the {} ms a peer may take to answer; a slow but working peer would open the breaker",
+            common.stall_timeout.as_millis(),
+            answer.as_millis()
+        ));
+    }
     ParsedConfig { common, protocol }
 }
 

@@ -567,6 +567,10 @@ impl Protocol for MqttProtocol {
         }
     }
 
+    fn answer_timeout(config: &Self::Config) -> Option<Duration> {
+        Some(config.ack_timeout)
+    }
+
     fn new(
         session: Arc<str>,
         config: MqttConfig,

@@ -99,32 +99,34 @@ impl EventQueue {
     /// consumer; may evict the oldest events of any queue to stay within the budget.
     pub fn push(&self, event: Arc<Event>) -> Pushed {
         let capacity = self.capacity.load(Ordering::Relaxed);
+        // Charged before the event is visible: a consumer popping it at once gives back
+        // what is already counted.
         let weight = event.weight();
+        self.telemetry.hold(weight);
+        self.budget.reserve(weight);
         let mut items = self.items.lock();
         let pushed = if items.len() < capacity {
             let was_empty = items.is_empty();
             items.push_back(event);
             Pushed::Queued { was_empty }
+        } else if *self.policy.lock() == OverflowPolicy::DropNewest {
+            drop(items);
+            self.released([&event]);
+            return Pushed::Refused;
         } else {
-            match *self.policy.lock() {
-                OverflowPolicy::DropNewest => return Pushed::Refused,
-                OverflowPolicy::DropOldest => {
-                    let evicted = items.pop_front();
-                    items.push_back(event);
-                    match evicted {
-                        Some(old) => Pushed::Evicted(old),
-                        None => Pushed::Queued { was_empty: true },
-                    }
-                }
+            let evicted = items.pop_front();
+            items.push_back(event);
+            match evicted {
+                Some(old) => Pushed::Evicted(old),
+                None => Pushed::Queued { was_empty: true },
             }
         };
         drop(items);
         if let Pushed::Evicted(old) = &pushed {
             self.released([old]);
         }
-        // Charged after the lock is let go: the budget may evict from this very queue.
-        self.telemetry.hold(weight);
-        self.budget.charge(weight);
+        // With no lock held: the budget may evict from this very queue.
+        self.budget.settle();
         pushed
     }
 

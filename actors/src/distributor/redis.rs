@@ -275,6 +275,10 @@ impl Protocol for RedisProtocol {
         }
     }
 
+    fn answer_timeout(config: &Self::Config) -> Option<Duration> {
+        Some(config.command_timeout)
+    }
+
     fn new(
         session: Arc<str>,
         config: RedisConfig,

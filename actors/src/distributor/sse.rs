@@ -22,6 +22,8 @@ use crate::validation::FieldReader;
 
 /// Default number of recent events kept for `Last-Event-ID` resume.
 pub const DEFAULT_HISTORY: u64 = 1024;
+/// Bytes kept free in a resuming client's queue for the preamble (retry, gap notices).
+const PREAMBLE_ROOM: usize = 512;
 /// Default reconnect delay advertised to browsers (`retry:` field), in milliseconds.
 pub const DEFAULT_RETRY_MS: u64 = 3000;
 
@@ -87,6 +89,8 @@ impl History {
     /// Keeps `entry`, and at most `size` entries in all.
     fn push(&self, entry: Retained, size: usize) {
         let weight = entry.weight();
+        self.telemetry.hold(weight);
+        self.budget.reserve(weight);
         let mut entries = self.entries.lock();
         entries.push_back(entry);
         let mut freed = 0;
@@ -95,9 +99,8 @@ impl History {
         }
         drop(entries);
         self.released(freed);
-        // After the lock: the budget may evict from this very history.
-        self.telemetry.hold(weight);
-        self.budget.charge(weight);
+        // With no lock held: the budget may evict from this very history.
+        self.budget.settle();
     }
 
     /// Keeps at most `size` entries.
@@ -116,11 +119,29 @@ impl History {
         self.entries.lock().front().map(|e| e.frame.seq)
     }
 
-    /// Offers every kept event after `last` to `queue`, through its subscription.
-    fn replay(&self, last: u64, queue: &ClientQueue) {
-        for e in self.entries.lock().iter().filter(|e| e.frame.seq > last) {
-            queue.offer(&e.name, e.source.as_deref(), e.frame.clone());
-        }
+    /// The kept events after `last` that `queue` wants, newest last: as many of the most
+    /// recent as the queue holds next to a `reserved` preamble, so a replay never evicts
+    /// its own beginning.
+    fn replay(&self, last: u64, queue: &ClientQueue, reserved: usize) -> Vec<Frame> {
+        let (slots, room) = queue.room();
+        let (mut slots, mut room) = (slots.saturating_sub(1), room.saturating_sub(reserved));
+        let entries = self.entries.lock();
+        let mut picked: Vec<Frame> = entries
+            .iter()
+            .rev()
+            .take_while(|e| e.frame.seq > last)
+            .filter(|e| queue.wants(&e.name, e.source.as_deref()))
+            .map_while(|e| {
+                let size = e.frame.bytes.len();
+                (slots > 0 && size <= room).then(|| {
+                    slots -= 1;
+                    room -= size;
+                    e.frame.clone()
+                })
+            })
+            .collect();
+        picked.reverse();
+        picked
     }
 }
 
@@ -204,22 +225,32 @@ fn read_event_names(r: &mut FieldReader<'_>, path: &str) -> Vec<(Glob, String)> 
 }
 
 impl SseProtocol {
-    /// The comment line telling a client resuming after `last` what it cannot get back:
-    /// events no longer retained, or nothing when it missed nothing. Any `u64` is safe
-    /// here: an id at or beyond the latest event (a client from another run, or a made-up
-    /// one) misses nothing.
-    fn gap_after(&self, last: u64) -> Option<String> {
+    /// The comment lines telling a client resuming after `last` what it does not get back:
+    /// events no longer retained, and retained ones that did not fit its queue (the
+    /// replay starts at `replay_from`); nothing when it missed nothing. Any `u64` is safe:
+    /// an id at or beyond the latest event (from another run, or made up) misses nothing.
+    fn gap_after(&self, last: u64, replay_from: Option<u64>) -> String {
         if last >= self.latest {
-            return None;
+            return String::new();
         }
         let first_missed = last + 1;
         let oldest_kept = self.history.oldest_seq().unwrap_or(self.latest + 1);
-        (oldest_kept > first_missed).then(|| {
-            format!(
+        let replay_from = replay_from.unwrap_or(self.latest + 1);
+        let mut notice = String::new();
+        if oldest_kept > first_missed {
+            notice.push_str(&format!(
                 ": events {first_missed} to {} are no longer retained\n",
                 oldest_kept - 1
-            )
-        })
+            ));
+        }
+        let skipped_from = first_missed.max(oldest_kept);
+        if replay_from > skipped_from {
+            notice.push_str(&format!(
+                ": events {skipped_from} to {} are not replayed: more than this client's queue holds\n",
+                replay_from - 1
+            ));
+        }
+        notice
     }
 }
 
@@ -285,17 +316,23 @@ impl Protocol for SseProtocol {
     fn attach(&mut self, request: LiveAttach) -> Result<Arc<ClientQueue>, String> {
         let queue = self.fanout.attach(request.subscription)?;
         let mut preamble = format!("retry: {}\n", self.config.retry_ms);
-        if let Some(line) = request.resume_after.and_then(|last| self.gap_after(last)) {
-            preamble.push_str(&line);
-        }
+        let replay = match request.resume_after {
+            Some(last) => {
+                let replay = self.history.replay(last, &queue, PREAMBLE_ROOM);
+                let from = replay.first().map(|f| f.seq);
+                preamble.push_str(&self.gap_after(last, from));
+                replay
+            }
+            None => Vec::new(),
+        };
         preamble.push('\n');
         queue.push(Frame {
             seq: 0,
             bytes: Bytes::from(preamble),
             accepted_at: std::time::Instant::now(),
         });
-        if let Some(last) = request.resume_after {
-            self.history.replay(last, &queue);
+        for frame in replay {
+            queue.push(frame);
         }
         Ok(queue)
     }

@@ -19,6 +19,8 @@ pub const DEFAULT_CLIENT_QUEUE: u64 = 1024;
 pub const DEFAULT_MAX_CLIENT_DROPS: u64 = 1024;
 /// Default client limit per distributor.
 pub const DEFAULT_MAX_CLIENTS: u64 = 1000;
+/// Default bytes of frames a client may have waiting (8 MiB).
+pub const DEFAULT_CLIENT_QUEUE_BYTES: u64 = 8 << 20;
 
 /// Reads the fan-out fields shared by the WebSocket and SSE distributors.
 pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> FanoutConfig {
@@ -34,9 +36,16 @@ pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str, rails: &Guardrail
             "{path}.maxClientDrops: 0 never disconnects a client that stopped reading; it keeps losing frames instead"
         ));
     }
+    let client_queue_bytes = r.u64_capped(
+        "clientQueueBytes",
+        1024,
+        DEFAULT_CLIENT_QUEUE_BYTES,
+        rails.client_bytes(),
+    );
     let max_clients = r.u64_capped("maxClients", 1, DEFAULT_MAX_CLIENTS, rails.clients());
     FanoutConfig {
         client_queue_capacity: client_queue_capacity as usize,
+        client_queue_bytes: usize::try_from(client_queue_bytes).unwrap_or(usize::MAX),
         max_client_drops,
         max_clients: max_clients as usize,
     }

@@ -325,36 +325,38 @@ fn millis_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64
 }
 
-/// The URL ffmpeg opens for a stream, and options it needs, after the egress policy:
-/// every address the host resolves to must be allowed, and a plain `rtsp://`, `rtmp://`
-/// or `http://` stream is opened at the checked address itself (`http` with its `Host`
-/// header kept), so a name that changes its answer after the check gets nowhere. TLS
-/// streams keep the name. A listening URL (`udp://@:5000`) connects nowhere.
+/// The URL ffmpeg opens for a stream, and options it needs, after the egress policy: the
+/// host is resolved, and the stream is opened at the first allowed address itself, so a
+/// name that changes its answer after the check (DNS rebinding) gets nowhere. An `http`
+/// or `https` stream keeps its `Host` header and may not be redirected elsewhere. A URL
+/// that only receives (`udp://@:5000`) connects nowhere and is opened as written.
 fn through_egress(url: &str, egress: &EgressPolicy) -> Result<(String, Vec<String>), String> {
     let Some((host, port)) = super::stream_target(url) else {
         return Ok((url.to_string(), Vec::new()));
     };
-    let addresses = egress.resolve_blocking(&host, port, Use::ByName)?;
-    let mut parsed = match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "rtsp" | "rtmp" | "http") => parsed,
-        _ => return Ok((url.to_string(), Vec::new())),
-    };
+    let addresses = egress.resolve_blocking(&host, port, Use::Connect)?;
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
     let ip = match addresses[0].ip() {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    if parsed.set_host(Some(&ip)).is_err() {
-        return Ok((url.to_string(), Vec::new()));
-    }
-    let options = if parsed.scheme() == "http" {
+    parsed
+        .set_host(Some(&ip))
+        .map_err(|e| format!("{url}: cannot address {ip}: {e}"))?;
+    let mut options = Vec::new();
+    if matches!(parsed.scheme(), "http" | "https") {
         let shown = match parsed.port() {
             Some(p) => format!("{host}:{p}"),
             None => host,
         };
-        vec!["-headers".to_string(), format!("Host: {shown}\r\n")]
-    } else {
-        Vec::new()
-    };
+        options.extend([
+            "-headers".to_string(),
+            format!("Host: {shown}\r\n"),
+            // A redirect would lead ffmpeg to a host nobody checked.
+            "-max_redirects".to_string(),
+            "0".to_string(),
+        ]);
+    }
     Ok((parsed.to_string(), options))
 }
 

@@ -160,18 +160,45 @@ pub const STREAM_SCHEMES: &[&str] = &[
     "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp",
 ];
 
-/// The host and port a stream URL connects to; `None` for one that listens (`udp://@:5000`,
-/// `tcp://0.0.0.0:9000?listen`, an SRT listener) or cannot be read, which connects nowhere.
+/// The host and port a stream URL connects to; `None` for one that only receives (any
+/// `udp://`, which binds a port and sends nothing; `tcp://…?listen=1`; an SRT listener).
+/// A URL whose host or port cannot be read connects to `0.0.0.0:0`, which every policy
+/// checks like any address.
 pub fn stream_target(url: &str) -> Option<(String, u16)> {
-    let parsed = reqwest::Url::parse(url).ok()?;
-    let query = parsed.query().unwrap_or_default();
-    if query.contains("listen") || query.contains("mode=listener") {
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let option = |key: &str| {
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    };
+    let receives = match scheme.as_str() {
+        "udp" => true,
+        "tcp" => option("listen").is_some_and(|v| v != "0"),
+        "srt" => option("mode").is_some_and(|v| v == "listener"),
+        _ => false,
+    };
+    if receives {
         return None;
     }
-    let host = parsed.host_str()?.trim_matches(['[', ']']).to_string();
-    if host.is_empty() || host == "@" || host == "0.0.0.0" || host == "::" {
-        return None;
-    }
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Some(("0.0.0.0".into(), 0));
+    };
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let host = if host.is_empty() {
+        "0.0.0.0".into()
+    } else {
+        host
+    };
     let port = parsed.port().or(match parsed.scheme() {
         "rtsp" => Some(554),
         "rtsps" => Some(322),
@@ -179,8 +206,8 @@ pub fn stream_target(url: &str) -> Option<(String, u16)> {
         "rtmps" | "https" => Some(443),
         "http" => Some(80),
         _ => None,
-    })?;
-    Some((host, port))
+    });
+    Some((host, port.unwrap_or(0)))
 }
 
 /// Highest frame rate a source may ask for.
@@ -269,5 +296,37 @@ impl SourceConfig {
             }
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod stream_target_tests {
+    use super::stream_target;
+
+    #[test]
+    fn only_urls_that_receive_escape_the_check() {
+        for receiving in [
+            "udp://@:5000",
+            "udp://239.0.0.1:1234",
+            "tcp://0.0.0.0:9000?listen=1",
+            "srt://:7000?mode=listener",
+        ] {
+            assert_eq!(stream_target(receiving), None, "{receiving}");
+        }
+        for (url, host, port) in [
+            (
+                "http://169.254.169.254/latest/?listen",
+                "169.254.169.254",
+                80,
+            ),
+            ("http://0.0.0.0:8080/cam", "0.0.0.0", 8080),
+            ("rtsp://[::]/x", "::", 554),
+            ("tcp://10.0.0.5:9000?listen=0", "10.0.0.5", 9000),
+            ("srt://cam.lab:7001?mode=caller", "cam.lab", 7001),
+            ("rtsps://cam.lab/s", "cam.lab", 322),
+        ] {
+            assert_eq!(stream_target(url), Some((host.to_string(), port)), "{url}");
+        }
+        assert_eq!(stream_target("not a url"), Some(("0.0.0.0".into(), 0)));
     }
 }
