@@ -852,88 +852,8 @@ fn set_path(root: &mut toml::Table, path: &[String], raw: &str) -> Result<(), St
     Ok(())
 }
 
-/// What secret values are replaced with.
-pub const REDACTED: &str = "***redacted***";
-
-fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "apikey",
-        "api_key",
-        "authorization",
-        "credential",
-        "private",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
-/// Request headers whose values are shown: they carry no credentials. Any other header
-/// (`X-Api-Key`, `Cookie`, `X-Hub-Signature`, ...) may be a secret, so its value is hidden.
-const HARMLESS_HEADERS: [&str; 3] = ["content-type", "accept", "user-agent"];
-
-/// Replaces secret-looking fields, the values of `headers` objects (but harmless ones) and
-/// URL passwords in a JSON document.
-pub fn redact(value: &mut Json) {
-    match value {
-        Json::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if is_secret_key(k) && !v.is_null() {
-                    *v = Json::String(REDACTED.into());
-                } else if k.eq_ignore_ascii_case("headers") && v.is_object() {
-                    for (name, header) in v.as_object_mut().into_iter().flatten() {
-                        let harmless = HARMLESS_HEADERS
-                            .iter()
-                            .any(|h| name.eq_ignore_ascii_case(h));
-                        if !harmless && !header.is_null() {
-                            *header = Json::String(REDACTED.into());
-                        }
-                    }
-                } else {
-                    redact(v);
-                }
-            }
-        }
-        Json::Array(items) => items.iter_mut().for_each(redact),
-        Json::String(s) => {
-            if let Some(clean) = redact_url(s) {
-                *s = clean;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Every `scheme://user:pass@host` in `s` → `scheme://user:***redacted***@host` (error
-/// messages can name a URL more than once); `None` when there is nothing to hide.
-fn redact_url(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    let mut changed = false;
-    while let Some(found) = rest.find("://") {
-        let start = found + 3;
-        // The authority ends at a path, or at anything that cannot be part of it.
-        let end = rest[start..]
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
-            .map_or(rest.len(), |i| start + i);
-        let authority = &rest[start..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&rest[..start + colon + 1]);
-                out.push_str(REDACTED);
-                out.push_str(&rest[start + at..end]);
-                changed = true;
-            }
-            _ => out.push_str(&rest[..end]),
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    changed.then_some(out)
-}
+use synopticon_actors::secrets::is_secret_key;
+pub use synopticon_actors::secrets::{redact, REDACTED};
 
 #[cfg(test)]
 mod tests {
@@ -942,14 +862,17 @@ mod tests {
     #[test]
     fn every_url_password_in_a_string_is_redacted() {
         let text = "ffprobe cannot read rtsp://cam:hunter2@10.0.0.1/s: refused\nrtsp://cam:hunter2@10.0.0.1/s: refused; see http://docs/x and redis://:pw@h:6379";
-        let clean = redact_url(text).expect("something to hide");
+        let clean = synopticon_actors::secrets::redact_url(text).expect("something to hide");
         assert!(
             !clean.contains("hunter2") && !clean.contains(":pw@"),
             "{clean}"
         );
         assert_eq!(clean.matches(REDACTED).count(), 3, "{clean}");
         assert!(clean.contains("http://docs/x"));
-        assert_eq!(redact_url("http://example.com/a@b"), None);
+        assert_eq!(
+            synopticon_actors::secrets::redact_url("http://example.com/a@b"),
+            None
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //!   the `TrackerActor` in `tracker`.
 //! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
 //!   source, and the evaluation on synthetic scenes.
+//! - [`secrets`]: which configuration values are secret; hiding them in answers, sealing
+//!   them for the store.
 //! - [`telemetry`]: counters, metric names and internal events that log and count.
 //! - [`validation`]: reports that list every problem at once.
 //! - [`glob`]: `*`/`?` patterns for routing and subscriptions.
@@ -38,6 +40,7 @@ pub mod inference;
 pub mod json;
 pub mod messages;
 pub mod registry;
+pub mod secrets;
 pub mod session;
 pub mod source;
 pub mod telemetry;
