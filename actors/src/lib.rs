@@ -20,6 +20,7 @@
 //! - [`source`]: vision sources (files, streams, cameras, folders, synthetic, external
 //!   edge devices): the `CameraActor` (capture) of each source; tracking and analytics are
 //!   the `TrackerActor` in `tracker`.
+//! - [`store`]: what is kept across restarts (SQLite, PostgreSQL or memory).
 //! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
 //!   source, and the evaluation on synthetic scenes.
 //! - [`secrets`]: which configuration values are secret; hiding them in answers, sealing
@@ -43,6 +44,7 @@ pub mod registry;
 pub mod secrets;
 pub mod session;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod tracker;
 pub mod validation;
