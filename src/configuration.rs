@@ -46,6 +46,38 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Redaction of personal fields.
     pub privacy: PrivacySettings,
+    /// Where what is created over REST is kept.
+    pub store: StoreConfig,
+}
+
+/// The store (docs/STORAGE.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (an embedded file), `postgres://user:pass@host:port/db` (shared by
+    /// several instances) or `memory` (nothing kept).
+    pub url: String,
+    /// Base64 key (32 bytes) sealing the secrets inside kept configurations; empty: read
+    /// from (or made in) `key_file`. Instances sharing a database need the same key.
+    pub secret_key: String,
+    /// Where the key is kept when `secret_key` is empty; empty: beside an SQLite file, else
+    /// `data/secret.key`.
+    pub key_file: String,
+    /// This instance's name: sessions and sources it makes are its own, and only it
+    /// restores them (instances sharing a database share templates, tokens, devices).
+    pub instance: String,
+}
+
+impl StoreConfig {
+    /// The settings the store opens with.
+    pub fn settings(&self) -> synopticon_actors::store::StoreSettings {
+        synopticon_actors::store::StoreSettings {
+            url: self.url.clone(),
+            secret_key: self.secret_key.clone(),
+            key_file: self.key_file.clone(),
+            instance: self.instance.clone(),
+        }
+    }
 }
 
 /// On, off, or decided by the server's mode.
@@ -551,6 +583,38 @@ impl Settings {
                 self.sources.len(),
                 self.server.max_sources
             ));
+        }
+        let store = &self.store;
+        if !(store.url == "memory"
+            || store.url.starts_with("sqlite://")
+            || store.url.starts_with("postgres://")
+            || store.url.starts_with("postgresql://"))
+        {
+            r.error(format!(
+                "store.url: {:?} must be sqlite://PATH, postgres://user:pass@host:port/db or memory",
+                synopticon_actors::secrets::redact_url(&store.url).unwrap_or_else(|| store.url.clone())
+            ));
+        }
+        if !store.secret_key.is_empty() {
+            if let Err(e) = synopticon_actors::secrets::Sealer::parse_key(&store.secret_key) {
+                r.error(format!(
+                    "store.secret_key: {e}; make one with `synopticon key new`"
+                ));
+            }
+        }
+        if store.instance.is_empty()
+            || !store
+                .instance
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            r.error(format!(
+                "store.instance: {:?} must be letters, digits, - _ or .",
+                store.instance
+            ));
+        }
+        if store.url.starts_with("postgres") && store.secret_key.is_empty() {
+            r.warn("store.secret_key: empty, so this instance seals secrets with a key of its own (store.key_file); instances sharing the database need one key: give them the same store.secret_key");
         }
         if self.sessions.max_sessions == 0 {
             r.error("sessions.max_sessions: must be at least 1");

@@ -10,7 +10,9 @@ use synopticon_actors::inference::InferenceError;
 use synopticon_actors::registry::RegistryError;
 use synopticon_actors::session::templates::TemplateError;
 use synopticon_actors::session::SessionError;
+use synopticon_actors::sessions::SessionsError;
 use synopticon_actors::source::hub::SourceError;
+use synopticon_actors::store::StoreError;
 use synopticon_actors::validation::Report;
 
 /// An API failure, mapped to a status code in [`ResponseError`].
@@ -153,6 +155,36 @@ impl From<RegistryError> for ApiError {
             RegistryError::Conflict(_) => Self::Conflict(e.to_string()),
             RegistryError::Full(_) => Self::Unavailable(e.to_string()),
             RegistryError::NotFound(_) => Self::NotFound(e.to_string()),
+        }
+    }
+}
+
+impl From<SessionsError> for ApiError {
+    fn from(e: SessionsError) -> Self {
+        match e {
+            SessionsError::NotFound(_) => Self::NotFound(e.to_string()),
+            SessionsError::Invalid(report) => {
+                Self::invalid("invalid session configuration", report)
+            }
+            SessionsError::Conflict(_) | SessionsError::NotEnabled(_) => {
+                Self::Conflict(e.to_string())
+            }
+            SessionsError::Full(_) | SessionsError::Unavailable(_) => {
+                Self::Unavailable(e.to_string())
+            }
+            SessionsError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(message) => Self::Conflict(message),
+            // The change was not kept (and was undone): try again once the store is back.
+            StoreError::Unavailable { .. } | StoreError::Damaged(_) => Self::Unavailable(format!(
+                "{e}; nothing was changed — try again when the store is back"
+            )),
         }
     }
 }

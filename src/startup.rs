@@ -16,10 +16,11 @@ use synopticon_actors::distributor::CloseReason;
 use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
-use synopticon_actors::messages::{CloseSession, CreateSession, RemoveAllSessions};
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::session::templates::TemplateStore;
+use synopticon_actors::sessions::Sessions;
 use synopticon_actors::source::hub::{MediaAccess, SourceError, SourceHub};
+use synopticon_actors::store::Store;
 
 use crate::auth::guard::Limits;
 use crate::auth::inflight::InFlight;
@@ -38,8 +39,10 @@ const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
 
 /// What every request handler can reach.
 pub struct AppState {
-    /// The session registry actor.
-    pub registry: Addr<SessionRegistry>,
+    /// Every session operation.
+    pub sessions: Sessions,
+    /// Where what is created over REST is kept.
+    pub store: Arc<Store>,
     /// Templates, shared with the registry.
     pub templates: Arc<TemplateStore>,
     /// Effective configuration.
@@ -123,23 +126,47 @@ impl Application {
         let address = listener.local_addr()?;
         rails.egress.set_own_listener(address);
 
+        let store = Arc::new(
+            Store::open(&settings.store.settings())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        tracing::info!(store = store.name(), engine = ?store.engine(), "store open");
+
         let actors = Arbiter::new();
         let registry_settings = RegistrySettings {
             default_template: settings.sessions.default_template.clone(),
             max_sessions: settings.sessions.max_sessions,
             redaction_key: redaction_key(&settings.privacy.redaction_secret)?,
             rails: rails.clone(),
+            store: store.clone(),
         };
         let registry_templates = templates.clone();
         let registry = SessionRegistry::start_in_arbiter(&actors.handle(), move |_| {
             SessionRegistry::new(registry_templates, registry_settings)
         });
+        let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
+        let sessions = Sessions::new(registry.clone(), store.clone(), request_timeout);
+        let mut declared_ids = Vec::new();
         for declared in &settings.sessions.declared {
-            registry
-                .send(CreateSession(declared.clone()))
+            let status = sessions
+                .declare(declared.clone())
                 .await
-                .context("session registry stopped")?
                 .map_err(|e| anyhow::anyhow!("declared session {declared}: {e:?}"))?;
+            declared_ids.push(status.id);
+        }
+        let restored = sessions
+            .restore(&declared_ids)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the sessions in the store: {e}"))?;
+        for (id, outcome) in restored {
+            match outcome {
+                Ok(()) => tracing::info!(session = %id, "session restored"),
+                // Kept: a configuration fix (or the peer coming back) brings it back.
+                Err(error) => {
+                    tracing::error!(session = %id, %error, "a kept session could not start; it stays in the store")
+                }
+            }
         }
 
         let models = Arc::new(ModelHub::start(&settings.inference, &actors.handle()));
@@ -224,9 +251,10 @@ impl Application {
         let send_timeout = Duration::from_millis(settings.server.send_timeout_ms);
 
         let state = web::Data::new(AppState {
-            registry,
+            sessions,
+            store,
             templates,
-            request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            request_timeout,
             settings: Arc::new(settings),
             started: Instant::now(),
             started_at: Utc::now(),
@@ -458,22 +486,13 @@ fn redaction_key(secret: &str) -> anyhow::Result<Arc<ring::hmac::Key>> {
 pub async fn graceful_shutdown(state: &AppState, server: &ServerHandle) {
     tracing::info!("shutting down: stopping sources, closing sessions");
     state.sources.stop_all();
-    let sessions = tokio::time::timeout(
+    let closed = tokio::time::timeout(
         SESSION_CLOSE_TIMEOUT,
-        state.registry.send(RemoveAllSessions),
+        state.sessions.close_all(CloseReason::ServerShutdown),
     )
     .await
-    .ok()
-    .and_then(Result::ok)
     .unwrap_or_default();
-    let closing = sessions.iter().map(|s| {
-        tokio::time::timeout(
-            SESSION_CLOSE_TIMEOUT,
-            s.send(CloseSession(CloseReason::ServerShutdown)),
-        )
-    });
-    let closed = futures_util::future::join_all(closing).await;
-    tracing::info!(sessions = closed.len(), "sessions closed");
+    tracing::info!(sessions = closed, "sessions closed");
     server.stop(true).await;
 }
 

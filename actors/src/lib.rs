@@ -10,6 +10,8 @@
 //! - [`registry`]: the registry actor that creates, finds and closes sessions.
 //! - [`session`]: the session actor, its configuration ([`session::spec`]), routing
 //!   ([`session::routing`]) and templates ([`session::templates`]).
+//! - [`sessions`]: the [`Sessions`](sessions::Sessions) handle the server uses for every
+//!   session operation, with the store behind it.
 //! - [`distributor`]: the generic supervised distributor actor, its queue, breaker, live
 //!   client fan-out, and one file per protocol.
 //! - [`inference`]: ONNX Runtime detectors (YOLO family, CenterFace), the model thread
@@ -43,6 +45,7 @@ pub mod messages;
 pub mod registry;
 pub mod secrets;
 pub mod session;
+pub mod sessions;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -27,6 +27,12 @@ pub struct CreateSession(pub Value);
 #[rtype(result = "Report")]
 pub struct ValidateSession(pub Value);
 
+/// Sessions handle → registry: resolve a request against its template (validated, not
+/// started).
+#[derive(Message)]
+#[rtype(result = "Result<crate::session::spec::SessionConfig, Report>")]
+pub struct ResolveSession(pub Value);
+
 /// Server → registry: look a session up.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<SessionActor>>")]
@@ -150,6 +156,22 @@ pub struct SetSessionSources {
     pub session: String,
     /// Source ids (or `"*"`).
     pub sources: Vec<String>,
+}
+
+/// Sessions handle → session: its sequence numbers are reserved up to this one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SeqReserved(pub u64);
+
+/// Sessions handle → registry: start a session from a configuration kept in the store
+/// (or declared), its sequence numbers continuing from `seq`.
+#[derive(Message)]
+#[rtype(result = "Result<SessionStatus, RegistryError>")]
+pub struct RestoreSession {
+    /// The configuration it ran with.
+    pub config: crate::session::spec::SessionConfig,
+    /// Where its numbers continue.
+    pub seq: crate::session::SeqStart,
 }
 
 /// Registry → session: the sources it now listens to (shown in its status).

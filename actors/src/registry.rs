@@ -11,8 +11,10 @@ use actix::prelude::*;
 use crate::guardrails::Guardrails;
 use crate::messages::*;
 use crate::session::spec::resolve;
+use crate::session::spec::SessionConfig;
 use crate::session::templates::TemplateStore;
-use crate::session::{SessionActor, SessionStatus};
+use crate::session::{SeqStart, SessionActor, SessionStatus};
+use crate::store::Store;
 use crate::validation::Report;
 
 /// Registry settings.
@@ -26,6 +28,8 @@ pub struct RegistrySettings {
     pub redaction_key: Arc<ring::hmac::Key>,
     /// Ceilings on sessions' sizes and the memory budget they share.
     pub rails: Arc<Guardrails>,
+    /// Where sessions reserve their sequence numbers.
+    pub store: Arc<Store>,
 }
 
 /// Why a session could not be created.
@@ -109,6 +113,17 @@ impl Handler<CreateSession> for SessionRegistry {
         let Some(config) = config else {
             return Err(RegistryError::Invalid(report));
         };
+        self.start(config, SeqStart::default())
+    }
+}
+
+impl SessionRegistry {
+    /// Starts the session of `config`, its numbers continuing from `seq`.
+    fn start(
+        &mut self,
+        config: SessionConfig,
+        seq: SeqStart,
+    ) -> Result<SessionStatus, RegistryError> {
         if self.sessions.contains_key(&config.id) {
             return Err(RegistryError::Conflict(config.id));
         }
@@ -120,6 +135,8 @@ impl Handler<CreateSession> for SessionRegistry {
             config,
             self.settings.redaction_key.clone(),
             self.settings.rails.clone(),
+            seq,
+            self.settings.store.clone(),
         )
         .map_err(RegistryError::Invalid)?;
         let status = session.status();
@@ -127,6 +144,25 @@ impl Handler<CreateSession> for SessionRegistry {
             .insert(id.clone(), status.config.sources.clone());
         self.sessions.insert(id, session.start());
         Ok(status)
+    }
+}
+
+impl Handler<ResolveSession> for SessionRegistry {
+    type Result = Result<SessionConfig, Report>;
+
+    fn handle(&mut self, msg: ResolveSession, _: &mut Self::Context) -> Self::Result {
+        match self.check(&msg.0) {
+            (Some(config), report) if report.is_valid() => Ok(config),
+            (_, report) => Err(report),
+        }
+    }
+}
+
+impl Handler<RestoreSession> for SessionRegistry {
+    type Result = Result<SessionStatus, RegistryError>;
+
+    fn handle(&mut self, msg: RestoreSession, _: &mut Self::Context) -> Self::Result {
+        self.start(msg.config, msg.seq)
     }
 }
 

@@ -18,6 +18,7 @@ pub fn start_server() -> u16 {
         let (mut settings, _) = Settings::load_with_env(None, []).expect("embedded default");
         settings.server.port = 0;
         settings.server.max_body_bytes = 16 << 20;
+        settings.store.url = "memory".into();
         // The fan-out bench gives its clients room for a second of frames at full rate.
         settings.sessions.max_queue_capacity = 1_000_000;
         settings.sessions.max_client_queue_capacity = 1_000_000;

@@ -6,9 +6,8 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use synopticon_actors::distributor::DistributorKind;
-use synopticon_actors::messages::InjectDistributorPanic;
 
-use super::{ask, find_session, Api};
+use super::Api;
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -29,13 +28,7 @@ async fn panic(
     let (id, kind_name) = path.into_inner();
     let kind = DistributorKind::parse(&kind_name)
         .ok_or_else(|| ApiError::NotFound(format!("unknown distributor {kind_name:?}")))?;
-    let session = find_session(&state, &id).await?;
-    ask(
-        "the session",
-        state.request_timeout,
-        session.send(InjectDistributorPanic(kind)),
-    )
-    .await??;
+    state.sessions.inject_panic(&id, kind).await?;
     tracing::warn!(
         session = id,
         distributor = kind_name,

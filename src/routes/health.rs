@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use synopticon_actors::messages::{GetStatus, ListSessions};
 use synopticon_actors::source::actor::SourceState;
 
 use super::{redacted_json, Api};
@@ -21,43 +20,30 @@ pub fn configure(api: &mut Api) {
 /// Without a valid token (when authentication is on) only the statuses are shown: no
 /// session or source ids, no error messages.
 async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -> HttpResponse {
-    let timeout = state.request_timeout;
-    let sessions = tokio::time::timeout(timeout, state.registry.send(ListSessions)).await;
-    let Ok(Ok(sessions)) = sessions else {
+    let Ok((statuses, unresponsive)) = state.sessions.statuses().await else {
         return HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable",
             "version": env!("CARGO_PKG_VERSION"),
             "components": {"http": {"status": "ok"}, "registry": {"status": "unresponsive"}},
         }));
     };
-    let statuses = futures_util::future::join_all(
-        sessions
-            .iter()
-            .map(|s| tokio::time::timeout(timeout, s.send(GetStatus))),
-    )
-    .await;
+    let sessions_total = statuses.len() + unresponsive;
     let mut unhealthy = Vec::new();
     // Problems in sessions the token may not see: they count, they are not described.
     let mut hidden_unhealthy = 0;
     let mut visible_sessions = 0;
-    let mut unresponsive = 0;
-    for status in statuses {
-        match status {
-            Ok(Ok(s)) => {
-                let visible = principal.scope.allows_session(&s.id);
-                visible_sessions += usize::from(visible);
-                for d in s.distributors.iter().filter(|d| d.health != "healthy") {
-                    if !visible {
-                        hidden_unhealthy += 1;
-                        continue;
-                    }
-                    unhealthy.push(
-                        json!({"session": s.id, "distributor": d.kind, "health": d.health,
-                        "last_error": d.last_error.as_ref().map(|e| &e.message)}),
-                    );
-                }
+    for s in statuses {
+        let visible = principal.scope.allows_session(&s.id);
+        visible_sessions += usize::from(visible);
+        for d in s.distributors.iter().filter(|d| d.health != "healthy") {
+            if !visible {
+                hidden_unhealthy += 1;
+                continue;
             }
-            _ => unresponsive += 1,
+            unhealthy.push(
+                json!({"session": s.id, "distributor": d.kind, "health": d.health,
+                "last_error": d.last_error.as_ref().map(|e| &e.message)}),
+            );
         }
     }
     let sessions_status = if unhealthy.is_empty() && hidden_unhealthy == 0 && unresponsive == 0 {
@@ -126,7 +112,7 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
         // A scoped token counts only the sessions it may see.
         visible_sessions
     } else {
-        sessions.len()
+        sessions_total
     };
     redacted_json(
         StatusCode::OK,

@@ -24,10 +24,9 @@ use synopticon_actors::distributor::live::{
 };
 use synopticon_actors::distributor::{CloseReason, DistributorKind, LiveAttach};
 use synopticon_actors::glob::{is_valid_pattern, PATTERN_RULE};
-use synopticon_actors::messages::AttachLiveClient;
 use synopticon_actors::telemetry::{DELIVERY_LATENCY, LIVE_FRAMES};
 
-use super::{ask, find_session, Api};
+use super::Api;
 use crate::auth::tokens::LiveLimit;
 use crate::auth::{Access, Principal, ResourceScope, TokenScope};
 use crate::error::ApiError;
@@ -153,13 +152,7 @@ async fn attach(
     kind: DistributorKind,
     request: LiveAttach,
 ) -> Result<Arc<ClientQueue>, ApiError> {
-    let session = find_session(state, id).await?;
-    Ok(ask(
-        "the session",
-        state.request_timeout,
-        session.send(AttachLiveClient { kind, request }),
-    )
-    .await??)
+    Ok(state.sessions.attach(id, kind, request).await?)
 }
 
 /// Per-connection handles on the shared metric series (no label lookups per frame).

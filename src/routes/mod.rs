@@ -28,22 +28,16 @@ pub mod templates;
 pub mod tokens;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration;
 
-use actix::prelude::*;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use serde::Serialize;
-use synopticon_actors::messages::FindSession;
-use synopticon_actors::session::SessionActor;
 
 use crate::auth::guard::{Guard, RouteRule};
 use crate::auth::{Access, ResourceScope};
 use crate::configuration::Settings;
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// One route of the API, as the router holds it.
 #[derive(Debug, Clone, Serialize)]
@@ -253,33 +247,6 @@ pub fn resource(path: &str) -> actix_web::Resource {
             req.path()
         )))
     }))
-}
-
-/// Waits for an actor's answer at most `timeout`; a stopped actor or a late one is a 503.
-pub async fn ask<T, E>(
-    what: &str,
-    timeout: Duration,
-    request: impl Future<Output = Result<T, E>>,
-) -> Result<T, ApiError> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(_)) => Err(ApiError::Unavailable(format!("{what} is not running"))),
-        Err(_) => Err(ApiError::Unavailable(format!(
-            "{what} did not answer within {} ms",
-            timeout.as_millis()
-        ))),
-    }
-}
-
-/// The session called `id`, or 404.
-pub async fn find_session(state: &AppState, id: &str) -> Result<Addr<SessionActor>, ApiError> {
-    ask(
-        "the session registry",
-        state.request_timeout,
-        state.registry.send(FindSession(id.to_string())),
-    )
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("session {id:?} not found")))
 }
 
 /// Reads a whole request body of at most `limit` bytes; `too_large` words the 413 (a

@@ -3,20 +3,19 @@
 
 use std::collections::HashMap;
 
-use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use synopticon_actors::distributor::{CloseReason, DistributorKind};
+use synopticon_actors::distributor::DistributorKind;
 use synopticon_actors::json::{self, kind_of_raw};
 use synopticon_actors::messages::*;
 use synopticon_actors::session::routing::check_event_name;
-use synopticon_actors::session::{SessionActor, SessionStatus};
+use synopticon_actors::session::SessionStatus;
 use synopticon_actors::validation::{kind_of, Report};
 
-use super::{ask, body_too_large, find_session, read_body, redacted_json, Api};
+use super::{body_too_large, read_body, redacted_json, Api};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope};
@@ -63,12 +62,7 @@ async fn validate(
     let body = body.into_inner();
     // The answer says whether an id is taken: only for ids the token may see.
     check_new_session_scope(&principal, &body)?;
-    let report = ask(
-        "the session registry",
-        state.request_timeout,
-        state.registry.send(ValidateSession(body)),
-    )
-    .await?;
+    let report = state.sessions.validate(body).await?;
     Ok(HttpResponse::Ok().json(json!({
         "valid": report.is_valid(),
         "errors": report.errors,
@@ -83,30 +77,12 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_new_session_scope(&principal, &body)?;
-    let created = ask(
-        "the session registry",
-        state.request_timeout,
-        state.registry.send(CreateSession(body)),
-    )
-    .await??;
+    let created = state.sessions.create(body).await?;
     audit::record(&principal, "session.create", &created.id);
     // A token limited to some events gets live feeds only (its template or body may
     // have asked for more): taken back at once, before any event could reach it.
     if principal.scope.events.is_some() && created.distributors.iter().any(|d| !is_live(d.kind)) {
-        let removed = ask(
-            "the session registry",
-            state.request_timeout,
-            state.registry.send(RemoveSession(created.id.clone())),
-        )
-        .await?;
-        if let Some(session) = removed {
-            ask(
-                "the session",
-                state.request_timeout,
-                session.send(CloseSession(CloseReason::SessionClosed)),
-            )
-            .await?;
-        }
+        state.sessions.close(&created.id).await?;
         audit::record(&principal, "session.close", &created.id);
         return Err(ApiError::Forbidden(format!(
             "token {:?} is limited to some events; a session it creates may only have live \
@@ -170,21 +146,11 @@ fn check_new_session_scope(principal: &Principal, body: &Value) -> Result<(), Ap
 }
 
 async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
-    let sessions = ask(
-        "the session registry",
-        state.request_timeout,
-        state.registry.send(ListSessions),
-    )
-    .await?;
-    let statuses = futures_util::future::join_all(
-        sessions
-            .iter()
-            .map(|s| tokio::time::timeout(state.request_timeout, s.send(GetStatus))),
-    )
-    .await;
-    let statuses: Vec<_> = statuses
+    let statuses: Vec<_> = state
+        .sessions
+        .list()
+        .await?
         .into_iter()
-        .filter_map(|s| s.ok()?.ok())
         .filter(|s| principal.scope.allows_session(&s.id))
         .map(|s| scoped_status(&principal, &s))
         .collect();
@@ -199,13 +165,7 @@ async fn status(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = find_session(&state, &id).await?;
-    let status = ask(
-        "the session",
-        state.request_timeout,
-        session.send(GetStatus),
-    )
-    .await?;
+    let status = state.sessions.status(&id).await?;
     Ok(redacted_json(
         StatusCode::OK,
         &scoped_status(&principal, &status),
@@ -219,19 +179,7 @@ async fn close(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = ask(
-        "the session registry",
-        state.request_timeout,
-        state.registry.send(RemoveSession(id.to_string())),
-    )
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("session {:?} not found", id.as_str())))?;
-    let status = ask(
-        "the session",
-        state.request_timeout,
-        session.send(CloseSession(CloseReason::SessionClosed)),
-    )
-    .await?;
+    let status = state.sessions.close(&id).await?;
     audit::record(&principal, "session.close", &status.id);
     Ok(redacted_json(
         StatusCode::OK,
@@ -254,7 +202,6 @@ pub(crate) async fn check_outputs_scope(
     state: &AppState,
     principal: &Principal,
     id: &str,
-    session: &Addr<SessionActor>,
     kind: Option<DistributorKind>,
 ) -> Result<(), ApiError> {
     let scope = &principal.scope;
@@ -271,12 +218,7 @@ pub(crate) async fn check_outputs_scope(
     if scope.events.is_some() && kind.is_some_and(|k| !is_live(k)) {
         return Err(events_only());
     }
-    let status = ask(
-        "the session",
-        state.request_timeout,
-        session.send(GetStatus),
-    )
-    .await?;
+    let status = state.sessions.status(id).await?;
     if scope.events.is_some()
         && kind.is_none()
         && status.distributors.iter().any(|d| !is_live(d.kind))
@@ -318,17 +260,11 @@ async fn put_distributor(
 ) -> Result<HttpResponse, ApiError> {
     let (id, kind) = path.into_inner();
     let kind = parse_kind(&kind)?;
-    let session = find_session(&state, &id).await?;
-    check_outputs_scope(&state, &principal, &id, &session, Some(kind)).await?;
-    let change = ask(
-        "the session",
-        state.request_timeout,
-        session.send(PutDistributor {
-            kind,
-            config: body.into_inner(),
-        }),
-    )
-    .await??;
+    check_outputs_scope(&state, &principal, &id, Some(kind)).await?;
+    let change = state
+        .sessions
+        .put_distributor(&id, kind, body.into_inner())
+        .await?;
     audit::record(
         &principal,
         "distributor.put",
@@ -344,13 +280,7 @@ async fn delete_distributor(
 ) -> Result<HttpResponse, ApiError> {
     let (id, kind) = path.into_inner();
     let kind = parse_kind(&kind)?;
-    let session = find_session(&state, &id).await?;
-    let status = ask(
-        "the session",
-        state.request_timeout,
-        session.send(DisableDistributor(kind)),
-    )
-    .await??;
+    let status = state.sessions.disable_distributor(&id, kind).await?;
     audit::record(
         &principal,
         "distributor.delete",
@@ -365,21 +295,12 @@ async fn put_routing(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = find_session(&state, &id).await?;
-    check_outputs_scope(&state, &principal, &id, &session, None).await?;
-    let report = ask(
-        "the session",
-        state.request_timeout,
-        session.send(ReplaceRouting(body.into_inner())),
-    )
-    .await??;
+    check_outputs_scope(&state, &principal, &id, None).await?;
+    let (status, report) = state
+        .sessions
+        .replace_routing(&id, body.into_inner())
+        .await?;
     audit::record(&principal, "session.routing", &id);
-    let status = ask(
-        "the session",
-        state.request_timeout,
-        session.send(GetStatus),
-    )
-    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "eventRouting": status.config.event_routing,
         "warnings": report.warnings,
@@ -396,15 +317,11 @@ async fn post_events(
 ) -> Result<HttpResponse, ApiError> {
     let limit = state.settings.server.max_body_bytes;
     let body = read_body(&req, payload, limit, || body_too_large(limit)).await?;
-    let session = find_session(&state, &id).await?;
+    // An unknown session is a 404 before the events are checked.
+    state.sessions.status(&id).await?;
     let events = parse_events(&body, state.settings.server.max_events_per_request)?;
     limit_events(&state, &req, &principal, events.len())?;
-    let routed = ask(
-        "the session",
-        state.request_timeout,
-        session.send(PublishEvents(events)),
-    )
-    .await?;
+    let routed = state.sessions.publish(&id, events).await?;
     Ok(HttpResponse::Accepted().json(json!({"accepted": routed.len(), "events": routed})))
 }
 

@@ -6,7 +6,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
-use synopticon_actors::messages::SetSessionSources;
 use synopticon_actors::session::spec::parse_sources;
 use synopticon_actors::source::actor::SourceStatus;
 use synopticon_actors::source::hub::SourceReport;
@@ -14,7 +13,7 @@ use synopticon_actors::source::SourceConfig;
 use synopticon_actors::validation::Report;
 
 use super::sessions::check_outputs_scope;
-use super::{ask, find_session, redacted_json, Api};
+use super::{redacted_json, Api};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope, Role};
@@ -183,18 +182,9 @@ async fn session_sources(
     if let Some(hidden) = sources.iter().find(|s| !principal.scope.may_name_source(s)) {
         return Err(ApiError::NotFound(format!("source {hidden:?} not found")));
     }
-    let target = id.to_string();
-    let session = find_session(&state, &target).await?;
-    check_outputs_scope(&state, &principal, &target, &session, None).await?;
-    let sources = ask(
-        "the session registry",
-        state.request_timeout,
-        state.registry.send(SetSessionSources {
-            session: id.into_inner(),
-            sources,
-        }),
-    )
-    .await??;
+    let target = id.into_inner();
+    check_outputs_scope(&state, &principal, &target, None).await?;
+    let sources = state.sessions.set_sources(&target, sources).await?;
     audit::record(&principal, "session.sources", &target);
     Ok(HttpResponse::Ok().json(json!({"sources": sources})))
 }

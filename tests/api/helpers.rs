@@ -34,6 +34,8 @@ pub fn test_settings() -> Settings {
     settings.server.port = 0;
     settings.server.workers = 1;
     settings.server.debug_endpoints = true;
+    // Nothing kept: tests that keep state give their own store.
+    settings.store.url = "memory".into();
     settings.live.heartbeat_interval_ms = 500;
     settings.live.client_timeout_ms = 3000;
     settings.live.sse_heartbeat_ms = 500;
@@ -154,6 +156,15 @@ impl ServerProcess {
         let dir = std::env::temp_dir().join(format!("synopticon-process-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("config.toml");
+        // Each process keeps its state in its own folder unless the test says where.
+        let config = if config.contains("[store]") {
+            config.to_string()
+        } else {
+            format!(
+                "{config}\n[store]\nurl = \"sqlite://{}/store.db\"\n",
+                dir.display()
+            )
+        };
         std::fs::write(&file, config).expect("config file");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_synopticon"));
         command

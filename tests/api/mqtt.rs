@@ -645,21 +645,10 @@ async fn the_broker_announces_offline_when_the_server_dies_without_a_goodbye() {
     let session = format!("will-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     let status_topic = format!("synopticon/{session}/status");
     let sub = Subscriber::start(SHARED_BROKER, &status_topic).await;
-    let dir = std::env::temp_dir().join(format!("synopticon-will-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(&config, format!(
+    let mut server = ServerProcess::start(&format!(
         "[server]\nport = 0\n[[sessions.declared]]\nid = \"{session}\"\nenabledDistributors = [\"mqtt\"]\n\
          [sessions.declared.distributors.mqtt]\nbroker = \"mqtt://127.0.0.1:{SHARED_BROKER}\"\nkeepAliveSecs = 5\n"
-    )).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_synopticon"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    ));
     let statuses = |sub: &Subscriber| {
         sub.all()
             .iter()
@@ -672,14 +661,13 @@ async fn the_broker_announces_offline_when_the_server_dies_without_a_goodbye() {
     })
     .await;
 
-    server.kill().unwrap(); // SIGKILL: no goodbye from the distributor
-    server.wait().unwrap();
+    server.child.kill().unwrap(); // SIGKILL: no goodbye from the distributor
+    server.child.wait().unwrap();
 
     wait_until("the last will", DEADLINE, || async {
         (statuses(&sub).last() == Some(&json!("offline"))).then_some(())
     })
     .await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

@@ -25,8 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::dev::ToEnvelope;
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::Addr;
 use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -519,17 +518,3 @@ impl<P: Protocol> DistributorLink for Addr<actor::DistributorActor<P>> {
 
 /// How long a live client waits for the distributor to accept it.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Sends `msg` to `addr` and waits at most `timeout` (helper for request/response paths).
-pub async fn ask<A, M>(addr: &Addr<A>, msg: M, timeout: Duration) -> Option<M::Result>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: Message + Send + 'static,
-    M::Result: Send,
-    A::Context: ToEnvelope<A, M>,
-{
-    match tokio::time::timeout(timeout, addr.send(msg)).await {
-        Ok(Ok(result)) => Some(result),
-        _ => None,
-    }
-}

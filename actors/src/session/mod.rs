@@ -24,6 +24,7 @@ use crate::distributor::{
 use crate::event::Event;
 use crate::guardrails::Guardrails;
 use crate::messages::*;
+use crate::store::Store;
 use crate::telemetry::{DistributorCounters, DistributorTelemetry, LastError, SessionTelemetry};
 use crate::validation::Report;
 use redaction::Redactor;
@@ -107,24 +108,58 @@ pub struct SessionActor {
     redactor: Option<Redactor>,
     /// The server's ceilings (checked on every distributor change) and memory budget.
     rails: Arc<Guardrails>,
+    /// How far the sequence numbers are reserved in the store.
+    reservation: Reservation,
+}
+
+/// Sequence numbers are reserved in the store a block ahead, so that after a restart, a
+/// SIGKILL included, a session continues above every number it may have used.
+pub const SEQ_BLOCK: u64 = 10_000;
+
+/// Where a session's sequence numbers start and how far they are reserved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeqStart {
+    /// The last number used (0 for a new session): the next event gets one more.
+    pub last: u64,
+    /// Numbers up to this one are reserved in the store.
+    pub reserved: u64,
+}
+
+/// The session's side of the reservation.
+struct Reservation {
+    store: Arc<Store>,
+    reserved: u64,
+    /// The next block is being written.
+    pending: bool,
+    /// Numbers ran past the reservation while the store was unreachable (said once).
+    overrun_said: bool,
 }
 
 impl SessionActor {
     /// Builds the session and starts its distributors on the current arbiter; `key` hashes
-    /// the fields it redacts with `hash`; `rails` bounds what its distributors hold.
+    /// the fields it redacts with `hash`; `rails` bounds what its distributors hold; its
+    /// sequence numbers continue from `seq`, reserved ahead in `store`.
     pub fn new(
         config: SessionConfig,
         key: Arc<ring::hmac::Key>,
         rails: Arc<Guardrails>,
+        seq: SeqStart,
+        store: Arc<Store>,
     ) -> Result<Self, Report> {
         let id: Arc<str> = config.id.as_str().into();
         let mut session = Self {
+            reservation: Reservation {
+                store,
+                reserved: seq.reserved,
+                pending: false,
+                overrun_said: false,
+            },
             rails,
             redactor: Redactor::new(&config.redact, key),
             router: Router::new(&config.event_routing),
             enabled: KindSet::EMPTY,
             slots: BTreeMap::new(),
-            seq: 0,
+            seq: seq.last,
             telemetry: SessionTelemetry::opened(&id, config.template.as_deref()),
             created_at: Utc::now(),
             closed: false,
@@ -212,6 +247,37 @@ impl SessionActor {
         }
     }
 
+    /// Reserves the next block of sequence numbers when half of this one is used. The
+    /// write is asynchronous: a slow or absent store never holds up an event. If numbers
+    /// run past the reservation (the store down for a whole block), events keep flowing and
+    /// the log says that a restart now could repeat some.
+    fn reserve_ahead(&mut self, ctx: &mut Context<Self>) {
+        let r = &mut self.reservation;
+        if self.seq > r.reserved && !r.overrun_said {
+            r.overrun_said = true;
+            tracing::warn!(session = %self.id, seq = self.seq, reserved = r.reserved, "sequence numbers ran past their reservation in the store; a restart before it is written could repeat some");
+        }
+        if r.pending || self.seq + SEQ_BLOCK / 2 < r.reserved {
+            return;
+        }
+        r.pending = true;
+        let next = r.reserved.max(self.seq) + SEQ_BLOCK;
+        let (store, id) = (r.store.clone(), self.id.clone());
+        let write = async move { store.reserve_seq(&id, next).await };
+        ctx.spawn(write.into_actor(self).map(move |written, act, _| {
+            act.reservation.pending = false;
+            match written {
+                Ok(()) => {
+                    act.reservation.reserved = act.reservation.reserved.max(next);
+                    act.reservation.overrun_said = false;
+                }
+                Err(error) => {
+                    tracing::warn!(session = %act.id, %error, "cannot reserve sequence numbers; retrying with the next event")
+                }
+            }
+        }));
+    }
+
     fn slot(&self, kind: DistributorKind) -> Result<&Slot, SessionError> {
         self.slots.get(&kind).ok_or(SessionError::NotEnabled(kind))
     }
@@ -237,7 +303,7 @@ impl Actor for SessionActor {
 impl Handler<PublishEvents> for SessionActor {
     type Result = MessageResult<PublishEvents>;
 
-    fn handle(&mut self, msg: PublishEvents, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: PublishEvents, ctx: &mut Self::Context) -> Self::Result {
         let mut routed = Vec::with_capacity(msg.0.len());
         let now = Utc::now();
         for mut incoming in msg.0 {
@@ -279,7 +345,16 @@ impl Handler<PublishEvents> for SessionActor {
                 routed_to: targets.iter().collect(),
             });
         }
+        self.reserve_ahead(ctx);
         MessageResult(routed)
+    }
+}
+
+impl Handler<SeqReserved> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SeqReserved, _: &mut Self::Context) {
+        self.reservation.reserved = self.reservation.reserved.max(msg.0);
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::redaction::{parse_rules, RedactAction};
@@ -35,7 +35,7 @@ pub fn check_session_id(id: &str) -> Result<(), String> {
 }
 
 /// The configuration a session runs with, after template and overrides are merged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionConfig {
     /// Session id.
@@ -49,9 +49,10 @@ pub struct SessionConfig {
     /// Event routing.
     pub event_routing: EventRouting,
     /// Vision sources whose events this session receives (`"*"`: all).
+    #[serde(default)]
     pub sources: Vec<String>,
     /// Fields dropped or hashed before any distributor sees an event.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub redact: BTreeMap<String, RedactAction>,
 }
 
