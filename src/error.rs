@@ -202,7 +202,8 @@ impl From<SessionError> for ApiError {
 impl From<TemplateError> for ApiError {
     fn from(e: TemplateError) -> Self {
         match e {
-            TemplateError::Builtin(_) => Self::Conflict(e.to_string()),
+            TemplateError::Builtin(_) | TemplateError::FromFile(_) => Self::Conflict(e.to_string()),
+            TemplateError::NotFound(_) => Self::NotFound(e.to_string()),
             TemplateError::Invalid(report) => Self::invalid("invalid template", report),
         }
     }

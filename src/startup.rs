@@ -12,19 +12,21 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::Value;
 use synopticon_actors::distributor::CloseReason;
 use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
-use synopticon_actors::session::templates::TemplateStore;
+use synopticon_actors::session::templates::{TemplateOrigin, TemplateStore};
 use synopticon_actors::sessions::Sessions;
 use synopticon_actors::source::hub::{MediaAccess, SourceError, SourceHub};
-use synopticon_actors::store::Store;
+use synopticon_actors::source::SourceConfig;
+use synopticon_actors::store::{Kind, Store};
 
 use crate::auth::guard::Limits;
 use crate::auth::inflight::InFlight;
-use crate::auth::tokens::{LiveLimits, TokenStore};
+use crate::auth::tokens::{LiveLimits, TokenRecord, TokenStore};
 use crate::configuration::Settings;
 use crate::{routes, telemetry};
 
@@ -98,10 +100,6 @@ impl Application {
             bail!("invalid configuration:\n  {}", report.errors.join("\n  "));
         }
 
-        let tokens = Arc::new(
-            TokenStore::load(&settings.auth.all_tokens(), &settings.auth.tokens_file)
-                .map_err(|e| anyhow::anyhow!(e))?,
-        );
         let tls = if settings.server.tls() {
             Some(
                 crate::tls::server_config(
@@ -132,6 +130,11 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!(e))?,
         );
         tracing::info!(store = store.name(), engine = ?store.engine(), "store open");
+        restore_templates(&store, &templates).await?;
+        let kept = kept_tokens(&store, &settings.auth.tokens_file).await?;
+        let tokens = Arc::new(
+            TokenStore::load(&settings.auth.all_tokens(), kept).map_err(|e| anyhow::anyhow!(e))?,
+        );
 
         let actors = Arbiter::new();
         let registry_settings = RegistrySettings {
@@ -196,6 +199,8 @@ impl Application {
                 });
             }
         }
+
+        restore_sources(&store, &sources, &settings.sources).await?;
 
         let auth_enabled = settings.auth_enabled();
         if !auth_enabled && !address.ip().is_loopback() {
@@ -347,6 +352,95 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Registers the templates kept in the store; a template file of the same name wins.
+async fn restore_templates(store: &Store, templates: &TemplateStore) -> anyhow::Result<()> {
+    for (name, body) in store.list(Kind::Template).await? {
+        if templates
+            .get(&name)
+            .is_some_and(|t| t.origin != TemplateOrigin::Api)
+        {
+            tracing::warn!(template = %name, "a kept template has the name of a built-in or file template, which wins");
+            continue;
+        }
+        if let Err(error) = templates.put(&name, &body, TemplateOrigin::Api) {
+            // Kept: a later version (or a changed ceiling) may take it again.
+            tracing::error!(template = %name, %error, "a kept template no longer validates; it stays in the store");
+        }
+    }
+    Ok(())
+}
+
+/// Starts the sources kept in the store; one declared in the configuration with the same
+/// id wins. A source that cannot start is reported and kept.
+async fn restore_sources(
+    store: &Store,
+    sources: &SourceHub,
+    declared: &[SourceConfig],
+) -> anyhow::Result<()> {
+    for (id, body) in store.list(Kind::Source).await? {
+        if declared.iter().any(|d| d.id == id) {
+            tracing::warn!(source = %id, "a kept source has the id of a declared one, which runs");
+            continue;
+        }
+        let started = serde_json::from_value::<SourceConfig>(body)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                sources.add(config).map_err(|e| match e {
+                    SourceError::Invalid(report) => report.errors.join("; "),
+                    other => other.to_string(),
+                })
+            });
+        match started {
+            Ok(_) => tracing::info!(source = %id, "source restored"),
+            Err(error) => {
+                tracing::error!(source = %id, %error, "a kept source could not start; it stays in the store")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tokens kept in the store; those of a former `auth.tokens_file` are moved into it
+/// first (once: a token already in the store is not written again).
+async fn kept_tokens(store: &Store, tokens_file: &str) -> anyhow::Result<Vec<TokenRecord>> {
+    let parse = |id: &str, body: Value| {
+        serde_json::from_value::<TokenRecord>(body)
+            .map_err(|e| anyhow::anyhow!("the store holds a token {id:?} it cannot read: {e}"))
+    };
+    let mut kept = Vec::new();
+    for (id, body) in store.list(Kind::Token).await? {
+        kept.push(parse(&id, body)?);
+    }
+    if tokens_file.is_empty() {
+        return Ok(kept);
+    }
+    let bytes = match std::fs::read(tokens_file) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(kept),
+        Err(e) => anyhow::bail!("auth.tokens_file {tokens_file}: {e}"),
+    };
+    let from_file: Vec<TokenRecord> = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("auth.tokens_file {tokens_file}: {e}"))?;
+    let mut moved = 0;
+    for record in from_file {
+        if kept.iter().any(|k| k.id == record.id) {
+            continue;
+        }
+        let body = serde_json::to_value(&record)?;
+        store.put(Kind::Token, &record.id, &body).await?;
+        kept.push(record);
+        moved += 1;
+    }
+    if moved > 0 {
+        tracing::warn!(
+            moved,
+            tokens_file,
+            "tokens of auth.tokens_file are now kept in the store; the file and the setting can go"
+        );
+    }
+    Ok(kept)
 }
 
 /// `wanted`, or `most` when that is lower (said once in the log).

@@ -9,7 +9,6 @@
 //! or changing what it may see, closes them at once.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
 use base64::Engine as _;
@@ -420,9 +419,6 @@ struct Entry {
 pub struct TokenStore {
     /// Records and hashes in one list under one lock: a match and its record never part.
     tokens: RwLock<Vec<Entry>>,
-    file: Option<PathBuf>,
-    /// Serializes writes of `file`, each of a snapshot taken under it.
-    saving: Mutex<()>,
     live: Mutex<LiveBook>,
     next_generation: std::sync::atomic::AtomicU64,
 }
@@ -431,8 +427,9 @@ pub struct TokenStore {
 const RESERVED_IDS: &[&str] = &["local", "anonymous"];
 
 impl TokenStore {
-    /// The configured tokens plus those kept in `tokens_file` (when set).
-    pub fn load(configured: &[TokenConfig], tokens_file: &str) -> Result<TokenStore, String> {
+    /// The configured tokens plus those kept in the store (`kept`: made over REST). A kept
+    /// token with the id of a configured one gives way to it.
+    pub fn load(configured: &[TokenConfig], kept: Vec<TokenRecord>) -> Result<TokenStore, String> {
         let mut tokens: Vec<TokenRecord> = configured
             .iter()
             .filter_map(|t| {
@@ -449,26 +446,15 @@ impl TokenStore {
                 })
             })
             .collect();
-        let file = (!tokens_file.is_empty()).then(|| PathBuf::from(tokens_file));
-        if let Some(path) = &file {
-            match std::fs::read(path) {
-                Ok(bytes) => {
-                    let stored: Vec<TokenRecord> = serde_json::from_slice(&bytes)
-                        .map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
-                    for t in stored {
-                        if tokens.iter().any(|c| c.id == t.id) {
-                            tracing::warn!(token = %t.id, "a stored token has the id of a configured one; the configured one wins");
-                            continue;
-                        }
-                        tokens.push(TokenRecord {
-                            origin: Origin::Api,
-                            ..t
-                        });
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("auth.tokens_file {}: {e}", path.display())),
+        for t in kept {
+            if tokens.iter().any(|c| c.id == t.id) {
+                tracing::warn!(token = %t.id, "a kept token has the id of a configured one; the configured one wins");
+                continue;
             }
+            tokens.push(TokenRecord {
+                origin: Origin::Api,
+                ..t
+            });
         }
         let mut entries = Vec::with_capacity(tokens.len());
         for record in tokens {
@@ -482,8 +468,6 @@ impl TokenStore {
         }
         Ok(TokenStore {
             tokens: RwLock::new(entries),
-            file,
-            saving: Mutex::new(()),
             live: Mutex::new(LiveBook::default()),
             next_generation: std::sync::atomic::AtomicU64::new(1),
         })
@@ -593,11 +577,6 @@ impl TokenStore {
                 record: record.clone(),
             });
         }
-        if let Err(e) = self.save() {
-            // Not kept: take it back rather than hand out a token that dies at restart.
-            self.tokens.write().retain(|e| e.record.id != record.id);
-            return Err(e);
-        }
         Ok((record, secret))
     }
 
@@ -643,10 +622,7 @@ impl TokenStore {
             entry.generation = self.generation();
             entry.record.clone()
         };
-        // Connections close whether or not the file could be written: the change is in
-        // force in this process either way.
         self.disconnect(id);
-        self.save()?;
         Ok(updated)
     }
 
@@ -666,7 +642,28 @@ impl TokenStore {
             tokens.remove(i);
         }
         self.disconnect(id);
-        self.save()
+        Ok(())
+    }
+
+    /// Puts a REST token back as it was (its change could not be kept); with a new
+    /// generation, so connections opened under the undone change are refused.
+    pub fn restore(&self, record: TokenRecord) {
+        let Some(digest) = parse_digest(&record.sha256) else {
+            return;
+        };
+        let mut tokens = self.tokens.write();
+        tokens.retain(|e| e.record.id != record.id);
+        tokens.push(Entry {
+            record,
+            digest,
+            generation: self.generation(),
+        });
+    }
+
+    /// Forgets a REST token that could not be kept.
+    pub fn forget(&self, id: &str) {
+        self.tokens.write().retain(|e| e.record.id != id);
+        self.disconnect(id);
     }
 
     /// Closes the live connections of tokens that have expired; returns how many.
@@ -680,42 +677,6 @@ impl TokenStore {
             .map(|e| e.record.id.clone())
             .collect();
         expired.iter().map(|id| self.disconnect(id)).sum()
-    }
-
-    /// Writes the REST tokens to `tokens_file`: a snapshot taken under the save lock, so
-    /// the last write is of the latest state; atomically, readable by the owner only.
-    fn save(&self) -> Result<(), TokenError> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let _saving = self.saving.lock();
-        let stored: Vec<TokenRecord> = self
-            .tokens
-            .read()
-            .iter()
-            .filter(|e| e.record.origin == Origin::Api)
-            .map(|e| e.record.clone())
-            .collect();
-        let bytes = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| TokenError::Storage(format!("cannot encode tokens: {e}")))?;
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&tmp)?;
-            std::io::Write::write_all(&mut file, &bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| TokenError::Storage(format!("cannot write {}: {e}", path.display())))
     }
 
     /// Registers a live connection of `principal`, within the limits. A token deleted or
@@ -807,7 +768,7 @@ mod tests {
             events: None,
             description: String::new(),
         }];
-        TokenStore::load(&configured, "").expect("store")
+        TokenStore::load(&configured, Vec::new()).expect("store")
     }
 
     #[test]

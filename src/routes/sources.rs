@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use synopticon_actors::session::spec::parse_sources;
 use synopticon_actors::source::actor::SourceStatus;
 use synopticon_actors::source::hub::SourceReport;
+use synopticon_actors::source::hub::PATCHABLE;
 use synopticon_actors::source::SourceConfig;
+use synopticon_actors::store::Kind;
 use synopticon_actors::validation::Report;
 
 use super::sessions::check_outputs_scope;
@@ -43,6 +45,18 @@ pub fn configure(api: &mut Api) {
         ResourceScope::Session,
         |r| r.put(Access::OPERATOR, session_sources),
     );
+}
+
+/// The fields of a source configuration a PATCH may set (to put one back as it was).
+fn patchable(config: &Value) -> Value {
+    let fields = config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| PATCHABLE.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Value::Object(fields)
 }
 
 /// What a source's capture error is replaced with for anyone but an admin.
@@ -97,7 +111,13 @@ async fn create(
         )));
     }
     let id = config.id.clone();
+    let kept = serde_json::to_value(&config).unwrap_or(Value::Null);
     let created = state.sources.add(config)?;
+    if let Err(error) = state.store.put(Kind::Source, &id, &kept).await {
+        // Not kept: stopped, rather than running until the next restart forgets it.
+        let _ = state.sources.remove(&id);
+        return Err(error.into());
+    }
     audit::record(&principal, "source.create", &id);
     Ok(redacted_json(
         StatusCode::CREATED,
@@ -140,7 +160,15 @@ async fn patch(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let patched = report_for(&principal, state.sources.patch(&id, &body)?);
+    let before = state.sources.get(&id)?.config;
+    let patched = state.sources.patch(&id, &body)?;
+    let kept = serde_json::to_value(&patched.config).unwrap_or(Value::Null);
+    if let Err(error) = state.store.put(Kind::Source, &id, &kept).await {
+        let undo = serde_json::to_value(&before).unwrap_or(Value::Null);
+        let _ = state.sources.patch(&id, &patchable(&undo));
+        return Err(error.into());
+    }
+    let patched = report_for(&principal, patched);
     audit::record(&principal, "source.update", &id);
     Ok(redacted_json(StatusCode::OK, &patched))
 }
@@ -150,6 +178,9 @@ async fn remove(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    state.sources.get(&id)?;
+    // Forgotten by the store first: a source the store still held would come back.
+    state.store.delete(Kind::Source, &id).await?;
     state.sources.remove(&id)?;
     audit::record(&principal, "source.delete", &id);
     Ok(HttpResponse::NoContent().finish())

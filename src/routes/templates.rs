@@ -1,9 +1,11 @@
-//! `GET /api/v1/templates`, `GET/PUT /api/v1/templates/{name}`.
+//! `GET /api/v1/templates`, `GET/PUT/DELETE /api/v1/templates/{name}`; templates made over
+//! REST are kept in the store.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::session::templates::TemplateOrigin;
+use synopticon_actors::store::Kind;
 
 use super::{redacted_json, Api};
 use crate::auth::{Access, ResourceScope};
@@ -17,7 +19,9 @@ pub fn configure(api: &mut Api) {
     });
     api.resource("/api/v1/templates/{name}", ResourceScope::None, |r| {
         // A template shapes other people's future sessions: configuration, for admins.
-        r.get(Access::VIEWER, get).put(Access::ServerAdmin, put)
+        r.get(Access::VIEWER, get)
+            .put(Access::ServerAdmin, put)
+            .delete(Access::ServerAdmin, remove)
     });
 }
 
@@ -42,14 +46,20 @@ async fn get(
     Ok(redacted_json(StatusCode::OK, &template))
 }
 
-/// 201 when new, 200 when it replaced a user template, 409 for a built-in name.
+/// 201 when new, 200 when it replaced a user template, 409 for a built-in name. Kept in
+/// the store before the answer; a store that cannot take it leaves things as they were.
 async fn put(
     state: web::Data<AppState>,
     principal: crate::auth::Principal,
     name: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let replaced = state.templates.put(&name, &body, TemplateOrigin::Api)?;
+    let previous = state.templates.put(&name, &body, TemplateOrigin::Api)?;
+    if let Err(error) = state.store.put(Kind::Template, &name, &body).await {
+        state.templates.restore(&name, previous);
+        return Err(error.into());
+    }
+    let replaced = previous.is_some();
     let template = state.templates.get(&name);
     tracing::info!(template = name.as_str(), replaced, "template registered");
     crate::audit::record(&principal, "template.put", &name);
@@ -59,4 +69,20 @@ async fn put(
         StatusCode::CREATED
     };
     Ok(redacted_json(status, &template))
+}
+
+/// 204; 409 for a built-in template or one from a file, 404 for none.
+async fn remove(
+    state: web::Data<AppState>,
+    principal: crate::auth::Principal,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let removed = state.templates.remove(&name)?;
+    if let Err(error) = state.store.delete(Kind::Template, &name).await {
+        state.templates.restore(&name, Some(removed));
+        return Err(error.into());
+    }
+    tracing::info!(template = name.as_str(), "template removed");
+    crate::audit::record(&principal, "template.delete", &name);
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -7,10 +7,18 @@ use serde_json::{json, Value};
 
 use super::Api;
 use crate::audit;
-use crate::auth::tokens::{TokenError, TokenRequest};
+use synopticon_actors::store::Kind;
+
+use crate::auth::tokens::{TokenError, TokenRecord, TokenRequest};
 use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
+
+/// Writes a token made or changed over REST to the store (its hash, never its secret).
+async fn keep(state: &AppState, record: &TokenRecord) -> Result<(), ApiError> {
+    let body = serde_json::to_value(record).unwrap_or(Value::Null);
+    Ok(state.store.put(Kind::Token, &record.id, &body).await?)
+}
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -47,6 +55,11 @@ async fn create(
     let (record, secret) = state
         .tokens
         .create(request, &principal.token_id, &principal.scope)?;
+    if let Err(error) = keep(&state, &record).await {
+        // Not kept: taken back rather than handed out to die at the next restart.
+        state.tokens.forget(&record.id);
+        return Err(error);
+    }
     audit::record(&principal, "token.create", &record.id);
     let mut view = record.view();
     view["token"] = json!(secret);
@@ -76,7 +89,12 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, true)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;
+    let before = state.tokens.get(&id)?;
     let record = state.tokens.update(&id, request, &principal.scope)?;
+    if let Err(error) = keep(&state, &record).await {
+        state.tokens.restore(before);
+        return Err(error);
+    }
     audit::record(&principal, "token.update", &id);
     Ok(HttpResponse::Ok().json(record.view()))
 }
@@ -86,7 +104,12 @@ async fn delete(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let before = state.tokens.get(&id)?;
     state.tokens.delete(&id, &principal.scope)?;
+    if let Err(error) = state.store.delete(Kind::Token, &id).await {
+        state.tokens.restore(before);
+        return Err(error.into());
+    }
     audit::record(&principal, "token.delete", &id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -157,6 +157,8 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             p("/api/v1/templates/walk"),
             Body::Json(json!({"enabledDistributors": ["websocket"]})),
         ),
+        // The fixtures put it back before every request.
+        ("DELETE", "/api/v1/templates/{name}") => (p("/api/v1/templates/walk"), Body::None),
         ("POST", "/api/v1/sessions/validate") => {
             (p(path), Body::Json(json!({"id": "scoped-validate"})))
         }
@@ -1311,11 +1313,24 @@ async fn a_scoped_admin_manages_only_tokens_within_its_own_scope() {
 #[tokio::test]
 async fn tokens_made_over_rest_survive_a_restart_without_their_secret_on_disk() {
     let dir = std::env::temp_dir().join(format!("synopticon-tokens-{}", uuid::Uuid::new_v4()));
-    let file = dir.join("tokens.json");
-    let path = file.display().to_string();
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A tokens file of an earlier version: moved into the store at the first start.
+    let old_secret = "syn_old-file-token-000000000000000000000000000000000";
+    std::fs::write(
+        dir.join("tokens.json"),
+        json!([{"id": "from-file", "role": "viewer", "sha256": hash_hex(old_secret),
+            "origin": "api", "created_at": null, "expires_at": null}])
+        .to_string(),
+    )
+    .expect("tokens file");
+    let (url, file) = (
+        format!("sqlite://{}/store.db", dir.display()),
+        dir.join("tokens.json").display().to_string(),
+    );
     let keep = move |s: &mut Settings| {
         secure(s);
-        s.auth.tokens_file = path.clone();
+        s.store.url = url.clone();
+        s.auth.tokens_file = file.clone();
     };
     let first = spawn_app_with(keep.clone()).await;
     let made = first
@@ -1343,20 +1358,47 @@ async fn tokens_made_over_rest_survive_a_restart_without_their_secret_on_disk() 
             .status,
         200
     );
+    assert_eq!(
+        first
+            .with_token(old_secret)
+            .get("/api/v1/sessions")
+            .await
+            .status,
+        200
+    );
 
-    let stored = std::fs::read_to_string(&file).expect("tokens file");
+    // The database and its write-ahead log, where recent writes are.
+    let mut stored = std::fs::read(dir.join("store.db")).expect("store file");
+    stored.extend(std::fs::read(dir.join("store.db-wal")).unwrap_or_default());
+    let stored = String::from_utf8_lossy(&stored);
     assert!(!stored.contains(&secret), "the secret is never written");
     assert!(stored.contains(&hash_hex(&secret)));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+        let mode = std::fs::metadata(dir.join("secret.key"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key is readable by its owner only: {mode:o}"
+        );
     }
 
-    // A second server on the same file knows the token, with its scope.
+    // A second server on the same store (the file gone) knows the tokens, with their scope.
+    std::fs::remove_file(dir.join("tokens.json")).expect("remove the old file");
     let second = spawn_app_with(keep).await;
     let kept = second.with_token(&secret);
+    assert_eq!(
+        second
+            .with_token(old_secret)
+            .get("/api/v1/sessions")
+            .await
+            .status,
+        200
+    );
     assert_eq!(
         kept.post("/api/v1/sessions", &json!({"id": "lab-1"}))
             .await

@@ -213,11 +213,17 @@ pub struct TemplateStore {
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// Built-in names are reserved.
-    #[error("template {0:?} is built in and cannot be replaced")]
+    #[error("template {0:?} is built in and cannot be replaced or removed")]
     Builtin(String),
     /// The body did not validate.
     #[error("invalid template")]
     Invalid(Report),
+    /// No such template.
+    #[error("template {0:?} not found")]
+    NotFound(String),
+    /// The template comes from a file in the templates folder.
+    #[error("template {0:?} comes from a file in sessions.templates_dir; remove the file (and restart) to remove it")]
+    FromFile(String),
 }
 
 impl Default for TemplateStore {
@@ -269,13 +275,13 @@ impl TemplateStore {
             .join(", ")
     }
 
-    /// Registers or replaces a user template; returns true if it replaced one.
+    /// Registers or replaces a user template; returns the one it replaced.
     pub fn put(
         &self,
         name: &str,
         body: &Value,
         origin: TemplateOrigin,
-    ) -> Result<bool, TemplateError> {
+    ) -> Result<Option<Template>, TemplateError> {
         if let Some(existing) = self.templates.read().get(name) {
             if matches!(
                 existing.origin,
@@ -288,11 +294,32 @@ impl TemplateStore {
         // checked in each session that enables them.
         let template = Template::from_value(name, body, origin, &self.rails.without_egress())
             .map_err(TemplateError::Invalid)?;
-        Ok(self
-            .templates
-            .write()
-            .insert(name.to_string(), template)
-            .is_some())
+        Ok(self.templates.write().insert(name.to_string(), template))
+    }
+
+    /// Removes a template registered over REST; built-ins and file templates stay (a file
+    /// template would come back from its file at the next start).
+    pub fn remove(&self, name: &str) -> Result<Template, TemplateError> {
+        let mut templates = self.templates.write();
+        match templates.get(name).map(|t| t.origin) {
+            None => Err(TemplateError::NotFound(name.to_string())),
+            Some(TemplateOrigin::BuiltinTemplate | TemplateOrigin::BuiltinPreset) => {
+                Err(TemplateError::Builtin(name.to_string()))
+            }
+            Some(TemplateOrigin::File) => Err(TemplateError::FromFile(name.to_string())),
+            Some(TemplateOrigin::Api) => templates
+                .remove(name)
+                .ok_or_else(|| TemplateError::NotFound(name.to_string())),
+        }
+    }
+
+    /// Puts `name` back as it was: `previous`, or absent (a change that could not be kept).
+    pub fn restore(&self, name: &str, previous: Option<Template>) {
+        let mut templates = self.templates.write();
+        match previous {
+            Some(t) => templates.insert(name.to_string(), t),
+            None => templates.remove(name),
+        };
     }
 
     /// Loads every `*.toml` in `dir` (the file stem is the name); a missing folder is fine.
@@ -385,10 +412,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let good = json!({"description": "x", "enabledDistributors": ["sse"], "eventRouting": {"*": ["sse"]}});
-        assert!(!store.put("mine", &good, TemplateOrigin::Api).unwrap());
+        assert!(store
+            .put("mine", &good, TemplateOrigin::Api)
+            .unwrap()
+            .is_none());
         assert_eq!(
             store.get("mine").unwrap().enabled_distributors,
             [DistributorKind::Sse]
         );
+        assert!(matches!(
+            store.remove("local_testing"),
+            Err(TemplateError::Builtin(_))
+        ));
+        assert!(store.remove("mine").is_ok());
+        assert!(matches!(
+            store.remove("mine"),
+            Err(TemplateError::NotFound(_))
+        ));
     }
 }

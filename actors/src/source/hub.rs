@@ -117,7 +117,7 @@ impl MediaAccess {
 }
 
 /// Fields PATCH may change while a source runs.
-const PATCHABLE: &[&str] = &[
+pub const PATCHABLE: &[&str] = &[
     "lines",
     "zones",
     "anchor",
