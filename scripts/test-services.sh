@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883 and
-# Redis on 127.0.0.1:6379; and that the openssl and ffmpeg commands are installed.
+# Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883,
+# Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (role synopticon); and that the
+# openssl and ffmpeg commands are installed.
 # Installs from apt when missing; starts a local instance when nothing listens.
 set -euo pipefail
 SUDO=""
@@ -36,3 +37,28 @@ if ! listening 6379; then
   for _ in $(seq 50); do listening 6379 && break; sleep 0.1; done
 fi
 listening 6379 || { echo "redis-server is not listening on 6379" >&2; exit 1; }
+
+# PostgreSQL for the store's tests: a server on 127.0.0.1:5432 and a role that may create
+# databases (each test makes its own). Debian's package starts a cluster; its local socket
+# lets the postgres user in (peer), which is how the role is made.
+if ! command -v psql >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql from apt"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+if ! listening 5432; then
+  echo "starting postgresql on 127.0.0.1:5432"
+  for cluster in /etc/postgresql/*/main; do
+    version=$(basename "$(dirname "$cluster")")
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  for _ in $(seq 100); do listening 5432 && break; sleep 0.1; done
+fi
+listening 5432 || { echo "postgresql is not listening on 5432" >&2; exit 1; }
+as_postgres() { if [ "$(id -un)" = postgres ]; then "$@"; else $SUDO runuser -u postgres -- "$@"; fi; }
+if ! PGPASSWORD=synopticon psql -h 127.0.0.1 -U synopticon -d postgres -tAc 'select 1' >/dev/null 2>&1; then
+  echo "creating the postgresql role synopticon (password synopticon, may create databases)"
+  as_postgres psql -q -d postgres -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'synopticon') THEN CREATE ROLE synopticon LOGIN CREATEDB PASSWORD 'synopticon'; ELSE ALTER ROLE synopticon LOGIN CREATEDB PASSWORD 'synopticon'; END IF; END \$\$;"
+fi
+PGPASSWORD=synopticon psql -h 127.0.0.1 -U synopticon -d postgres -tAc 'select 1' >/dev/null \
+  || { echo "cannot log in to postgresql as synopticon on 127.0.0.1" >&2; exit 1; }

@@ -17,6 +17,7 @@ mod security;
 mod sessions;
 mod shutdown;
 mod sources;
+mod store;
 mod supervision;
 mod templates;
 mod tls;
