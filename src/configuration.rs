@@ -335,6 +335,9 @@ pub struct SessionSettings {
     /// Bytes of queued events and SSE history the whole server may hold; beyond it the
     /// oldest entries anywhere are evicted (counted).
     pub memory_budget_bytes: u64,
+    /// Environment variables (globs) `${NAME}` placeholders in templates and session
+    /// requests may read; a session's settings go out to peers, so not every variable.
+    pub placeholder_vars: Vec<String>,
 }
 
 /// Smallest memory budget: room for a few large events.
@@ -753,6 +756,11 @@ impl Settings {
         let s = &self.sessions;
         synopticon_actors::guardrails::Guardrails {
             egress: std::sync::Arc::new(self.egress()),
+            placeholder_vars: s
+                .placeholder_vars
+                .iter()
+                .map(|g| synopticon_actors::glob::Glob::new(g))
+                .collect(),
             max_queue_capacity: s.max_queue_capacity,
             max_history_size: s.max_history_size,
             max_client_queue_capacity: s.max_client_queue_capacity,

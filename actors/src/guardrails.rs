@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::budget::MemoryBudget;
 use crate::egress::EgressPolicy;
+use crate::glob::Glob;
 
 /// Largest `queueCapacity` the code accepts, whatever the configuration.
 pub const HARD_MAX_QUEUE: u64 = 1_000_000;
@@ -40,6 +41,8 @@ pub struct Guardrails {
     pub budget: Arc<MemoryBudget>,
     /// Where distributors and sources may connect to.
     pub egress: Arc<EgressPolicy>,
+    /// Environment variables `${NAME}` placeholders may read (`sessions.placeholder_vars`).
+    pub placeholder_vars: Vec<Glob>,
 }
 
 impl Default for Guardrails {
@@ -54,6 +57,7 @@ impl Default for Guardrails {
             max_client_queue_bytes: HARD_MAX_CLIENT_BYTES,
             budget: Arc::new(MemoryBudget::unlimited()),
             egress: Arc::new(EgressPolicy::open()),
+            placeholder_vars: Vec::new(),
         }
     }
 }

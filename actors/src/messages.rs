@@ -93,7 +93,7 @@ pub struct GetStatus;
 pub struct PutDistributor {
     /// Which protocol.
     pub kind: DistributorKind,
-    /// Its full settings.
+    /// Its full settings; `null` for the ones the session holds for it.
     pub config: Value,
 }
 

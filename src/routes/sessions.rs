@@ -255,16 +255,23 @@ fn parse_kind(kind: &str) -> Result<DistributorKind, ApiError> {
 async fn put_distributor(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (id, kind) = path.into_inner();
     let kind = parse_kind(&kind)?;
+    let limit = state.settings.server.max_body_bytes;
+    let body = read_body(&req, payload, limit, || body_too_large(limit)).await?;
+    // An empty body enables the distributor with the settings the session holds for it.
+    let config = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
+    };
     check_outputs_scope(&state, &principal, &id, Some(kind)).await?;
-    let change = state
-        .sessions
-        .put_distributor(&id, kind, body.into_inner())
-        .await?;
+    let change = state.sessions.put_distributor(&id, kind, config).await?;
     audit::record(
         &principal,
         "distributor.put",

@@ -2,7 +2,10 @@
 //! (version, uptime, and the environment variables the server reads).
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use synopticon_actors::session::placeholders;
 
 use super::Api;
 use crate::auth::{Access, ResourceScope};
@@ -31,5 +34,36 @@ async fn runtime(state: web::Data<AppState>) -> HttpResponse {
         "uptime_secs": state.started.elapsed().as_secs_f64(),
         "pid": std::process::id(),
         "environmentVariables": environment_variables(),
+        "templateVariables": template_variables(&state),
     }))
+}
+
+/// The variables templates name in `${NAME}` placeholders: whether each is set, may be
+/// read (`sessions.placeholder_vars`), has a default, and which templates use it. Values
+/// are not shown: a placeholder may stand for a secret.
+fn template_variables(state: &AppState) -> Vec<Value> {
+    let mut by_name: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+    for template in state.templates.list() {
+        let mut found = Vec::new();
+        placeholders::referenced(&Value::Object(template.distributors.clone()), &mut found);
+        for p in found {
+            let entry = by_name.entry(p.name).or_default();
+            entry.0 |= p.default.is_some();
+            if !entry.1.contains(&template.name) {
+                entry.1.push(template.name.clone());
+            }
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (has_default, templates))| {
+            json!({
+                "name": name,
+                "set": std::env::var_os(&name).is_some_and(|v| !v.is_empty()),
+                "allowed": state.rails.placeholder_vars.iter().any(|g| g.matches(&name)),
+                "hasDefault": has_default,
+                "templates": templates,
+            })
+        })
+        .collect()
 }

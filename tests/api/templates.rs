@@ -82,3 +82,86 @@ async fn custom_template_can_be_registered_and_used() {
         invalid.body
     );
 }
+
+#[tokio::test]
+async fn placeholders_are_resolved_from_the_environment_when_a_session_is_made() {
+    let server = ServerProcess::start_with("[server]\nport = 0\n", |command| {
+        command
+            .env("MQTT_TEST_BROKER", "mqtt://127.0.0.1:1883")
+            .env("LAB_ROOM", "b12")
+            .env("SECRET_OF_THE_HOST", "do-not-send");
+    });
+    let app = &server.app;
+    let template = app
+        .put("/api/v1/templates/placed", &json!({"enabledDistributors": ["websocket", "mqtt"],
+            "distributors": {"mqtt": {
+                "broker": "${MQTT_TEST_BROKER:-mqtt://127.0.0.1:1}",
+                "topic": "lab/${LAB_ROOM}/${LAB_DESK:-desk-1}/{event}",
+                "clientId": "${LAB_LATER}"}}}))
+        .await;
+    let missing = app
+        .post("/api/v1/sessions", &json!({"id": "unset", "template": "placed"}))
+        .await;
+    let created = app
+        .post("/api/v1/sessions", &json!({"id": "placed-1", "template": "placed",
+            "distributors": {"mqtt": {"clientId": "lab-${LAB_ROOM}"}}}))
+        .await;
+    let forbidden = app
+        .post("/api/v1/sessions", &json!({"id": "leak", "enabledDistributors": ["http"],
+            "distributors": {"http": {"baseUrl": "http://127.0.0.1:9",
+                "headers": {"X-Leak": "${SECRET_OF_THE_HOST}"}}}}))
+        .await;
+    let runtime = app.get("/api/runtime").await.body;
+
+    // Registered with a warning: LAB_LATER may be set before a session needs it.
+    assert_eq!(template.status, 201, "{}", template.body);
+    assert_eq!(missing.status, 422, "{}", missing.body);
+    assert!(
+        missing.body["details"].to_string().contains("${LAB_LATER} is not set and has no default"),
+        "{}",
+        missing.body
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mqtt = &created.body["config"]["distributors"]["mqtt"];
+    assert_eq!(mqtt["broker"], "mqtt://127.0.0.1:1883");
+    assert_eq!(mqtt["topic"], "lab/b12/desk-1/{event}");
+    assert_eq!(mqtt["clientId"], "lab-b12");
+    assert_eq!(forbidden.status, 422, "{}", forbidden.body);
+    assert!(
+        forbidden.body["details"].to_string().contains("is not a variable sessions may read"),
+        "{}",
+        forbidden.body
+    );
+    let vars = runtime["templateVariables"].as_array().expect("template variables");
+    let var = |name: &str| vars.iter().find(|v| v["name"] == name).cloned().unwrap_or_default();
+    assert_eq!(var("MQTT_TEST_BROKER")["set"], true);
+    assert_eq!(var("MQTT_TEST_BROKER")["hasDefault"], true);
+    assert_eq!(var("LAB_LATER")["set"], false);
+    assert_eq!(var("LAB_ROOM")["templates"], json!(["placed"]));
+}
+
+#[tokio::test]
+async fn an_empty_put_enables_a_distributor_with_the_settings_the_session_holds() {
+    let app = spawn_app().await;
+    // local_testing holds an HTTP webhook to 127.0.0.1:3000, off.
+    app.create_session(json!({"id": "held"})).await;
+
+    let enabled = app
+        .request(reqwest::Method::PUT, "/api/v1/sessions/held/distributors/http")
+        .send()
+        .await
+        .expect("PUT");
+    let status = enabled.status().as_u16();
+    let body: serde_json::Value = enabled.json().await.expect("JSON");
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["action"], "enabled");
+    assert_eq!(
+        body["session"]["config"]["distributors"]["http"]["baseUrl"],
+        "http://127.0.0.1:3000"
+    );
+    assert!(body["session"]["config"]["enabledDistributors"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("http")));
+}

@@ -2,6 +2,7 @@
 //! counters. Sessions share nothing with each other, so a slow or failing session cannot
 //! touch another.
 
+pub mod placeholders;
 pub mod redaction;
 pub mod routing;
 pub mod spec;
@@ -377,7 +378,30 @@ impl Handler<GetStatus> for SessionActor {
 impl Handler<PutDistributor> for SessionActor {
     type Result = Result<DistributorChange, SessionError>;
 
-    fn handle(&mut self, msg: PutDistributor, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, mut msg: PutDistributor, _: &mut Self::Context) -> Self::Result {
+        // No settings: the ones the session holds for it (from its template or creation).
+        if msg.config.is_null() {
+            msg.config = self
+                .config
+                .distributors
+                .get(&msg.kind)
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default()));
+        } else {
+            let mut problems = Vec::new();
+            placeholders::resolve(
+                &mut msg.config,
+                &format!("distributors.{}", msg.kind),
+                &self.rails.placeholder_vars,
+                &placeholders::ProcessEnvironment,
+                &mut problems,
+            );
+            if !problems.is_empty() {
+                let mut report = Report::default();
+                problems.into_iter().for_each(|p| report.error(p.message));
+                return Err(SessionError::Invalid(report));
+            }
+        }
         let mut report = Report::default();
         parse_config(
             msg.kind,

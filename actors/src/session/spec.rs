@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::placeholders::{self, ProcessEnvironment};
 use super::redaction::{parse_rules, RedactAction};
 use super::routing::{parse_kinds, parse_routing, warn_unreachable, EventRouting};
 use super::templates::TemplateStore;
@@ -191,8 +192,21 @@ pub fn resolve(
     // Where a distributor may connect matters once it is enabled (a disabled one is checked
     // again when it is).
     let kept_only = rails.without_egress();
-    for (kind, cfg) in &distributors {
+    for (kind, cfg) in distributors.iter_mut() {
         let path = format!("distributors.{kind}");
+        // `${NAME}` placeholders take this machine's values now; the session keeps them.
+        let mut problems = Vec::new();
+        placeholders::resolve(
+            cfg,
+            &path,
+            &rails.placeholder_vars,
+            &ProcessEnvironment,
+            &mut problems,
+        );
+        if !problems.is_empty() {
+            problems.into_iter().for_each(|p| report.error(p.message));
+            continue;
+        }
         let rails = if enabled.contains(kind) {
             rails
         } else {

@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::placeholders::{self, ProcessEnvironment};
 use super::routing::{parse_kinds, parse_routing, EventRouting};
 use crate::distributor::{parse_config, DistributorKind};
 use crate::guardrails::Guardrails;
@@ -102,7 +103,35 @@ impl Template {
                         for (kind_name, cfg) in d {
                             let path = format!("distributors.{kind_name}");
                             match DistributorKind::parse(kind_name) {
-                                Some(kind) => parse_config(kind, &path, cfg, &mut report, rails),
+                                Some(kind) => {
+                                    // Placeholders are resolved per session; here an unset
+                                    // variable only warns (it may be set by then), and its
+                                    // distributor's other checks wait for the session.
+                                    let mut cfg = cfg.clone();
+                                    let mut problems = Vec::new();
+                                    placeholders::resolve(
+                                        &mut cfg,
+                                        &path,
+                                        &rails.placeholder_vars,
+                                        &ProcessEnvironment,
+                                        &mut problems,
+                                    );
+                                    let unset =
+                                        !problems.is_empty() && problems.iter().all(|p| p.unset);
+                                    for p in problems {
+                                        if p.unset {
+                                            report.warn(format!(
+                                                "{}; sessions from this template fail until it is set",
+                                                p.message
+                                            ));
+                                        } else {
+                                            report.error(p.message);
+                                        }
+                                    }
+                                    if !unset {
+                                        parse_config(kind, &path, &cfg, &mut report, rails);
+                                    }
+                                }
                                 None => report.error(format!(
                                     "{path}: unknown distributor (known: {})",
                                     DistributorKind::all_names()
