@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`analyze`]: the offline `analyze` command (images, folders, videos to JSON lines).
 //! - [`auth`]: bearer tokens, roles, scopes, the check before every route, rate limits.
+//! - [`backup`]: the `backup`, `restore` and `key new` commands.
 //! - [`audit`]: who changed what, as structured log lines.
 //! - [`tls`]: the rustls configuration of an https:// listener.
 //! - [`configuration`]: settings from the embedded default, a file and the environment.
@@ -15,6 +16,7 @@
 pub mod analyze;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod configuration;
 pub mod error;
 pub mod routes;

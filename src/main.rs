@@ -1,4 +1,5 @@
-//! `synopticon`: `serve` (the default), `check-config`, `analyze` and `token`.
+//! `synopticon`: `serve` (the default), `check-config`, `analyze`, `token`, `backup`,
+//! `restore` and `key`.
 
 /// jemalloc instead of the system allocator: glibc kept every page a closed session had
 /// used (RSS stayed at its peak), where jemalloc hands freed memory back to the system.
@@ -72,6 +73,35 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Copy everything the store keeps (sessions, templates, tokens, sources, devices) to a
+    /// new file; secrets stay sealed with the store's key. The server may be running.
+    Backup {
+        /// The new file (`-`: standard output).
+        file: PathBuf,
+        /// Configuration file naming the store (`store.url`).
+        #[arg(long, env = CONFIG_FILE_ENV)]
+        config: Option<PathBuf>,
+    },
+    /// Load a backup into an empty store (a new SQLite file or an empty database), with the
+    /// key of the server it was taken from. Stop the server using that store first.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Configuration file naming the store (`store.url`).
+        #[arg(long, env = CONFIG_FILE_ENV)]
+        config: Option<PathBuf>,
+    },
+    /// Keys for `store.secret_key`.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Print a new random key (base64 of 32 bytes).
+    New,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +144,64 @@ fn main() -> ExitCode {
             },
         ),
         Command::Token { action } => token(action),
+        Command::Backup { file, config } => store_command(config, |settings| async move {
+            synopticon::backup::backup(&settings, &file).await
+        }),
+        Command::Restore { file, config } => store_command(config, |settings| async move {
+            synopticon::backup::restore(&settings, &file).await
+        }),
+        Command::Key {
+            action: KeyAction::New,
+        } => match synopticon::backup::new_key() {
+            Ok(key) => {
+                println!("{key}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Runs a command on the store the configuration names; its summary goes to stderr (stdout
+/// may be the backup itself).
+fn store_command<F, Fut>(config: Option<PathBuf>, run: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let settings = match Settings::load(config.as_deref()) {
+        Ok((settings, report)) if report.is_valid() => settings,
+        Ok((_, report)) => {
+            report.errors.iter().for_each(|e| eprintln!("error: {e}"));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut log = settings.log.clone();
+    log.level = "warn".into();
+    init_logging(&log);
+    let result = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(settings)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

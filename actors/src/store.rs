@@ -586,6 +586,20 @@ impl Store {
             ));
         }
         let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+        // The secrets in the backup are sealed: a store with another key could not open
+        // them, and would find out only when a session needs its password.
+        let bodies = dump["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(dump["devices"].as_array().into_iter().flatten());
+        for r in bodies {
+            let mut body: Value = serde_json::from_str(&s(r, "body"))
+                .map_err(|e| format!("the backup's record {:?} is damaged: {e}", s(r, "id")))?;
+            if self.sealer.open(&mut body).is_err() {
+                return Err("the backup's secrets were sealed with another key: give store.secret_key (or store.key_file) the key of the server it was taken from".into());
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
         let mut count = 0;
         for r in dump["records"].as_array().into_iter().flatten() {
@@ -724,8 +738,8 @@ fn load_key(
     }
 }
 
-/// Writes `text` to a new file only this user may read.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to a new file only this user may read (an existing file is an error).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -403,3 +403,119 @@ async fn a_database_that_goes_away_stops_writes_but_not_events() {
     assert_eq!(created.body["id"], "new-after");
     assert_eq!(after[0]["seq"], 6);
 }
+
+/// Runs `synopticon ARGS --config` with `config` in a file of its own; exit status and
+/// stderr.
+fn cli(config: &str, args: &[&str]) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("synopticon-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("config.toml");
+    std::fs::write(&file, config).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_synopticon"))
+        .args(args)
+        .arg("--config")
+        .arg(&file)
+        .env_remove("SYNOPTICON_CONFIG")
+        .output()
+        .expect("the binary runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_backup_moves_a_server_from_sqlite_to_postgres() {
+    let from = TestStore::sqlite();
+    let mut server = server_on(&from);
+    let admin = server.app.with_token(ADMIN);
+    let template = admin
+        .put("/api/v1/templates/moved-tpl", &json!({"enabledDistributors": ["mqtt"],
+            "distributors": {"mqtt": {"broker": format!("mqtt://lab:pw-in-clear@127.0.0.1:{SHARED_BROKER}")}}}))
+        .await;
+    assert_eq!(template.status, 201, "{}", template.body);
+    admin
+        .create_session(json!({"id": "moved", "template": "moved-tpl"}))
+        .await;
+    let token = admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "moved-viewer", "role": "viewer"}),
+        )
+        .await;
+    let viewer = token.body["token"].as_str().expect("secret").to_string();
+    let seq = publish_one(&admin, "moved", "before").await;
+
+    // Taken while the server runs.
+    let TestStore::Sqlite(dir) = &from else {
+        unreachable!()
+    };
+    let backup = dir.join("backup.json");
+    let backup_arg = backup.display().to_string();
+    let (ok, said) = cli(&from.config(), &["backup", &backup_arg]);
+    assert!(ok, "{said}");
+    assert!(said.contains("record(s)"), "{said}");
+    let text = std::fs::read_to_string(&backup).expect("the backup");
+    let dump: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(dump["format"], "synopticon-store");
+    let mut kinds: Vec<&str> = dump["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["session", "template", "token"], "{text}");
+    assert!(!text.contains("pw-in-clear"), "secrets stay sealed");
+    let (ok, said) = cli(&from.config(), &["backup", &backup_arg]);
+    assert!(!ok && said.contains("exists"), "{said}");
+    stop(&mut server, "-TERM");
+
+    // Into PostgreSQL, with the SQLite server's key; not twice, not with another key.
+    let to = TestStore::postgres();
+    let key_file = dir.join("secret.key").display().to_string();
+    let to_config = format!(
+        "[store]\nurl = \"{}\"\nkey_file = \"{key_file}\"\n",
+        to.url()
+    );
+    let other = TestStore::sqlite();
+    let (ok, said) = cli(&other.config(), &["restore", &backup_arg]);
+    assert!(!ok && said.contains("another key"), "{said}");
+    let (ok, said) = cli(&to_config, &["restore", &backup_arg]);
+    assert!(ok, "{said}");
+    assert!(said.contains("3 record(s) restored"), "{said}");
+    let (ok, said) = cli(&to_config, &["restore", &backup_arg]);
+    assert!(!ok && said.contains("not empty"), "{said}");
+
+    let moved = ServerProcess::start(&format!(
+        "[server]\nport = 0\nmode = \"production\"\n[[auth.tokens]]\nid = \"admin\"\nrole = \"admin\"\n\
+         sha256 = \"{}\"\n{to_config}",
+        hash_hex(ADMIN)
+    ));
+    let admin = moved.app.with_token(ADMIN);
+    let status = admin.status("moved").await;
+    assert_eq!(status["config"]["template"], "moved-tpl");
+    assert_eq!(status["distributors"][0]["kind"], "mqtt");
+    assert_eq!(
+        status["config"]["distributors"]["mqtt"]["broker"],
+        format!("mqtt://lab:***redacted***@127.0.0.1:{SHARED_BROKER}")
+    );
+    assert_eq!(admin.get("/api/v1/templates/moved-tpl").await.status, 200);
+    let as_viewer = moved.app.with_token(&viewer);
+    assert_eq!(as_viewer.get("/api/v1/sessions/moved").await.status, 200);
+    let sub = Subscriber::start(SHARED_BROKER, "synopticon/moved/#").await;
+    let next = publish_one(&admin, "moved", "after").await;
+    assert!(next > seq, "seq {next} continues after {seq}");
+    wait_until(
+        "the event over MQTT on the moved server",
+        DEADLINE,
+        || async {
+            sub.events()
+                .iter()
+                .any(|m| m.payload["seq"].as_u64() == Some(next))
+                .then_some(())
+        },
+    )
+    .await;
+}

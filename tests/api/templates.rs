@@ -93,23 +93,35 @@ async fn placeholders_are_resolved_from_the_environment_when_a_session_is_made()
     });
     let app = &server.app;
     let template = app
-        .put("/api/v1/templates/placed", &json!({"enabledDistributors": ["websocket", "mqtt"],
+        .put(
+            "/api/v1/templates/placed",
+            &json!({"enabledDistributors": ["websocket", "mqtt"],
             "distributors": {"mqtt": {
                 "broker": "${MQTT_TEST_BROKER:-mqtt://127.0.0.1:1}",
                 "topic": "lab/${LAB_ROOM}/${LAB_DESK:-desk-1}/{event}",
-                "clientId": "${LAB_LATER}"}}}))
+                "clientId": "${LAB_LATER}"}}}),
+        )
         .await;
     let missing = app
-        .post("/api/v1/sessions", &json!({"id": "unset", "template": "placed"}))
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "unset", "template": "placed"}),
+        )
         .await;
     let created = app
-        .post("/api/v1/sessions", &json!({"id": "placed-1", "template": "placed",
-            "distributors": {"mqtt": {"clientId": "lab-${LAB_ROOM}"}}}))
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "placed-1", "template": "placed",
+            "distributors": {"mqtt": {"clientId": "lab-${LAB_ROOM}"}}}),
+        )
         .await;
     let forbidden = app
-        .post("/api/v1/sessions", &json!({"id": "leak", "enabledDistributors": ["http"],
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "leak", "enabledDistributors": ["http"],
             "distributors": {"http": {"baseUrl": "http://127.0.0.1:9",
-                "headers": {"X-Leak": "${SECRET_OF_THE_HOST}"}}}}))
+                "headers": {"X-Leak": "${SECRET_OF_THE_HOST}"}}}}),
+        )
         .await;
     let runtime = app.get("/api/runtime").await.body;
 
@@ -117,7 +129,9 @@ async fn placeholders_are_resolved_from_the_environment_when_a_session_is_made()
     assert_eq!(template.status, 201, "{}", template.body);
     assert_eq!(missing.status, 422, "{}", missing.body);
     assert!(
-        missing.body["details"].to_string().contains("${LAB_LATER} is not set and has no default"),
+        missing.body["details"]
+            .to_string()
+            .contains("${LAB_LATER} is not set and has no default"),
         "{}",
         missing.body
     );
@@ -128,12 +142,21 @@ async fn placeholders_are_resolved_from_the_environment_when_a_session_is_made()
     assert_eq!(mqtt["clientId"], "lab-b12");
     assert_eq!(forbidden.status, 422, "{}", forbidden.body);
     assert!(
-        forbidden.body["details"].to_string().contains("is not a variable sessions may read"),
+        forbidden.body["details"]
+            .to_string()
+            .contains("is not a variable sessions may read"),
         "{}",
         forbidden.body
     );
-    let vars = runtime["templateVariables"].as_array().expect("template variables");
-    let var = |name: &str| vars.iter().find(|v| v["name"] == name).cloned().unwrap_or_default();
+    let vars = runtime["templateVariables"]
+        .as_array()
+        .expect("template variables");
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
     assert_eq!(var("MQTT_TEST_BROKER")["set"], true);
     assert_eq!(var("MQTT_TEST_BROKER")["hasDefault"], true);
     assert_eq!(var("LAB_LATER")["set"], false);
@@ -147,7 +170,10 @@ async fn an_empty_put_enables_a_distributor_with_the_settings_the_session_holds(
     app.create_session(json!({"id": "held"})).await;
 
     let enabled = app
-        .request(reqwest::Method::PUT, "/api/v1/sessions/held/distributors/http")
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/sessions/held/distributors/http",
+        )
         .send()
         .await
         .expect("PUT");

@@ -42,15 +42,21 @@ pub fn find(text: &str) -> Result<Vec<Placeholder>, String> {
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{:?}: a placeholder ${{ is not closed with }}", shorten(text)))?;
+        let end = after.find('}').ok_or_else(|| {
+            format!(
+                "{:?}: a placeholder ${{ is not closed with }}",
+                shorten(text)
+            )
+        })?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d.to_string())),
             None => (inner, None),
         };
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(format!(
@@ -110,12 +116,18 @@ pub fn resolve(
     }
 }
 
-fn substitute(text: &str, allowed: &[Glob], env: &dyn Environment) -> Result<String, (String, bool)> {
+fn substitute(
+    text: &str,
+    allowed: &[Glob],
+    env: &dyn Environment,
+) -> Result<String, (String, bool)> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     for p in find(text).map_err(|e| (e, false))? {
         let start = rest.find("${").unwrap_or(0);
-        let end = rest[start..].find('}').map_or(rest.len(), |e| start + e + 1);
+        let end = rest[start..]
+            .find('}')
+            .map_or(rest.len(), |e| start + e + 1);
         out.push_str(&rest[..start]);
         if !allowed.iter().any(|g| g.matches(&p.name)) {
             return Err((
@@ -171,7 +183,10 @@ mod tests {
 
     #[test]
     fn placeholders_take_the_variable_then_the_default_and_name_what_is_missing() {
-        let env = Env(HashMap::from([("MQTT_BROKER", "mqtt://lab:1883"), ("LAB_ROOM", "b12")]));
+        let env = Env(HashMap::from([
+            ("MQTT_BROKER", "mqtt://lab:1883"),
+            ("LAB_ROOM", "b12"),
+        ]));
         let allowed = [Glob::new("MQTT_*"), Glob::new("LAB_*")];
         let mut v = json!({"mqtt": {"broker": "${MQTT_BROKER:-mqtt://localhost:1883}",
             "topic": "lab/${LAB_ROOM}/${LAB_DESK:-d1}/{event}", "qos": 1},
@@ -183,8 +198,12 @@ mod tests {
         assert_eq!(v["mqtt"]["topic"], "lab/b12/d1/{event}");
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].starts_with("distributors.bad:"), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("distributors.udp.targets[0]: ${LAB_UDP} is not set")));
-        assert!(errors.iter().any(|e| e.contains("${HOME} is not a variable sessions may read")));
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("distributors.udp.targets[0]: ${LAB_UDP} is not set")));
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("${HOME} is not a variable sessions may read")));
         assert!(errors.iter().any(|e| e.contains("is not closed")));
         assert_eq!(problems.iter().filter(|p| p.unset).count(), 1);
     }
