@@ -4,9 +4,24 @@
 //!
 //! Recorded: token creation, change and deletion; session creation and closing;
 //! distributor, routing and source-list changes; source creation, change and removal;
-//! template changes. Never recorded: secrets (a token's secret, a request body).
+//! template changes; device registration, change (which fields) and removal. Never
+//! recorded: secrets (a token's secret, a request body).
 
 use crate::auth::Principal;
+
+/// Writes one audit line with what changed: `token` did `action` to `resource`, touching
+/// `fields` (names only: values may be personal or secret).
+pub fn record_change(principal: &Principal, action: &str, resource: &str, fields: &str) {
+    tracing::info!(
+        target: "synopticon::audit",
+        token = %principal.token_id,
+        role = principal.role.as_str(),
+        action,
+        resource,
+        fields,
+        "audit"
+    );
+}
 
 /// Writes one audit line: `token` did `action` to `resource`.
 pub fn record(principal: &Principal, action: &str, resource: &str) {

@@ -48,6 +48,26 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// Where what is created over REST is kept.
     pub store: StoreConfig,
+    /// The device registry.
+    pub devices: DeviceConfig,
+    /// The server's own Redis connection.
+    pub redis: RedisSettings,
+}
+
+/// The device registry (docs/DEVICES.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// First part of every device channel (`device:SN123:updated`).
+    pub channel_prefix: String,
+}
+
+/// The server's own Redis connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]`; empty: none.
+    pub url: String,
 }
 
 /// The store (docs/STORAGE.md).
@@ -161,6 +181,7 @@ impl AuthSettings {
                 sessions: None,
                 sources: None,
                 events: None,
+                devices: None,
                 description: "auth.admin_token_sha256".into(),
             });
         }
@@ -614,6 +635,24 @@ impl Settings {
             r.error(format!(
                 "store.instance: {:?} must be letters, digits, - _ or .",
                 store.instance
+            ));
+        }
+        let prefix = &self.devices.channel_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 32
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            r.error(format!(
+                "devices.channel_prefix: {prefix:?} must be 1-32 letters, digits, - _ or . (it starts every channel: {prefix}:SN123:updated)"
+            ));
+        }
+        let redis = &self.redis.url;
+        if !redis.is_empty() && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+            r.error(format!(
+                "redis.url: {:?} must be redis://[user:password@]host:port[/db] (or rediss://), or empty",
+                synopticon_actors::secrets::redact_url(redis).unwrap_or_else(|| redis.clone())
             ));
         }
         if store.url.starts_with("postgres") && store.secret_key.is_empty() {

@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use synopticon_actors::devices::registry::DeviceError;
 use synopticon_actors::inference::InferenceError;
 use synopticon_actors::registry::RegistryError;
 use synopticon_actors::session::templates::TemplateError;
@@ -195,6 +196,17 @@ impl From<SessionError> for ApiError {
             SessionError::NotEnabled(_) => Self::Conflict(e.to_string()),
             SessionError::Invalid(report) => Self::invalid("invalid configuration", report),
             SessionError::Attach(message) => Self::Unavailable(message),
+        }
+    }
+}
+
+impl From<DeviceError> for ApiError {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::NotFound(_) => Self::NotFound(e.to_string()),
+            DeviceError::Invalid(report) => Self::invalid("invalid device", report),
+            DeviceError::Conflict(message) => Self::Conflict(message),
+            DeviceError::Store(store) => store.into(),
         }
     }
 }

@@ -13,6 +13,8 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
+use synopticon_actors::bus::RedisBus;
+use synopticon_actors::devices::registry::{DeviceRegistry, DeviceSettings};
 use synopticon_actors::distributor::CloseReason;
 use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
@@ -61,6 +63,10 @@ pub struct AppState {
     pub models: Arc<ModelHub>,
     /// The vision sources.
     pub sources: Arc<SourceHub>,
+    /// The registered devices.
+    pub devices: Arc<DeviceRegistry>,
+    /// The server's own Redis connection (`redis.url`), if any.
+    pub bus: Option<RedisBus>,
     /// Whether routes need a token.
     pub auth_enabled: bool,
     /// Bearer tokens, and the live connections held under each.
@@ -202,6 +208,30 @@ impl Application {
 
         restore_sources(&store, &sources, &settings.sources).await?;
 
+        let bus = match settings.redis.url.as_str() {
+            "" => None,
+            url => Some(RedisBus::start(url).map_err(|e| anyhow::anyhow!(e))?),
+        };
+        let devices = Arc::new(DeviceRegistry::new(
+            store.clone(),
+            registry.clone().recipient(),
+            bus.clone(),
+            sources.clone(),
+            DeviceSettings {
+                channel_prefix: settings.devices.channel_prefix.clone(),
+                instance: settings.store.instance.clone(),
+            },
+        ));
+        let failed = devices
+            .start_sources()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the devices in the store: {e}"))?;
+        for (serial, error) in failed {
+            // Kept: the device is still registered, and a PATCH (or the stream coming
+            // back) starts it.
+            tracing::error!(device = %serial, %error, "a device's source could not start");
+        }
+
         let auth_enabled = settings.auth_enabled();
         if !auth_enabled && !address.ip().is_loopback() {
             // Loud on purpose: this is the one set-up where anyone on the network can do
@@ -266,6 +296,8 @@ impl Application {
             metrics: metrics.clone(),
             models,
             sources,
+            devices,
+            bus,
             auth_enabled,
             tokens,
             limits,

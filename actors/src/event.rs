@@ -28,9 +28,8 @@ pub struct Event {
     pub ts: DateTime<Utc>,
     /// Producer's payload, passed through byte for byte (whitespace between tokens aside).
     pub data: RawData,
-    /// The vision source that raised it (set by the server, never by a client): live
-    /// feeds of source-scoped tokens filter on it.
-    source: Option<Arc<str>>,
+    /// What inside the server raised it: live feeds filter on it.
+    origin: Origin,
     /// Monotonic arrival time, the start of the delivery-latency measurement.
     pub accepted_at: Instant,
     /// The JSON envelope, serialized on first use and shared afterwards.
@@ -47,20 +46,42 @@ struct Envelope<'a> {
     data: &'a RawValue,
 }
 
+/// What inside the server raised an event: set by the server, never by a client. Live
+/// feeds filter on it (a token's source and device scopes, a client's channels).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The vision source that raised it.
+    pub source: Option<Arc<str>>,
+    /// The serial of the registered device it is about.
+    pub device: Option<Arc<str>>,
+    /// The device channel it belongs to (`device:SN123:updated`).
+    pub channel: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// Raised by vision source `id`.
+    pub fn source(id: Arc<str>) -> Self {
+        Self {
+            source: Some(id),
+            ..Self::default()
+        }
+    }
+}
+
 impl Event {
     /// The vision source that raised the event; `None` for events posted by clients.
     pub fn source(&self) -> Option<&str> {
-        self.source.as_deref()
+        self.origin.source.as_deref()
     }
 
-    /// The same, shared (no copy of the id).
-    pub fn source_id(&self) -> Option<Arc<str>> {
-        self.source.clone()
+    /// What raised the event.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
-    /// The event, marked as raised by `source`.
-    pub fn from_source(mut self, source: Option<Arc<str>>) -> Self {
-        self.source = source;
+    /// The event, marked as raised by `origin`.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
         self
     }
 
@@ -78,7 +99,7 @@ impl Event {
             name,
             ts,
             data,
-            source: None,
+            origin: Origin::default(),
             accepted_at: Instant::now(),
             json: OnceLock::new(),
         }

@@ -23,6 +23,8 @@
 //!   edge devices): the `CameraActor` (capture) of each source; tracking and analytics are
 //!   the `TrackerActor` in `tracker`.
 //! - [`store`]: what is kept across restarts (SQLite, PostgreSQL or memory).
+//! - [`devices`]: the device registry, its change events and the sources of devices.
+//! - [`bus`]: the server's own Redis connection (`redis.url`), publishing device channels.
 //! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
 //!   source, and the evaluation on synthetic scenes.
 //! - [`secrets`]: which configuration values are secret; hiding them in answers, sealing
@@ -34,6 +36,8 @@
 //!   budget that queued events and SSE history share.
 
 pub mod budget;
+pub mod bus;
+pub mod devices;
 pub mod distributor;
 pub mod egress;
 pub mod event;

@@ -62,8 +62,8 @@ pub struct IncomingEvent {
     pub data: crate::json::RawData,
     /// Producer's timestamp; the arrival time when absent.
     pub ts: Option<DateTime<Utc>>,
-    /// The vision source that raised it; `None` for events posted by clients.
-    pub source: Option<Arc<str>>,
+    /// What inside the server raised it (nothing for events posted by clients).
+    pub origin: crate::event::Origin,
 }
 
 /// Where one accepted event went.
@@ -144,6 +144,9 @@ pub struct CloseSession(pub CloseReason);
 pub struct PublishSourceEvents {
     /// Source id.
     pub source: Arc<str>,
+    /// The serial of the registered device the source belongs to, if any: sessions
+    /// listening to the device hear its source too.
+    pub device: Option<Arc<str>>,
     /// Events, in order.
     pub events: Vec<IncomingEvent>,
 }
@@ -178,3 +181,29 @@ pub struct RestoreSession {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SourcesChanged(pub Vec<String>);
+
+/// Server → registry: change which devices a session listens to.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, RegistryError>")]
+pub struct SetSessionDevices {
+    /// Session id.
+    pub session: String,
+    /// Serial globs (or `"*"`).
+    pub devices: Vec<String>,
+}
+
+/// Registry → session: the devices it now listens to (shown in its status).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DevicesChanged(pub Vec<String>);
+
+/// Device registry → session registry: events about one device, for every session
+/// listening to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishDeviceEvents {
+    /// The device's serial.
+    pub serial: Arc<str>,
+    /// Events, in order.
+    pub events: Vec<IncomingEvent>,
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::glob::Glob;
 use crate::guardrails::Guardrails;
 use crate::messages::*;
 use crate::session::spec::resolve;
@@ -54,6 +55,8 @@ pub struct SessionRegistry {
     sessions: BTreeMap<String, Addr<SessionActor>>,
     /// Session id → the sources it listens to; consulted for every source event batch.
     sources: BTreeMap<String, Vec<String>>,
+    /// Session id → the device serial globs it listens to.
+    devices: BTreeMap<String, Vec<Glob>>,
     templates: Arc<TemplateStore>,
     settings: RegistrySettings,
 }
@@ -64,6 +67,7 @@ impl SessionRegistry {
         Self {
             sessions: BTreeMap::new(),
             sources: BTreeMap::new(),
+            devices: BTreeMap::new(),
             templates,
             settings,
         }
@@ -142,6 +146,8 @@ impl SessionRegistry {
         let status = session.status();
         self.sources
             .insert(id.clone(), status.config.sources.clone());
+        self.devices
+            .insert(id.clone(), globs(&status.config.devices));
         self.sessions.insert(id, session.start());
         Ok(status)
     }
@@ -195,6 +201,7 @@ impl Handler<RemoveSession> for SessionRegistry {
 
     fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
         self.sources.remove(&msg.0);
+        self.devices.remove(&msg.0);
         self.sessions.remove(&msg.0)
     }
 }
@@ -204,6 +211,7 @@ impl Handler<RemoveAllSessions> for SessionRegistry {
 
     fn handle(&mut self, _: RemoveAllSessions, _: &mut Self::Context) -> Self::Result {
         self.sources.clear();
+        self.devices.clear();
         MessageResult(std::mem::take(&mut self.sessions).into_values().collect())
     }
 }
@@ -212,11 +220,16 @@ impl Handler<PublishSourceEvents> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: PublishSourceEvents, _: &mut Self::Context) {
-        for (id, sources) in &self.sources {
-            if !sources.iter().any(|s| s == "*" || **s == *msg.source) {
-                continue;
-            }
-            if let Some(session) = self.sessions.get(id) {
+        for (id, session) in &self.sessions {
+            let by_source = self
+                .sources
+                .get(id)
+                .is_some_and(|s| s.iter().any(|s| s == "*" || **s == *msg.source));
+            let by_device = msg
+                .device
+                .as_deref()
+                .is_some_and(|serial| self.listens_to_device(id, serial));
+            if by_source || by_device {
                 session.do_send(PublishEvents(msg.events.clone()));
             }
         }
@@ -234,5 +247,43 @@ impl Handler<SetSessionSources> for SessionRegistry {
         session.do_send(SourcesChanged(msg.sources.clone()));
         self.sources.insert(msg.session, msg.sources.clone());
         Ok(msg.sources)
+    }
+}
+
+impl SessionRegistry {
+    fn listens_to_device(&self, session: &str, serial: &str) -> bool {
+        self.devices
+            .get(session)
+            .is_some_and(|globs| globs.iter().any(|g| g.matches(serial)))
+    }
+}
+
+fn globs(patterns: &[String]) -> Vec<Glob> {
+    patterns.iter().map(|p| Glob::new(p)).collect()
+}
+
+impl Handler<PublishDeviceEvents> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublishDeviceEvents, _: &mut Self::Context) {
+        for (id, session) in &self.sessions {
+            if self.listens_to_device(id, &msg.serial) {
+                session.do_send(PublishEvents(msg.events.clone()));
+            }
+        }
+    }
+}
+
+impl Handler<SetSessionDevices> for SessionRegistry {
+    type Result = Result<Vec<String>, RegistryError>;
+
+    fn handle(&mut self, msg: SetSessionDevices, _: &mut Self::Context) -> Self::Result {
+        let session = self
+            .sessions
+            .get(&msg.session)
+            .ok_or_else(|| RegistryError::NotFound(msg.session.clone()))?;
+        session.do_send(DevicesChanged(msg.devices.clone()));
+        self.devices.insert(msg.session, globs(&msg.devices));
+        Ok(msg.devices)
     }
 }

@@ -360,6 +360,13 @@ impl Sessions {
         let _ = self
             .ask("the session registry", self.registry.send(sources))
             .await;
+        let devices = SetSessionDevices {
+            session: before.id.clone(),
+            devices: before.config.devices.clone(),
+        };
+        let _ = self
+            .ask("the session registry", self.registry.send(devices))
+            .await;
     }
 
     /// Enables a distributor with `config`, or reconfigures it.
@@ -417,6 +424,24 @@ impl Sessions {
             let request = SetSessionSources {
                 session: id.to_string(),
                 sources,
+            };
+            Ok(self
+                .ask("the session registry", self.registry.send(request))
+                .await??)
+        })
+        .await
+    }
+
+    /// Changes which devices (serial globs) a session listens to.
+    pub async fn set_devices(
+        &self,
+        id: &str,
+        devices: Vec<String>,
+    ) -> Result<Vec<String>, SessionsError> {
+        self.change(id, |_| async move {
+            let request = SetSessionDevices {
+                session: id.to_string(),
+                devices,
             };
             Ok(self
                 .ask("the session registry", self.registry.send(request))

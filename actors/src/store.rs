@@ -72,6 +72,15 @@ impl Kind {
     const ALL: [Kind; 4] = [Kind::Session, Kind::Source, Kind::Template, Kind::Token];
 }
 
+/// How a device is named: by id or by serial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKey<'a> {
+    /// `/devices/{id}`.
+    Id(&'a str),
+    /// `/devices/sn/{serial}`.
+    Serial(&'a str),
+}
+
 /// How the store was asked to open.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -501,6 +510,29 @@ impl Store {
             .await
             .map_err(|e| self.unavailable(e))?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Device `id`, or the device with serial `serial`.
+    pub async fn device(&self, key: DeviceKey<'_>) -> Result<Option<Value>, StoreError> {
+        let (sql, value) = match key {
+            DeviceKey::Id(id) => ("SELECT id, body FROM devices WHERE id = $1", id),
+            DeviceKey::Serial(serial) => ("SELECT id, body FROM devices WHERE serial = $1", serial),
+        };
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row
+            .try_get(0)
+            .map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let body: String = row
+            .try_get(1)
+            .map_err(|e| StoreError::Damaged(e.to_string()))?;
+        self.open_body(&format!("device {id}"), &body).map(Some)
     }
 
     /// Every device record, by id.

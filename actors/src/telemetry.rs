@@ -72,6 +72,7 @@ pub const SOURCE_TRACKING: &str = "synopticon_source_tracking_duration_seconds";
 /// Describes every metric of this crate once, so `/metrics` has HELP and TYPE lines.
 pub fn describe() {
     crate::budget::describe();
+    crate::bus::describe();
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
     describe_counter!(
         SOURCE_FRAMES,

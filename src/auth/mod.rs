@@ -109,6 +109,10 @@ pub struct TokenScope {
     /// Event names and channels (globs) its live feeds may subscribe to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
+    /// Device serials (globs): other devices are 404 to it, and their events never reach
+    /// its live feeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
 }
 
 /// Whether every name the `theirs` globs match is matched by `mine` (`None`: everything).
@@ -139,15 +143,29 @@ impl TokenScope {
         allowed(&self.sources, id)
     }
 
+    /// Whether the token sees the device with serial `serial`.
+    pub fn allows_device(&self, serial: &str) -> bool {
+        allowed(&self.devices, serial)
+    }
+
+    /// Whether the token may name `pattern` in a session's device list: with a device
+    /// scope, only patterns within it.
+    pub fn may_name_devices(&self, pattern: &str) -> bool {
+        covers(&self.devices, &Some(vec![pattern.to_string()]))
+    }
+
     /// Whether the token may name source `name` in a session's source list: with a source
     /// scope, only a source within it, never a wildcard (which would reach the others).
     pub fn may_name_source(&self, name: &str) -> bool {
         self.sources.is_none() || (!name.contains(['*', '?']) && self.allows_source(name))
     }
 
-    /// Whether the token is limited in no way (sessions, sources or events).
+    /// Whether the token is limited in no way (sessions, sources, events or devices).
     pub fn is_unlimited(&self) -> bool {
-        self.sessions.is_none() && self.sources.is_none() && self.events.is_none()
+        self.sessions.is_none()
+            && self.sources.is_none()
+            && self.events.is_none()
+            && self.devices.is_none()
     }
 
     /// Whether `other` sees nothing this scope does not: a token may only create or
@@ -156,6 +174,7 @@ impl TokenScope {
         covers(&self.sessions, &other.sessions)
             && covers(&self.sources, &other.sources)
             && covers(&self.events, &other.events)
+            && covers(&self.devices, &other.devices)
     }
 
     /// Whether every event `pattern` matches is within the token's events.
@@ -210,6 +229,7 @@ impl Principal {
                     sessions: Some(Vec::new()),
                     sources: Some(Vec::new()),
                     events: Some(Vec::new()),
+                    devices: Some(Vec::new()),
                 }),
                 authenticated: false,
                 generation: 0,

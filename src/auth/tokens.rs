@@ -55,6 +55,9 @@ pub struct TokenConfig {
     /// Events and channels (globs) its live feeds may receive (absent: all).
     #[serde(default)]
     pub events: Option<Vec<String>>,
+    /// Device serials (globs) it may see (absent: all).
+    #[serde(default)]
+    pub devices: Option<Vec<String>>,
     /// What it is for.
     #[serde(default)]
     pub description: String,
@@ -67,6 +70,7 @@ impl TokenConfig {
             sessions: self.sessions.clone(),
             sources: self.sources.clone(),
             events: self.events.clone(),
+            devices: self.devices.clone(),
         }
     }
 }
@@ -123,6 +127,7 @@ fn check_scope(at: &str, scope: &TokenScope, r: &mut Report) {
         ("sessions", &scope.sessions),
         ("sources", &scope.sources),
         ("events", &scope.events),
+        ("devices", &scope.devices),
     ] {
         let Some(list) = list else { continue };
         if list.len() > MAX_SCOPE_ENTRIES {
@@ -217,6 +222,7 @@ impl TokenRecord {
             "sessions": self.scope.sessions,
             "sources": self.scope.sources,
             "events": self.scope.events,
+            "devices": self.scope.devices,
             "description": self.description,
             "origin": self.origin,
             "createdAt": self.created_at,
@@ -249,7 +255,7 @@ pub enum TokenError {
 fn wider(id: &str) -> TokenError {
     TokenError::Wider(format!(
         "token {id:?} would see more than the caller's own scope: a token may only create \
-         or change tokens within its own sessions, sources and events"
+         or change tokens within its own sessions, sources, events and devices"
     ))
 }
 
@@ -261,6 +267,7 @@ pub struct TokenRequest {
     sessions: Option<Option<Vec<String>>>,
     sources: Option<Option<Vec<String>>>,
     events: Option<Option<Vec<String>>>,
+    devices: Option<Option<Vec<String>>>,
     description: Option<String>,
     expires_in_secs: Option<u64>,
 }
@@ -319,6 +326,7 @@ impl TokenRequest {
                 "sessions" => out.sessions = list("sessions", v, &mut r),
                 "sources" => out.sources = list("sources", v, &mut r),
                 "events" => out.events = list("events", v, &mut r),
+                "devices" => out.devices = list("devices", v, &mut r),
                 "description" => match v.as_str() {
                     Some(s) if s.len() <= 256 => out.description = Some(s.to_string()),
                     _ => r.error("description: must be a string of at most 256 bytes"),
@@ -332,9 +340,9 @@ impl TokenRequest {
                 other => r.error(format!(
                     "{other}: unknown field (known: {})",
                     if patch {
-                        "role, sessions, sources, events, description"
+                        "role, sessions, sources, events, devices, description"
                     } else {
-                        "id, role, sessions, sources, events, description, expiresInSecs"
+                        "id, role, sessions, sources, events, devices, description, expiresInSecs"
                     }
                 )),
             }
@@ -346,6 +354,7 @@ impl TokenRequest {
             sessions: out.sessions.clone().flatten(),
             sources: out.sources.clone().flatten(),
             events: out.events.clone().flatten(),
+            devices: out.devices.clone().flatten(),
         };
         check_scope("", &scope, &mut r);
         for e in r.errors.iter_mut() {
@@ -549,6 +558,7 @@ impl TokenStore {
                 sessions: request.sessions.flatten(),
                 sources: request.sources.flatten(),
                 events: request.events.flatten(),
+                devices: request.devices.flatten(),
             },
             description: request.description.unwrap_or_default(),
             origin: Origin::Api,
@@ -602,6 +612,9 @@ impl TokenStore {
             }
             if let Some(s) = &request.events {
                 scope.events = s.clone();
+            }
+            if let Some(s) = &request.devices {
+                scope.devices = s.clone();
             }
             if !within.contains(&scope) {
                 return Err(wider(id));
@@ -766,6 +779,7 @@ mod tests {
             sessions: None,
             sources: None,
             events: None,
+            devices: None,
             description: String::new(),
         }];
         TokenStore::load(&configured, Vec::new()).expect("store")

@@ -84,17 +84,24 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
     } else {
         "ok"
     };
+    // The server's own Redis, when configured: away, device channels wait or drop.
+    let bus = state.bus.as_ref().map(|b| b.status());
+    let redis_status = match &bus {
+        Some(b) if !b.connected => "degraded",
+        _ => "ok",
+    };
     let overall = if sessions_status == "ok"
         && models_status != "degraded"
         && sources_status == "ok"
         && memory_status == "ok"
+        && redis_status == "ok"
     {
         "ok"
     } else {
         "degraded"
     };
     if state.auth_enabled && !principal.authenticated {
-        return HttpResponse::Ok().json(json!({
+        let mut answer = json!({
             "status": overall,
             "version": env!("CARGO_PKG_VERSION"),
             "components": {
@@ -106,7 +113,11 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
                 "memory": {"status": memory_status},
                 "metrics": {"status": "ok"},
             },
-        }));
+        });
+        if bus.is_some() {
+            answer["components"]["redis"] = json!({"status": redis_status});
+        }
+        return HttpResponse::Ok().json(answer);
     }
     let sessions_open = if principal.scope.sessions.is_some() {
         // A scoped token counts only the sessions it may see.
@@ -114,23 +125,26 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
     } else {
         sessions_total
     };
-    redacted_json(
-        StatusCode::OK,
-        &json!({
-            "status": overall,
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": state.started.elapsed().as_secs_f64(),
-            "components": {
-                "http": {"status": "ok"},
-                "registry": {"status": "ok", "sessions_open": sessions_open},
-                "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
-                "models": {"status": models_status, "models": models},
-                "sources": {"status": sources_status, "sources": source_states},
-                "memory": {"status": memory_status, "limit_bytes": budget.limit_bytes,
-                    "used_bytes": budget.used_bytes, "evicted_entries": budget.evicted_entries,
-                    "evicted_bytes": budget.evicted_bytes},
-                "metrics": {"status": "ok"},
-            },
-        }),
-    )
+    let mut answer = json!({
+        "status": overall,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs_f64(),
+        "components": {
+            "http": {"status": "ok"},
+            "registry": {"status": "ok", "sessions_open": sessions_open},
+            "sessions": {"status": sessions_status, "unresponsive": unresponsive, "unhealthy_distributors": unhealthy},
+            "models": {"status": models_status, "models": models},
+            "sources": {"status": sources_status, "sources": source_states},
+            "memory": {"status": memory_status, "limit_bytes": budget.limit_bytes,
+                "used_bytes": budget.used_bytes, "evicted_entries": budget.evicted_entries,
+                "evicted_bytes": budget.evicted_bytes},
+            "metrics": {"status": "ok"},
+        },
+    });
+    if let Some(b) = bus {
+        answer["components"]["redis"] = json!({"status": redis_status, "url": b.url,
+            "connected": b.connected, "published": b.published, "failed": b.failed,
+            "dropped": b.dropped, "queued": b.queued, "last_error": b.last_error});
+    }
+    redacted_json(StatusCode::OK, &answer)
 }

@@ -62,6 +62,8 @@ pub fn describe_metrics() {
 pub struct FeedQuery {
     /// Comma-separated event globs to start with (default: every event).
     events: Option<String>,
+    /// Comma-separated device channel globs (`device:SN123:*`) to start with.
+    channels: Option<String>,
     /// SSE resume point for clients that cannot set `Last-Event-ID`.
     last_event_id: Option<u64>,
 }
@@ -71,29 +73,26 @@ impl FeedQuery {
     /// token's events; without `events`, everything the token may see; in either case
     /// only from the sources the token may see.
     fn subscription(&self, scope: &TokenScope) -> Result<Subscription, ApiError> {
-        let patterns: Vec<&str> = self
-            .events
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect();
-        if let Some(p) = patterns.iter().find(|p| !is_valid_pattern(p)) {
+        let patterns = query_patterns("events", self.events.as_deref())?;
+        let channels = query_patterns("channels", self.channels.as_deref())?;
+        if patterns.len() + channels.len() > MAX_PATTERNS {
             return Err(ApiError::BadRequest(format!(
-                "events: {p:?} is not a valid pattern: use {PATTERN_RULE}"
+                "events and channels: {} patterns; a connection may hold at most {MAX_PATTERNS}",
+                patterns.len() + channels.len()
             )));
         }
-        if patterns.len() > MAX_PATTERNS {
-            return Err(ApiError::BadRequest(format!(
-                "events: {} patterns; a connection may hold at most {MAX_PATTERNS}",
-                patterns.len()
+        if let Some(c) = channels.iter().find(|c| !scope.allows_events(c)) {
+            return Err(ApiError::Forbidden(format!(
+                "channels: this token may not subscribe to {c:?} (allowed: {:?})",
+                scope.events.clone().unwrap_or_default()
             )));
         }
         let subscription = match &scope.events {
             // `only(&[])` would mean everything: an empty scope means nothing.
             Some(allowed) if patterns.is_empty() && allowed.is_empty() => Ok(Subscription::none()),
-            Some(allowed) if patterns.is_empty() => Ok(Subscription::only(allowed)),
+            Some(allowed) if patterns.is_empty() && channels.is_empty() => {
+                Ok(Subscription::only(allowed))
+            }
             _ => match patterns.iter().find(|p| !scope.allows_events(p)) {
                 Some(p) => Err(ApiError::Forbidden(format!(
                     "events: this token may not subscribe to {p:?} (allowed: {:?})",
@@ -102,10 +101,36 @@ impl FeedQuery {
                 None => Ok(Subscription::only(&patterns)),
             },
         };
-        // Events of sources outside the token's source scope never reach the feed, even
-        // when the session listens to them.
-        Ok(subscription?.from_sources(scope.sources.as_deref()))
+        let mut subscription = subscription?;
+        if !channels.is_empty() {
+            if patterns.is_empty() {
+                // Channels alone: only those channels' events.
+                subscription = Subscription::none();
+            }
+            subscription.subscribe_channels(&channels);
+        }
+        // Events of sources and devices outside the token's scope never reach the feed,
+        // even when the session listens to them.
+        Ok(subscription
+            .from_sources(scope.sources.as_deref())
+            .from_devices(scope.devices.as_deref()))
     }
+}
+
+/// The comma-separated globs of query parameter `name`, checked.
+fn query_patterns<'a>(name: &str, list: Option<&'a str>) -> Result<Vec<&'a str>, ApiError> {
+    let patterns: Vec<&str> = list
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if let Some(p) = patterns.iter().find(|p| !is_valid_pattern(p)) {
+        return Err(ApiError::BadRequest(format!(
+            "{name}: {p:?} is not a valid pattern: use {PATTERN_RULE}"
+        )));
+    }
+    Ok(patterns)
 }
 
 /// Registers the connection under its token, within the connection limits.
@@ -262,6 +287,9 @@ struct ClientOp {
     op: String,
     #[serde(default)]
     events: Vec<String>,
+    /// Device channel globs (`device:SN123:*`).
+    #[serde(default)]
+    channels: Vec<String>,
 }
 
 impl WsConnection {
@@ -310,24 +338,41 @@ impl WsConnection {
             Ok(op) => op,
             Err(e) => {
                 return self.refuse(ctx, format!(
-                    "cannot read {text:.64?}: {e}; send {{\"op\": \"subscribe\"|\"unsubscribe\", \"events\": [\"face_*\"]}}"
+                    "cannot read {text:.64?}: {e}; send {{\"op\": \"subscribe\"|\"unsubscribe\", \"events\": [\"face_*\"], \"channels\": [\"device:SN123:*\"]}}"
                 ))
             }
         };
-        if let Some(bad) = op.events.iter().find(|p| !is_valid_pattern(p)) {
+        if let Some(bad) = op
+            .events
+            .iter()
+            .chain(&op.channels)
+            .find(|p| !is_valid_pattern(p))
+        {
             return self.refuse(
                 ctx,
-                format!("event pattern {bad:?} is not valid: use {PATTERN_RULE}"),
+                format!("pattern {bad:?} is not valid: use {PATTERN_RULE}"),
             );
         }
         match op.op.as_str() {
-            "subscribe" | "unsubscribe" if op.events.is_empty() => {
-                self.refuse(ctx, format!("{} needs a non-empty \"events\" list", op.op))
-            }
-            "subscribe" if op.events.iter().any(|p| !self.scope.allows_events(p)) => {
+            "subscribe" | "unsubscribe" if op.events.is_empty() && op.channels.is_empty() => self
+                .refuse(
+                    ctx,
+                    format!(
+                        "{} needs a non-empty \"events\" or \"channels\" list",
+                        op.op
+                    ),
+                ),
+            "subscribe"
+                if op
+                    .events
+                    .iter()
+                    .chain(&op.channels)
+                    .any(|p| !self.scope.allows_events(p)) =>
+            {
                 let refused: Vec<&String> = op
                     .events
                     .iter()
+                    .chain(&op.channels)
                     .filter(|p| !self.scope.allows_events(p))
                     .collect();
                 self.refuse(
@@ -342,15 +387,21 @@ impl WsConnection {
                 let subscribe = op.op == "subscribe";
                 let changed = self.queue.update_subscription(|s| {
                     if subscribe {
-                        s.subscribe(&op.events)
+                        if !op.events.is_empty() {
+                            s.subscribe(&op.events);
+                        }
+                        s.subscribe_channels(&op.channels);
                     } else {
-                        s.unsubscribe(&op.events)
+                        if !op.events.is_empty() {
+                            s.unsubscribe(&op.events);
+                        }
+                        s.unsubscribe_channels(&op.channels);
                     }
                 });
                 match changed {
                     Ok(view) => self.reply(
                         ctx,
-                        json!({"op": "subscribed", "events": view.events, "exclude": view.exclude}),
+                        json!({"op": "subscribed", "events": view.events, "exclude": view.exclude, "channels": view.channels}),
                     ),
                     Err(why) => self.refuse(ctx, why),
                 }
@@ -372,7 +423,7 @@ impl Actor for WsConnection {
             ctx.add_stream(feed);
         }
         let view = self.queue.subscription_view();
-        self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude}));
+        self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude, "channels": view.channels}));
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.timeout {
                 tracing::debug!(session = %act.session, client = act.queue.id, "WebSocket client timed out");

@@ -9,6 +9,8 @@
 //! - [`inference`](self::inference): `/api/v1/detect`, `/api/v1/batch`, `/api/pipelines`
 //! - [`sources`](self::sources): `/api/v1/sources` (vision sources, edge detections) and
 //!   `/api/v1/sessions/{id}/sources`
+//! - [`devices`](self::devices): `/api/v1/devices` (the device registry) and
+//!   `/api/v1/sessions/{id}/devices`
 //! - [`tokens`](self::tokens): `/api/v1/tokens` (bearer tokens; admin only)
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
 //!
@@ -17,6 +19,7 @@
 //! ([`table`]), which the security tests walk. A route cannot exist without a rule.
 
 pub mod debug;
+pub mod devices;
 pub mod health;
 pub mod inference;
 pub mod live;
@@ -200,6 +203,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
     live::configure(&mut api);
     inference::configure(&mut api);
     sources::configure(&mut api);
+    devices::configure(&mut api);
     tokens::configure(&mut api);
     if settings.server.debug_endpoints {
         debug::configure(&mut api);

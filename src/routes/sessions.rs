@@ -96,10 +96,18 @@ async fn create(
     ))
 }
 
-/// A session status as a token sees it: of the sources the session listens to, only those
-/// in the token's scope are named.
+/// A session status as a token sees it: of the sources and devices the session listens
+/// to, only those in the token's scope are named.
 fn scoped_status(principal: &Principal, status: &SessionStatus) -> Value {
     let mut value = serde_json::to_value(status).unwrap_or(Value::Null);
+    if principal.scope.devices.is_some() {
+        if let Some(Value::Array(devices)) = value.pointer_mut("/config/devices") {
+            devices.retain(|d| {
+                d.as_str()
+                    .is_some_and(|d| principal.scope.may_name_devices(d))
+            });
+        }
+    }
     if principal.scope.sources.is_some() {
         if let Some(Value::Array(sources)) = value.pointer_mut("/config/sources") {
             sources.retain(|s| {
@@ -140,6 +148,16 @@ fn check_new_session_scope(principal: &Principal, body: &Value) -> Result<(), Ap
         let name = s.as_str().unwrap_or_default();
         if !scope.may_name_source(name) {
             return Err(ApiError::NotFound(format!("source {name:?} not found")));
+        }
+    }
+    let devices = body.get("devices").and_then(Value::as_array);
+    for d in devices.into_iter().flatten() {
+        let pattern = d.as_str().unwrap_or_default();
+        if !scope.may_name_devices(pattern) {
+            return Err(ApiError::Forbidden(format!(
+                "devices: this token may not listen to {pattern:?} (allowed: {:?})",
+                scope.devices.clone().unwrap_or_default()
+            )));
         }
     }
     Ok(())
@@ -197,7 +215,8 @@ fn is_live(kind: DistributorKind) -> bool {
 /// not enable an output other than live feeds (which filter by its scope), nor change the
 /// routing or sources of a session that has one; a token limited to some sources may
 /// change where a session's events go only when the session listens to no source outside
-/// that scope. `kind` is the distributor changed; `None` for routing and sources.
+/// that scope (and likewise for devices). `kind` is the distributor changed; `None` for
+/// routing, sources and devices.
 pub(crate) async fn check_outputs_scope(
     state: &AppState,
     principal: &Principal,
@@ -205,7 +224,7 @@ pub(crate) async fn check_outputs_scope(
     kind: Option<DistributorKind>,
 ) -> Result<(), ApiError> {
     let scope = &principal.scope;
-    if scope.events.is_none() && scope.sources.is_none() {
+    if scope.events.is_none() && scope.sources.is_none() && scope.devices.is_none() {
         return Ok(());
     }
     let events_only = || {
@@ -235,6 +254,19 @@ pub(crate) async fn check_outputs_scope(
         return Err(ApiError::Forbidden(format!(
             "session {id:?} listens to sources outside token {:?}'s scope; only a token that \
              may see all of them can change its distributors, routing or sources",
+            principal.token_id
+        )));
+    }
+    if scope.devices.is_some()
+        && status
+            .config
+            .devices
+            .iter()
+            .any(|d| !scope.may_name_devices(d))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "session {id:?} listens to devices outside token {:?}'s scope; only a token that \
+             may see all of them can change its distributors, routing, sources or devices",
             principal.token_id
         )));
     }
@@ -451,7 +483,7 @@ pub fn parse_events(body: &[u8], max: usize) -> Result<Vec<IncomingEvent>, ApiEr
                 name,
                 data,
                 ts,
-                source: None,
+                origin: Default::default(),
             });
         }
     }

@@ -160,7 +160,9 @@ async fn patch(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let before = state.sources.get(&id)?.config;
+    let before = state.sources.get(&id)?;
+    refuse_device_source(&before)?;
+    let before = before.config;
     let patched = state.sources.patch(&id, &body)?;
     let kept = serde_json::to_value(&patched.config).unwrap_or(Value::Null);
     if let Err(error) = state.store.put(Kind::Source, &id, &kept).await {
@@ -178,12 +180,23 @@ async fn remove(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.sources.get(&id)?;
+    refuse_device_source(&state.sources.get(&id)?)?;
     // Forgotten by the store first: a source the store still held would come back.
     state.store.delete(Kind::Source, &id).await?;
     state.sources.remove(&id)?;
     audit::record(&principal, "source.delete", &id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A device's source follows its device: it is changed, started and stopped there.
+fn refuse_device_source(report: &SourceReport) -> Result<(), ApiError> {
+    match &report.device {
+        Some(serial) => Err(ApiError::Conflict(format!(
+            "source {:?} belongs to device {serial:?}: change the device (stream_on, stream_url, ai_enabled, detection_classes, source) with PATCH /api/v1/devices/sn/{serial}",
+            report.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 async fn detections(

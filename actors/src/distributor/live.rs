@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use super::CloseReason;
+use crate::event::Origin;
 use crate::glob::Glob;
 use crate::telemetry::{DistributorTelemetry, LiveClientDisconnected};
 
@@ -38,16 +39,22 @@ pub struct Frame {
 /// token scope of the most globs a token may have (64) and as many of the client's own.
 pub const MAX_PATTERNS: usize = 128;
 
-/// Which events a live client wants, by event-name glob, and which sources it may hear.
+/// Which events a live client wants (by event-name glob, or by device channel glob), and
+/// which sources and devices its token lets it hear.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Subscription {
-    /// `None` means every event; `Some(list)` only events matching one of the patterns.
+    /// `None` means every event; `Some(list)` only events matching one of the patterns
+    /// (or one of `channels`).
     include: Option<Vec<Glob>>,
+    /// Device channels (`device:SN123:*`): their events are wanted too, whatever their name.
+    channels: Vec<Glob>,
     /// Events matching these are skipped even if included.
     exclude: Vec<Glob>,
     /// Set by the connection's token, never by the client: events raised by a source
-    /// (`data.source`) reach the client only when the source matches one of these.
+    /// reach the client only when the source matches one of these.
     sources: Option<Vec<Glob>>,
+    /// Set by the token too: events about a device only when its serial matches.
+    devices: Option<Vec<Glob>>,
 }
 
 /// The subscription as shown to the client.
@@ -57,6 +64,8 @@ pub struct SubscriptionView {
     pub events: Vec<String>,
     /// Patterns excluded.
     pub exclude: Vec<String>,
+    /// Device channel patterns received.
+    pub channels: Vec<String>,
 }
 
 impl Subscription {
@@ -91,17 +100,58 @@ impl Subscription {
         self
     }
 
-    /// Whether an event named `name`, raised by `source` if any, is wanted.
-    pub fn accepts(&self, name: &str, source: Option<&str>) -> bool {
-        let included = match &self.include {
-            None => true,
-            Some(list) => list.iter().any(|g| g.matches(name)),
-        };
-        let heard = match (&self.sources, source) {
-            (Some(allowed), Some(source)) => allowed.iter().any(|g| g.matches(source)),
+    /// Limits the events about devices to devices whose serial matches `patterns`
+    /// (`None`: any). Events about no device are not affected.
+    pub fn from_devices<S: AsRef<str>>(mut self, patterns: Option<&[S]>) -> Self {
+        self.devices = patterns.map(|list| list.iter().map(|p| Glob::new(p.as_ref())).collect());
+        self
+    }
+
+    /// Whether an event named `name`, raised by `origin`, is wanted.
+    pub fn accepts(&self, name: &str, origin: &Origin) -> bool {
+        let scoped = |scope: &Option<Vec<Glob>>, id: &Option<std::sync::Arc<str>>| match (scope, id)
+        {
+            (Some(allowed), Some(id)) => allowed.iter().any(|g| g.matches(id)),
             _ => true,
         };
-        included && heard && !self.exclude.iter().any(|g| g.matches(name))
+        if !scoped(&self.sources, &origin.source) || !scoped(&self.devices, &origin.device) {
+            return false;
+        }
+        let included = match &self.include {
+            None => true,
+            Some(list) => {
+                list.iter().any(|g| g.matches(name))
+                    || origin
+                        .channel
+                        .as_deref()
+                        .is_some_and(|c| self.channels.iter().any(|g| g.matches(c)))
+            }
+        };
+        included && !self.exclude.iter().any(|g| g.matches(name))
+    }
+
+    /// Adds device channels; the first narrows "every event" to what is subscribed.
+    pub fn subscribe_channels<S: AsRef<str>>(&mut self, patterns: &[S]) {
+        if patterns.is_empty() {
+            return;
+        }
+        if self.include.is_none() {
+            self.include = Some(Vec::new());
+        }
+        for p in patterns {
+            let g = Glob::new(p.as_ref());
+            if !self.channels.contains(&g) {
+                self.channels.push(g);
+            }
+        }
+    }
+
+    /// Removes device channels.
+    pub fn unsubscribe_channels<S: AsRef<str>>(&mut self, patterns: &[S]) {
+        for p in patterns {
+            let g = Glob::new(p.as_ref());
+            self.channels.retain(|c| *c != g);
+        }
     }
 
     /// Narrows or widens: the first `subscribe` replaces "everything" with the patterns,
@@ -147,6 +197,11 @@ impl Subscription {
             },
             exclude: self
                 .exclude
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            channels: self
+                .channels
                 .iter()
                 .map(|g| g.as_str().to_string())
                 .collect(),
@@ -221,9 +276,9 @@ impl ClientQueue {
         self
     }
 
-    /// Offers a frame of event `name`, raised by `source` if any; never blocks.
-    pub fn offer(&self, name: &str, source: Option<&str>, frame: Frame) -> Offer {
-        if !self.wants(name, source) {
+    /// Offers a frame of event `name`, raised by `origin`; never blocks.
+    pub fn offer(&self, name: &str, origin: &Origin, frame: Frame) -> Offer {
+        if !self.wants(name, origin) {
             return Offer::Filtered;
         }
         self.push(frame)
@@ -260,9 +315,9 @@ impl ClientQueue {
         }
     }
 
-    /// Whether the client wants an event named `name`, raised by `source` if any.
-    pub fn wants(&self, name: &str, source: Option<&str>) -> bool {
-        self.subscription.read().accepts(name, source)
+    /// Whether the client wants an event named `name`, raised by `origin`.
+    pub fn wants(&self, name: &str, origin: &Origin) -> bool {
+        self.subscription.read().accepts(name, origin)
     }
 
     /// Free frames and bytes: what can be queued without evicting anything.
@@ -327,10 +382,11 @@ impl ClientQueue {
         let mut sub = self.subscription.write();
         let mut next = sub.clone();
         change(&mut next);
-        let patterns = next.include.as_ref().map_or(0, Vec::len) + next.exclude.len();
+        let patterns =
+            next.include.as_ref().map_or(0, Vec::len) + next.exclude.len() + next.channels.len();
         if patterns > MAX_PATTERNS {
             return Err(format!(
-                "a connection may hold at most {MAX_PATTERNS} event patterns (this would make \
+                "a connection may hold at most {MAX_PATTERNS} event and channel patterns (this would make \
                  {patterns}); the subscription is unchanged"
             ));
         }
@@ -455,12 +511,12 @@ impl LiveFanout {
 
     /// Offers one event's frame to every client; counts evictions and cuts off stuck
     /// clients. Returns the number of clients that took the frame.
-    pub fn publish(&mut self, name: &str, source: Option<&str>, frame: &Frame) -> usize {
+    pub fn publish(&mut self, name: &str, origin: &Origin, frame: &Frame) -> usize {
         let mut taken = 0;
         let mut evicted = 0;
         let mut any_closed = false;
         for client in &self.clients {
-            match client.offer(name, source, frame.clone()) {
+            match client.offer(name, origin, frame.clone()) {
                 Offer::Queued => taken += 1,
                 Offer::Evicted(n) => {
                     taken += 1;
@@ -538,6 +594,10 @@ mod tests {
     use crate::distributor::DistributorKind;
     use futures_util::StreamExt;
 
+    fn none() -> Origin {
+        Origin::default()
+    }
+
     fn frame(seq: u64) -> Frame {
         Frame {
             seq,
@@ -549,35 +609,64 @@ mod tests {
     #[test]
     fn subscription_narrows_then_widens() {
         let mut s = Subscription::all();
-        assert!(s.accepts("anything", None));
+        assert!(s.accepts("anything", &none()));
         s.subscribe(&["face_*"]);
-        assert!(s.accepts("face_detected", None));
-        assert!(!s.accepts("track_started", None));
+        assert!(s.accepts("face_detected", &none()));
+        assert!(!s.accepts("track_started", &none()));
         s.subscribe(&["track_*"]);
-        assert!(s.accepts("track_started", None));
+        assert!(s.accepts("track_started", &none()));
         s.unsubscribe(&["face_*"]);
-        assert!(!s.accepts("face_detected", None));
+        assert!(!s.accepts("face_detected", &none()));
         let mut all = Subscription::all();
         all.unsubscribe(&["noise"]);
-        assert!(!all.accepts("noise", None));
-        assert!(all.accepts("signal", None));
+        assert!(!all.accepts("noise", &none()));
+        assert!(all.accepts("signal", &none()));
         all.subscribe(&["noise"]);
-        assert!(all.accepts("noise", None));
+        assert!(all.accepts("noise", &none()));
     }
 
     #[test]
     fn a_source_scope_hides_other_sources_and_survives_subscribing_to_everything() {
         let mut s = Subscription::all().from_sources(Some(&["lab-cam-*"]));
-        assert!(s.accepts("track_started", Some("lab-cam-1")));
-        assert!(!s.accepts("track_started", Some("driveway")));
+        assert!(s.accepts("track_started", &Origin::source("lab-cam-1".into())));
+        assert!(!s.accepts("track_started", &Origin::source("driveway".into())));
         assert!(
-            s.accepts("note", None),
+            s.accepts("note", &none()),
             "client events belong to the session"
         );
         s.subscribe(&["*"]);
-        assert!(!s.accepts("track_started", Some("driveway")));
+        assert!(!s.accepts("track_started", &Origin::source("driveway".into())));
         let open = Subscription::all().from_sources(None::<&[&str]>);
-        assert!(open.accepts("track_started", Some("driveway")));
+        assert!(open.accepts("track_started", &Origin::source("driveway".into())));
+    }
+
+    #[test]
+    fn channels_add_device_events_and_a_device_scope_hides_other_devices() {
+        let about = |serial: &str, what: &str| Origin {
+            device: Some(serial.into()),
+            channel: Some(format!("device:{serial}:{what}").into()),
+            ..Origin::default()
+        };
+        let mut s = Subscription::only(&["face_*"]);
+        s.subscribe_channels(&["device:SN1:*"]);
+        assert!(s.accepts("face_detected", &none()));
+        assert!(s.accepts("device.updated", &about("SN1", "updated")));
+        assert!(!s.accepts("device.updated", &about("SN2", "updated")));
+        assert_eq!(s.view().channels, ["device:SN1:*"]);
+        // Channels alone narrow "everything" to those channels.
+        let mut only = Subscription::all();
+        only.subscribe_channels(&["device:*:stream"]);
+        assert!(only.accepts("device.stream.status", &about("SN2", "stream")));
+        assert!(!only.accepts("device.updated", &about("SN2", "updated")));
+        assert!(!only.accepts("face_detected", &none()));
+        only.unsubscribe_channels(&["device:*:stream"]);
+        assert!(!only.accepts("device.stream.status", &about("SN2", "stream")));
+        // A token's device scope wins over any subscription.
+        let mut scoped = Subscription::all().from_devices(Some(&["SN1"]));
+        scoped.subscribe(&["*"]);
+        assert!(scoped.accepts("device.updated", &about("SN1", "updated")));
+        assert!(!scoped.accepts("device.updated", &about("SN2", "updated")));
+        assert!(scoped.accepts("note", &none()));
     }
 
     #[test]
@@ -600,7 +689,7 @@ mod tests {
         let mut fast_feed = fast.feed();
         let mut received = Vec::new();
         for seq in 1..=10 {
-            fanout.publish("e", None, &frame(seq));
+            fanout.publish("e", &none(), &frame(seq));
             // The fast client reads everything as it comes.
             while let Some(f) = futures_util::FutureExt::now_or_never(fast_feed.next()).flatten() {
                 received.push(f.seq);

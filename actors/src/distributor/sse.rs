@@ -13,7 +13,7 @@ use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
 use super::websocket::read_fanout;
 use super::{CloseReason, Delivery, DistributorKind, LiveAttach, Outcome, Protocol};
 use crate::budget::{BudgetHolder, MemoryBudget};
-use crate::event::Event;
+use crate::event::{Event, Origin};
 use crate::glob::Glob;
 use crate::guardrails::Guardrails;
 use crate::session::routing::check_event_name;
@@ -45,8 +45,8 @@ pub struct SseConfig {
 struct Retained {
     /// Event type, for the resuming client's subscription.
     name: Arc<str>,
-    /// The source that raised it, for the client's source scope.
-    source: Option<Arc<str>>,
+    /// What raised it, for the client's scopes and channels.
+    origin: Origin,
     /// The SSE block, shared with the live clients that got it.
     frame: Frame,
 }
@@ -130,7 +130,7 @@ impl History {
             .iter()
             .rev()
             .take_while(|e| e.frame.seq > last)
-            .filter(|e| queue.wants(&e.name, e.source.as_deref()))
+            .filter(|e| queue.wants(&e.name, &e.origin))
             .map_while(|e| {
                 let size = e.frame.bytes.len();
                 (slots > 0 && size <= room).then(|| {
@@ -295,11 +295,11 @@ impl Protocol for SseProtocol {
             accepted_at: event.accepted_at,
         };
         self.latest = self.latest.max(event.seq);
-        self.fanout.publish(&event.name, event.source(), &frame);
+        self.fanout.publish(&event.name, event.origin(), &frame);
         if self.config.history_size > 0 {
             let entry = Retained {
                 name: event.name.clone(),
-                source: event.source_id(),
+                origin: event.origin().clone(),
                 frame,
             };
             self.history.push(entry, self.config.history_size);

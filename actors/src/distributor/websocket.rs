@@ -103,7 +103,7 @@ impl Protocol for WebSocketProtocol {
             bytes: event.json().clone(),
             accepted_at: event.accepted_at,
         };
-        self.fanout.publish(&event.name, event.source(), &frame);
+        self.fanout.publish(&event.name, event.origin(), &frame);
         Delivery::Done(Outcome::Delivered)
     }
 

@@ -321,7 +321,7 @@ impl Handler<PublishEvents> for SessionActor {
                     incoming.ts.unwrap_or(now),
                     incoming.data,
                 )
-                .from_source(incoming.source),
+                .with_origin(incoming.origin),
             );
             self.telemetry.received();
             let targets = match self.router.route(&name) {
@@ -364,6 +364,14 @@ impl Handler<SourcesChanged> for SessionActor {
 
     fn handle(&mut self, msg: SourcesChanged, _: &mut Self::Context) {
         self.config.sources = msg.0;
+    }
+}
+
+impl Handler<DevicesChanged> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DevicesChanged, _: &mut Self::Context) {
+        self.config.devices = msg.0;
     }
 }
 

@@ -52,6 +52,10 @@ pub struct SessionConfig {
     /// Vision sources whose events this session receives (`"*"`: all).
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Registered devices (serial globs, `"*"`: all) whose change events, and whose
+    /// sources' events, this session receives.
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// Fields dropped or hashed before any distributor sees an event.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub redact: BTreeMap<String, RedactAction>,
@@ -59,7 +63,7 @@ pub struct SessionConfig {
 
 /// Fields a session request may have.
 const SPEC_FIELDS: &str =
-    "id, template, enabledDistributors, distributors, eventRouting, sources, redact";
+    "id, template, enabledDistributors, distributors, eventRouting, sources, devices, redact";
 
 /// Resolves a session request. `default_template` applies when the request names none;
 /// `generate_id` supplies an id when it has none; distributor settings are checked
@@ -90,6 +94,7 @@ pub fn resolve(
     let mut overrides = &empty;
     let mut routing = None;
     let mut sources = Vec::new();
+    let mut devices = Vec::new();
     let mut redact = BTreeMap::new();
     if map.contains_key("id") && map.contains_key("sessionId") {
         report.error("id and sessionId: give one of them, not both");
@@ -130,6 +135,11 @@ pub fn resolve(
             "sources" => {
                 if !v.is_null() {
                     sources = parse_sources("sources", v, &mut report);
+                }
+            }
+            "devices" => {
+                if !v.is_null() {
+                    devices = parse_serial_patterns("devices", v, &mut report);
                 }
             }
             "redact" => {
@@ -237,9 +247,66 @@ pub fn resolve(
         distributors,
         event_routing,
         sources,
+        devices,
         redact,
     };
     (Some(config), report)
+}
+
+/// Longest device serial.
+pub const MAX_SERIAL_LEN: usize = 64;
+
+/// Checks a device serial: 1-64 letters, digits, `_ . -` (a serial is part of channel
+/// names such as `device:SN123:updated`, so never `:`, spaces or glob characters).
+pub fn check_serial(serial: &str) -> Result<(), String> {
+    let ok = !serial.is_empty()
+        && serial.len() <= MAX_SERIAL_LEN
+        && serial
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{serial:?} must be 1-{MAX_SERIAL_LEN} letters, digits, _ . or -"
+        ))
+    }
+}
+
+/// A list of device serial globs (`*` and `?` besides a serial's characters).
+pub fn parse_serial_patterns(at: &str, v: &Value, report: &mut Report) -> Vec<String> {
+    let Some(items) = v.as_array() else {
+        report.error(format!(
+            "{at}: must be an array of device serials or globs (\"*\", \"CAM-*\"), got {}",
+            kind_of(v)
+        ));
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(pattern) = item.as_str() else {
+            report.error(format!(
+                "{at}[{i}]: must be a string, got {}",
+                kind_of(item)
+            ));
+            continue;
+        };
+        let literal: String = pattern
+            .chars()
+            .filter(|c| !matches!(c, '*' | '?'))
+            .collect();
+        let valid = !pattern.is_empty()
+            && pattern.len() <= MAX_SERIAL_LEN
+            && (literal.is_empty() || check_serial(&literal).is_ok());
+        if !valid {
+            report.error(format!(
+                "{at}[{i}]: {pattern:?} is not a serial or serial glob (letters, digits, _ . - and * ?)"
+            ));
+        } else if !out.iter().any(|o| o == pattern) {
+            out.push(pattern.to_string());
+        }
+    }
+    out
 }
 
 /// A list of source ids (or `"*"`), each checked like a session id.

@@ -312,6 +312,9 @@ impl Handler<FrameCaptured> for CameraActor {
             }
         }
         self.backoff = RESTART_BACKOFF_MIN;
+        if !self.shared.config.read().detect {
+            return;
+        }
         if let Some(model) = &self.model {
             model.do_send(DetectFrame {
                 source: self.id.clone(),

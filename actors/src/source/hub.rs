@@ -50,6 +50,9 @@ pub struct SourceReport {
     pub id: String,
     /// Kind.
     pub kind: &'static str,
+    /// The serial of the registered device it belongs to (changed through the device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// State, last error, ffmpeg pid.
     #[serde(flatten)]
     pub status: SourceStatus,
@@ -124,6 +127,7 @@ pub const PATCHABLE: &[&str] = &[
     "hysteresis_px",
     "tracker",
     "classes",
+    "detect",
     "confidence",
     "detections_every_ms",
     "detections_events",
@@ -362,6 +366,7 @@ impl SourceHub {
         })?;
         // Not in the JSON: carried over, never lost by a PATCH.
         config.confined = h.shared.config.read().confined;
+        config.device_serial = h.shared.config.read().device_serial.clone();
         let report = config.validate();
         if !report.is_valid() {
             return Err(SourceError::Invalid(report));
@@ -383,6 +388,11 @@ impl SourceHub {
             if h.shared.config.read().kind != SourceKind::External {
                 return Err(SourceError::WrongKind(format!(
                     "source {id:?} is not external: only external sources take posted detections"
+                )));
+            }
+            if !h.shared.config.read().detect {
+                return Err(SourceError::WrongKind(format!(
+                    "detection is off on source {id:?} (\"detect\": false): nothing posted is tracked until it is on again"
                 )));
             }
             h.tracker.clone()
@@ -411,6 +421,7 @@ fn report_of(id: &str, h: &Handle) -> SourceReport {
     SourceReport {
         id: id.to_string(),
         kind: config.kind.as_str(),
+        device: config.device_serial.clone(),
         status: h.shared.status.read().clone(),
         stats: h.shared.stats_json(),
         config,

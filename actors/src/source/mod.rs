@@ -73,6 +73,10 @@ pub struct SourceConfig {
     /// `url` is then resolved, and a folder's images must resolve inside it.
     #[serde(skip)]
     pub confined: bool,
+    /// Set by the server for the source of a registered device: its serial. Events of the
+    /// source carry it, so device scopes and device listeners apply.
+    #[serde(skip)]
+    pub device_serial: Option<String>,
     /// Camera device path.
     #[serde(default)]
     pub device: Option<String>,
@@ -88,6 +92,10 @@ pub struct SourceConfig {
     /// Detection model name (camera kinds; default: `inference.default_model`).
     #[serde(default)]
     pub model: Option<String>,
+    /// Run detection on the frames (off: frames are captured and counted, nothing is
+    /// detected or tracked, open tracks end; an external source refuses detections).
+    #[serde(default = "default_true")]
+    pub detect: bool,
     /// Only these classes are tracked (names or ids; empty: all).
     #[serde(default)]
     pub classes: Vec<String>,

@@ -224,8 +224,10 @@ impl TrackerActor {
         if events.is_empty() {
             return;
         }
+        let device: Option<Arc<str>> = self.config.device_serial.as_deref().map(Arc::from);
         for e in &mut events {
-            e.source = Some(self.id.clone());
+            e.origin.source = Some(self.id.clone());
+            e.origin.device = device.clone();
         }
         self.shared
             .stats
@@ -234,6 +236,7 @@ impl TrackerActor {
         self.shared.metrics.events.increment(events.len() as u64);
         self.sink.do_send(PublishSourceEvents {
             source: self.id.clone(),
+            device,
             events,
         });
     }
@@ -318,7 +321,7 @@ fn event(name: &str, data: Value, at: DateTime<Utc>) -> IncomingEvent {
         name: name.to_string(),
         data: crate::json::to_raw(&data),
         ts: Some(at),
-        source: None,
+        origin: Default::default(),
     }
 }
 
@@ -434,7 +437,12 @@ impl Handler<Reconfigure> for TrackerActor {
         let mut events = Vec::new();
         push_analytics(&mut events, &self.id, &exits, at);
         self.publish(events);
+        let detection_stopped = self.config.detect && !msg.0.detect;
         self.config = msg.0;
+        if detection_stopped {
+            // Nothing more will be seen: open tracks end now, not by timing out.
+            self.finish_tracks();
+        }
     }
 }
 
