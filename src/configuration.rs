@@ -649,7 +649,7 @@ impl Settings {
             ));
         }
         let redis = &self.redis.url;
-        if !redis.is_empty() && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+        if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             r.error(format!(
                 "redis.url: {:?} must be redis://[user:password@]host:port[/db] (or rediss://), or empty",
                 synopticon_actors::secrets::redact_url(redis).unwrap_or_else(|| redis.clone())

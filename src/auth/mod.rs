@@ -264,6 +264,7 @@ mod tests {
             sessions: list(sessions),
             sources: None,
             events: list(events),
+            devices: None,
         }
     }
 

@@ -123,6 +123,7 @@ pub fn token_config(id: &str, role: &str, secret: &str) -> synopticon::auth::tok
         sessions: None,
         sources: None,
         events: None,
+        devices: None,
         description: String::new(),
     }
 }

@@ -69,7 +69,7 @@ async fn websocket_subscriptions_narrow_by_glob() {
     assert_eq!(seqs(&faces), [1, 3]);
     assert_eq!(
         ack,
-        json!({"op": "subscribed", "events": ["face_*", "track_*"], "exclude": []})
+        json!({"op": "subscribed", "events": ["face_*", "track_*"], "exclude": [], "channels": []})
     );
     assert_eq!(ack2["events"], json!(["track_*"]));
     assert_eq!(
@@ -134,7 +134,7 @@ async fn a_connection_holds_a_bounded_number_of_patterns() {
     assert!(refused["error"]
         .as_str()
         .unwrap_or_default()
-        .contains("at most 128 event patterns"));
+        .contains("at most 128 event and channel patterns"));
     app.publish("many", json!([{"event": "e128"}, {"event": "e3"}]))
         .await;
     let got = ws.next_event().await.expect("event");

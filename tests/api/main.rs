@@ -3,6 +3,7 @@
 
 mod analyze;
 mod config;
+mod devices;
 mod egress;
 mod fuzz;
 mod helpers;

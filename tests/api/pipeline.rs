@@ -14,9 +14,9 @@ use crate::mqtt::{Subscriber, SHARED_BROKER};
 const STALLED_STREAM_SILENCE: Duration = Duration::from_secs(120);
 
 /// Playing, decoding and analysing a video on two shared cores takes a while.
-const PIPELINE_DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const PIPELINE_DEADLINE: Duration = Duration::from_secs(60);
 
-fn with_face_models(s: &mut Settings) {
+pub(crate) fn with_face_models(s: &mut Settings) {
     s.inference.runtime_path = ort_library();
     let face = ModelConfig::new(
         "face",
@@ -30,7 +30,7 @@ fn with_face_models(s: &mut Settings) {
     s.inference.default_model = "face".into();
 }
 
-async fn ready(app: &TestApp) {
+pub(crate) async fn ready(app: &TestApp) {
     wait_until("models ready", PIPELINE_DEADLINE, || async {
         let body = app.get("/api/pipelines").await.body;
         let models = body["models"].as_array().cloned().unwrap_or_default();

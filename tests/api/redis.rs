@@ -11,14 +11,14 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// The server `make test` makes sure is running.
-const SHARED: &str = "redis://127.0.0.1:6379";
+pub(crate) const SHARED: &str = "redis://127.0.0.1:6379";
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().to_string()[..8])
 }
 
 /// A real Pub/Sub subscriber on a pattern, collecting (channel, payload).
-fn psubscribe(url: &str, pattern: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
+pub(crate) fn psubscribe(url: &str, pattern: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let (ready_tx, ready) = std::sync::mpsc::channel();

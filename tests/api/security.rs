@@ -210,6 +210,29 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             p("/api/v1/sources/src1/detections"),
             Body::Json(json!({"frame": {"width": 640, "height": 480}, "detections": []})),
         ),
+        ("GET", "/api/v1/devices") => (p(path), Body::None),
+        ("POST", "/api/v1/devices") => (
+            p(path),
+            Body::Json(json!({"serial": format!("WALK-{n}"), "kind": "sensor"})),
+        ),
+        ("GET", "/api/v1/devices/{id}") | ("DELETE", "/api/v1/devices/{id}") => {
+            (p("/api/v1/devices/dev1"), Body::None)
+        }
+        ("GET", "/api/v1/devices/sn/{serial}") | ("DELETE", "/api/v1/devices/sn/{serial}") => {
+            (p("/api/v1/devices/sn/WALK-FIX"), Body::None)
+        }
+        ("PATCH", "/api/v1/devices/{id}") => (
+            p("/api/v1/devices/dev1"),
+            Body::Json(json!({"name": format!("walk-{n}")})),
+        ),
+        ("PATCH", "/api/v1/devices/sn/{serial}") => (
+            p("/api/v1/devices/sn/WALK-FIX"),
+            Body::Json(json!({"name": format!("walk-{n}")})),
+        ),
+        ("PUT", "/api/v1/sessions/{id}/devices") => (
+            p("/api/v1/sessions/s1/devices"),
+            Body::Json(json!(["WALK-*"])),
+        ),
         ("GET", "/api/v1/tokens") => (p(path), Body::None),
         ("POST", "/api/v1/tokens") => (p(path), Body::Json(json!({"role": "viewer"}))),
         ("GET", "/api/v1/tokens/{token}") | ("DELETE", "/api/v1/tokens/{token}") => {
@@ -288,6 +311,12 @@ async fn fixtures(admin: &TestApp) {
         .post(
             "/api/v1/tokens",
             &json!({"id": "walk-target", "role": "viewer"}),
+        )
+        .await;
+    let _ = admin
+        .post(
+            "/api/v1/devices",
+            &json!({"id": "dev1", "serial": "WALK-FIX"}),
         )
         .await;
 }

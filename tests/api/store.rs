@@ -164,6 +164,15 @@ async fn keeps_everything_across_sigterm_and_sigkill(store: TestStore) {
         )
         .await;
     assert_eq!(source.status, 201, "{}", source.body);
+    let device = admin
+        .post(
+            "/api/v1/devices",
+            &json!({"id": "kept-drone", "serial": "KEPT-1", "kind": "drone",
+                "stream_url": "external", "stream_on": true,
+                "metadata": {"api_token": "device-secret-in-clear"}}),
+        )
+        .await;
+    assert_eq!(device.status, 201, "{}", device.body);
     let mut seen = Vec::new();
     let mut ws = server.app.with_token(&viewer).ws(&session, "").await;
     for i in 0..3 {
@@ -206,6 +215,17 @@ async fn keeps_everything_across_sigterm_and_sigkill(store: TestStore) {
             200,
             "{signal}"
         );
+        let device = admin.get("/api/v1/devices/sn/KEPT-1").await;
+        assert_eq!(device.status, 200, "{signal}: {}", device.body);
+        assert_eq!(device.body["kind"], "drone");
+        assert_eq!(
+            device.body["metadata"]["api_token"], "***redacted***",
+            "{signal}"
+        );
+        // Its source runs again (an external one takes detections at once).
+        let source = admin.get("/api/v1/sources/device-kept-drone").await;
+        assert_eq!(source.status, 200, "{signal}: {}", source.body);
+        assert_eq!(source.body["device"], "KEPT-1");
         let as_viewer = server.app.with_token(&viewer);
         assert_eq!(
             as_viewer.get("/api/v1/sessions").await.status,
@@ -238,7 +258,9 @@ async fn keeps_everything_across_sigterm_and_sigkill(store: TestStore) {
     if let TestStore::Sqlite(dir) = &store {
         let mut bytes = std::fs::read(dir.join("synopticon.db")).unwrap_or_default();
         bytes.extend(std::fs::read(dir.join("synopticon.db-wal")).unwrap_or_default());
-        assert!(!String::from_utf8_lossy(&bytes).contains("pw-in-clear"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("pw-in-clear"));
+        assert!(!text.contains("device-secret-in-clear"));
     }
 }
 
@@ -518,4 +540,32 @@ async fn a_backup_moves_a_server_from_sqlite_to_postgres() {
         },
     )
     .await;
+}
+
+#[test]
+fn a_damaged_store_stops_start_up_naming_the_file_and_the_fix() {
+    let store = TestStore::sqlite();
+    let TestStore::Sqlite(dir) = &store else {
+        unreachable!()
+    };
+    let file = dir.join("synopticon.db");
+    std::fs::write(&file, "this is not an SQLite database\n".repeat(300)).expect("garbage");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, format!("[server]\nport = 0\n{}", store.config())).expect("config");
+    // `timeout`: a server that started anyway is stopped instead of hanging the test.
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_synopticon"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("SYNOPTICON_CONFIG")
+        .output()
+        .expect("the binary runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(&file.display().to_string()), "{said}");
+    assert!(
+        said.contains("not a readable SQLite database") && said.contains("synopticon restore"),
+        "{said}"
+    );
 }

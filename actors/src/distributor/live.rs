@@ -708,7 +708,7 @@ mod tests {
     #[test]
     fn feed_ends_after_close_and_drop_closes_queue() {
         let q = Arc::new(ClientQueue::new(1, 4, Subscription::all()));
-        q.offer("e", None, frame(1));
+        q.offer("e", &none(), frame(1));
         q.close(CloseReason::SessionClosed);
         let mut feed = q.feed();
         let first = futures_util::FutureExt::now_or_never(feed.next()).flatten();
