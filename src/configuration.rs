@@ -60,6 +60,8 @@ pub struct Settings {
 pub struct DeviceConfig {
     /// First part of every device channel (`device:SN123:updated`).
     pub channel_prefix: String,
+    /// Devices the registry holds at most (then 503).
+    pub max_devices: u64,
 }
 
 /// The server's own Redis connection.
@@ -648,6 +650,9 @@ impl Settings {
                 "devices.channel_prefix: {prefix:?} must be 1-32 letters, digits, - _ or . (it starts every channel: {prefix}:SN123:updated)"
             ));
         }
+        if self.devices.max_devices == 0 {
+            r.error("devices.max_devices: must be at least 1");
+        }
         let redis = &self.redis.url;
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             r.error(format!(
@@ -744,6 +749,13 @@ impl Settings {
                         }
                     ));
                 }
+            }
+            let reserved = synopticon_actors::devices::registry::DEVICE_SOURCE_PREFIX;
+            if source.id.starts_with(reserved) {
+                r.error(format!(
+                    "sources[{i}].id: {:?}: ids starting with {reserved:?} are the sources of registered devices",
+                    source.id
+                ));
             }
             if source_ids.contains(&source.id) {
                 r.error(format!(

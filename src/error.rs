@@ -206,6 +206,7 @@ impl From<DeviceError> for ApiError {
             DeviceError::NotFound(_) => Self::NotFound(e.to_string()),
             DeviceError::Invalid(report) => Self::invalid("invalid device", report),
             DeviceError::Conflict(message) => Self::Conflict(message),
+            DeviceError::Full(_) => Self::Unavailable(e.to_string()),
             DeviceError::Store(store) => store.into(),
         }
     }

@@ -220,6 +220,7 @@ impl Application {
             DeviceSettings {
                 channel_prefix: settings.devices.channel_prefix.clone(),
                 instance: settings.store.instance.clone(),
+                max_devices: settings.devices.max_devices,
             },
         ));
         let failed = devices

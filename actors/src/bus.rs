@@ -2,12 +2,13 @@
 //! such as device changes on `device:{serial}:{what}` channels.
 //!
 //! One connection for the whole server, fed through a bounded queue: a publisher never
-//! waits for Redis. While Redis is away messages wait in the queue, and what no longer fits
-//! is dropped and counted; a `PUBLISH` that fails is counted too. Nothing is lost silently.
+//! waits for Redis. While Redis is away messages wait in the queue and are tried again;
+//! what no longer fits is dropped and counted, and a message not published within 30 s of
+//! being queued counts as failed. Nothing is lost silently.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
@@ -18,7 +19,8 @@ use tokio::sync::mpsc;
 
 use crate::secrets::redact_url;
 
-/// Messages the bus handled, by outcome: published, failed, dropped (the queue was full).
+/// Messages the bus handled, by outcome: published, failed (not published within
+/// [`MESSAGE_TTL`] of being queued), dropped (the queue was full).
 pub const BUS_MESSAGES: &str = "synopticon_redis_bus_messages_total";
 /// 1 while the bus holds a connection to Redis.
 pub const BUS_CONNECTED: &str = "synopticon_redis_bus_connected";
@@ -29,8 +31,9 @@ pub const BUS_QUEUE: usize = 10_000;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between connection attempts.
 const RECONNECT: Duration = Duration::from_secs(1);
-/// Tries of one message before it counts as failed (about 10 s of outage).
-const PUBLISH_ATTEMPTS: u32 = 10;
+/// A message not published this long after it was queued counts as failed: it is tried
+/// again while Redis is away, but a long outage must not leave stale news to drain.
+pub const MESSAGE_TTL: Duration = Duration::from_secs(30);
 
 /// Describes the bus's metrics.
 pub fn describe() {
@@ -72,10 +75,13 @@ struct Counters {
     last_error: Mutex<Option<String>>,
 }
 
+/// One message: its channel, its payload, when it was queued.
+type Message = (String, Bytes, Instant);
+
 /// The server's Redis publisher. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBus {
-    tx: mpsc::Sender<(String, Bytes)>,
+    tx: mpsc::Sender<Message>,
     counters: Arc<Counters>,
     url: Arc<str>,
 }
@@ -88,7 +94,19 @@ impl RedisBus {
         let client = redis::Client::open(url).map_err(|e| format!("redis.url {shown:?}: {e}"))?;
         let (tx, rx) = mpsc::channel(BUS_QUEUE);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(client, rx, counters.clone(), shown.clone()));
+        gauge!(BUS_CONNECTED).set(0.0);
+        let task = tokio::spawn(run(client, rx, counters.clone(), shown.clone()));
+        let (watched, url) = (counters.clone(), shown.clone());
+        // The task ends only when every sender is gone; if it ever stops otherwise (a
+        // panic), health says so instead of looking connected.
+        tokio::spawn(async move {
+            if let Err(e) = task.await {
+                watched.connected.store(false, Ordering::Relaxed);
+                gauge!(BUS_CONNECTED).set(0.0);
+                *watched.last_error.lock() = Some(format!("the Redis bus stopped: {e}"));
+                tracing::error!(url = %url, error = %e, "the Redis bus stopped");
+            }
+        });
         Ok(RedisBus {
             tx,
             counters,
@@ -98,11 +116,18 @@ impl RedisBus {
 
     /// Queues `payload` for `PUBLISH channel`; never waits. A full queue drops it (counted).
     pub fn publish(&self, channel: String, payload: Bytes) {
-        if self.tx.try_send((channel, payload)).is_err() {
-            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            counter!(BUS_MESSAGES, "outcome" => "dropped").increment(1);
-            if dropped.is_power_of_two() {
-                tracing::warn!(url = %self.url, dropped = dropped + 1, "the Redis bus queue is full: messages are dropped");
+        match self.tx.try_send((channel, payload, Instant::now())) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                counter!(BUS_MESSAGES, "outcome" => "dropped").increment(1);
+                if dropped.is_power_of_two() {
+                    tracing::warn!(url = %self.url, dropped = dropped + 1, "the Redis bus queue is full: messages are dropped");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                counter!(BUS_MESSAGES, "outcome" => "failed").increment(1);
             }
         }
     }
@@ -125,7 +150,7 @@ impl RedisBus {
 /// Connects (retrying), then publishes what comes, until every sender is gone.
 async fn run(
     client: redis::Client,
-    mut rx: mpsc::Receiver<(String, Bytes)>,
+    mut rx: mpsc::Receiver<Message>,
     counters: Arc<Counters>,
     url: Arc<str>,
 ) {
@@ -133,9 +158,13 @@ async fn run(
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT))
         .set_max_delay(RECONNECT);
+    // Logged when it changes: a Redis away for an hour is one line, not 3600.
     let fail = |error: String| {
-        tracing::warn!(url = %url, %error, "Redis bus");
-        *counters.last_error.lock() = Some(error);
+        let mut last = counters.last_error.lock();
+        if last.as_deref() != Some(error.as_str()) {
+            tracing::warn!(url = %url, %error, "Redis bus");
+        }
+        *last = Some(error);
     };
     let mut connection: ConnectionManager = loop {
         match client
@@ -155,11 +184,15 @@ async fn run(
     tracing::info!(url = %url, "Redis bus connected");
     counters.connected.store(true, Ordering::Relaxed);
     gauge!(BUS_CONNECTED).set(1.0);
-    while let Some((channel, payload)) = rx.recv().await {
+    while let Some((channel, payload, queued)) = rx.recv().await {
         // A message is tried again while the connection manager reconnects (the queue
-        // holds what comes meanwhile), so a short outage loses nothing.
-        let mut attempt = 0;
+        // holds what comes meanwhile), until it is too old to matter.
         loop {
+            if queued.elapsed() > MESSAGE_TTL {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                counter!(BUS_MESSAGES, "outcome" => "failed").increment(1);
+                break;
+            }
             let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                 .arg(&channel)
                 .arg(payload.as_ref())
@@ -178,13 +211,7 @@ async fn run(
                 Err(e) => {
                     if counters.connected.swap(false, Ordering::Relaxed) {
                         gauge!(BUS_CONNECTED).set(0.0);
-                    }
-                    fail(format!("PUBLISH {channel}: {e}"));
-                    attempt += 1;
-                    if attempt >= PUBLISH_ATTEMPTS {
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        counter!(BUS_MESSAGES, "outcome" => "failed").increment(1);
-                        break;
+                        fail(format!("PUBLISH {channel}: {e}"));
                     }
                     tokio::time::sleep(RECONNECT).await;
                 }

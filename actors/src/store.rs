@@ -477,29 +477,36 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces device `id` (its serial may change, and must stay unique).
+    /// Replaces device `id` (its serial may change, and must stay unique), only if it is
+    /// still as it was read (`stamp`, from [`device_stamped`](Self::device_stamped)): a
+    /// change made meanwhile, by this server or another sharing the database, is never
+    /// overwritten. Whether it was written.
     pub async fn update_device(
         &self,
         id: &str,
         serial: &str,
         body: &Value,
-    ) -> Result<(), StoreError> {
+        stamp: &str,
+    ) -> Result<bool, StoreError> {
         let mut sealed = body.clone();
         self.sealer.seal(&mut sealed);
-        sqlx::query("UPDATE devices SET serial = $1, body = $2, updated_at = $3 WHERE id = $4")
-            .bind(serial)
-            .bind(sealed.to_string())
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match self.unavailable(e) {
-                StoreError::Conflict(_) => {
-                    StoreError::Conflict(format!("serial {serial:?} belongs to another device"))
-                }
-                other => other,
-            })?;
-        Ok(())
+        let done = sqlx::query(
+            "UPDATE devices SET serial = $1, body = $2, updated_at = $3 WHERE id = $4 AND updated_at = $5",
+        )
+        .bind(serial)
+        .bind(sealed.to_string())
+        .bind(now())
+        .bind(id)
+        .bind(stamp)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match self.unavailable(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("serial {serial:?} belongs to another device"))
+            }
+            other => other,
+        })?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Forgets device `id`; whether there was one.
@@ -514,9 +521,20 @@ impl Store {
 
     /// Device `id`, or the device with serial `serial`.
     pub async fn device(&self, key: DeviceKey<'_>) -> Result<Option<Value>, StoreError> {
+        Ok(self.device_stamped(key).await?.map(|(device, _)| device))
+    }
+
+    /// The same, with the time of its last write (the `stamp` an update checks).
+    pub async fn device_stamped(
+        &self,
+        key: DeviceKey<'_>,
+    ) -> Result<Option<(Value, String)>, StoreError> {
         let (sql, value) = match key {
-            DeviceKey::Id(id) => ("SELECT id, body FROM devices WHERE id = $1", id),
-            DeviceKey::Serial(serial) => ("SELECT id, body FROM devices WHERE serial = $1", serial),
+            DeviceKey::Id(id) => ("SELECT id, body, updated_at FROM devices WHERE id = $1", id),
+            DeviceKey::Serial(serial) => (
+                "SELECT id, body, updated_at FROM devices WHERE serial = $1",
+                serial,
+            ),
         };
         let row = sqlx::query(sql)
             .bind(value)
@@ -526,32 +544,48 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        let id: String = row
-            .try_get(0)
-            .map_err(|e| StoreError::Damaged(e.to_string()))?;
-        let body: String = row
-            .try_get(1)
-            .map_err(|e| StoreError::Damaged(e.to_string()))?;
-        self.open_body(&format!("device {id}"), &body).map(Some)
+        let text = |i: usize| -> Result<String, StoreError> {
+            row.try_get(i)
+                .map_err(|e| StoreError::Damaged(e.to_string()))
+        };
+        let (id, body, stamp) = (text(0)?, text(1)?, text(2)?);
+        let device = self.open_body(&format!("device {id}"), &body)?;
+        Ok(Some((device, stamp)))
     }
 
-    /// Every device record, by id.
+    /// How many devices are registered.
+    pub async fn device_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM devices")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.unavailable(e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Every device record that can be read, by id. A damaged one (or one sealed with
+    /// another key) is logged and left out: one bad row must not hide the others, nor
+    /// stop a start.
     pub async fn devices(&self) -> Result<Vec<Value>, StoreError> {
         let rows = sqlx::query("SELECT id, body FROM devices ORDER BY id")
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.unavailable(e))?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row
-                    .try_get(0)
-                    .map_err(|e| StoreError::Damaged(e.to_string()))?;
-                let body: String = row
-                    .try_get(1)
-                    .map_err(|e| StoreError::Damaged(e.to_string()))?;
-                self.open_body(&format!("device {id}"), &body)
-            })
-            .collect()
+        let mut devices = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get(0).unwrap_or_default();
+            let opened = row
+                .try_get::<String, _>(1)
+                .map_err(|e| StoreError::Damaged(e.to_string()))
+                .and_then(|body| self.open_body(&format!("device {id}"), &body));
+            match opened {
+                Ok(device) => devices.push(device),
+                Err(error) => {
+                    tracing::error!(store = %self.shown, device = %id, %error, "a device record cannot be read; it is left out")
+                }
+            }
+        }
+        Ok(devices)
     }
 
     /// Whether the database answers.
@@ -678,9 +712,10 @@ impl Store {
     }
 }
 
-/// The time of a write, as text (RFC 3339, the same in every engine).
+/// The time of a write, as text (RFC 3339, the same in every engine), in microseconds:
+/// a device's write time is also the stamp an update checks.
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// An SQLite file's folder is made; a file that exists must be readable and writable.
@@ -865,6 +900,38 @@ mod tests {
         assert!(matches!(taken, StoreError::Conflict(_)), "{taken:?}");
         store
             .put(Kind::Token, "t", &json!({"sha256": "ab"}))
+            .await
+            .unwrap();
+        // An update checks the record is still as it was read.
+        let (_, stamp) = store
+            .device_stamped(DeviceKey::Id("d1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store
+            .update_device("d1", "SN1", &json!({"id": "d1", "v": 2}), &stamp)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .update_device("d1", "SN1", &json!({"id": "d1", "v": 3}), &stamp)
+                .await
+                .unwrap(),
+            "a stale stamp changes nothing"
+        );
+        assert_eq!(
+            store.device(DeviceKey::Serial("SN1")).await.unwrap(),
+            Some(json!({"id": "d1", "v": 2}))
+        );
+        store
+            .update_device("d1", "SN1", &json!({"id": "d1"}), &{
+                store
+                    .device_stamped(DeviceKey::Id("d1"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .1
+            })
             .await
             .unwrap();
         let dump = store.export().await.unwrap();

@@ -160,6 +160,13 @@ impl TokenScope {
         self.sources.is_none() || (!name.contains(['*', '?']) && self.allows_source(name))
     }
 
+    /// Whether the sessions the token creates or changes may only send to live feeds,
+    /// which filter each event by the token: a token limited to some events or devices
+    /// could otherwise send what it may not see to a peer of its choosing.
+    pub fn live_outputs_only(&self) -> bool {
+        self.events.is_some() || self.devices.is_some()
+    }
+
     /// Whether the token is limited in no way (sessions, sources, events or devices).
     pub fn is_unlimited(&self) -> bool {
         self.sessions.is_none()

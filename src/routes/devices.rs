@@ -178,8 +178,8 @@ async fn patch(
     key: DeviceKey<'_>,
     body: Value,
 ) -> Result<HttpResponse, ApiError> {
-    find(&state, &principal, key).await?;
-    let change = state.devices.patch(key, &body).await?;
+    let visible = |serial: &str| principal.scope.allows_device(serial);
+    let change = state.devices.patch(key, &body, &visible).await?;
     if !change.events.is_empty() {
         audit::record_change(
             &principal,
@@ -220,8 +220,8 @@ async fn delete(
     principal: Principal,
     key: DeviceKey<'_>,
 ) -> Result<HttpResponse, ApiError> {
-    find(&state, &principal, key).await?;
-    let change = state.devices.delete(key).await?;
+    let visible = |serial: &str| principal.scope.allows_device(serial);
+    let change = state.devices.delete(key, &visible).await?;
     audit::record(&principal, "device.delete", serial(&change.device));
     Ok(HttpResponse::NoContent().finish())
 }

@@ -71,9 +71,24 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
         SourceState::Starting => s.last_error.is_none(),
         SourceState::Restarting | SourceState::Stopped => false,
     });
+    // Devices' sources outside a device-scoped token's scope are not named.
+    let hidden_devices: Vec<String> = match &principal.scope.devices {
+        None => Vec::new(),
+        Some(_) => state
+            .sources
+            .list()
+            .into_iter()
+            .filter(|r| {
+                r.device
+                    .as_deref()
+                    .is_some_and(|d| !principal.scope.allows_device(d))
+            })
+            .map(|r| r.id)
+            .collect(),
+    };
     let source_states: serde_json::Map<String, serde_json::Value> = all_sources
         .into_iter()
-        .filter(|(id, _)| principal.scope.allows_source(id))
+        .filter(|(id, _)| principal.scope.allows_source(id) && !hidden_devices.contains(id))
         .map(|(id, s)| (id, json!(super::sources::disclosed(&principal, s))))
         .collect();
     let sources_status = if sources_ok { "ok" } else { "degraded" };
@@ -142,9 +157,14 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
         },
     });
     if let Some(b) = bus {
-        answer["components"]["redis"] = json!({"status": redis_status, "url": b.url,
+        answer["components"]["redis"] = json!({"status": redis_status,
             "connected": b.connected, "published": b.published, "failed": b.failed,
-            "dropped": b.dropped, "queued": b.queued, "last_error": b.last_error});
+            "dropped": b.dropped, "queued": b.queued});
+        // Where it connects and how it failed are for admins (like sources' errors).
+        if principal.role == crate::auth::Role::Admin {
+            answer["components"]["redis"]["url"] = json!(b.url);
+            answer["components"]["redis"]["last_error"] = json!(b.last_error);
+        }
     }
     redacted_json(StatusCode::OK, &answer)
 }

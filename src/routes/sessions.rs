@@ -79,14 +79,15 @@ async fn create(
     check_new_session_scope(&principal, &body)?;
     let created = state.sessions.create(body).await?;
     audit::record(&principal, "session.create", &created.id);
-    // A token limited to some events gets live feeds only (its template or body may
-    // have asked for more): taken back at once, before any event could reach it.
-    if principal.scope.events.is_some() && created.distributors.iter().any(|d| !is_live(d.kind)) {
+    // A token limited to some events or devices gets live feeds only (its template or
+    // body may have asked for more): taken back at once, before any event could reach it.
+    if principal.scope.live_outputs_only() && created.distributors.iter().any(|d| !is_live(d.kind))
+    {
         state.sessions.close(&created.id).await?;
         audit::record(&principal, "session.close", &created.id);
         return Err(ApiError::Forbidden(format!(
-            "token {:?} is limited to some events; a session it creates may only have live \
-             feeds (websocket, sse)",
+            "token {:?} is limited to some events or devices; a session it creates may only \
+             have live feeds (websocket, sse)",
             principal.token_id
         )));
     }
@@ -229,16 +230,16 @@ pub(crate) async fn check_outputs_scope(
     }
     let events_only = || {
         ApiError::Forbidden(format!(
-            "token {:?} is limited to some events; it may not send events to distributors \
-             other than live feeds",
+            "token {:?} is limited to some events or devices; it may not send events to \
+             distributors other than live feeds",
             principal.token_id
         ))
     };
-    if scope.events.is_some() && kind.is_some_and(|k| !is_live(k)) {
+    if scope.live_outputs_only() && kind.is_some_and(|k| !is_live(k)) {
         return Err(events_only());
     }
     let status = state.sessions.status(id).await?;
-    if scope.events.is_some()
+    if scope.live_outputs_only()
         && kind.is_none()
         && status.distributors.iter().any(|d| !is_live(d.kind))
     {

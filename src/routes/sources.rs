@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
+use synopticon_actors::devices::registry::DEVICE_SOURCE_PREFIX;
 use synopticon_actors::session::spec::parse_sources;
 use synopticon_actors::source::actor::SourceStatus;
 use synopticon_actors::source::hub::SourceReport;
@@ -86,7 +87,7 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse 
         .sources
         .list()
         .into_iter()
-        .filter(|s| principal.scope.allows_source(&s.id))
+        .filter(|s| principal.scope.allows_source(&s.id) && sees_device_of(&principal, s))
         .map(|s| report_for(&principal, s))
         .collect();
     redacted_json(StatusCode::OK, &json!({"sources": sources}))
@@ -103,6 +104,14 @@ async fn create(
             report.error(format!("{}: {}", e.path(), e.inner()));
             ApiError::invalid("invalid source configuration", report)
         })?;
+    if config.id.starts_with(DEVICE_SOURCE_PREFIX) {
+        let mut report = Report::default();
+        report.error(format!(
+            "id: {:?}: ids starting with {DEVICE_SOURCE_PREFIX:?} are the sources of registered devices (POST /api/v1/devices)",
+            config.id
+        ));
+        return Err(ApiError::invalid("invalid source configuration", report));
+    }
     if !principal.scope.allows_source(&config.id) {
         return Err(ApiError::Forbidden(format!(
             "token {:?} may only create sources matching {:?}",
@@ -125,13 +134,36 @@ async fn create(
     ))
 }
 
+/// Whether the token may see the device a source belongs to (a source of no device: yes).
+fn sees_device_of(principal: &Principal, report: &SourceReport) -> bool {
+    report
+        .device
+        .as_deref()
+        .is_none_or(|serial| principal.scope.allows_device(serial))
+}
+
+/// The source, if the token may see it: a device's source outside the token's device
+/// scope is not found, like the device itself.
+fn visible_source(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<SourceReport, ApiError> {
+    let report = state.sources.get(id)?;
+    if sees_device_of(principal, &report) {
+        Ok(report)
+    } else {
+        Err(ApiError::NotFound(format!("source {id:?} not found")))
+    }
+}
+
 /// Stream URLs may carry a camera's password: every answer goes through the redaction.
 async fn get(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = report_for(&principal, state.sources.get(&id)?);
+    let report = report_for(&principal, visible_source(&state, &principal, &id)?);
     Ok(redacted_json(StatusCode::OK, &report))
 }
 
@@ -139,8 +171,10 @@ async fn get(
 /// zones and thresholds against a live scene.
 async fn tracks(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    visible_source(&state, &principal, &id)?;
     let timeout = state.request_timeout;
     let (frames, tracks) = tokio::time::timeout(timeout, state.sources.tracks(&id))
         .await
@@ -160,7 +194,7 @@ async fn patch(
     id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let before = state.sources.get(&id)?;
+    let before = visible_source(&state, &principal, &id)?;
     refuse_device_source(&before)?;
     let before = before.config;
     let patched = state.sources.patch(&id, &body)?;
@@ -180,7 +214,7 @@ async fn remove(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    refuse_device_source(&state.sources.get(&id)?)?;
+    refuse_device_source(&visible_source(&state, &principal, &id)?)?;
     // Forgotten by the store first: a source the store still held would come back.
     state.store.delete(Kind::Source, &id).await?;
     state.sources.remove(&id)?;
@@ -207,6 +241,7 @@ async fn detections(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     limit_events(&state, &req, &principal, 1)?;
+    visible_source(&state, &principal, &id)?;
     let accepted = state.sources.ingest(&id, body.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(json!({"source": *id, "accepted": accepted})))
 }

@@ -444,6 +444,44 @@ async fn a_device_scoped_token_sees_only_its_devices_and_their_events() {
         ]
     );
 
+    // Their sources are as hidden as they are; outputs beyond live feeds are refused (a
+    // webhook or MQTT distributor would carry what the token may not see).
+    admin
+        .patch(
+            &format!("/api/v1/devices/sn/{theirs}"),
+            &json!({"stream_url": "external", "stream_on": true}),
+        )
+        .await;
+    let hidden_source = format!("/api/v1/sources/device-{theirs_id}");
+    assert_eq!(admin.get(&hidden_source).await.status, 200);
+    assert_eq!(lab.get(&hidden_source).await.status, 404);
+    let detections = json!({"frame": {"width": 640, "height": 480}, "detections": []});
+    assert_eq!(
+        lab.post(&format!("{hidden_source}/detections"), &detections)
+            .await
+            .status,
+        404
+    );
+    let sources = lab.get("/api/v1/sources").await.body;
+    assert_eq!(sources["sources"], json!([]), "{sources}");
+    let outward = lab
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": "lab-out", "devices": [format!("{mine}")],
+                "enabledDistributors": ["websocket", "mqtt"],
+                "distributors": {"mqtt": {"broker": "mqtt://127.0.0.1:1883"}}}),
+        )
+        .await;
+    assert_eq!(outward.status, 403, "{}", outward.body);
+    assert_eq!(admin.get("/api/v1/sessions/lab-out").await.status, 404);
+    admin
+        .patch(
+            &format!("/api/v1/devices/sn/{theirs}"),
+            &json!({"stream_on": false}),
+        )
+        .await;
+    let _ = admin_feed.events(4).await;
+
     // Device scopes can be given over REST too, and never wider than the giver's.
     let made = lab
         .post(
@@ -549,4 +587,65 @@ async fn stream_on_runs_the_devices_file_source_and_ai_enabled_switches_detectio
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
     assert_eq!(app.get(&path).await.body["stream_on"], false);
+}
+
+#[tokio::test]
+async fn servers_sharing_a_store_share_devices_but_only_the_owner_changes_its_stream() {
+    let dir = std::env::temp_dir().join(format!("synopticon-shared-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}/shared.db", dir.display());
+    let on = |instance: &'static str| {
+        let url = url.clone();
+        move |s: &mut synopticon::configuration::Settings| {
+            s.store.url = url;
+            s.store.instance = instance.into();
+        }
+    };
+    let a = spawn_app_with(on("site-a")).await;
+    let b = spawn_app_with(on("site-b")).await;
+    let sn = serial("GATE");
+    register(
+        &a,
+        json!({"serial": sn, "id": "gate", "stream_url": "external", "stream_on": true}),
+    )
+    .await;
+    let path = format!("/api/v1/devices/sn/{sn}");
+
+    let seen_by_b = b.get(&path).await;
+    assert_eq!(seen_by_b.status, 200, "{}", seen_by_b.body);
+    assert_eq!(seen_by_b.body["instance"], "site-a");
+    assert_eq!(seen_by_b.body["stream"]["state"], "on another instance");
+    assert_eq!(b.get("/api/v1/sources/device-gate").await.status, 404);
+
+    let renamed = b.patch(&path, &json!({"name": "north gate"})).await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(a.get(&path).await.body["name"], "north gate");
+    let stopped = b.patch(&path, &json!({"stream_on": false})).await;
+    assert_eq!(stopped.status, 409, "{}", stopped.body);
+    assert!(stopped.body["error"].as_str().unwrap().contains("site-a"));
+    assert_eq!(b.delete(&path).await.status, 409);
+    assert_eq!(a.get("/api/v1/sources/device-gate").await.status, 200);
+
+    let stopped = a.patch(&path, &json!({"stream_on": false})).await;
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    assert_eq!(a.get("/api/v1/sources/device-gate").await.status, 404);
+    assert_eq!(b.delete(&path).await.status, 204);
+    assert_eq!(a.get(&path).await.status, 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn source_ids_of_devices_are_reserved() {
+    let app = spawn_app().await;
+    let taken = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "device-lookalike", "kind": "external"}),
+        )
+        .await;
+    assert_eq!(taken.status, 422, "{}", taken.body);
+    assert!(taken.body["details"][0]
+        .as_str()
+        .unwrap()
+        .contains("registered devices"));
 }

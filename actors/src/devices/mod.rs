@@ -38,7 +38,17 @@ pub const MAX_DEVICE_BYTES: usize = 64 * 1024;
 /// Most detection classes.
 pub const MAX_CLASSES: usize = 1000;
 /// Source settings a device's `source` may not hold: the device decides them.
-const SOURCE_OWNED: &[&str] = &["id", "kind", "url", "device", "detect", "classes"];
+const SOURCE_OWNED: &[&str] = &[
+    "id",
+    "kind",
+    "url",
+    "device",
+    "detect",
+    "classes",
+    "device_id",
+];
+/// Longest device id: its source's id, `device-{id}`, must fit a source id (128).
+pub const MAX_DEVICE_ID_LEN: usize = 121;
 
 /// What a device change raised: its name, the channel's last part, its data.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,11 +231,13 @@ fn check(device: &Value, report: &mut Report) {
         }
     }
     match device["id"].as_str() {
-        Some(id) => {
-            if let Err(e) = check_session_id(id) {
-                report.error(format!("id: {e}"));
-            }
-        }
+        Some(id) => match check_session_id(id) {
+            Err(e) => report.error(format!("id: {e}")),
+            Ok(()) if id.len() > MAX_DEVICE_ID_LEN => report.error(format!(
+                "id: at most {MAX_DEVICE_ID_LEN} characters (its source is device-{{id}})"
+            )),
+            Ok(()) => {}
+        },
         None => report.error(format!(
             "id: must be a string, got {}",
             kind_of(&device["id"])
@@ -313,7 +325,7 @@ fn check(device: &Value, report: &mut Report) {
             for key in settings.keys() {
                 if SOURCE_OWNED.contains(&key.as_str()) {
                     report.error(format!(
-                        "source.{key}: set from the device (stream_url, stream_on, ai_enabled, detection_classes)"
+                        "source.{key}: set from the device (stream_url, ai_enabled, detection_classes, serial)"
                     ));
                 }
             }

@@ -36,6 +36,9 @@ pub enum DeviceError {
     /// The id or serial is taken (409).
     #[error("{0}")]
     Conflict(String),
+    /// The registry holds its maximum number of devices (503).
+    #[error("the registry already holds its maximum of {0} devices (devices.max_devices)")]
+    Full(u64),
     /// The store could not keep the change, which was not made (503).
     #[error(transparent)]
     Store(StoreError),
@@ -56,7 +59,18 @@ pub struct DeviceSettings {
     pub channel_prefix: String,
     /// This server's name in the store.
     pub instance: String,
+    /// Devices the registry holds at most.
+    pub max_devices: u64,
 }
+
+/// Fields whose change the device's source must follow.
+const SOURCE_FIELDS: &[&str] = &[
+    "stream_url",
+    "stream_on",
+    "ai_enabled",
+    "detection_classes",
+    "source",
+];
 
 /// The devices of this server.
 pub struct DeviceRegistry {
@@ -147,6 +161,10 @@ impl DeviceRegistry {
             uuid::Uuid::new_v4().to_string()
         })
         .map_err(DeviceError::Invalid)?;
+        let held = self.store.device_count().await?;
+        if held >= self.settings.max_devices {
+            return Err(DeviceError::Full(self.settings.max_devices));
+        }
         self.check_source(&device)?;
         let (id, serial) = (text(&device, "id"), text(&device, "serial"));
         self.store.insert_device(&id, &serial, &device).await?;
@@ -160,15 +178,49 @@ impl DeviceRegistry {
         })
     }
 
+    /// The device named by `key` with its write stamp, if `visible` lets the caller see its
+    /// serial (one it may not see is not found, like one that does not exist).
+    async fn visible(
+        &self,
+        key: DeviceKey<'_>,
+        visible: &dyn Fn(&str) -> bool,
+    ) -> Result<(Value, String), DeviceError> {
+        match self.store.device_stamped(key).await? {
+            Some((device, stamp)) if visible(&text(&device, "serial")) => Ok((device, stamp)),
+            _ => Err(DeviceError::NotFound(describe(key))),
+        }
+    }
+
+    /// A change to what the source follows, asked of a server that does not run it, would
+    /// never reach the source.
+    fn check_owner(&self, old: &Value, new: Option<&Value>) -> Result<(), DeviceError> {
+        let owner = old["instance"].as_str().unwrap_or_default();
+        if owner == self.settings.instance {
+            return Ok(());
+        }
+        let touches_source = match new {
+            Some(new) => SOURCE_FIELDS.iter().any(|f| old[*f] != new[*f]),
+            None => streams(old),
+        };
+        if touches_source {
+            return Err(DeviceError::Conflict(format!(
+                "device {} belongs to instance {owner:?}, which runs its source: change its stream settings (or delete it) there",
+                text(old, "serial")
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies a JSON merge patch; only what changed is announced (a patch that changes
-    /// nothing announces nothing).
+    /// nothing announces nothing). `visible` says which serials the caller may see.
     pub async fn patch(
         &self,
         key: DeviceKey<'_>,
         body: &Value,
+        visible: &dyn Fn(&str) -> bool,
     ) -> Result<DeviceChange, DeviceError> {
         let _one = self.writing.lock().await;
-        let old = self.get(key).await?;
+        let (old, stamp) = self.visible(key, visible).await?;
         let new = patch(&old, body, Utc::now()).map_err(DeviceError::Invalid)?;
         let events = changes(&old, &new);
         if events.is_empty() {
@@ -178,9 +230,18 @@ impl DeviceRegistry {
                 source_error: None,
             });
         }
+        self.check_owner(&old, Some(&new))?;
         self.check_source(&new)?;
         let (id, serial) = (text(&new, "id"), text(&new, "serial"));
-        self.store.update_device(&id, &serial, &new).await?;
+        if !self.store.update_device(&id, &serial, &new, &stamp).await? {
+            // Changed or deleted meanwhile (by another server sharing the store).
+            return Err(match self.store.device(DeviceKey::Id(&id)).await? {
+                Some(_) => DeviceError::Conflict(format!(
+                    "device {serial} changed while this change was made: read it again and retry"
+                )),
+                None => DeviceError::NotFound(describe(key)),
+            });
+        }
         let source_error = self.reconcile(Some(&old), Some(&new));
         self.publish(&new, &events);
         Ok(DeviceChange {
@@ -191,9 +252,14 @@ impl DeviceRegistry {
     }
 
     /// Forgets a device; its source stops.
-    pub async fn delete(&self, key: DeviceKey<'_>) -> Result<DeviceChange, DeviceError> {
+    pub async fn delete(
+        &self,
+        key: DeviceKey<'_>,
+        visible: &dyn Fn(&str) -> bool,
+    ) -> Result<DeviceChange, DeviceError> {
         let _one = self.writing.lock().await;
-        let device = self.get(key).await?;
+        let (device, _) = self.visible(key, visible).await?;
+        self.check_owner(&device, None)?;
         if !self.store.delete_device(&text(&device, "id")).await? {
             return Err(DeviceError::NotFound(describe(key)));
         }
@@ -248,7 +314,16 @@ impl DeviceRegistry {
         let instance = &self.settings.instance;
         let device = new.or(old)?;
         let id = source_id(device);
-        let running = self.sources.get(&id).is_ok();
+        let running = match self.sources.get(&id) {
+            Ok(report) if report.device.as_deref() == device["serial"].as_str() => true,
+            // Not this device's (made before the prefix was reserved): left alone.
+            Ok(_) => {
+                return Some(format!(
+                    "a source named {id:?} exists that is not this device's: remove it, then switch stream_on again"
+                ))
+            }
+            Err(_) => false,
+        };
         let wanted = new.filter(|d| wants_source(d, instance));
         let Some(new) = wanted else {
             if running {
@@ -330,9 +405,12 @@ fn text(device: &Value, key: &str) -> String {
     device[key].as_str().unwrap_or_default().to_string()
 }
 
+/// How the ids of devices' sources start; no other source may use it.
+pub const DEVICE_SOURCE_PREFIX: &str = "device-";
+
 /// The id of a device's source.
 pub fn source_id(device: &Value) -> String {
-    format!("device-{}", text(device, "id"))
+    format!("{DEVICE_SOURCE_PREFIX}{}", text(device, "id"))
 }
 
 fn streams(device: &Value) -> bool {
@@ -401,9 +479,7 @@ pub fn source_config(device: &Value) -> Result<SourceConfig, String> {
     }
     config.insert("detect".into(), device["ai_enabled"].clone());
     config.insert("classes".into(), json!(classes(device)));
-    config
-        .entry("device_id")
-        .or_insert_with(|| device["serial"].clone());
+    config.insert("device_id".into(), device["serial"].clone());
     let mut config: SourceConfig =
         serde_json::from_value(Value::Object(config)).map_err(|e| format!("source: {e}"))?;
     config.device_serial = device["serial"].as_str().map(str::to_string);
