@@ -149,6 +149,7 @@ impl Application {
             redaction_key: redaction_key(&settings.privacy.redaction_secret)?,
             rails: rails.clone(),
             store: store.clone(),
+            session_mailbox: synopticon_actors::session::SESSION_MAILBOX,
         };
         let registry_templates = templates.clone();
         let registry = SessionRegistry::start_in_arbiter(&actors.handle(), move |_| {

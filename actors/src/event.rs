@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::json::RawData;
+use crate::json::SharedData;
 
 /// One event of one session, immutable once created.
 #[derive(Debug)]
@@ -26,8 +26,9 @@ pub struct Event {
     pub name: Arc<str>,
     /// Wall-clock time the event happened (given by the producer or set on arrival).
     pub ts: DateTime<Utc>,
-    /// Producer's payload, passed through byte for byte (whitespace between tokens aside).
-    pub data: RawData,
+    /// Producer's payload, passed through byte for byte (whitespace between tokens aside),
+    /// shared with the same event in other sessions.
+    pub data: SharedData,
     /// What inside the server raised it: live feeds filter on it.
     origin: Origin,
     /// Monotonic arrival time, the start of the delivery-latency measurement.
@@ -91,7 +92,7 @@ impl Event {
         seq: u64,
         name: Arc<str>,
         ts: DateTime<Utc>,
-        data: RawData,
+        data: SharedData,
     ) -> Self {
         Self {
             session,
@@ -140,7 +141,7 @@ mod tests {
             7,
             "face_detected".into(),
             Utc::now(),
-            crate::json::to_raw(&serde_json::json!({"x": 1})),
+            crate::json::to_raw(&serde_json::json!({"x": 1})).into(),
         );
         let first = ev.json().clone();
         let v: serde_json::Value = serde_json::from_slice(&first).unwrap();

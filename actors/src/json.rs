@@ -15,6 +15,10 @@ use serde_json::Value;
 /// An event's payload, as the producer wrote it (without whitespace between tokens).
 pub type RawData = Box<RawValue>;
 
+/// A payload shared by every session an event goes to (a source's events, a device's):
+/// one copy of a base64 frame, however many sessions listen.
+pub type SharedData = std::sync::Arc<RawValue>;
+
 /// Deepest nesting of arrays and objects a payload may have. Deeper ones are refused:
 /// the consumers of the feeds parse them, and recursive parsers (Python's, serde_json's
 /// own limit of 128 for the whole envelope) give up well before a stack does.

@@ -59,7 +59,7 @@ pub struct IncomingEvent {
     /// Event type (already checked by the caller).
     pub name: String,
     /// Payload, as raw JSON (see [`crate::json`]).
-    pub data: crate::json::RawData,
+    pub data: crate::json::SharedData,
     /// Producer's timestamp; the arrival time when absent.
     pub ts: Option<DateTime<Utc>>,
     /// What inside the server raised it (nothing for events posted by clients).

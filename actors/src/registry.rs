@@ -4,6 +4,7 @@
 //! are checked here, in one actor, without locks.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -31,6 +32,8 @@ pub struct RegistrySettings {
     pub rails: Arc<Guardrails>,
     /// Where sessions reserve their sequence numbers.
     pub store: Arc<Store>,
+    /// Messages each session's mailbox holds ([`crate::session::SESSION_MAILBOX`]).
+    pub session_mailbox: usize,
 }
 
 /// Why a session could not be created.
@@ -57,6 +60,8 @@ pub struct SessionRegistry {
     sources: BTreeMap<String, Vec<String>>,
     /// Session id → the device serial globs it listens to.
     devices: BTreeMap<String, Vec<Glob>>,
+    /// Session id → events from sources and devices it missed: its mailbox was full.
+    drops: BTreeMap<String, Arc<MailboxDrops>>,
     templates: Arc<TemplateStore>,
     settings: RegistrySettings,
 }
@@ -68,6 +73,7 @@ impl SessionRegistry {
             sessions: BTreeMap::new(),
             sources: BTreeMap::new(),
             devices: BTreeMap::new(),
+            drops: BTreeMap::new(),
             templates,
             settings,
         }
@@ -135,6 +141,7 @@ impl SessionRegistry {
             return Err(RegistryError::Full(self.settings.max_sessions));
         }
         let id = config.id.clone();
+        let drops = Arc::new(MailboxDrops::new(&id));
         let session = SessionActor::new(
             config,
             self.settings.redaction_key.clone(),
@@ -142,12 +149,14 @@ impl SessionRegistry {
             seq,
             self.settings.store.clone(),
         )
-        .map_err(RegistryError::Invalid)?;
+        .map_err(RegistryError::Invalid)?
+        .counting_mailbox_drops(drops.clone(), self.settings.session_mailbox);
         let status = session.status();
         self.sources
             .insert(id.clone(), status.config.sources.clone());
         self.devices
             .insert(id.clone(), globs(&status.config.devices));
+        self.drops.insert(id.clone(), drops);
         self.sessions.insert(id, session.start());
         Ok(status)
     }
@@ -202,6 +211,7 @@ impl Handler<RemoveSession> for SessionRegistry {
     fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
         self.sources.remove(&msg.0);
         self.devices.remove(&msg.0);
+        self.drops.remove(&msg.0);
         self.sessions.remove(&msg.0)
     }
 }
@@ -212,6 +222,7 @@ impl Handler<RemoveAllSessions> for SessionRegistry {
     fn handle(&mut self, _: RemoveAllSessions, _: &mut Self::Context) -> Self::Result {
         self.sources.clear();
         self.devices.clear();
+        self.drops.clear();
         MessageResult(std::mem::take(&mut self.sessions).into_values().collect())
     }
 }
@@ -230,7 +241,7 @@ impl Handler<PublishSourceEvents> for SessionRegistry {
                 .as_deref()
                 .is_some_and(|serial| self.listens_to_device(id, serial));
             if by_source || by_device {
-                session.do_send(PublishEvents(msg.events.clone()));
+                self.hand_over(id, session, &msg.events);
             }
         }
     }
@@ -250,7 +261,51 @@ impl Handler<SetSessionSources> for SessionRegistry {
     }
 }
 
+/// Events from sources and devices that a session's full mailbox turned away.
+pub struct MailboxDrops {
+    count: AtomicU64,
+    metric: metrics::Counter,
+}
+
+impl MailboxDrops {
+    fn new(session: &str) -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            metric: metrics::counter!(crate::telemetry::SESSION_MAILBOX_DROPPED, "session" => session.to_string()),
+        }
+    }
+
+    fn add(&self, n: usize) {
+        let before = self.count.fetch_add(n as u64, Ordering::Relaxed);
+        self.metric.increment(n as u64);
+        // Logged at the first drop and then at each power of two, not per batch.
+        let after = before + n as u64;
+        if before == 0 || (after.is_power_of_two() && n > 0) {
+            tracing::warn!(
+                dropped = after,
+                "a session's mailbox is full: events from sources and devices are dropped"
+            );
+        }
+    }
+
+    /// Events dropped so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
 impl SessionRegistry {
+    /// Hands events to a listening session without waiting: the payloads are shared (a
+    /// copy of the list, not of the frames), and a session whose mailbox is full misses
+    /// them, counted, rather than queueing without bound.
+    fn hand_over(&self, id: &str, session: &Addr<SessionActor>, events: &[IncomingEvent]) {
+        if let Err(SendError::Full(_)) = session.try_send(PublishEvents(events.to_vec())) {
+            if let Some(drops) = self.drops.get(id) {
+                drops.add(events.len());
+            }
+        }
+    }
+
     fn listens_to_device(&self, session: &str, serial: &str) -> bool {
         self.devices
             .get(session)
@@ -268,7 +323,7 @@ impl Handler<PublishDeviceEvents> for SessionRegistry {
     fn handle(&mut self, msg: PublishDeviceEvents, _: &mut Self::Context) {
         for (id, session) in &self.sessions {
             if self.listens_to_device(id, &msg.serial) {
-                session.do_send(PublishEvents(msg.events.clone()));
+                self.hand_over(id, session, &msg.events);
             }
         }
     }
@@ -285,5 +340,63 @@ impl Handler<SetSessionDevices> for SessionRegistry {
         session.do_send(DevicesChanged(msg.devices.clone()));
         self.devices.insert(msg.session, globs(&msg.devices));
         Ok(msg.devices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Origin;
+
+    fn batch(i: usize) -> Vec<IncomingEvent> {
+        let frame = crate::json::to_raw(&serde_json::json!({"frame": "x".repeat(1000), "i": i}));
+        vec![IncomingEvent {
+            name: "detections".into(),
+            data: frame.into(),
+            ts: None,
+            origin: Origin::source("cam".into()),
+        }]
+    }
+
+    #[actix_rt::test]
+    async fn a_full_session_mailbox_drops_source_events_and_counts_them() {
+        let store = Arc::new(Store::memory().await.expect("store"));
+        let settings = RegistrySettings {
+            default_template: "local_testing".into(),
+            max_sessions: 10,
+            redaction_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k")),
+            rails: Arc::new(Guardrails::default()),
+            store,
+            session_mailbox: 4,
+        };
+        let registry = SessionRegistry::new(Arc::new(TemplateStore::new()), settings).start();
+        for id in ["a", "b"] {
+            registry
+                .send(CreateSession(
+                    serde_json::json!({"id": id, "sources": ["cam"]}),
+                ))
+                .await
+                .expect("registry")
+                .expect("session");
+        }
+        // Queued before the registry runs: it hands them over faster than the sessions,
+        // which share its thread, can take them.
+        for i in 0..50 {
+            registry.do_send(PublishSourceEvents {
+                source: "cam".into(),
+                device: None,
+                events: batch(i),
+            });
+        }
+        let sessions = registry.send(ListSessions).await.expect("registry");
+        let mut seen = Vec::new();
+        for session in sessions {
+            let status = session.send(GetStatus).await.expect("session");
+            seen.push((status.events_received, status.mailbox_dropped));
+        }
+        for (received, dropped) in &seen {
+            assert_eq!(received + dropped, 50, "{seen:?}");
+            assert!(*dropped > 0, "{seen:?}");
+        }
     }
 }

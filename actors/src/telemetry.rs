@@ -24,6 +24,8 @@ pub const SESSIONS_OPEN: &str = "synopticon_sessions_open";
 pub const SESSIONS_CREATED: &str = "synopticon_sessions_created_total";
 /// Sessions closed since start.
 pub const SESSIONS_CLOSED: &str = "synopticon_sessions_closed_total";
+/// Events from sources and devices a session missed because its mailbox was full.
+pub const SESSION_MAILBOX_DROPPED: &str = "synopticon_session_mailbox_dropped_total";
 /// Events accepted by a session.
 pub const EVENTS_RECEIVED: &str = "synopticon_events_received_total";
 /// Events handed to a distributor's queue.
@@ -74,6 +76,10 @@ pub fn describe() {
     crate::budget::describe();
     crate::bus::describe();
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
+    describe_counter!(
+        SESSION_MAILBOX_DROPPED,
+        "Events from sources and devices a session missed because its mailbox (1024 messages) was full."
+    );
     describe_counter!(
         SOURCE_FRAMES,
         "Frames per source by outcome: captured, processed (tracked), failed (in the model), dropped (replaced by a newer frame before the model ran it)."

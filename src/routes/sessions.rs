@@ -482,7 +482,7 @@ pub fn parse_events(body: &[u8], max: usize) -> Result<Vec<IncomingEvent>, ApiEr
         if let (Some(name), Some(data)) = (name, data) {
             events.push(IncomingEvent {
                 name,
-                data,
+                data: data.into(),
                 ts,
                 origin: Default::default(),
             });

@@ -378,7 +378,7 @@ impl DeviceRegistry {
             }
             incoming.push(IncomingEvent {
                 name: event.name.to_string(),
-                data: crate::json::to_raw(&data),
+                data: crate::json::to_raw(&data).into(),
                 ts: Some(now),
                 origin: Origin {
                     source: None,

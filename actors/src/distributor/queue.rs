@@ -217,7 +217,7 @@ mod tests {
             seq,
             "e".into(),
             Utc::now(),
-            crate::json::empty_object(),
+            crate::json::empty_object().into(),
         ))
     }
 

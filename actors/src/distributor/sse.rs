@@ -358,7 +358,7 @@ mod tests {
             12,
             "zone_enter".into(),
             Utc::now(),
-            crate::json::to_raw(&serde_json::json!({"t": "a\nb"})),
+            crate::json::to_raw(&serde_json::json!({"t": "a\nb"})).into(),
         );
         let text = String::from_utf8(encode(&ev, "zone_enter").to_vec()).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();

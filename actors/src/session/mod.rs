@@ -86,6 +86,8 @@ pub struct SessionStatus {
     pub uptime_secs: f64,
     /// Events accepted.
     pub events_received: u64,
+    /// Events from sources and devices missed because the session's mailbox was full.
+    pub mailbox_dropped: u64,
     /// Sequence number of the latest event (0 before the first).
     pub last_seq: u64,
     /// Every enabled distributor.
@@ -111,7 +113,16 @@ pub struct SessionActor {
     rails: Arc<Guardrails>,
     /// How far the sequence numbers are reserved in the store.
     reservation: Reservation,
+    /// Events from sources and devices its full mailbox turned away (counted by the
+    /// registry, shown in the status).
+    mailbox_drops: Option<Arc<crate::registry::MailboxDrops>>,
+    /// Messages its mailbox holds ([`SESSION_MAILBOX`] unless a test says otherwise).
+    mailbox: usize,
 }
+
+/// Messages a session's mailbox holds: producers posting over REST wait for room (their
+/// back-pressure), events from sources and devices beyond it are dropped and counted.
+pub const SESSION_MAILBOX: usize = 1024;
 
 /// Sequence numbers are reserved in the store a block ahead, so that after a restart, a
 /// SIGKILL included, a session continues above every number it may have used.
@@ -137,6 +148,17 @@ struct Reservation {
 }
 
 impl SessionActor {
+    /// The session, showing in its status the drops the registry counts for it.
+    pub fn counting_mailbox_drops(
+        mut self,
+        drops: Arc<crate::registry::MailboxDrops>,
+        mailbox: usize,
+    ) -> Self {
+        self.mailbox_drops = Some(drops);
+        self.mailbox = mailbox.max(1);
+        self
+    }
+
     /// Builds the session and starts its distributors on the current arbiter; `key` hashes
     /// the fields it redacts with `hash`; `rails` bounds what its distributors hold; its
     /// sequence numbers continue from `seq`, reserved ahead in `store`.
@@ -164,6 +186,8 @@ impl SessionActor {
             telemetry: SessionTelemetry::opened(&id, config.template.as_deref()),
             created_at: Utc::now(),
             closed: false,
+            mailbox_drops: None,
+            mailbox: SESSION_MAILBOX,
             id,
             config,
         };
@@ -242,6 +266,7 @@ impl SessionActor {
             created_at: self.created_at,
             uptime_secs: (Utc::now() - self.created_at).num_milliseconds() as f64 / 1000.0,
             events_received: self.telemetry.received_count(),
+            mailbox_dropped: self.mailbox_drops.as_ref().map_or(0, |d| d.count()),
             last_seq: self.seq,
             distributors,
             config,
@@ -290,7 +315,7 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Producers wait for the reply (sequence numbers), so the mailbox bound is their
         // back-pressure; sized for bursts of REST batches.
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(self.mailbox);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

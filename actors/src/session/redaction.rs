@@ -16,7 +16,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::json::RawData;
+use crate::json::SharedData;
 use crate::validation::{kind_of, Report};
 
 /// What happens to a redacted field.
@@ -108,15 +108,16 @@ impl Redactor {
     /// numbers take serde_json's form). A payload that cannot be parsed into a value (a
     /// number beyond any float, such as `1e400`) cannot be checked, so it is not passed on:
     /// it becomes `null`.
-    pub fn apply_raw(&self, data: &mut RawData) {
+    pub fn apply_raw(&self, data: &mut SharedData) {
+        // The payload may be shared with other sessions: this one gets its own copy.
         match serde_json::from_str::<Value>(data.get()) {
             Ok(mut value) => {
                 self.apply(&mut value);
-                *data = crate::json::to_raw(&value);
+                *data = crate::json::to_raw(&value).into();
             }
             Err(error) => {
                 tracing::warn!(%error, "a payload that cannot be redacted is replaced by null");
-                *data = crate::json::to_raw(&Value::Null);
+                *data = crate::json::to_raw(&Value::Null).into();
             }
         }
     }

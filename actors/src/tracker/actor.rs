@@ -319,7 +319,7 @@ fn jpeg(frame: &Frame, quality: u8) -> Option<FrameData> {
 fn event(name: &str, data: Value, at: DateTime<Utc>) -> IncomingEvent {
     IncomingEvent {
         name: name.to_string(),
-        data: crate::json::to_raw(&data),
+        data: crate::json::to_raw(&data).into(),
         ts: Some(at),
         origin: Default::default(),
     }
