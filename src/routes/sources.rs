@@ -243,7 +243,12 @@ async fn detections(
     limit_events(&state, &req, &principal, 1)?;
     visible_source(&state, &principal, &id)?;
     let accepted = state.sources.ingest(&id, body.into_inner()).await?;
-    Ok(HttpResponse::Accepted().json(json!({"source": *id, "accepted": accepted})))
+    // A message delivered again (same frame number and timestamp) is accepted and changes
+    // nothing.
+    Ok(
+        HttpResponse::Accepted().json(json!({"source": *id, "accepted": accepted.detections,
+        "duplicate": accepted.duplicate})),
+    )
 }
 
 async fn session_sources(

@@ -671,3 +671,52 @@ async fn anchors_class_filters_per_line_and_loitering_work_through_the_api() {
     let dwell = got[3].1["dwell_s"].as_f64().unwrap_or(0.0);
     assert!((0.5..0.7).contains(&dwell), "loitering after {dwell} s");
 }
+
+#[tokio::test]
+async fn messages_delivered_again_change_nothing_and_edge_track_ids_are_kept() {
+    let app = spawn_app().await;
+    let answer = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "door-cam", "kind": "external", "edge_track_ids": true,
+                "detections_events": false,
+                "lines": [{"id": "door", "points": [[0, "50%"], ["100%", "50%"]]}]}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    app.create_session(json!({"id": "lab", "sources": ["door-cam"]}))
+        .await;
+    let mut ws = app.ws("lab", "").await;
+
+    // One person (edge track 42) walks down across the door line; every message is
+    // delivered twice, as at-least-once transports do.
+    let mut duplicates = 0;
+    for frame in 0..45i64 {
+        let mut message = if frame < 10 {
+            envelope(frame, &[(300.0, 150.0 + frame as f32 * 20.0)])
+        } else {
+            envelope(frame, &[])
+        };
+        if let Some(d) = message["detections"].get_mut(0) {
+            d["track_id"] = json!(42);
+        }
+        for _ in 0..2 {
+            let answer = app
+                .post("/api/v1/sources/door-cam/detections", &message)
+                .await;
+            assert_eq!(answer.status, 202, "{}", answer.body);
+            duplicates += usize::from(answer.body["duplicate"] == true);
+        }
+    }
+    assert_eq!(duplicates, 45, "every second delivery is recognised");
+    let got = events_until(&mut ws, "track_ended").await;
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["track_started", "line_cross", "track_ended"],
+        "{got:#?}"
+    );
+    for (name, data) in &got {
+        assert_eq!(data["track_id"], 42, "{name}: the edge's own id");
+    }
+}

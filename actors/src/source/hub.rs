@@ -16,7 +16,9 @@ use super::{stream_target, SourceConfig, SourceKind};
 use crate::egress::EgressPolicy;
 use crate::inference::ModelHub;
 use crate::messages::PublishSourceEvents;
-use crate::tracker::actor::{IngestDetections, ListTracks, Reconfigure, StopTracker, TrackerActor};
+use crate::tracker::actor::{
+    IngestDetections, Ingested, ListTracks, Reconfigure, StopTracker, TrackerActor,
+};
 use crate::tracker::TrackSnapshot;
 use crate::validation::Report;
 
@@ -379,7 +381,7 @@ impl SourceHub {
     }
 
     /// Detections from an edge device for an `external` source.
-    pub async fn ingest(&self, id: &str, body: Value) -> Result<usize, SourceError> {
+    pub async fn ingest(&self, id: &str, body: Value) -> Result<Ingested, SourceError> {
         let addr = {
             let sources = self.sources.lock();
             let h = sources

@@ -105,6 +105,10 @@ pub struct SourceConfig {
     /// Tracker thresholds.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// External sources: keep the edge device's own `track_id`s (rebuild its tracks from
+    /// them) instead of tracking its boxes again.
+    #[serde(default)]
+    pub edge_track_ids: bool,
     /// Counting lines.
     #[serde(default)]
     pub lines: Vec<LineConfig>,

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::analytics::{Analytics, AnalyticsEvent};
+use super::edge::{EdgeTracks, Recent};
 use super::{ByteTracker, EndedTrack, TrackSnapshot, TrackState, TrackView};
 use crate::inference::envelope::{
     DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
@@ -33,10 +34,22 @@ pub const MAX_EDGE_DETECTIONS: usize = 1000;
 /// How far ahead of the server's clock an edge timestamp may be.
 pub const MAX_CLOCK_AHEAD_SECS: i64 = 300;
 
-/// REST → tracker: detections from an edge device, in the seed-004 envelope.
+/// REST or an input → tracker: detections from an edge device, in the seed-004 envelope.
 #[derive(Message)]
-#[rtype(result = "Result<usize, String>")]
+#[rtype(result = "Result<Ingested, String>")]
 pub struct IngestDetections(pub Value);
+
+/// What the tracker did with an edge message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// Detections in it.
+    pub detections: usize,
+    /// It was taken before (same frame number and timestamp): nothing changed.
+    pub duplicate: bool,
+}
+
+/// Edge messages remembered per source to recognise one delivered again.
+const RECENT_MESSAGES: usize = 4096;
 
 /// Hub → tracker: new lines, zones, thresholds or classes, applied from the next frame.
 /// Open tracks keep their ids, and their line sides and zone visits carry on for lines and
@@ -80,12 +93,19 @@ pub struct TrackerActor {
     last_at: Option<DateTime<Utc>>,
     /// Face tracks already announced with `face_detected`.
     faces_seen: HashSet<u64>,
+    /// An edge device's own tracks, when the source keeps its ids (`edge_track_ids`).
+    edge: Option<EdgeTracks>,
+    /// Edge messages taken lately, to recognise one delivered again.
+    recent: Recent,
 }
 
 impl TrackerActor {
     /// A tracker for the source whose state is `shared`, publishing to `sink`.
     pub fn new(shared: Arc<SourceShared>, sink: Recipient<PublishSourceEvents>) -> Self {
         let config = shared.config.read().clone();
+        let edge = config
+            .edge_track_ids
+            .then(|| EdgeTracks::new(config.tracker.clone()));
         Self {
             id: Arc::from(config.id.as_str()),
             tracker: ByteTracker::new(config.tracker.clone()),
@@ -97,6 +117,8 @@ impl TrackerActor {
             last_detections_event: None,
             last_at: None,
             faces_seen: HashSet::new(),
+            edge,
+            recent: Recent::new(RECENT_MESSAGES),
         }
     }
 
@@ -117,25 +139,34 @@ impl TrackerActor {
         let now = seconds(at);
         let config = &self.config;
         let kept: Vec<Detection>;
-        let detections = if config.classes.is_empty() && config.confidence.is_none() {
-            frame.detections
+        let kept_ids: Vec<Option<u64>>;
+        let no_ids = vec![None; frame.detections.len()];
+        let all_ids = frame.track_ids.unwrap_or(&no_ids);
+        let (detections, ids) = if config.classes.is_empty() && config.confidence.is_none() {
+            (frame.detections, all_ids)
         } else {
             let min = config.confidence.unwrap_or(0.0);
-            kept = frame
-                .detections
-                .iter()
-                .filter(|d| d.confidence >= min)
-                .filter(|d| {
-                    config.classes.is_empty()
+            let wanted = |d: &Detection| {
+                d.confidence >= min
+                    && (config.classes.is_empty()
                         || config.classes.iter().any(|c| {
                             *c == *d.class_name || c.parse::<u32>().ok() == Some(d.class_id)
-                        })
-                })
-                .cloned()
-                .collect();
-            &kept
+                        }))
+            };
+            (kept, kept_ids) = frame
+                .detections
+                .iter()
+                .zip(all_ids)
+                .filter(|(d, _)| wanted(d))
+                .map(|(d, id)| (d.clone(), *id))
+                .unzip();
+            (&kept[..], &kept_ids[..])
         };
-        let update = self.tracker.update(detections, now);
+        let update = match (&mut self.edge, frame.track_ids) {
+            // The device's own ids, kept (edge messages of a source that asks for it).
+            (Some(edge), Some(_)) => edge.update(detections, ids, now),
+            _ => self.tracker.update(detections, now),
+        };
         let analytics = self.analytics.update(
             &update.tracks,
             &update.ended,
@@ -211,9 +242,9 @@ impl TrackerActor {
         let m = &self.shared.metrics;
         s.frames_processed.fetch_add(1, Ordering::Relaxed);
         m.processed.increment(1);
-        s.active_tracks
-            .store(self.tracker.active() as u64, Ordering::Relaxed);
-        m.active_tracks.set(self.tracker.active() as f64);
+        let active = self.tracker.active() + self.edge.as_ref().map_or(0, EdgeTracks::active);
+        s.active_tracks.store(active as u64, Ordering::Relaxed);
+        m.active_tracks.set(active as f64);
         s.tracking_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         m.tracking.record(started.elapsed().as_secs_f64());
@@ -243,7 +274,10 @@ impl TrackerActor {
 
     /// Ends every open track (with its zone exits) and publishes it.
     fn finish_tracks(&mut self) {
-        let ended = self.tracker.finish();
+        let mut ended = self.tracker.finish();
+        if let Some(edge) = &mut self.edge {
+            ended.extend(edge.finish());
+        }
         // The source's own clock: an edge device's timestamps may be far from ours.
         let at = self.last_at.unwrap_or_else(Utc::now);
         let mut events = Vec::new();
@@ -263,6 +297,8 @@ impl TrackerActor {
 /// One frame's input to the tracker.
 struct TrackedFrame<'a> {
     detections: &'a [Detection],
+    /// An edge device's own track ids (edge messages only).
+    track_ids: Option<&'a [Option<u64>]>,
     at: DateTime<Utc>,
     width: u32,
     height: u32,
@@ -378,6 +414,7 @@ impl Handler<FrameDetected> for TrackerActor {
                 metrics.inference.record(result.timings.inference_ms / 1e3);
                 self.process(TrackedFrame {
                     detections: &result.detections,
+                    track_ids: None,
                     at: Utc::now(),
                     width: result.width,
                     height: result.height,
@@ -399,18 +436,39 @@ impl Handler<FrameDetected> for TrackerActor {
 }
 
 impl Handler<IngestDetections> for TrackerActor {
-    type Result = Result<usize, String>;
+    type Result = Result<Ingested, String>;
 
     fn handle(&mut self, msg: IngestDetections, _: &mut Self::Context) -> Self::Result {
-        let (detections, at, width, height) = parse_envelope(&msg.0)?;
-        let count = detections.len();
+        let message = parse_envelope(&msg.0)?;
+        let count = message.detections.len();
+        // At-least-once delivery gives some messages twice: the second changes nothing
+        // (no line counted again). Only messages that say which frame, and when, can be
+        // recognised.
+        if let (Some(number), true) = (message.number, message.timed) {
+            if self
+                .recent
+                .seen_before(number, message.at.timestamp_micros())
+            {
+                return Ok(Ingested {
+                    detections: count,
+                    duplicate: true,
+                });
+            }
+        }
+        let (detections, at, width, height) = (
+            &message.detections,
+            message.at,
+            message.width,
+            message.height,
+        );
         self.shared
             .stats
             .frames_captured
             .fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.captured.increment(1);
         self.process(TrackedFrame {
-            detections: &detections,
+            detections,
+            track_ids: Some(&message.track_ids),
             at,
             width,
             height,
@@ -422,7 +480,10 @@ impl Handler<IngestDetections> for TrackerActor {
             },
             image: None,
         });
-        Ok(count)
+        Ok(Ingested {
+            detections: count,
+            duplicate: false,
+        })
     }
 }
 
@@ -431,6 +492,9 @@ impl Handler<Reconfigure> for TrackerActor {
 
     fn handle(&mut self, msg: Reconfigure, _: &mut Self::Context) {
         self.tracker.set_config(msg.0.tracker.clone());
+        if let Some(edge) = &mut self.edge {
+            edge.set_config(msg.0.tracker.clone());
+        }
         let at = self.last_at.unwrap_or_else(Utc::now);
         // Visits of zones that no longer exist end here, with their dwell time.
         let exits = self.analytics.set_config(msg.0.analytics(), seconds(at));
@@ -471,7 +535,27 @@ impl Handler<StopTracker> for TrackerActor {
 }
 
 /// Reads detections from a seed-004 envelope (what edge devices send).
-pub fn parse_envelope(v: &Value) -> Result<(Vec<Detection>, DateTime<Utc>, u32, u32), String> {
+/// An edge device's message, read.
+#[derive(Debug)]
+pub struct EdgeMessage {
+    /// Its detections.
+    pub detections: Vec<Detection>,
+    /// The device's `track_id` of each detection, if it gave one.
+    pub track_ids: Vec<Option<u64>>,
+    /// `source.timestamp` (arrival time when absent).
+    pub at: DateTime<Utc>,
+    /// Whether `source.timestamp` was given.
+    pub timed: bool,
+    /// `frame.number`, if given.
+    pub number: Option<u64>,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+}
+
+/// Reads the seed-004 envelope an edge device sends; the first problem is the error.
+pub fn parse_envelope(v: &Value) -> Result<EdgeMessage, String> {
     let Value::Object(map) = v else {
         return Err("the body must be a JSON object in the detection envelope".into());
     };
@@ -493,6 +577,10 @@ pub fn parse_envelope(v: &Value) -> Result<(Vec<Detection>, DateTime<Utc>, u32, 
             .ok_or_else(|| format!("frame.{k}: must be a positive integer up to 65535"))
     };
     let (width, height) = (dim("width")?, dim("height")?);
+    let timed = map
+        .get("source")
+        .and_then(|s| s.get("timestamp"))
+        .is_some_and(|t| !t.is_null());
     let at = match map.get("source").and_then(|s| s.get("timestamp")) {
         None | Some(Value::Null) => Utc::now(),
         Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
@@ -522,7 +610,14 @@ pub fn parse_envelope(v: &Value) -> Result<(Vec<Detection>, DateTime<Utc>, u32, 
         ));
     }
     let mut out = Vec::with_capacity(list.len());
+    let mut track_ids = Vec::with_capacity(list.len());
     for (i, d) in list.iter().enumerate() {
+        track_ids.push(match &d["track_id"] {
+            Value::Null => None,
+            t => Some(t.as_u64().ok_or_else(|| {
+                format!("detections[{i}].track_id: must be a whole number, got {t}")
+            })?),
+        });
         let num = |k: &str| -> Result<f32, String> {
             d["bbox"][k]
                 .as_f64()
@@ -571,7 +666,22 @@ pub fn parse_envelope(v: &Value) -> Result<(Vec<Detection>, DateTime<Utc>, u32, 
             landmarks: None,
         });
     }
-    Ok((out, at, width, height))
+    let number = match &frame["number"] {
+        Value::Null => None,
+        n => Some(
+            n.as_u64()
+                .ok_or_else(|| format!("frame.number: must be a whole number, got {n}"))?,
+        ),
+    };
+    Ok(EdgeMessage {
+        detections: out,
+        track_ids,
+        at,
+        timed,
+        number,
+        width,
+        height,
+    })
 }
 
 #[cfg(test)]
@@ -586,7 +696,7 @@ mod tests {
     fn edge_messages_are_bounded_and_checked() {
         let one = json!({"bbox": {"x1": 1, "y1": 1, "x2": 10, "y2": 10}, "confidence": 0.9});
         let ok = parse_envelope(&message(vec![one.clone(); MAX_EDGE_DETECTIONS]));
-        assert_eq!(ok.map(|(d, ..)| d.len()), Ok(MAX_EDGE_DETECTIONS));
+        assert_eq!(ok.map(|m| m.detections.len()), Ok(MAX_EDGE_DETECTIONS));
         let too_many = parse_envelope(&message(vec![one; MAX_EDGE_DETECTIONS + 1]));
         assert!(too_many.unwrap_err().contains("at most 1000"));
         let huge = json!({"bbox": {"x1": 1, "y1": 1, "x2": 1e300, "y2": 10}, "confidence": 0.9});

@@ -14,6 +14,7 @@ pub mod actor;
 pub mod analytics;
 pub mod assignment;
 pub mod bytetrack;
+pub mod edge;
 pub mod eval;
 pub mod kalman;
 
