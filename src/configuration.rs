@@ -40,6 +40,10 @@ pub struct Settings {
     /// Vision sources started with the server (`[[sources]]`).
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Broker inputs started with the server (`[[inputs]]`, each with a `name`;
+    /// docs/EDGE.md).
+    #[serde(default)]
+    pub inputs: Vec<Json>,
     /// Bearer tokens and who may do what.
     pub auth: AuthSettings,
     /// Request and ingestion rate limits.
@@ -415,6 +419,16 @@ pub struct EnvVariable {
 }
 
 impl Settings {
+    /// An `[[inputs]]` entry as its name and its settings (the entry without `name`).
+    pub fn input_entry(entry: &Json) -> (String, Json) {
+        let name = entry["name"].as_str().unwrap_or_default().to_string();
+        let mut body = entry.clone();
+        if let Json::Object(map) = &mut body {
+            map.remove("name");
+        }
+        (name, body)
+    }
+
     /// Loads the embedded default, then `file`, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<(Settings, Report), ConfigError> {
         Self::load_with_env(file, std::env::vars())
@@ -764,6 +778,21 @@ impl Settings {
                 ));
             }
             source_ids.push(source.id.clone());
+        }
+        let mut names = Vec::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let (name, body) = Self::input_entry(input);
+            if names.contains(&name) {
+                r.error(format!("inputs[{i}].name: {name:?} is declared twice"));
+            }
+            if let Err(report) =
+                synopticon_actors::input::InputConfig::parse(&name, &body, &self.store.instance)
+            {
+                for e in report.errors {
+                    r.error(format!("inputs[{i}].{e}"));
+                }
+            }
+            names.push(name);
         }
         let mut ids = Vec::new();
         for (i, declared) in self.sessions.declared.iter().enumerate() {

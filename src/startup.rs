@@ -19,6 +19,7 @@ use synopticon_actors::distributor::CloseReason;
 use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
+use synopticon_actors::input::{Inputs, Processor};
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::session::templates::{TemplateOrigin, TemplateStore};
 use synopticon_actors::sessions::Sessions;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub sources: Arc<SourceHub>,
     /// The registered devices.
     pub devices: Arc<DeviceRegistry>,
+    /// The broker inputs.
+    pub inputs: Arc<Inputs>,
     /// The server's own Redis connection (`redis.url`), if any.
     pub bus: Option<RedisBus>,
     /// Whether routes need a token.
@@ -233,6 +236,13 @@ impl Application {
             // back) starts it.
             tracing::error!(device = %serial, %error, "a device's source could not start");
         }
+        let inputs = Arc::new(Inputs::new(
+            Arc::new(Processor::new(sources.clone(), devices.clone())),
+            rails.egress.clone(),
+            settings.store.instance.clone(),
+            actors.handle(),
+        ));
+        start_inputs(&store, &inputs, &settings.inputs).await?;
 
         let auth_enabled = settings.auth_enabled();
         if !auth_enabled && !address.ip().is_loopback() {
@@ -299,6 +309,7 @@ impl Application {
             models,
             sources,
             devices,
+            inputs,
             bus,
             auth_enabled,
             tokens,
@@ -431,6 +442,29 @@ async fn restore_sources(
             Err(error) => {
                 tracing::error!(source = %id, %error, "a kept source could not start; it stays in the store")
             }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the inputs the configuration declares, then those kept in the store (a kept one
+/// with a declared one's name is left to the declared one).
+async fn start_inputs(store: &Store, inputs: &Inputs, declared: &[Value]) -> anyhow::Result<()> {
+    let mut names = Vec::new();
+    for entry in declared {
+        let (name, body) = Settings::input_entry(entry);
+        inputs
+            .put(&name, &body, true)
+            .map_err(|e| anyhow::anyhow!("declared input {name:?}: {e}"))?;
+        names.push(name);
+    }
+    for (name, body) in store.list(Kind::Input).await? {
+        if names.contains(&name) {
+            tracing::warn!(input = %name, "a kept input has the name of a declared one, which runs");
+            continue;
+        }
+        if let Err(error) = inputs.put(&name, &body, false) {
+            tracing::error!(input = %name, %error, "a kept input could not start; it stays in the store");
         }
     }
     Ok(())
@@ -612,7 +646,8 @@ fn redaction_key(secret: &str) -> anyhow::Result<Arc<ring::hmac::Key>> {
 
 /// Closes every session (clients get close frames and stream ends), then stops the server.
 pub async fn graceful_shutdown(state: &AppState, server: &ServerHandle) {
-    tracing::info!("shutting down: stopping sources, closing sessions");
+    tracing::info!("shutting down: stopping inputs and sources, closing sessions");
+    state.inputs.stop_all();
     state.sources.stop_all();
     let closed = tokio::time::timeout(
         SESSION_CLOSE_TIMEOUT,

@@ -25,6 +25,8 @@
 //! - [`store`]: what is kept across restarts (SQLite, PostgreSQL or memory).
 //! - [`devices`]: the device registry, its change events and the sources of devices.
 //! - [`bus`]: the server's own Redis connection (`redis.url`), publishing device channels.
+//! - [`input`]: detection envelopes consumed from brokers (Redis Streams, MQTT) into the
+//!   trackers of their devices' sources.
 //! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
 //!   source, and the evaluation on synthetic scenes.
 //! - [`secrets`]: which configuration values are secret; hiding them in answers, sealing
@@ -44,6 +46,7 @@ pub mod event;
 pub mod glob;
 pub mod guardrails;
 pub mod inference;
+pub mod input;
 pub mod json;
 pub mod messages;
 pub mod registry;

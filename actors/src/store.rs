@@ -52,6 +52,11 @@ pub enum Kind {
     Template,
     /// A token made over REST: its hash and scope (shared).
     Token,
+    /// A broker input made over REST (shared: every processor sharing the store consumes
+    /// it, as one consumer of its group).
+    Input,
+    /// A rule made over REST (shared).
+    Rule,
 }
 
 impl Kind {
@@ -61,6 +66,8 @@ impl Kind {
             Kind::Source => "source",
             Kind::Template => "template",
             Kind::Token => "token",
+            Kind::Input => "input",
+            Kind::Rule => "rule",
         }
     }
 
@@ -69,7 +76,14 @@ impl Kind {
         matches!(self, Kind::Session | Kind::Source)
     }
 
-    const ALL: [Kind; 4] = [Kind::Session, Kind::Source, Kind::Template, Kind::Token];
+    const ALL: [Kind; 6] = [
+        Kind::Session,
+        Kind::Source,
+        Kind::Template,
+        Kind::Token,
+        Kind::Input,
+        Kind::Rule,
+    ];
 }
 
 /// How a device is named: by id or by serial.
@@ -707,7 +721,7 @@ impl Store {
     }
 
     /// Every kind of document record, for tools.
-    pub fn kinds() -> [Kind; 4] {
+    pub fn kinds() -> [Kind; 6] {
         Kind::ALL
     }
 }

@@ -11,6 +11,7 @@
 //!   `/api/v1/sessions/{id}/sources`
 //! - [`devices`](self::devices): `/api/v1/devices` (the device registry) and
 //!   `/api/v1/sessions/{id}/devices`
+//! - [`inputs`](self::inputs): `/api/v1/inputs` (broker inputs of a processor)
 //! - [`tokens`](self::tokens): `/api/v1/tokens` (bearer tokens; admin only)
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
 //!
@@ -22,6 +23,7 @@ pub mod debug;
 pub mod devices;
 pub mod health;
 pub mod inference;
+pub mod inputs;
 pub mod live;
 pub mod metrics;
 pub mod sessions;
@@ -204,6 +206,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
     inference::configure(&mut api);
     sources::configure(&mut api);
     devices::configure(&mut api);
+    inputs::configure(&mut api);
     tokens::configure(&mut api);
     if settings.server.debug_endpoints {
         debug::configure(&mut api);

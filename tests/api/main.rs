@@ -8,6 +8,7 @@ mod egress;
 mod fuzz;
 mod helpers;
 mod inference;
+mod inputs;
 mod limits;
 mod live;
 mod metrics;

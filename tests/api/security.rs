@@ -233,6 +233,17 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             p("/api/v1/sessions/s1/devices"),
             Body::Json(json!(["WALK-*"])),
         ),
+        ("GET", "/api/v1/inputs") => (p(path), Body::None),
+        ("GET", "/api/v1/inputs/{name}") | ("DELETE", "/api/v1/inputs/{name}") => {
+            (p("/api/v1/inputs/walk-input"), Body::None)
+        }
+        ("PUT", "/api/v1/inputs/{name}") => (
+            p("/api/v1/inputs/walk-input"),
+            Body::Json(
+                json!({"kind": "redis_stream", "url": "redis://127.0.0.1:6379",
+                "stream": "synopticon-walk"}),
+            ),
+        ),
         ("GET", "/api/v1/tokens") => (p(path), Body::None),
         ("POST", "/api/v1/tokens") => (p(path), Body::Json(json!({"role": "viewer"}))),
         ("GET", "/api/v1/tokens/{token}") | ("DELETE", "/api/v1/tokens/{token}") => {
@@ -263,6 +274,7 @@ fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
         || path == "/api/config"
         || path == "/api/runtime"
         || (path.starts_with("/api/v1/templates") && method != "GET")
+        || (path.starts_with("/api/v1/inputs") && method != "GET")
     {
         Access::ServerAdmin
     } else if path.starts_with("/api/v1/tokens") {
@@ -317,6 +329,13 @@ async fn fixtures(admin: &TestApp) {
         .post(
             "/api/v1/devices",
             &json!({"id": "dev1", "serial": "WALK-FIX"}),
+        )
+        .await;
+    let _ = admin
+        .put(
+            "/api/v1/inputs/walk-input",
+            &json!({"kind": "redis_stream", "url": "redis://127.0.0.1:6379",
+                "stream": "synopticon-walk"}),
         )
         .await;
 }

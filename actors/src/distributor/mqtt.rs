@@ -43,11 +43,11 @@ const CLIENT_CHANNEL_CAPACITY: usize = 1024;
 pub struct Broker {
     /// As configured (password removed), for status and logs.
     pub shown: String,
-    host: String,
-    port: u16,
-    tls: bool,
-    username: Option<String>,
-    password: Option<String>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 /// MQTT settings.
@@ -84,7 +84,7 @@ pub struct MqttConfig {
     pub ca: Option<Vec<u8>>,
 }
 
-fn parse_broker(path: &str, url: &str) -> Result<Broker, String> {
+pub(crate) fn parse_broker(path: &str, url: &str) -> Result<Broker, String> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         format!("{path}: {url:?} must look like mqtt://host:1883 or mqtts://host:8883")
     })?;
@@ -314,7 +314,7 @@ fn options(config: &MqttConfig, broker: &Broker, host: &str, session: &str) -> M
 /// Where to connect for `broker`, through the egress policy: the first allowed address of
 /// a plain broker (so the connection goes where the check looked), or the name of a TLS
 /// one once every address it resolves to is allowed.
-async fn target(broker: &Broker, egress: &EgressPolicy) -> Result<String, String> {
+pub(crate) async fn target(broker: &Broker, egress: &EgressPolicy) -> Result<String, String> {
     if broker.tls {
         egress
             .resolve(&broker.host, broker.port, Use::ByName)

@@ -161,7 +161,7 @@ impl RedisProtocol {
 
 /// The client for `url`. TLS goes through rustls with the process's ring provider, like
 /// MQTT and the webhooks; a configured CA replaces the system roots.
-fn open_client(url: &str, ca: Option<&Vec<u8>>) -> Result<redis::Client, String> {
+pub(crate) fn open_client(url: &str, ca: Option<&Vec<u8>>) -> Result<redis::Client, String> {
     let opened = match ca {
         Some(pem) => redis::Client::build_with_tls(
             url,
@@ -179,7 +179,7 @@ fn open_client(url: &str, ca: Option<&Vec<u8>>) -> Result<redis::Client, String>
 /// replaced by the first allowed address (so the connection goes where the check looked,
 /// at every reconnection too); a `rediss://` one as written once every address its name
 /// resolves to is allowed (the certificate must then prove the name).
-async fn target_url(url: &str, egress: &EgressPolicy) -> Result<String, String> {
+pub(crate) async fn target_url(url: &str, egress: &EgressPolicy) -> Result<String, String> {
     let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
     let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();
     let port = parsed.port().unwrap_or(6379);

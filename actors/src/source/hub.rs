@@ -382,6 +382,17 @@ impl SourceHub {
 
     /// Detections from an edge device for an `external` source.
     pub async fn ingest(&self, id: &str, body: Value) -> Result<Ingested, SourceError> {
+        self.ingest_with(id, body, false).await
+    }
+
+    /// The same; with `warm`, the message is tracked without raising events (a processor
+    /// replaying what it handled before a restart).
+    pub async fn ingest_with(
+        &self,
+        id: &str,
+        body: Value,
+        warm: bool,
+    ) -> Result<Ingested, SourceError> {
         let addr = {
             let sources = self.sources.lock();
             let h = sources
@@ -399,7 +410,11 @@ impl SourceHub {
             }
             h.tracker.clone()
         };
-        match addr.send(IngestDetections(body)).await {
+        let message = IngestDetections {
+            envelope: body,
+            warm,
+        };
+        match addr.send(message).await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(message)) => {
                 let mut r = Report::default();

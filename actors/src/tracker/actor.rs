@@ -37,7 +37,13 @@ pub const MAX_CLOCK_AHEAD_SECS: i64 = 300;
 /// REST or an input → tracker: detections from an edge device, in the seed-004 envelope.
 #[derive(Message)]
 #[rtype(result = "Result<Ingested, String>")]
-pub struct IngestDetections(pub Value);
+pub struct IngestDetections {
+    /// The envelope.
+    pub envelope: Value,
+    /// Warm-up: track it, raise nothing. A processor that restarts replays what it had
+    /// already handled, so tracks and line sides are where they were.
+    pub warm: bool,
+}
 
 /// What the tracker did with an edge message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +103,8 @@ pub struct TrackerActor {
     edge: Option<EdgeTracks>,
     /// Edge messages taken lately, to recognise one delivered again.
     recent: Recent,
+    /// Warming up: events are not raised.
+    quiet: bool,
 }
 
 impl TrackerActor {
@@ -119,6 +127,7 @@ impl TrackerActor {
             faces_seen: HashSet::new(),
             edge,
             recent: Recent::new(RECENT_MESSAGES),
+            quiet: false,
         }
     }
 
@@ -252,7 +261,7 @@ impl TrackerActor {
     }
 
     fn publish(&self, mut events: Vec<IncomingEvent>) {
-        if events.is_empty() {
+        if events.is_empty() || self.quiet {
             return;
         }
         let device: Option<Arc<str>> = self.config.device_serial.as_deref().map(Arc::from);
@@ -439,7 +448,7 @@ impl Handler<IngestDetections> for TrackerActor {
     type Result = Result<Ingested, String>;
 
     fn handle(&mut self, msg: IngestDetections, _: &mut Self::Context) -> Self::Result {
-        let message = parse_envelope(&msg.0)?;
+        let message = parse_envelope(&msg.envelope)?;
         let count = message.detections.len();
         // At-least-once delivery gives some messages twice: the second changes nothing
         // (no line counted again). Only messages that say which frame, and when, can be
@@ -466,6 +475,7 @@ impl Handler<IngestDetections> for TrackerActor {
             .frames_captured
             .fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.captured.increment(1);
+        self.quiet = msg.warm;
         self.process(TrackedFrame {
             detections,
             track_ids: Some(&message.track_ids),
@@ -480,6 +490,7 @@ impl Handler<IngestDetections> for TrackerActor {
             },
             image: None,
         });
+        self.quiet = false;
         Ok(Ingested {
             detections: count,
             duplicate: false,

@@ -1,0 +1,301 @@
+//! Processor inputs against the real Redis and Mosquitto: detection envelopes XADDed to a
+//! stream (or published on a topic) reach the trackers of their devices' sources, bad
+//! entries end in the dead-letter stream, unknown devices are registered, entries left
+//! pending (by this consumer before a restart, or by a dead one) are handled once, and two
+//! processors sharing an MQTT subscription handle each message once between them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::Commands;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::mqtt::SHARED_BROKER;
+use crate::redis::SHARED;
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// Frame `n` of a device: one person whose feet are at `y` (x = 300).
+pub(crate) fn envelope(device: &str, camera: &str, n: i64, y: Option<f32>) -> Value {
+    let at = base() + chrono::Duration::milliseconds(n * 100);
+    json!({
+        "version": 1,
+        "source": {"device_id": device, "camera_id": camera, "timestamp": at.to_rfc3339()},
+        "frame": {"number": n, "width": 640, "height": 480},
+        "detections": y.map(|y| vec![json!({
+            "class_id": 0, "class_name": "person", "confidence": 0.9,
+            "bbox": {"x1": 260.0, "y1": y - 160.0, "x2": 340.0, "y2": y},
+        })]).unwrap_or_default(),
+    })
+}
+
+/// A walk down across the middle line (y = 240), then out of sight.
+pub(crate) fn walk(device: &str, camera: &str) -> Vec<Value> {
+    (0..12)
+        .map(|n| {
+            let y = (n < 8).then_some(160.0 + n as f32 * 25.0);
+            envelope(device, camera, n, y)
+        })
+        .collect()
+}
+
+fn redis() -> redis::Connection {
+    redis::Client::open(SHARED)
+        .and_then(|c| c.get_connection())
+        .expect("the shared Redis (make test starts it)")
+}
+
+fn xadd(conn: &mut redis::Connection, stream: &str, field: &str, payload: &str) {
+    let _: String = conn.xadd(stream, "*", &[(field, payload)]).expect("XADD");
+}
+
+async fn door_cam(app: &TestApp, device: &str) {
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "door-cam", "kind": "external", "device_id": device,
+                "detections_events": false,
+                "lines": [{"id": "door", "points": [[0, "50%"], ["100%", "50%"]]}]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+}
+
+async fn input_status(app: &TestApp, name: &str, until: impl Fn(&Value) -> bool) -> Value {
+    wait_until(&format!("input {name}"), DEADLINE, || async {
+        let s = app.get(&format!("/api/v1/inputs/{name}")).await.body;
+        until(&s).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_redis_stream_feeds_trackers_dead_letters_bad_entries_and_registers_new_devices() {
+    let app = spawn_app().await;
+    let (device, stream) = (unique("jetson"), unique("detections"));
+    door_cam(&app, &device).await;
+    app.create_session(json!({"id": "lab", "sources": ["door-cam"], "devices": ["*"]}))
+        .await;
+    let mut ws = app.ws("lab", "").await;
+
+    let put = app
+        .put(
+            "/api/v1/inputs/edge",
+            &json!({"kind": "redis_stream", "url": SHARED, "stream": stream,
+                "blockMs": 100, "deviceTemplate": {"name": "auto", "source": {"detections_events": false}}}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let bad = app
+        .put(
+            "/api/v1/inputs/bad",
+            &json!({"kind": "redis_stream", "url": "http://x", "batch": 0, "colour": 1}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(
+        bad.body["details"].as_array().unwrap().len(),
+        3,
+        "{}",
+        bad.body
+    );
+
+    let mut conn = redis();
+    let frames = walk(&device, "door-cam");
+    for (i, e) in frames.iter().enumerate() {
+        // Half as the plain envelope, half as a Synopticon `detections` event (what the
+        // Redis distributor of another server writes).
+        let text = if i % 2 == 0 {
+            e.to_string()
+        } else {
+            json!({"session": "edge", "seq": i, "event": "detections", "ts": "2026-11-27T09:00:00Z", "data": e}).to_string()
+        };
+        xadd(&mut conn, &stream, "json", &text);
+    }
+    xadd(&mut conn, &stream, "json", "{not json");
+    xadd(&mut conn, &stream, "other", "{}");
+    let newcomer = unique("NEW");
+    xadd(
+        &mut conn,
+        &stream,
+        "json",
+        &envelope(&newcomer, "cam", 0, Some(300.0)).to_string(),
+    );
+
+    let total = frames.len() + 3;
+    let status = input_status(&app, "edge", |s| {
+        s["acknowledged"].as_u64() == Some(total as u64)
+    })
+    .await;
+    assert_eq!(status["received"], total, "{status}");
+    assert_eq!(status["dead_lettered"], 2, "{status}");
+    assert_eq!(status["devices_created"], 1, "{status}");
+    assert_eq!(status["connected"], true);
+    assert_eq!(status["config"]["stream"], stream.as_str());
+
+    let mut seen = Vec::new();
+    while seen.iter().all(|e: &Value| e["event"] != "line_cross") {
+        seen.push(ws.next_event().await.expect("events from the stream"));
+    }
+    let line = seen.last().unwrap();
+    assert_eq!(line["data"]["source"], "door-cam");
+    assert_eq!(line["data"]["direction"], "in");
+
+    let dead: redis::streams::StreamRangeReply =
+        conn.xrange_all(format!("{stream}:dead")).expect("XRANGE");
+    let reasons: Vec<String> = dead
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("reason").unwrap_or_default())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].starts_with("not JSON"), "{reasons:?}");
+    assert!(reasons[1].contains("no \"json\" field"), "{reasons:?}");
+    assert_eq!(dead.ids[1].get::<String>("other").as_deref(), Some("{}"));
+
+    let registered = app.get(&format!("/api/v1/devices/sn/{newcomer}")).await;
+    assert_eq!(registered.status, 200, "{}", registered.body);
+    assert_eq!(registered.body["kind"], "edge");
+    assert_eq!(registered.body["name"], "auto");
+    assert_eq!(registered.body["stream"]["state"], "running");
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending(&stream, "synopticon").expect("XPENDING");
+    assert_eq!(pending.count(), 0, "everything acknowledged");
+
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "synopticon_input_messages_total{input=\"edge\",outcome=\"dead_lettered\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(app.delete("/api/v1/inputs/edge").await.status, 204);
+    assert_eq!(app.get("/api/v1/inputs/edge").await.status, 404);
+}
+
+#[tokio::test]
+async fn entries_left_pending_by_this_consumer_or_a_dead_one_are_handled_once() {
+    let app = spawn_app().await;
+    let (device, stream) = (unique("jetson"), unique("detections"));
+    door_cam(&app, &device).await;
+    let mut conn = redis();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut conn)
+        .expect("XGROUP CREATE");
+    let frames: Vec<Value> = (0..10)
+        .map(|n| envelope(&device, "door-cam", n, Some(100.0 + n as f32)))
+        .collect();
+    for e in &frames {
+        xadd(&mut conn, &stream, "json", &e.to_string());
+    }
+    // A consumer that took five and died; then this processor's own consumer ("main")
+    // took three before it stopped.
+    let read = |conn: &mut redis::Connection, consumer: &str, n: usize| {
+        let opts = redis::streams::StreamReadOptions::default()
+            .group("g", consumer)
+            .count(n);
+        let _: redis::streams::StreamReadReply = conn
+            .xread_options(&[&stream], &[">"], &opts)
+            .expect("XREADGROUP");
+    };
+    read(&mut conn, "ghost", 5);
+    read(&mut conn, "main", 3);
+
+    let put = app
+        .put(
+            "/api/v1/inputs/edge",
+            &json!({"kind": "redis_stream", "url": SHARED, "stream": stream, "group": "g",
+                "blockMs": 100, "claimIdleMs": 300, "warmup": 0}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let status = input_status(&app, "edge", |s| s["acknowledged"] == 10).await;
+    assert_eq!(status["redelivered"], 8, "{status}");
+    assert_eq!(status["received"], 2, "only two were new: {status}");
+    let source = app.get("/api/v1/sources/door-cam").await.body;
+    assert_eq!(source["stats"]["frames_captured"], 10, "each handled once");
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending(&stream, "g").expect("XPENDING");
+    assert_eq!(pending.count(), 0);
+}
+
+#[tokio::test]
+async fn two_processors_sharing_an_mqtt_subscription_handle_each_message_once() {
+    let topic_root = unique("detections");
+    let device = unique("cam");
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let app = spawn_app().await;
+        door_cam(&app, &device).await;
+        let put = app
+            .put(
+                "/api/v1/inputs/edge",
+                &json!({"kind": "mqtt", "broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"),
+                    "topic": format!("{topic_root}/+"), "shareGroup": "procs",
+                    "clientId": unique("proc")}),
+            )
+            .await;
+        assert_eq!(put.status, 201, "{}", put.body);
+        input_status(&app, "edge", |s| s["connected"] == true).await;
+        apps.push(app);
+    }
+    // Subscriptions are made after the connection: give the broker a moment to have both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut options = rumqttc::MqttOptions::new(unique("edge"), "127.0.0.1", SHARED_BROKER);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    const N: i64 = 60;
+    for n in 0..N {
+        let e = envelope(&device, "door-cam", n, Some(100.0 + n as f32));
+        client
+            .publish(
+                format!("{topic_root}/door-cam"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                e.to_string(),
+            )
+            .await
+            .expect("publish");
+    }
+    let counts = wait_until("every message handled", DEADLINE, || async {
+        let mut counts = Vec::new();
+        for app in &apps {
+            let s = app.get("/api/v1/inputs/edge").await.body;
+            counts.push(s["acknowledged"].as_u64().unwrap_or(0));
+        }
+        (counts.iter().sum::<u64>() >= N as u64).then_some(counts)
+    })
+    .await;
+    poller.abort();
+    assert_eq!(counts.iter().sum::<u64>(), N as u64, "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "both took a share: {counts:?}"
+    );
+    let mut frames = 0;
+    for app in &apps {
+        frames += app.get("/api/v1/sources/door-cam").await.body["stats"]["frames_captured"]
+            .as_u64()
+            .unwrap_or(0);
+    }
+    assert_eq!(frames, N as u64, "each message tracked once");
+}
