@@ -56,6 +56,9 @@ pub struct Settings {
     pub devices: DeviceConfig,
     /// The server's own Redis connection.
     pub redis: RedisSettings,
+    /// Edge mode (`synopticon edge`): the camera and where its envelopes go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<crate::edge::EdgeSettings>,
 }
 
 /// The device registry (docs/DEVICES.md).

@@ -8,6 +8,7 @@
 //! - [`audit`]: who changed what, as structured log lines.
 //! - [`tls`]: the rustls configuration of an https:// listener.
 //! - [`configuration`]: settings from the embedded default, a file and the environment.
+//! - [`edge`]: `synopticon edge`, the settings of an edge device publishing detections.
 //! - [`startup`]: [`startup::Application`], used by `main` and by the tests.
 //! - [`routes`]: one file per API area.
 //! - [`error`]: the mapping of every error to an HTTP status and JSON body.
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod configuration;
+pub mod edge;
 pub mod error;
 pub mod routes;
 pub mod startup;

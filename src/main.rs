@@ -1,5 +1,5 @@
-//! `synopticon`: `serve` (the default), `check-config`, `analyze`, `token`, `backup`,
-//! `restore` and `key`.
+//! `synopticon`: `serve` (the default), `edge`, `check-config`, `analyze`, `token`,
+//! `backup`, `restore` and `key`.
 
 /// jemalloc instead of the system allocator: glibc kept every page a closed session had
 /// used (RSS stayed at its peak), where jemalloc hands freed memory back to the system.
@@ -40,6 +40,13 @@ enum Command {
     /// Run the server (the default when no command is given).
     Serve {
         /// Configuration file layered over the embedded default.
+        #[arg(long, env = CONFIG_FILE_ENV)]
+        config: Option<PathBuf>,
+    },
+    /// Run as an edge device: the `[edge]` camera → model → tracker → the detection
+    /// envelope of every frame, published to a Redis stream or an MQTT topic.
+    Edge {
+        /// Configuration file with an `[edge]` section.
         #[arg(long, env = CONFIG_FILE_ENV)]
         config: Option<PathBuf>,
     },
@@ -124,7 +131,8 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve {
         config: std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from),
     }) {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => serve(config, false),
+        Command::Edge { config } => serve(config, true),
         Command::CheckConfig { file } => check_config(file),
         Command::Analyze {
             input,
@@ -270,13 +278,24 @@ fn analyze(config: Option<PathBuf>, args: AnalyzeArgs) -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
+fn serve(config: Option<PathBuf>, edge: bool) -> ExitCode {
     let (settings, env_report) = match Settings::load(config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    let settings = if edge {
+        match synopticon::edge::settings(settings) {
+            Ok(s) => s,
+            Err(report) => {
+                report.errors.iter().for_each(|e| eprintln!("error: {e}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        settings
     };
     init_logging(&settings.log);
     if !env_report.is_valid() {

@@ -35,6 +35,8 @@ pub struct Event {
     pub accepted_at: Instant,
     /// The JSON envelope, serialized on first use and shared afterwards.
     json: OnceLock<Bytes>,
+    /// The payload alone, as bytes, made on first use and shared afterwards.
+    data_bytes: OnceLock<Bytes>,
 }
 
 /// The JSON envelope every text protocol carries (WebSocket frame, SSE `data:`, ...).
@@ -103,6 +105,7 @@ impl Event {
             origin: Origin::default(),
             accepted_at: Instant::now(),
             json: OnceLock::new(),
+            data_bytes: OnceLock::new(),
         }
     }
 
@@ -112,6 +115,21 @@ impl Event {
     pub fn weight(&self) -> usize {
         const FIXED: usize = std::mem::size_of::<Event>() + 128;
         2 * self.data.get().len() + self.name.len() + self.session.len() + FIXED
+    }
+
+    /// The payload alone (`data`), for outputs that carry only it (an edge's envelope).
+    pub fn data_bytes(&self) -> &Bytes {
+        self.data_bytes
+            .get_or_init(|| Bytes::copy_from_slice(self.data.get().as_bytes()))
+    }
+
+    /// What an output carries: the whole envelope, or only `data`.
+    pub fn payload(&self, data_only: bool) -> &Bytes {
+        if data_only {
+            self.data_bytes()
+        } else {
+            self.json()
+        }
     }
 
     /// `{"session","seq","event","ts","data"}` as compact JSON, serialized once.

@@ -152,6 +152,19 @@ impl ServerProcess {
         config: &str,
         adjust: impl FnOnce(&mut std::process::Command),
     ) -> ServerProcess {
+        Self::run("serve", config, adjust)
+    }
+
+    /// `synopticon edge` with `config`.
+    pub fn edge(config: &str) -> ServerProcess {
+        Self::run("edge", config, |_| {})
+    }
+
+    fn run(
+        subcommand: &str,
+        config: &str,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> ServerProcess {
         use std::io::BufRead;
         synopticon_actors::distributor::http::install_crypto_provider();
         let dir = std::env::temp_dir().join(format!("synopticon-process-{}", uuid::Uuid::new_v4()));
@@ -169,7 +182,7 @@ impl ServerProcess {
         std::fs::write(&file, config).expect("config file");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_synopticon"));
         command
-            .args(["serve", "--config"])
+            .args([subcommand, "--config"])
             .arg(&file)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("NO_COLOR", "1")

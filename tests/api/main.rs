@@ -4,6 +4,7 @@
 mod analyze;
 mod config;
 mod devices;
+mod edge;
 mod egress;
 mod fuzz;
 mod helpers;

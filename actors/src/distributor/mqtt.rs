@@ -82,6 +82,9 @@ pub struct MqttConfig {
     /// PEM certificates trusted for `mqtts://` instead of the system roots (`caFile`, read
     /// when the settings are validated).
     pub ca: Option<Vec<u8>>,
+    /// Carry only each event's `data` instead of its envelope (`payload`: `envelope`, the
+    /// default, or `data`).
+    pub data_only: bool,
 }
 
 pub(crate) fn parse_broker(path: &str, url: &str) -> Result<Broker, String> {
@@ -549,7 +552,9 @@ impl Protocol for MqttProtocol {
                 "{path}.caFile: only used for mqtts:// brokers, and none is configured"
             ));
         }
+        let data_only = r.choice("payload", &["envelope", "data"], "envelope") == "data";
         MqttConfig {
+            data_only,
             brokers,
             client_id,
             username,
@@ -676,7 +681,8 @@ fn publish(
     let retain = options.and_then(|o| o.retain).unwrap_or(config.retain);
     let topic = render(template, session, &event.name);
     // Fixed header (5) + topic length (2) + packet id (2) + topic + payload.
-    let packet = 9 + topic.len() + event.json().len();
+    let payload = event.payload(config.data_only);
+    let packet = 9 + topic.len() + payload.len();
     if packet > config.max_packet {
         return Err(Outcome::Rejected(format!(
             "event {} seq {}: MQTT packet of {packet} bytes exceeds maxPacketBytes {}",
@@ -684,7 +690,7 @@ fn publish(
         )));
     }
     let (tx, rx) = oneshot::channel();
-    if let Err(e) = client.try_publish(topic, qos, retain, event.json().clone()) {
+    if let Err(e) = client.try_publish(topic, qos, retain, payload.clone()) {
         return Err(Outcome::Failed(format!("MQTT publish refused: {e}")));
     }
     link.queued.push_back(Tag::Event(qos, tx));

@@ -50,6 +50,9 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// Pause between connection attempts (`reconnectDelayMs`).
     pub reconnect_delay: Duration,
+    /// Carry only each event's `data` instead of its envelope (`payload`: `envelope`, the
+    /// default, or `data`): an edge publishing plain detection envelopes.
+    pub data_only: bool,
 }
 
 fn render(template: &str, session: &str, event: &str) -> String {
@@ -261,7 +264,9 @@ impl Protocol for RedisProtocol {
         let max_len = r.u64("maxLen", 1, 1 << 40, DEFAULT_MAX_LEN);
         let command_timeout = Duration::from_millis(r.u64("commandTimeoutMs", 10, 600_000, 2000));
         let reconnect_delay = Duration::from_millis(r.u64("reconnectDelayMs", 10, 600_000, 1000));
+        let data_only = r.choice("payload", &["envelope", "data"], "envelope") == "data";
         RedisConfig {
+            data_only,
             url,
             ca,
             publish,
@@ -315,7 +320,7 @@ impl Protocol for RedisProtocol {
         let (slot, notify) = (self.connection.clone(), self.connected.clone());
         let last_error = self.last_error.clone();
         let config = &self.config;
-        let json = event.json();
+        let json = event.payload(config.data_only);
         let mut pipe = redis::pipe();
         if let Some(stream) = pick(&config.streams, config.stream.as_deref(), &event.name) {
             pipe.cmd("XADD")

@@ -67,6 +67,9 @@ pub struct EnvelopeDetection {
     pub bbox: BBox,
     /// Box centre.
     pub center: Point,
+    /// The track's centre in the previous envelope it was in (tracked detections only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_center: Option<Point>,
     /// Face landmarks, when the model gives them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub landmarks: Option<Vec<Point>>,
@@ -76,6 +79,7 @@ impl From<&Detection> for EnvelopeDetection {
     fn from(d: &Detection) -> Self {
         Self {
             track_id: None,
+            previous_center: None,
             class_id: d.class_id,
             class_name: d.class_name.to_string(),
             confidence: d.confidence,
@@ -113,6 +117,10 @@ pub struct DetectionMessage {
     /// The frame itself, when the source is configured to attach it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame_data: Option<FrameData>,
+    /// Where the frame was saved instead (`{"type": "file", "path"}`), when the source
+    /// saves its frames (`frame_ref_dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_ref: Option<serde_json::Value>,
 }
 
 impl DetectionMessage {
@@ -136,6 +144,7 @@ impl DetectionMessage {
                 .map(EnvelopeDetection::from)
                 .collect(),
             frame_data: None,
+            frame_ref: None,
         }
     }
 }

@@ -130,6 +130,10 @@ pub struct SourceConfig {
     /// Attach the analysed frame as a base64 JPEG (`frame_data`) to `detections` events.
     #[serde(default)]
     pub frame_data: bool,
+    /// Save each analysed frame of a `detections` event as a JPEG under this folder and
+    /// name it in the envelope's `frame_ref` (`{dir}/{id}/{date}/frame-{n}.jpg`).
+    #[serde(default)]
+    pub frame_ref_dir: Option<String>,
     /// JPEG quality of `frame_data` (1-100).
     #[serde(default = "default_quality")]
     pub frame_quality: u8,

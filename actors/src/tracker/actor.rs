@@ -6,7 +6,7 @@
 //! Tracking, analytics and the JPEG of `frame_data` run here rather than on the shared
 //! actors thread, so a busy source never delays sessions or other sources.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use super::{ByteTracker, EndedTrack, TrackSnapshot, TrackState, TrackView};
 use crate::inference::envelope::{
     DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
 };
-use crate::inference::{BBox, Detection, Frame, FrameDetected, InferenceError, Roi};
+use crate::inference::{BBox, Detection, Frame, FrameDetected, InferenceError, Point, Roi};
 use crate::messages::{IncomingEvent, PublishSourceEvents};
 use crate::source::actor::SourceShared;
 use crate::source::SourceConfig;
@@ -105,6 +105,8 @@ pub struct TrackerActor {
     recent: Recent,
     /// Warming up: events are not raised.
     quiet: bool,
+    /// Each track's centre in the latest `detections` envelope (its `previous_center`).
+    centers: HashMap<u64, Point>,
 }
 
 impl TrackerActor {
@@ -128,6 +130,7 @@ impl TrackerActor {
             edge,
             recent: Recent::new(RECENT_MESSAGES),
             quiet: false,
+            centers: HashMap::new(),
         }
     }
 
@@ -199,6 +202,7 @@ impl TrackerActor {
         push_analytics(&mut events, &source, &analytics, at);
         for end in &update.ended {
             self.faces_seen.remove(&end.track_id);
+            self.centers.remove(&end.track_id);
             events.push(event("track_ended", ended_json(&source, end), at));
         }
         let due = config.detections_events
@@ -227,6 +231,7 @@ impl TrackerActor {
                     .tracks
                     .iter()
                     .map(|t| EnvelopeDetection {
+                        previous_center: self.centers.get(&t.track_id).copied(),
                         track_id: Some(t.track_id),
                         class_id: t.class_id,
                         class_name: t.class_name.to_string(),
@@ -240,7 +245,16 @@ impl TrackerActor {
                     Some(f) if config.frame_data => jpeg(f, config.frame_quality),
                     _ => None,
                 },
+                frame_ref: match (frame.image, config.frame_ref_dir.as_deref()) {
+                    (Some(f), Some(dir)) => {
+                        save_frame(f, dir, &source, number, at, config.frame_quality)
+                    }
+                    _ => None,
+                },
             };
+            for t in &update.tracks {
+                self.centers.insert(t.track_id, t.bbox.center());
+            }
             events.push(event(
                 "detections",
                 serde_json::to_value(&message).unwrap_or(Value::Null),
@@ -297,6 +311,7 @@ impl TrackerActor {
             events.push(event("track_ended", ended_json(&source, end), at));
         }
         self.faces_seen.clear();
+        self.centers.clear();
         self.shared.stats.active_tracks.store(0, Ordering::Relaxed);
         self.shared.metrics.active_tracks.set(0.0);
         self.publish(events);
@@ -333,6 +348,44 @@ fn push_analytics(
             map.insert("source".into(), json!(source));
         }
         events.push(event(a.name(), data, at));
+    }
+}
+
+/// Saves the frame as `{dir}/{source}/{date}/frame-{number}.jpg` for the envelope's
+/// `frame_ref` (the tracker has a thread of its own: the write blocks nothing else).
+fn save_frame(
+    frame: &Frame,
+    dir: &str,
+    source: &str,
+    number: u64,
+    at: DateTime<Utc>,
+    quality: u8,
+) -> Option<Value> {
+    let folder = std::path::Path::new(dir)
+        .join(source)
+        .join(at.format("%Y-%m-%d").to_string());
+    let path = folder.join(format!("frame-{number}.jpg"));
+    let written = std::fs::create_dir_all(&folder).and_then(|()| {
+        let file = std::fs::File::create(&path)?;
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(
+            std::io::BufWriter::new(file),
+            quality,
+        );
+        image::ImageEncoder::write_image(
+            encoder,
+            &frame.rgb,
+            frame.width,
+            frame.height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(std::io::Error::other)
+    });
+    match written {
+        Ok(()) => Some(json!({"type": "file", "path": path.display().to_string()})),
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "cannot save the frame for frame_ref");
+            None
+        }
     }
 }
 

@@ -1,0 +1,125 @@
+//! Edge and processor as two real processes: `synopticon edge` plays a video through a
+//! real face model into a real Redis stream; a processor consumes it with a line and a
+//! zone and raises their events on a WebSocket.
+
+use std::time::Duration;
+
+use redis::Commands;
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::redis::SHARED;
+
+/// Decoding and analysing video on two shared cores takes a while.
+const VIDEO_DEADLINE: Duration = Duration::from_secs(90);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// `[inference]` with the small face model.
+pub(crate) fn face_model() -> String {
+    format!(
+        "[inference]\nruntime_path = \"{}\"\ndefault_model = \"face\"\n\
+         [[inference.models]]\nname = \"face\"\nkind = \"centerface\"\npath = \"{}\"\ninput_size = [320, 256]\n",
+        ort_library(),
+        asset("models/centerface.onnx").display()
+    )
+}
+
+/// An edge playing Megamind.avi once into `stream`.
+pub(crate) fn edge_process(device: &str, stream: &str) -> ServerProcess {
+    ServerProcess::edge(&format!(
+        "[server]\nport = 0\n{}\n[edge]\ndevice_id = \"{device}\"\ncamera_id = \"megamind\"\n\
+         output = \"redis_stream\"\nurl = \"{SHARED}\"\nstream = \"{stream}\"\n\
+         [edge.source]\nkind = \"file\"\nurl = \"{}\"\nfps = 10\n",
+        face_model(),
+        asset("videos/Megamind.avi").display()
+    ))
+}
+
+/// A processor reading `stream`, with the camera's line (x = 340, where a face walks
+/// across) and zone (the right half, where a face sits), and a session `watch`.
+pub(crate) fn processor_config(device: &str, stream: &str) -> String {
+    format!(
+        "[server]\nport = 0\n\
+         [[inputs]]\nname = \"edge\"\nkind = \"redis_stream\"\nurl = \"{SHARED}\"\nstream = \"{stream}\"\nblockMs = 200\n\
+         [[sources]]\nid = \"megamind\"\nkind = \"external\"\ndevice_id = \"{device}\"\ndetections_events = false\n\
+         lines = [{{id = \"aisle\", points = [[340, 0], [340, \"100%\"]]}}]\n\
+         zones = [{{id = \"right\", points = [[420, 0], [720, 0], [720, 528], [420, 528]]}}]\n\
+         [[sessions.declared]]\nid = \"watch\"\nsources = [\"megamind\"]\n"
+    )
+}
+
+#[tokio::test]
+async fn an_edge_publishes_envelopes_that_a_processor_turns_into_line_and_zone_events() {
+    let (device, stream) = (unique("jetson"), unique("detections"));
+    let processor = ServerProcess::start(&processor_config(&device, &stream));
+    let mut ws = processor.app.ws("watch", "").await;
+    let edge = edge_process(&device, &stream);
+
+    let mut names = Vec::new();
+    let found = tokio::time::timeout(VIDEO_DEADLINE, async {
+        while !(names.iter().any(|n| n == "zone_enter") && names.iter().any(|n| n == "line_cross"))
+        {
+            match ws.next_event().await {
+                Some(e) => names.push(e["event"].as_str().unwrap_or_default().to_string()),
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "events so far: {names:?}");
+    assert!(names.iter().any(|n| n == "track_started"), "{names:?}");
+
+    // The stream holds the plain envelope, as the seed describes it.
+    let mut conn = redis::Client::open(SHARED)
+        .and_then(|c| c.get_connection())
+        .expect("redis");
+    let entries: redis::streams::StreamRangeReply =
+        conn.xrange_count(&stream, "-", "+", 200).expect("XRANGE");
+    let envelopes: Vec<Value> = entries
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("json"))
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect();
+    assert!(envelopes.len() > 10, "{} envelopes", envelopes.len());
+    let first = &envelopes[0];
+    assert_eq!(first["version"], 1);
+    assert_eq!(first["source"]["device_id"], device.as_str());
+    assert_eq!(first["source"]["camera_id"], "megamind");
+    assert!(
+        first.get("session").is_none(),
+        "the plain envelope: {first}"
+    );
+    let numbers: Vec<u64> = envelopes
+        .iter()
+        .filter_map(|e| e["frame"]["number"].as_u64())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "frames in order");
+    let with_previous = envelopes
+        .iter()
+        .flat_map(|e| e["detections"].as_array().cloned().unwrap_or_default())
+        .filter(|d| d.get("previous_center").is_some())
+        .count();
+    assert!(with_previous > 0, "tracked faces carry previous_center");
+
+    let health = edge.app.get("/api/health").await;
+    assert_eq!(health.status, 200);
+    let metrics = edge.app.metrics().await;
+    let delivered = metric_value(
+        &metrics,
+        "synopticon_distributor_events_total{session=\"edge\",distributor=\"redis\",outcome=\"delivered\"}",
+    );
+    assert!(delivered.is_some_and(|n| n > 10.0), "{delivered:?}");
+    let status = processor.app.get("/api/v1/inputs/edge").await.body;
+    assert!(
+        status["acknowledged"].as_u64().unwrap_or(0) > 10,
+        "{status}"
+    );
+    assert_eq!(status["dead_lettered"], 0, "{status}");
+}
