@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the peers the tests talk to exist and run: Mosquitto on 127.0.0.1:1883,
 # Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (role synopticon); and that the
-# openssl and ffmpeg commands are installed.
+# openssl and ffmpeg commands and Python's aiosmtpd (an SMTP server) are installed.
 # Installs from apt when missing; starts a local instance when nothing listens.
 set -euo pipefail
 SUDO=""
@@ -18,6 +18,12 @@ ensure_package() { # command package
 }
 
 ensure_package mosquitto mosquitto
+# A real SMTP server for the rule e-mail tests (the tests start it on a port of their own).
+if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "installing python3-aiosmtpd from apt"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-aiosmtpd >/dev/null
+fi
 # The MQTT TLS test makes its own throwaway CA with the openssl command.
 ensure_package openssl openssl
 # `synopticon analyze` decodes videos through an ffmpeg subprocess; the tests make clips.

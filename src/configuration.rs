@@ -56,9 +56,90 @@ pub struct Settings {
     pub devices: DeviceConfig,
     /// The server's own Redis connection.
     pub redis: RedisSettings,
+    /// Rules: where their logs and captures go, the SMTP server, declared rules.
+    pub rules: RulesConfig,
     /// Edge mode (`synopticon edge`): the camera and where its envelopes go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<crate::edge::EdgeSettings>,
+}
+
+/// `[rules]` (docs/RULES.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// JSON log folder.
+    pub log_dir: String,
+    /// Days of JSON log kept.
+    pub log_retention_days: u32,
+    /// Captures folder.
+    pub captures_dir: String,
+    /// Days of captures kept.
+    pub captures_retention_days: u32,
+    /// Bytes of captures kept at most.
+    pub captures_max_bytes: u64,
+    /// Folders a `frame_ref` may name.
+    pub frame_ref_dirs: Vec<String>,
+    /// Matches each action may hold waiting.
+    pub queue: usize,
+    /// Rules declared here (`[[rules.declared]]`, each with a `name`).
+    pub declared: Vec<Json>,
+    /// The SMTP server.
+    pub smtp: SmtpConfig,
+}
+
+/// `[rules.smtp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host; empty: no e-mail.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `starttls`, `tls` or `none`.
+    pub security: String,
+    /// Login.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Sender.
+    pub from: String,
+    /// How long one send may take.
+    pub timeout_ms: u64,
+}
+
+impl RulesConfig {
+    /// The settings the rules run with.
+    pub fn settings(&self) -> synopticon_actors::rules::actions::RulesSettings {
+        use synopticon_actors::rules::email::{Security, SmtpSettings};
+        let s = &self.smtp;
+        let smtp = (!s.host.is_empty()).then(|| SmtpSettings {
+            host: s.host.clone(),
+            port: s.port,
+            security: match s.security.as_str() {
+                "tls" => Security::Tls,
+                "none" => Security::None,
+                _ => Security::StartTls,
+            },
+            username: (!s.username.is_empty()).then(|| s.username.clone()),
+            password: (!s.password.is_empty()).then(|| s.password.clone()),
+            from: s.from.clone(),
+            timeout: std::time::Duration::from_millis(s.timeout_ms),
+        });
+        synopticon_actors::rules::actions::RulesSettings {
+            log_dir: self.log_dir.clone().into(),
+            log_retention_days: self.log_retention_days,
+            captures_dir: self.captures_dir.clone().into(),
+            captures_retention_days: self.captures_retention_days,
+            captures_max_bytes: self.captures_max_bytes,
+            frame_ref_dirs: self
+                .frame_ref_dirs
+                .iter()
+                .filter_map(|d| std::fs::canonicalize(d).ok())
+                .collect(),
+            smtp,
+            queue: self.queue,
+        }
+    }
 }
 
 /// The device registry (docs/DEVICES.md).
@@ -666,6 +747,49 @@ impl Settings {
             r.error(format!(
                 "devices.channel_prefix: {prefix:?} must be 1-32 letters, digits, - _ or . (it starts every channel: {prefix}:SN123:updated)"
             ));
+        }
+        let rules = &self.rules;
+        if !["starttls", "tls", "none"].contains(&rules.smtp.security.as_str()) {
+            r.error(format!(
+                "rules.smtp.security: {:?} must be starttls, tls or none",
+                rules.smtp.security
+            ));
+        }
+        if !rules.smtp.host.is_empty()
+            && !synopticon_actors::rules::email::is_address(&rules.smtp.from)
+        {
+            r.error(format!(
+                "rules.smtp.from: {:?} is not an address (Name <user@host>)",
+                rules.smtp.from
+            ));
+        }
+        if rules.queue == 0 || rules.queue > 1_000_000 {
+            r.error("rules.queue: from 1 to 1000000");
+        }
+        if rules.smtp.timeout_ms == 0 {
+            r.error("rules.smtp.timeout_ms: at least 1");
+        }
+        for d in &rules.frame_ref_dirs {
+            if !Path::new(d).is_absolute() {
+                r.error(format!(
+                    "rules.frame_ref_dirs: {d:?} must be an absolute path"
+                ));
+            }
+        }
+        let mut rule_names = Vec::new();
+        for (i, entry) in rules.declared.iter().enumerate() {
+            let (name, body) = Self::input_entry(entry);
+            if rule_names.contains(&name) {
+                r.error(format!(
+                    "rules.declared[{i}].name: {name:?} is declared twice"
+                ));
+            }
+            if let Err(report) = synopticon_actors::rules::RuleConfig::parse(&name, &body) {
+                for e in report.errors {
+                    r.error(format!("rules.declared[{i}].{e}"));
+                }
+            }
+            rule_names.push(name);
         }
         if self.devices.max_devices == 0 {
             r.error("devices.max_devices: must be at least 1");

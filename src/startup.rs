@@ -20,7 +20,10 @@ use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
 use synopticon_actors::input::{Inputs, Processor};
+use synopticon_actors::registry::SetRuleEngine;
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
+use synopticon_actors::rules::actions::Context as RuleContext;
+use synopticon_actors::rules::engine::RuleEngine;
 use synopticon_actors::session::templates::{TemplateOrigin, TemplateStore};
 use synopticon_actors::sessions::Sessions;
 use synopticon_actors::source::hub::{MediaAccess, SourceError, SourceHub};
@@ -68,6 +71,8 @@ pub struct AppState {
     pub devices: Arc<DeviceRegistry>,
     /// The broker inputs.
     pub inputs: Arc<Inputs>,
+    /// The rules.
+    pub rules: Arc<RuleEngine>,
     /// The server's own Redis connection (`redis.url`), if any.
     pub bus: Option<RedisBus>,
     /// Whether routes need a token.
@@ -243,6 +248,18 @@ impl Application {
             actors.handle(),
         ));
         start_inputs(&store, &inputs, &settings.inputs).await?;
+        let rules = Arc::new(RuleEngine::new(
+            RuleContext {
+                settings: settings.rules.settings(),
+                store: store.clone(),
+                registry: registry.clone(),
+                sources: sources.clone(),
+                egress: rails.egress.clone(),
+            },
+            actors.handle(),
+        ));
+        start_rules(&store, &rules, &settings.rules.declared).await?;
+        registry.do_send(SetRuleEngine(rules.clone()));
 
         let auth_enabled = settings.auth_enabled();
         if !auth_enabled && !address.ip().is_loopback() {
@@ -310,6 +327,7 @@ impl Application {
             sources,
             devices,
             inputs,
+            rules,
             bus,
             auth_enabled,
             tokens,
@@ -442,6 +460,28 @@ async fn restore_sources(
             Err(error) => {
                 tracing::error!(source = %id, %error, "a kept source could not start; it stays in the store")
             }
+        }
+    }
+    Ok(())
+}
+
+/// Puts in force the rules the configuration declares, then those kept in the store.
+async fn start_rules(store: &Store, rules: &RuleEngine, declared: &[Value]) -> anyhow::Result<()> {
+    let mut names = Vec::new();
+    for entry in declared {
+        let (name, body) = Settings::input_entry(entry);
+        rules
+            .put(&name, &body, true)
+            .map_err(|e| anyhow::anyhow!("declared rule {name:?}: {e}"))?;
+        names.push(name);
+    }
+    for (name, body) in store.list(Kind::Rule).await? {
+        if names.contains(&name) {
+            tracing::warn!(rule = %name, "a kept rule has the name of a declared one, which is in force");
+            continue;
+        }
+        if let Err(error) = rules.put(&name, &body, false) {
+            tracing::error!(rule = %name, %error, "a kept rule could not be put in force; it stays in the store");
         }
     }
     Ok(())
@@ -648,6 +688,7 @@ fn redaction_key(secret: &str) -> anyhow::Result<Arc<ring::hmac::Key>> {
 pub async fn graceful_shutdown(state: &AppState, server: &ServerHandle) {
     tracing::info!("shutting down: stopping inputs and sources, closing sessions");
     state.inputs.stop_all();
+    state.rules.stop_all();
     state.sources.stop_all();
     let closed = tokio::time::timeout(
         SESSION_CLOSE_TIMEOUT,

@@ -25,6 +25,8 @@
 //! - [`store`]: what is kept across restarts (SQLite, PostgreSQL or memory).
 //! - [`devices`]: the device registry, its change events and the sources of devices.
 //! - [`bus`]: the server's own Redis connection (`redis.url`), publishing device channels.
+//! - [`rules`]: rules that act on events (JSON log, captures, e-mails, digests,
+//!   sessions, webhooks).
 //! - [`input`]: detection envelopes consumed from brokers (Redis Streams, MQTT) into the
 //!   trackers of their devices' sources.
 //! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
@@ -50,6 +52,7 @@ pub mod input;
 pub mod json;
 pub mod messages;
 pub mod registry;
+pub mod rules;
 pub mod secrets;
 pub mod session;
 pub mod sessions;

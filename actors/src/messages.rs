@@ -138,6 +138,18 @@ pub struct InjectDistributorPanic(pub DistributorKind);
 #[rtype(result = "SessionStatus")]
 pub struct CloseSession(pub CloseReason);
 
+/// The picture an event was raised on, for rules that capture it: the analysed frame of a
+/// camera, or what an edge device sent with its envelope.
+#[derive(Debug, Clone)]
+pub enum FrameRef {
+    /// A camera's frame, as analysed.
+    Rgb(Arc<crate::inference::Frame>),
+    /// An envelope's `frame_data`: base64 of a JPEG.
+    Base64Jpeg(Arc<str>),
+    /// An envelope's `frame_ref` naming a saved file.
+    File(std::path::PathBuf),
+}
+
 /// Source → registry: events of a vision source, for every session listening to it.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -147,6 +159,8 @@ pub struct PublishSourceEvents {
     /// The serial of the registered device the source belongs to, if any: sessions
     /// listening to the device hear its source too.
     pub device: Option<Arc<str>>,
+    /// The frame the events were raised on, if one is at hand.
+    pub frame: Option<Arc<FrameRef>>,
     /// Events, in order.
     pub events: Vec<IncomingEvent>,
 }

@@ -12,6 +12,7 @@ use actix::prelude::*;
 use crate::glob::Glob;
 use crate::guardrails::Guardrails;
 use crate::messages::*;
+use crate::rules::engine::RuleEngine;
 use crate::session::spec::resolve;
 use crate::session::spec::SessionConfig;
 use crate::session::templates::TemplateStore;
@@ -62,6 +63,8 @@ pub struct SessionRegistry {
     devices: BTreeMap<String, Vec<Glob>>,
     /// Session id → events from sources and devices it missed: its mailbox was full.
     drops: BTreeMap<String, Arc<MailboxDrops>>,
+    /// The rules, offered every event of sources and devices.
+    rules: Option<Arc<RuleEngine>>,
     templates: Arc<TemplateStore>,
     settings: RegistrySettings,
 }
@@ -74,6 +77,7 @@ impl SessionRegistry {
             sources: BTreeMap::new(),
             devices: BTreeMap::new(),
             drops: BTreeMap::new(),
+            rules: None,
             templates,
             settings,
         }
@@ -231,6 +235,14 @@ impl Handler<PublishSourceEvents> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: PublishSourceEvents, _: &mut Self::Context) {
+        if let Some(rules) = &self.rules {
+            rules.offer(
+                Some(&msg.source),
+                msg.device.as_deref(),
+                &msg.events,
+                msg.frame.as_ref(),
+            );
+        }
         for (id, session) in &self.sessions {
             let by_source = self
                 .sources
@@ -258,6 +270,19 @@ impl Handler<SetSessionSources> for SessionRegistry {
         session.do_send(SourcesChanged(msg.sources.clone()));
         self.sources.insert(msg.session, msg.sources.clone());
         Ok(msg.sources)
+    }
+}
+
+/// Server → registry: the rules to offer events to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRuleEngine(pub Arc<RuleEngine>);
+
+impl Handler<SetRuleEngine> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetRuleEngine, _: &mut Self::Context) {
+        self.rules = Some(msg.0);
     }
 }
 
@@ -321,6 +346,9 @@ impl Handler<PublishDeviceEvents> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: PublishDeviceEvents, _: &mut Self::Context) {
+        if let Some(rules) = &self.rules {
+            rules.offer(None, Some(&msg.serial), &msg.events, None);
+        }
         for (id, session) in &self.sessions {
             if self.listens_to_device(id, &msg.serial) {
                 self.hand_over(id, session, &msg.events);
@@ -386,6 +414,7 @@ mod tests {
                 source: "cam".into(),
                 device: None,
                 events: batch(i),
+                frame: None,
             });
         }
         let sessions = registry.send(ListSessions).await.expect("registry");

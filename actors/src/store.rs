@@ -57,6 +57,9 @@ pub enum Kind {
     Input,
     /// A rule made over REST (shared).
     Rule,
+    /// What an e-mail digest has gathered, and when it last went (instance-owned: each
+    /// server sends its own).
+    Digest,
 }
 
 impl Kind {
@@ -68,21 +71,23 @@ impl Kind {
             Kind::Token => "token",
             Kind::Input => "input",
             Kind::Rule => "rule",
+            Kind::Digest => "digest",
         }
     }
 
     /// Sessions and sources run on one instance; the rest is shared.
     fn owned(self) -> bool {
-        matches!(self, Kind::Session | Kind::Source)
+        matches!(self, Kind::Session | Kind::Source | Kind::Digest)
     }
 
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Session,
         Kind::Source,
         Kind::Template,
         Kind::Token,
         Kind::Input,
         Kind::Rule,
+        Kind::Digest,
     ];
 }
 
@@ -423,6 +428,24 @@ impl Store {
             .collect()
     }
 
+    /// One record of `kind`.
+    pub async fn get(&self, kind: Kind, id: &str) -> Result<Option<Value>, StoreError> {
+        let row =
+            sqlx::query("SELECT body FROM records WHERE kind = $1 AND owner = $2 AND id = $3")
+                .bind(kind.as_str())
+                .bind(self.owner(kind))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let body: String = row
+            .try_get(0)
+            .map_err(|e| StoreError::Damaged(e.to_string()))?;
+        self.open_body(&format!("{} {id}", kind.as_str()), &body)
+            .map(Some)
+    }
+
     fn open_body(&self, what: &str, body: &str) -> Result<Value, StoreError> {
         let mut value: Value =
             serde_json::from_str(body).map_err(|e| StoreError::Damaged(format!("{what}: {e}")))?;
@@ -721,7 +744,7 @@ impl Store {
     }
 
     /// Every kind of document record, for tools.
-    pub fn kinds() -> [Kind; 6] {
+    pub fn kinds() -> [Kind; 7] {
         Kind::ALL
     }
 }

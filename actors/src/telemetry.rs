@@ -76,6 +76,7 @@ pub fn describe() {
     crate::budget::describe();
     crate::bus::describe();
     crate::input::describe();
+    crate::rules::engine::describe();
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
     describe_counter!(
         SESSION_MAILBOX_DROPPED,

@@ -12,6 +12,7 @@
 //! - [`devices`](self::devices): `/api/v1/devices` (the device registry) and
 //!   `/api/v1/sessions/{id}/devices`
 //! - [`inputs`](self::inputs): `/api/v1/inputs` (broker inputs of a processor)
+//! - [`rules`](self::rules): `/api/v1/rules` (rules that act on events)
 //! - [`tokens`](self::tokens): `/api/v1/tokens` (bearer tokens; admin only)
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
 //!
@@ -26,6 +27,7 @@ pub mod inference;
 pub mod inputs;
 pub mod live;
 pub mod metrics;
+pub mod rules;
 pub mod sessions;
 pub mod sources;
 pub mod system;
@@ -207,6 +209,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
     sources::configure(&mut api);
     devices::configure(&mut api);
     inputs::configure(&mut api);
+    rules::configure(&mut api);
     tokens::configure(&mut api);
     if settings.server.debug_endpoints {
         debug::configure(&mut api);

@@ -16,6 +16,7 @@ mod metrics;
 mod mqtt;
 mod pipeline;
 mod redis;
+mod rules;
 mod security;
 mod sessions;
 mod shutdown;

@@ -233,6 +233,18 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             p("/api/v1/sessions/s1/devices"),
             Body::Json(json!(["WALK-*"])),
         ),
+        ("GET", "/api/v1/rules") => (p(path), Body::None),
+        ("POST", "/api/v1/rules/test") => (
+            p(path),
+            Body::Json(json!({"event": "line_cross", "data": {"line_id": "door"}})),
+        ),
+        ("GET", "/api/v1/rules/{name}") | ("DELETE", "/api/v1/rules/{name}") => {
+            (p("/api/v1/rules/walk-rule"), Body::None)
+        }
+        ("PUT", "/api/v1/rules/{name}") => (
+            p("/api/v1/rules/walk-rule"),
+            Body::Json(json!({"match": {"events": ["line_cross"]}, "actions": ["json_log"]})),
+        ),
         ("GET", "/api/v1/inputs") => (p(path), Body::None),
         ("GET", "/api/v1/inputs/{name}") | ("DELETE", "/api/v1/inputs/{name}") => {
             (p("/api/v1/inputs/walk-input"), Body::None)
@@ -275,6 +287,7 @@ fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
         || path == "/api/runtime"
         || (path.starts_with("/api/v1/templates") && method != "GET")
         || (path.starts_with("/api/v1/inputs") && method != "GET")
+        || (path == "/api/v1/rules/{name}" && method != "GET")
     {
         Access::ServerAdmin
     } else if path.starts_with("/api/v1/tokens") {
@@ -329,6 +342,12 @@ async fn fixtures(admin: &TestApp) {
         .post(
             "/api/v1/devices",
             &json!({"id": "dev1", "serial": "WALK-FIX"}),
+        )
+        .await;
+    let _ = admin
+        .put(
+            "/api/v1/rules/walk-rule",
+            &json!({"match": {"events": ["line_cross"]}, "actions": ["json_log"]}),
         )
         .await;
     let _ = admin

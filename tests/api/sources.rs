@@ -19,7 +19,7 @@ fn base() -> DateTime<Utc> {
 }
 
 /// One message in the seed-004 envelope with one person whose feet are at (x, y_bottom).
-fn envelope(frame: i64, people: &[(f32, f32)]) -> Value {
+pub(crate) fn envelope(frame: i64, people: &[(f32, f32)]) -> Value {
     let at = base() + chrono::Duration::milliseconds(frame * FRAME_MS);
     json!({
         "version": 1,

@@ -22,7 +22,7 @@ use crate::inference::envelope::{
     DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
 };
 use crate::inference::{BBox, Detection, Frame, FrameDetected, InferenceError, Point, Roi};
-use crate::messages::{IncomingEvent, PublishSourceEvents};
+use crate::messages::{FrameRef, IncomingEvent, PublishSourceEvents};
 use crate::source::actor::SourceShared;
 use crate::source::SourceConfig;
 
@@ -199,7 +199,7 @@ impl TrackerActor {
                 events.push(event("face_detected", track_json(&source, track), at));
             }
         }
-        push_analytics(&mut events, &source, &analytics, at);
+        push_analytics(&mut events, &source, &analytics, &update.tracks, at);
         for end in &update.ended {
             self.faces_seen.remove(&end.track_id);
             self.centers.remove(&end.track_id);
@@ -271,10 +271,16 @@ impl TrackerActor {
         s.tracking_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         m.tracking.record(started.elapsed().as_secs_f64());
-        self.publish(events);
+        self.publish_on(events, frame.picture);
     }
 
-    fn publish(&self, mut events: Vec<IncomingEvent>) {
+    fn publish(&self, events: Vec<IncomingEvent>) {
+        self.publish_on(events, None);
+    }
+
+    /// Hands events to the registry (sessions and rules), with the frame they were raised
+    /// on if there is one.
+    fn publish_on(&self, mut events: Vec<IncomingEvent>, frame: Option<Arc<FrameRef>>) {
         if events.is_empty() || self.quiet {
             return;
         }
@@ -292,6 +298,7 @@ impl TrackerActor {
             source: self.id.clone(),
             device,
             events,
+            frame,
         });
     }
 
@@ -306,7 +313,7 @@ impl TrackerActor {
         let mut events = Vec::new();
         let source = self.id.to_string();
         let exits = self.analytics.update(&[], &ended, seconds(at), 1, 1);
-        push_analytics(&mut events, &source, &exits, at);
+        push_analytics(&mut events, &source, &exits, &[], at);
         for end in &ended {
             events.push(event("track_ended", ended_json(&source, end), at));
         }
@@ -329,16 +336,37 @@ struct TrackedFrame<'a> {
     roi: Roi,
     /// The picture, for `frame_data` (none for edge detections).
     image: Option<&'a Frame>,
+    /// The picture as rules may capture it (the camera's frame, or the edge's JPEG).
+    picture: Option<Arc<FrameRef>>,
+}
+
+/// The picture an edge device sent with its envelope, if any.
+fn edge_picture(envelope: &Value) -> Option<Arc<FrameRef>> {
+    if let Some(b64) = envelope["frame_data"]["base64"].as_str() {
+        return Some(Arc::new(FrameRef::Base64Jpeg(Arc::from(b64))));
+    }
+    match (
+        &envelope["frame_ref"]["type"],
+        envelope["frame_ref"]["path"].as_str(),
+    ) {
+        (Value::String(t), Some(path)) if t == "file" => {
+            Some(Arc::new(FrameRef::File(std::path::PathBuf::from(path))))
+        }
+        _ => None,
+    }
 }
 
 fn seconds(at: DateTime<Utc>) -> f64 {
     (at.timestamp_micros() as f64) / 1e6
 }
 
+/// Line and zone events, with the box and score of their track in this frame when it was
+/// seen (rules filter on the score and draw the box).
 fn push_analytics(
     events: &mut Vec<IncomingEvent>,
     source: &str,
     analytics: &[AnalyticsEvent],
+    tracks: &[TrackView],
     at: DateTime<Utc>,
 ) {
     for a in analytics {
@@ -346,6 +374,11 @@ fn push_analytics(
         if let Value::Object(map) = &mut data {
             map.remove("event");
             map.insert("source".into(), json!(source));
+            let id = map.get("track_id").and_then(Value::as_u64);
+            if let Some(t) = tracks.iter().find(|t| Some(t.track_id) == id) {
+                map.insert("bbox".into(), json!(t.bbox));
+                map.insert("confidence".into(), json!(t.confidence));
+            }
         }
         events.push(event(a.name(), data, at));
     }
@@ -482,6 +515,7 @@ impl Handler<FrameDetected> for TrackerActor {
                     height: result.height,
                     roi: result.roi_applied,
                     image: Some(&msg.frame),
+                    picture: Some(Arc::new(FrameRef::Rgb(msg.frame.clone()))),
                 });
             }
             Err(InferenceError::Superseded) => {
@@ -542,6 +576,7 @@ impl Handler<IngestDetections> for TrackerActor {
                 y2: height,
             },
             image: None,
+            picture: edge_picture(&msg.envelope),
         });
         self.quiet = false;
         Ok(Ingested {
@@ -563,7 +598,7 @@ impl Handler<Reconfigure> for TrackerActor {
         // Visits of zones that no longer exist end here, with their dwell time.
         let exits = self.analytics.set_config(msg.0.analytics(), seconds(at));
         let mut events = Vec::new();
-        push_analytics(&mut events, &self.id, &exits, at);
+        push_analytics(&mut events, &self.id, &exits, &[], at);
         self.publish(events);
         let detection_stopped = self.config.detect && !msg.0.detect;
         self.config = msg.0;

@@ -32,7 +32,7 @@ pub enum Coord {
 }
 
 impl Coord {
-    fn resolve(&self, extent: f32) -> Option<f32> {
+    pub fn resolve(&self, extent: f32) -> Option<f32> {
         match self {
             Self::Px(v) => Some(*v),
             Self::Pct(s) => {

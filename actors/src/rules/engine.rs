@@ -1,0 +1,306 @@
+//! The rules in force. The registry offers the engine every event of sources and devices
+//! (whether or not a session listens); matching is cheap (a rule reads an event's data only
+//! when its type could match) and acting is queued, so rules never slow the pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use metrics::{counter, describe_counter, Counter};
+use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Value};
+
+use super::actions::{forget_digest, ActionRuntime, Context, Matched, RULE_ACTIONS};
+use super::{ActionConfig, EventView, RuleConfig};
+use crate::messages::{FrameRef, IncomingEvent};
+use crate::validation::Report;
+
+/// Events each rule matched.
+pub const RULE_MATCHES: &str = "synopticon_rule_matches_total";
+
+/// Describes the rules' metrics.
+pub fn describe() {
+    describe_counter!(
+        RULE_MATCHES,
+        "Events each rule matched (outcome=fired) or matched during a cooldown (outcome=cooled_down)."
+    );
+    describe_counter!(
+        RULE_ACTIONS,
+        "Rule actions by outcome: done, failed (given up), dropped (the action's queue was full)."
+    );
+}
+
+/// Why a rule could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// No such rule (404).
+    #[error("rule {0:?} not found")]
+    NotFound(String),
+    /// Invalid settings (422).
+    #[error("invalid rule")]
+    Invalid(Report),
+    /// Declared in the configuration file (409).
+    #[error("rule {0:?} is declared in the configuration file; change it there")]
+    Declared(String),
+}
+
+/// Keys remembered for per-track cooldowns before old ones are swept.
+const MAX_KEYS: usize = 10_000;
+
+struct Rule {
+    config: RuleConfig,
+    body: Value,
+    declared: bool,
+    name: Arc<str>,
+    fired: AtomicU64,
+    cooled: AtomicU64,
+    m_fired: Counter,
+    m_cooled: Counter,
+    last_fired: Mutex<Option<Instant>>,
+    /// Source + track (or zone, or line) → when the rule last fired for it.
+    keys: Mutex<HashMap<String, Instant>>,
+    actions: Vec<ActionRuntime>,
+}
+
+impl Rule {
+    /// Whether a cooldown holds the rule back for this event; records the firing if not.
+    fn cooled_down(&self, e: &EventView<'_>) -> bool {
+        let now = Instant::now();
+        let rule_cd = self.config.cooldown;
+        let track_cd = self.config.track_cooldown;
+        let mut last = self.last_fired.lock();
+        if !rule_cd.is_zero() && last.is_some_and(|t| now.duration_since(t) < rule_cd) {
+            return true;
+        }
+        let key = cooldown_key(e);
+        if !track_cd.is_zero() {
+            if let Some(key) = &key {
+                let mut keys = self.keys.lock();
+                if keys
+                    .get(key)
+                    .is_some_and(|t| now.duration_since(*t) < track_cd)
+                {
+                    return true;
+                }
+                if keys.len() >= MAX_KEYS {
+                    keys.retain(|_, t| now.duration_since(*t) < track_cd);
+                }
+                keys.insert(key.clone(), now);
+            }
+        }
+        *last = Some(now);
+        false
+    }
+
+    fn status(&self) -> Value {
+        let actions: Vec<_> = self.actions.iter().map(ActionRuntime::status).collect();
+        json!({"name": &*self.name, "config": self.body, "enabled": self.config.enabled,
+            "origin": if self.declared { "config" } else { "api" },
+            "matched": self.fired.load(Ordering::Relaxed),
+            "cooled_down": self.cooled.load(Ordering::Relaxed),
+            "actions": actions})
+    }
+}
+
+/// What a rule is about in an event: its source and track (or zone, or line).
+fn cooldown_key(e: &EventView<'_>) -> Option<String> {
+    let source = e.source.or(e.device).unwrap_or("-");
+    let data = e.data;
+    if let Some(track) = data.get("track_id").and_then(Value::as_u64) {
+        return Some(format!("{source}/track/{track}"));
+    }
+    for k in ["zone_id", "line_id"] {
+        if let Some(id) = data.get(k).and_then(Value::as_str) {
+            return Some(format!("{source}/{k}/{id}"));
+        }
+    }
+    None
+}
+
+/// The rules of this server.
+pub struct RuleEngine {
+    rules: RwLock<BTreeMap<String, Arc<Rule>>>,
+    ctx: Arc<Context>,
+    arbiter: actix::ArbiterHandle,
+}
+
+impl RuleEngine {
+    /// No rules yet; actions run on `arbiter`.
+    pub fn new(ctx: Context, arbiter: actix::ArbiterHandle) -> Self {
+        Self {
+            rules: RwLock::new(BTreeMap::new()),
+            ctx: Arc::new(ctx),
+            arbiter,
+        }
+    }
+
+    /// Checks `body` as rule `name`.
+    pub fn check(&self, name: &str, body: &Value) -> Result<RuleConfig, Report> {
+        let config = RuleConfig::parse(name, body)?;
+        let mut report = Report::default();
+        let mails = config.actions.iter().any(|a| {
+            matches!(
+                a,
+                ActionConfig::EmailImmediate(_) | ActionConfig::EmailDigest(_)
+            )
+        });
+        if mails && self.ctx.settings.smtp.is_none() {
+            report.warn("e-mail actions need [rules.smtp]: until it is set, they fail (counted)");
+        }
+        report.merge(Report::default());
+        Ok(config)
+    }
+
+    /// Starts (or replaces) rule `name`; whether it replaced one.
+    pub fn put(&self, name: &str, body: &Value, declared: bool) -> Result<bool, RulesError> {
+        let config = self.check(name, body).map_err(RulesError::Invalid)?;
+        let mut rules = self.rules.write();
+        if let Some(old) = rules.get(name) {
+            if old.declared && !declared {
+                return Err(RulesError::Declared(name.to_string()));
+            }
+            old.actions.iter().for_each(ActionRuntime::stop);
+        }
+        let actions = config
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ActionRuntime::start(name, i, a.clone(), self.ctx.clone(), &self.arbiter))
+            .collect();
+        let labels =
+            |o: &'static str| counter!(RULE_MATCHES, "rule" => name.to_string(), "outcome" => o);
+        let rule = Rule {
+            name: Arc::from(name),
+            m_fired: labels("fired"),
+            m_cooled: labels("cooled_down"),
+            config,
+            body: body.clone(),
+            declared,
+            fired: AtomicU64::new(0),
+            cooled: AtomicU64::new(0),
+            last_fired: Mutex::new(None),
+            keys: Mutex::new(HashMap::new()),
+            actions,
+        };
+        tracing::info!(rule = %name, "rule in force");
+        Ok(rules.insert(name.to_string(), Arc::new(rule)).is_some())
+    }
+
+    /// Stops and forgets rule `name` (and what its digests had gathered).
+    pub async fn remove(&self, name: &str) -> Result<(), RulesError> {
+        let removed = {
+            let mut rules = self.rules.write();
+            match rules.get(name) {
+                None => return Err(RulesError::NotFound(name.to_string())),
+                Some(r) if r.declared => return Err(RulesError::Declared(name.to_string())),
+                Some(_) => rules.remove(name),
+            }
+        };
+        if let Some(rule) = removed {
+            rule.actions.iter().for_each(ActionRuntime::stop);
+            for (i, a) in rule.config.actions.iter().enumerate() {
+                if matches!(a, ActionConfig::EmailDigest(_)) {
+                    forget_digest(&self.ctx.store, name, i).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether rule `name` was declared in the configuration.
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.rules.read().get(name).is_some_and(|r| r.declared)
+    }
+
+    /// Every rule with its counters, by name.
+    pub fn list(&self) -> Vec<Value> {
+        self.rules.read().values().map(|r| r.status()).collect()
+    }
+
+    /// One rule with its counters.
+    pub fn status(&self, name: &str) -> Result<Value, RulesError> {
+        self.rules
+            .read()
+            .get(name)
+            .map(|r| r.status())
+            .ok_or_else(|| RulesError::NotFound(name.to_string()))
+    }
+
+    /// Which rules an event would match, and why the others would not (nothing acts).
+    pub fn test(&self, e: &EventView<'_>) -> Vec<Value> {
+        self.rules
+            .read()
+            .values()
+            .map(|r| {
+                let outcome = if !r.config.enabled {
+                    Err("the rule is disabled".to_string())
+                } else {
+                    r.config.matcher.check(e)
+                };
+                match outcome {
+                    Ok(()) => json!({"rule": &*r.name, "matches": true,
+                        "actions": r.config.actions.iter().map(ActionConfig::kind).collect::<Vec<_>>()}),
+                    Err(why) => json!({"rule": &*r.name, "matches": false, "why": why}),
+                }
+            })
+            .collect()
+    }
+
+    /// Offers events of a source (or device) to every rule; matches are queued to their
+    /// actions. Never waits.
+    pub fn offer(
+        &self,
+        source: Option<&str>,
+        device: Option<&str>,
+        events: &[IncomingEvent],
+        frame: Option<&Arc<FrameRef>>,
+    ) {
+        let rules = self.rules.read();
+        if rules.is_empty() {
+            return;
+        }
+        for event in events {
+            let name = super::normalize(&event.name);
+            let mut data: Option<Value> = None;
+            for rule in rules.values() {
+                if !rule.config.enabled || !rule.config.matcher.takes_name(&name) {
+                    continue;
+                }
+                // The data is read once, and only when some rule could take the event.
+                let data = data.get_or_insert_with(|| {
+                    serde_json::from_str(event.data.get()).unwrap_or(Value::Null)
+                });
+                let view = EventView {
+                    name: &name,
+                    data,
+                    source: source.or(event.origin.source.as_deref()),
+                    device: device.or(event.origin.device.as_deref()),
+                    at: event.ts.unwrap_or_else(Utc::now),
+                };
+                if rule.config.matcher.check(&view).is_err() {
+                    continue;
+                }
+                if rule.cooled_down(&view) {
+                    rule.cooled.fetch_add(1, Ordering::Relaxed);
+                    rule.m_cooled.increment(1);
+                    continue;
+                }
+                rule.fired.fetch_add(1, Ordering::Relaxed);
+                rule.m_fired.increment(1);
+                let item = Arc::new(Matched::new(rule.name.clone(), &view, frame.cloned()));
+                for action in &rule.actions {
+                    action.offer(item.clone());
+                }
+            }
+        }
+    }
+
+    /// Stops every action (shutdown).
+    pub fn stop_all(&self) {
+        for rule in self.rules.read().values() {
+            rule.actions.iter().for_each(ActionRuntime::stop);
+        }
+    }
+}

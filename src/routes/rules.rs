@@ -1,0 +1,146 @@
+//! Rules: `GET /api/v1/rules`, `GET/PUT/DELETE /api/v1/rules/{name}`, and
+//! `POST /api/v1/rules/test` (which rules an event would match, and why not; nothing acts).
+//! A rule made over REST is kept in the store; one declared in the configuration changes
+//! only there. Rules see every source's events, so changing them is for unscoped admins.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use synopticon_actors::rules::engine::RulesError;
+use synopticon_actors::rules::{normalize, EventView};
+use synopticon_actors::store::Kind;
+use synopticon_actors::validation::Report;
+
+use super::{redacted_json, Api};
+use crate::audit;
+use crate::auth::{Access, Principal, ResourceScope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Registers the routes.
+pub fn configure(api: &mut Api) {
+    api.resource("/api/v1/rules", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, list)
+    });
+    api.resource("/api/v1/rules/test", ResourceScope::None, |r| {
+        r.post(Access::OPERATOR, test)
+    });
+    api.resource("/api/v1/rules/{name}", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, get)
+            .put(Access::ServerAdmin, put)
+            .delete(Access::ServerAdmin, remove)
+    });
+}
+
+impl From<RulesError> for ApiError {
+    fn from(e: RulesError) -> Self {
+        match e {
+            RulesError::NotFound(_) => Self::NotFound(e.to_string()),
+            RulesError::Declared(_) => Self::Conflict(e.to_string()),
+            RulesError::Invalid(report) => Self::invalid("invalid rule", report),
+        }
+    }
+}
+
+async fn list(state: web::Data<AppState>) -> HttpResponse {
+    redacted_json(StatusCode::OK, &json!({"rules": state.rules.list()}))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(redacted_json(StatusCode::OK, &state.rules.status(&name)?))
+}
+
+/// 201 when new, 200 when it replaced one; checked, kept, then in force.
+async fn put(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    if state.rules.is_declared(&name) {
+        return Err(RulesError::Declared(name.to_string()).into());
+    }
+    state
+        .rules
+        .check(&name, &body)
+        .map_err(RulesError::Invalid)?;
+    state.store.put(Kind::Rule, &name, &body).await?;
+    let replaced = state.rules.put(&name, &body, false)?;
+    audit::record(&principal, "rule.put", &name);
+    let code = if replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(redacted_json(code, &state.rules.status(&name)?))
+}
+
+async fn remove(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if state.rules.is_declared(&name) {
+        return Err(RulesError::Declared(name.to_string()).into());
+    }
+    state.rules.status(&name)?;
+    state.store.delete(Kind::Rule, &name).await?;
+    state.rules.remove(&name).await?;
+    audit::record(&principal, "rule.delete", &name);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `{"event": "line_cross", "data": {...}, "source"?, "device"?, "ts"?}` → which rules
+/// would match it (and which actions would run), and why the others would not.
+async fn test(
+    state: web::Data<AppState>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let mut report = Report::default();
+    let name = match body.get("event").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => normalize(n),
+        _ => {
+            report.error("event: the event type, e.g. \"line_cross\"");
+            String::new()
+        }
+    };
+    let data = body.get("data").cloned().unwrap_or_else(|| json!({}));
+    if !data.is_object() {
+        report.error("data: an object");
+    }
+    let text = |k: &str, report: &mut Report| match body.get(k) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            report.error(format!("{k}: a string"));
+            None
+        }
+    };
+    let source = text("source", &mut report);
+    let device = text("device", &mut report);
+    let at = match text("ts", &mut report) {
+        None => Utc::now(),
+        Some(ts) => match DateTime::parse_from_rfc3339(&ts) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => {
+                report.error(format!("ts: {ts:?} is not RFC 3339: {e}"));
+                Utc::now()
+            }
+        },
+    };
+    if !report.is_valid() {
+        return Err(ApiError::invalid("invalid test event", report));
+    }
+    let view = EventView {
+        name: &name,
+        data: &data,
+        source: source.as_deref(),
+        device: device.as_deref(),
+        at,
+    };
+    Ok(HttpResponse::Ok().json(json!({"event": name, "results": state.rules.test(&view)})))
+}

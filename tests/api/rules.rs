@@ -1,0 +1,395 @@
+//! Rules that act, with real peers: a JSON log and a capture on disk, an event routed into
+//! a session, e-mails through a real SMTP server (Python's aiosmtpd) that is down at first,
+//! and a digest that survives a SIGKILL and is sent once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::sources::envelope;
+
+fn temp(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("synopticon-{prefix}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A real SMTP server writing what it receives into a Maildir.
+pub(crate) struct Smtp {
+    child: Child,
+    pub(crate) port: u16,
+    pub(crate) maildir: PathBuf,
+}
+
+impl Smtp {
+    /// On a free port.
+    pub(crate) fn start() -> Smtp {
+        let port = free_port();
+        Self::start_on(port, temp("maildir"))
+    }
+
+    pub(crate) fn start_on(port: u16, maildir: PathBuf) -> Smtp {
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+        }
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (make test installs python3-aiosmtpd)");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    /// The messages received, as text, oldest first.
+    pub(crate) fn messages(&self) -> Vec<String> {
+        read_maildir(&self.maildir)
+    }
+}
+
+pub(crate) fn read_maildir(maildir: &Path) -> Vec<String> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(maildir.join("new"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    (
+                        e.metadata()
+                            .and_then(|m| m.modified())
+                            .unwrap_or(std::time::UNIX_EPOCH),
+                        e.path(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|(_, p)| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The test photo as an envelope's `frame_data`.
+fn frame_data() -> Value {
+    let jpeg = std::fs::read(asset("images/bus.jpg")).expect("image");
+    json!({"encoding": "jpeg", "quality": 85,
+        "base64": base64::engine::general_purpose::STANDARD.encode(jpeg)})
+}
+
+/// Frames of one person walking down across the door line, back up, and down again.
+fn there_and_back() -> Vec<Value> {
+    let mut ys: Vec<f32> = (0..8).map(|i| 150.0 + i as f32 * 25.0).collect();
+    ys.extend((0..8).map(|i| 325.0 - i as f32 * 25.0));
+    ys.extend((0..8).map(|i| 150.0 + i as f32 * 25.0));
+    ys.iter()
+        .enumerate()
+        .map(|(n, y)| {
+            let mut e = envelope(n as i64, &[(300.0, *y)]);
+            e["frame_data"] = frame_data();
+            e
+        })
+        .collect()
+}
+
+async fn door_cam(app: &TestApp) {
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "door-cam", "kind": "external", "detections_events": false,
+                "lines": [{"id": "door", "points": [[0, "50%"], ["100%", "50%"]]}]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+}
+
+async fn feed(app: &TestApp, frames: &[Value]) {
+    for f in frames {
+        let r = app.post("/api/v1/sources/door-cam/detections", f).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+}
+
+async fn rule_status(app: &TestApp, name: &str, until: impl Fn(&Value) -> bool) -> Value {
+    wait_until(&format!("rule {name}"), DEADLINE, || async {
+        let s = app.get(&format!("/api/v1/rules/{name}")).await.body;
+        until(&s).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
+    let dir = temp("rules");
+    let (logs, captures) = (dir.join("events"), dir.join("captures"));
+    let app = spawn_app_with({
+        let (logs, captures) = (logs.clone(), captures.clone());
+        move |s| {
+            s.rules.log_dir = logs.display().to_string();
+            s.rules.captures_dir = captures.display().to_string();
+        }
+    })
+    .await;
+    door_cam(&app).await;
+    app.create_session(json!({"id": "alerts"})).await;
+    let mut alerts = app.ws("alerts", "").await;
+    let put = app
+        .put(
+            "/api/v1/rules/door-in",
+            &json!({"description": "someone comes in",
+                "match": {"event": "LINE_CROSS", "lines": ["door"], "direction": "in", "classes": ["person"]},
+                "trackCooldownSecs": 600,
+                "actions": ["json_log", "frame_capture", {"type": "session", "session": "alerts"}]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let bad = app
+        .put(
+            "/api/v1/rules/bad",
+            &json!({"match": {"direction": "up"}, "actions": []}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+
+    feed(&app, &there_and_back()).await;
+
+    // In, out, in again: the rule takes "in", and the second "in" of the same track is
+    // held back by the per-track cooldown.
+    let status = rule_status(&app, "door-in", |s| {
+        s["actions"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["done"] == 1))
+    })
+    .await;
+    assert_eq!(status["matched"], 1, "{status}");
+    assert_eq!(status["cooled_down"], 1, "{status}");
+
+    let routed = alerts
+        .next_event()
+        .await
+        .expect("rule_matched in the session");
+    assert_eq!(routed["event"], "rule_matched");
+    assert_eq!(routed["data"]["rule"], "door-in");
+    assert_eq!(routed["data"]["event"], "line_cross");
+    assert_eq!(routed["data"]["source"], "door-cam");
+    assert_eq!(routed["data"]["data"]["direction"], "in");
+
+    let log_files: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .expect("the log folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(log_files.len(), 1, "{log_files:?}");
+    assert!(
+        log_files[0].to_string_lossy().ends_with("2026-11-22.jsonl"),
+        "{log_files:?}"
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&log_files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["rule"], "door-in");
+    assert_eq!(lines[0]["data"]["line_id"], "door");
+
+    let mut jpegs = Vec::new();
+    collect_files(&captures, &mut jpegs);
+    assert_eq!(jpegs.len(), 1, "{jpegs:?}");
+    let path = jpegs[0].to_string_lossy().to_string();
+    assert!(
+        path.contains("/door-cam/2026-11-22/") && path.ends_with("-door-in-line_cross-1.jpg"),
+        "{path}"
+    );
+    let bytes = std::fs::read(&jpegs[0]).unwrap();
+    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "a JPEG");
+
+    let tried = app
+        .post(
+            "/api/v1/rules/test",
+            &json!({"event": "ZONE_ENTER", "data": {"zone_id": "porch"}, "source": "door-cam"}),
+        )
+        .await;
+    assert_eq!(tried.status, 200, "{}", tried.body);
+    assert_eq!(tried.body["results"][0]["matches"], false);
+    assert_eq!(
+        tried.body["results"][0]["why"],
+        "event zone_enter is not one of line_cross"
+    );
+    let would = app
+        .post(
+            "/api/v1/rules/test",
+            &json!({"event": "line_cross", "data": {"line_id": "door", "direction": "in", "class_name": "person"}}),
+        )
+        .await;
+    assert_eq!(would.body["results"][0]["matches"], true, "{}", would.body);
+    assert_eq!(app.delete("/api/v1/rules/door-in").await.status, 204);
+    assert_eq!(app.get("/api/v1/rules/door-in").await.status, 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_email_waits_for_an_smtp_server_that_is_down_and_arrives_with_its_capture() {
+    let port = free_port();
+    let app = spawn_app_with(move |s| {
+        s.rules.smtp.host = "127.0.0.1".into();
+        s.rules.smtp.port = port;
+        s.rules.smtp.security = "none".into();
+        s.rules.smtp.from = "Synopticon <alerts@lab.example>".into();
+    })
+    .await;
+    door_cam(&app).await;
+    app.create_session(json!({"id": "lab", "sources": ["door-cam"]}))
+        .await;
+    let mut ws = app.ws("lab", "").await;
+    let put = app
+        .put(
+            "/api/v1/rules/door-mail",
+            &json!({"match": {"events": ["line_cross"], "direction": "in"}, "trackCooldownSecs": 600,
+                "actions": [{"type": "email_immediate", "to": ["ops@lab.example"],
+                    "subject": "{rule}: {class} crossed {line} ({direction})"}]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+
+    // The SMTP server is not there yet: the e-mail waits and is tried again, while the
+    // pipeline goes on (the session receives every event).
+    feed(&app, &there_and_back()[..8]).await;
+    let failing = rule_status(&app, "door-mail", |s| {
+        s["actions"][0]["retries"].as_u64() >= Some(2)
+    })
+    .await;
+    assert_eq!(failing["actions"][0]["breaker"], "open", "{failing}");
+    assert_eq!(failing["actions"][0]["done"], 0);
+    let seen = ws.events(2).await;
+    assert_eq!(
+        seen[1]["event"], "line_cross",
+        "events flow while SMTP is down"
+    );
+
+    let smtp = Smtp::start_on(port, temp("maildir"));
+    let sent = rule_status(&app, "door-mail", |s| s["actions"][0]["done"] == 1).await;
+    assert_eq!(sent["actions"][0]["breaker"], "closed", "{sent}");
+    let messages = wait_until("the e-mail", DEADLINE, || async {
+        let m = smtp.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(messages.len(), 1);
+    let mail = &messages[0];
+    assert!(
+        mail.contains("Subject: door-mail: person crossed door (in)"),
+        "{mail:.600}"
+    );
+    assert!(mail.contains("X-RcptTo: ops@lab.example"), "{mail:.600}");
+    assert!(
+        mail.contains("From: Synopticon <alerts@lab.example>"),
+        "{mail:.600}"
+    );
+    assert!(
+        mail.contains("Content-Type: image/jpeg"),
+        "a capture attached"
+    );
+    assert!(
+        mail.contains("filename=\"line_cross-20261122-"),
+        "{mail:.2000}"
+    );
+}
+
+/// A processor with the door camera, a digest rule every `every` seconds, on `store`.
+fn digest_config(store: &Path, smtp: u16, every: u64) -> String {
+    format!(
+        "[server]\nport = 0\n[store]\nurl = \"sqlite://{}/store.db\"\n\
+         [rules.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"none\"\n\
+         [[rules.declared]]\nname = \"daily\"\nmatch = {{events = [\"line_cross\"]}}\n\
+         actions = [{{type = \"email_digest\", to = [\"ops@lab.example\"], everySecs = {every}}}]\n\
+         [[sources]]\nid = \"door-cam\"\nkind = \"external\"\ndetections_events = false\n\
+         lines = [{{id = \"door\", points = [[0, \"50%\"], [\"100%\", \"50%\"]]}}]\n",
+        store.display()
+    )
+}
+
+#[tokio::test]
+async fn a_digest_keeps_what_it_gathered_across_a_sigkill_and_is_sent_once() {
+    let smtp = Smtp::start();
+    let store = temp("digest");
+    let config = digest_config(&store, smtp.port, 4);
+    let mut first = ServerProcess::start(&config);
+    feed(&first.app, &there_and_back()[..16]).await;
+    let status = rule_status(&first.app, "daily", |s| s["actions"][0]["gathered"] == 2).await;
+    assert_eq!(status["actions"][0]["done"], 0, "not due yet: {status}");
+    // Killed before the digest was due: what it gathered is in the store.
+    first.child.kill().expect("SIGKILL");
+    let _ = first.child.wait();
+    assert!(smtp.messages().is_empty());
+
+    let mut second = ServerProcess::start(&config);
+    let messages = wait_until("the digest", DEADLINE, || async {
+        let m = smtp.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(messages.len(), 1);
+    let digest = &messages[0];
+    assert!(
+        digest.contains("Subject: [Synopticon] daily: 2 event(s)"),
+        "{digest:.800}"
+    );
+    assert!(digest.contains("door"), "counts by line: {digest:.1500}");
+    // Two more periods with nothing new: no other digest.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(smtp.messages().len(), 1, "nothing gathered, nothing sent");
+    let status = second.app.get("/api/v1/rules/daily").await.body;
+    assert_eq!(status["actions"][0]["gathered"], 0, "{status}");
+    // A restart does not send the same digest again.
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status();
+    let _ = second.child.wait();
+    let _third = ServerProcess::start(&config);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(smtp.messages().len(), 1);
+    let _ = std::fs::remove_dir_all(&store);
+}
