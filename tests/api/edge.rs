@@ -123,3 +123,88 @@ async fn an_edge_publishes_envelopes_that_a_processor_turns_into_line_and_zone_e
     );
     assert_eq!(status["dead_lettered"], 0, "{status}");
 }
+
+#[tokio::test]
+async fn an_edge_over_mqtt_feeds_two_processors_sharing_a_subscription_each_message_once() {
+    use serde_json::json;
+    let (device, root) = (unique("jetson"), unique("detections"));
+    let mut processors = Vec::new();
+    for _ in 0..2 {
+        let app = spawn_app().await;
+        let source = app
+            .post(
+                "/api/v1/sources",
+                &json!({"id": "megamind", "kind": "external", "device_id": device, "detections_events": false}),
+            )
+            .await;
+        assert_eq!(source.status, 201, "{}", source.body);
+        let input = app
+            .put(
+                "/api/v1/inputs/edge",
+                &json!({"kind": "mqtt", "broker": format!("mqtt://127.0.0.1:{}", crate::mqtt::SHARED_BROKER),
+                    "topic": format!("{root}/+"), "shareGroup": "processors", "clientId": unique("proc")}),
+            )
+            .await;
+        assert_eq!(input.status, 201, "{}", input.body);
+        wait_until("the processor connected", DEADLINE, || async {
+            (app.get("/api/v1/inputs/edge").await.body["connected"] == true).then_some(())
+        })
+        .await;
+        processors.push(app);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edge = ServerProcess::edge(&format!(
+        "[server]\nport = 0\n{}\n[edge]\ndevice_id = \"{device}\"\ncamera_id = \"megamind\"\n\
+         output = \"mqtt\"\nbroker = \"mqtt://127.0.0.1:{}\"\ntopic = \"{root}/{{camera_id}}\"\n\
+         [edge.source]\nkind = \"file\"\nurl = \"{}\"\nfps = 10\n",
+        face_model(),
+        crate::mqtt::SHARED_BROKER,
+        asset("videos/Megamind.avi").display()
+    ));
+    // The video plays once; then every envelope the edge published has been handled.
+    let published = tokio::time::timeout(VIDEO_DEADLINE, async {
+        loop {
+            let source = edge.app.get("/api/v1/sources/megamind").await.body;
+            if source["state"] == "finished" {
+                let metrics = edge.app.metrics().await;
+                if let Some(n) = metric_value(
+                    &metrics,
+                    "synopticon_distributor_events_total{session=\"edge\",distributor=\"mqtt\",outcome=\"delivered\"}",
+                ) {
+                    let status = edge.app.status("edge").await;
+                    if status["distributors"][0]["queued"] == 0 {
+                        break n as u64;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the edge played the video");
+    assert!(published > 20, "{published} envelopes");
+    let counts = wait_until("every envelope handled", DEADLINE, || async {
+        let mut counts = Vec::new();
+        for app in &processors {
+            counts.push(
+                app.get("/api/v1/inputs/edge").await.body["acknowledged"]
+                    .as_u64()
+                    .unwrap_or(0),
+            );
+        }
+        (counts.iter().sum::<u64>() >= published).then_some(counts)
+    })
+    .await;
+    assert_eq!(counts.iter().sum::<u64>(), published, "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "both took a share: {counts:?}"
+    );
+    let mut tracked = 0;
+    for app in &processors {
+        tracked += app.get("/api/v1/sources/megamind").await.body["stats"]["frames_captured"]
+            .as_u64()
+            .unwrap_or(0);
+    }
+    assert_eq!(tracked, published, "each envelope tracked once");
+}

@@ -299,3 +299,92 @@ async fn two_processors_sharing_an_mqtt_subscription_handle_each_message_once() 
     }
     assert_eq!(frames, N as u64, "each message tracked once");
 }
+
+/// Frames of one person pacing across the middle line: down over 10 frames, up over 10,
+/// `rounds` times; crossings: two per round.
+fn pacing(device: &str, rounds: usize) -> Vec<Value> {
+    let mut ys = Vec::new();
+    for _ in 0..rounds {
+        ys.extend((0..10).map(|i| 150.0 + i as f32 * 20.0));
+        ys.extend((0..10).map(|i| 330.0 - i as f32 * 20.0));
+    }
+    ys.iter()
+        .enumerate()
+        .map(|(n, y)| envelope(device, "door-cam", n as i64, Some(*y)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_processor_killed_mid_stream_counts_every_crossing_once_after_its_restart() {
+    let (device, stream, session) = (unique("jetson"), unique("detections"), unique("gate"));
+    let store = std::env::temp_dir().join(format!("synopticon-proc-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&store).expect("dir");
+    let config = format!(
+        "[server]\nport = 0\n[store]\nurl = \"sqlite://{}/store.db\"\n\
+         [[inputs]]\nname = \"edge\"\nkind = \"redis_stream\"\nurl = \"{SHARED}\"\nstream = \"{stream}\"\nblockMs = 100\n\
+         [[sources]]\nid = \"door-cam\"\nkind = \"external\"\ndevice_id = \"{device}\"\ndetections_events = false\n\
+         lines = [{{id = \"door\", points = [[0, \"50%\"], [\"100%\", \"50%\"]]}}]\n\
+         [[sessions.declared]]\nid = \"{session}\"\nsources = [\"door-cam\"]\nenabledDistributors = [\"mqtt\"]\n\
+         eventRouting = {{line_cross = [\"mqtt\"], \"*\" = []}}\n\
+         distributors = {{mqtt = {{broker = \"mqtt://127.0.0.1:{SHARED_BROKER}\", qos = 1}}}}\n",
+        store.display()
+    );
+    let crossings =
+        crate::mqtt::Subscriber::start(SHARED_BROKER, &format!("synopticon/{session}/#")).await;
+    let frames = pacing(&device, 10);
+    let expected = 20;
+    let mut conn = redis();
+
+    let mut first = ServerProcess::start(&config);
+    // The edge publishes the first part; the processor handles it and its crossings go out.
+    let cut = 95; // mid-walk: the person is 5 frames from the line
+    for f in &frames[..cut] {
+        xadd(&mut conn, &stream, "json", &f.to_string());
+    }
+    let before = wait_until("the first part handled", DEADLINE, || async {
+        let s = first.app.get("/api/v1/inputs/edge").await.body;
+        (s["acknowledged"] == cut).then_some(())
+    })
+    .await;
+    let _ = before;
+    let counted_before = wait_until("its crossings out", DEADLINE, || async {
+        let n = crossings.events().len();
+        (n == 9).then_some(n)
+    })
+    .await;
+    first.child.kill().expect("SIGKILL");
+    let _ = first.child.wait();
+
+    // The edge goes on while the processor is down; then it comes back.
+    for f in &frames[cut..] {
+        xadd(&mut conn, &stream, "json", &f.to_string());
+    }
+    let second = ServerProcess::start(&config);
+    let status = wait_until("the rest handled", DEADLINE, || async {
+        let s = second.app.get("/api/v1/inputs/edge").await.body;
+        (s["acknowledged"] == frames.len() - cut).then_some(s)
+    })
+    .await;
+    assert_eq!(status["dead_lettered"], 0, "{status}");
+    let total = wait_until("every crossing", DEADLINE, || async {
+        let n = crossings.events().len();
+        (n >= expected).then_some(n)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = crossings.events();
+    assert_eq!(total, expected, "counted before the kill: {counted_before}");
+    assert_eq!(events.len(), expected, "no crossing counted twice");
+    let directions: Vec<&str> = events
+        .iter()
+        .filter_map(|m| m.payload["data"]["direction"].as_str())
+        .collect();
+    assert!(
+        directions.chunks(2).all(|p| p == ["in", "out"]),
+        "{directions:?}"
+    );
+    let pending: redis::streams::StreamPendingReply =
+        conn.xpending(&stream, "synopticon").expect("XPENDING");
+    assert_eq!(pending.count(), 0);
+    let _ = std::fs::remove_dir_all(&store);
+}

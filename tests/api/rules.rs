@@ -393,3 +393,42 @@ async fn a_digest_keeps_what_it_gathered_across_a_sigkill_and_is_sent_once() {
     assert_eq!(smtp.messages().len(), 1);
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[tokio::test]
+async fn a_webhook_action_is_tried_again_after_a_server_error_and_a_refusal_is_final() {
+    use crate::webhook::{Receiver, Reply};
+    let hooks = Receiver::start(
+        0,
+        vec![Reply::Status(503), Reply::Status(200), Reply::Status(400)],
+    );
+    let app = spawn_app().await;
+    door_cam(&app).await;
+    let put = app
+        .put(
+            "/api/v1/rules/door-hook",
+            &json!({"match": {"events": ["line_cross"]},
+                "actions": [{"type": "webhook", "url": format!("{}/gate", hooks.url()),
+                    "headers": {"Authorization": "Bearer hook-secret"}}]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(
+        put.body["config"]["actions"][0]["headers"]["Authorization"],
+        "***redacted***"
+    );
+    // Two crossings (down, then up): the first is refused once (503) and delivered, the
+    // second refused for good (400).
+    feed(&app, &there_and_back()[..16]).await;
+    let status = rule_status(&app, "door-hook", |s| {
+        s["actions"][0]["done"] == 1 && s["actions"][0]["failed"] == 1
+    })
+    .await;
+    assert_eq!(status["actions"][0]["retries"], 1, "{status}");
+    let got = hooks.requests();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].body, got[1].body, "the same match, tried again");
+    assert_eq!(got[1].body["rule"], "door-hook");
+    assert_eq!(got[1].body["data"]["direction"], "in");
+    assert_eq!(got[2].body["data"]["direction"], "out");
+    assert_eq!(got[1].authorization.as_deref(), Some("Bearer hook-secret"));
+}
