@@ -341,12 +341,11 @@ async fn a_processor_killed_mid_stream_counts_every_crossing_once_after_its_rest
     for f in &frames[..cut] {
         xadd(&mut conn, &stream, "json", &f.to_string());
     }
-    let before = wait_until("the first part handled", DEADLINE, || async {
+    wait_until("the first part handled", DEADLINE, || async {
         let s = first.app.get("/api/v1/inputs/edge").await.body;
         (s["acknowledged"] == cut).then_some(())
     })
     .await;
-    let _ = before;
     let counted_before = wait_until("its crossings out", DEADLINE, || async {
         let n = crossings.events().len();
         (n == 9).then_some(n)
