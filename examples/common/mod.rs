@@ -11,7 +11,13 @@ use synopticon::configuration::Settings;
 use synopticon::startup::Application;
 
 /// Starts the server on a free port in its own thread (own actix System) and returns the port.
+#[allow(dead_code)] // each example uses one of the two
 pub fn start_server() -> u16 {
+    start_server_with(|_| {})
+}
+
+/// The same, with the settings adjusted first.
+pub fn start_server_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) -> u16 {
     synopticon_actors::distributor::http::install_crypto_provider();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -23,6 +29,7 @@ pub fn start_server() -> u16 {
         settings.sessions.max_queue_capacity = 1_000_000;
         settings.sessions.max_client_queue_capacity = 1_000_000;
         settings.log.level = "error".into();
+        tweak(&mut settings);
         synopticon::telemetry::init_logging(&settings.log);
         actix_rt::System::new()
             .block_on(async move {

@@ -482,39 +482,102 @@ impl Processor {
         stats: &InputStats,
         warm: bool,
     ) -> Result<Handled, Failure> {
-        let value: Value =
-            serde_json::from_slice(raw).map_err(|e| Failure::Dead(format!("not JSON: {e}")))?;
-        let envelope = unwrap_event(value)?;
-        let device_id = envelope["source"]["device_id"]
-            .as_str()
-            .ok_or_else(|| Failure::Dead("source.device_id: missing (a string)".into()))?
-            .to_string();
-        let camera_id = envelope["source"]["camera_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let key = (device_id, camera_id);
-        let mut retried = false;
-        loop {
-            let source = self.route(&key, input, stats).await?;
-            match self
-                .sources
-                .ingest_with(&source, envelope.clone(), warm)
-                .await
-            {
-                Ok(ingested) if ingested.duplicate => return Ok(Handled::Duplicate),
-                Ok(_) => return Ok(Handled::Tracked),
-                // The source went away since it was routed to: route again, once.
-                Err(SourceError::NotFound(_)) if !retried => {
-                    self.routes.lock().remove(&key);
-                    retried = true;
-                }
-                Err(SourceError::WrongKind(_)) => return Ok(Handled::Skipped),
-                Err(SourceError::Invalid(report)) => {
-                    return Err(Failure::Dead(report.errors.join("; ")))
-                }
-                Err(e) => return Err(Failure::Later(e.to_string())),
+        let mut one = self
+            .handle_many(vec![Some(raw.to_vec())], input, stats, warm)
+            .await;
+        one.pop()
+            .unwrap_or_else(|| Err(Failure::Later("nothing handled".into())))
+    }
+
+    /// Hands messages to their sources' trackers, in order: consecutive messages of one
+    /// source go in one hand-over. `None` stands for an entry without the envelope's
+    /// field. One result per message.
+    pub async fn handle_many(
+        &self,
+        raws: Vec<Option<Vec<u8>>>,
+        input: &InputConfig,
+        stats: &InputStats,
+        warm: bool,
+    ) -> Vec<Result<Handled, Failure>> {
+        let mut results: Vec<Option<Result<Handled, Failure>>> = vec![None; raws.len()];
+        // (index, source, envelope) of the messages that could be read and routed.
+        let mut routed: Vec<(usize, String, Value)> = Vec::with_capacity(raws.len());
+        for (i, raw) in raws.iter().enumerate() {
+            let read = match raw {
+                Some(raw) => read_envelope(raw),
+                None => Err(Failure::Dead("no field holding the envelope's JSON".into())),
+            };
+            match read {
+                Ok((key, envelope)) => match self.route(&key, input, stats).await {
+                    Ok(source) => routed.push((i, source, envelope)),
+                    Err(f) => results[i] = Some(Err(f)),
+                },
+                Err(f) => results[i] = Some(Err(f)),
             }
+        }
+        let mut start = 0;
+        while start < routed.len() {
+            let source = routed[start].1.clone();
+            let end = routed[start..]
+                .iter()
+                .position(|(_, s, _)| *s != source)
+                .map_or(routed.len(), |p| start + p);
+            let group = &routed[start..end];
+            let envelopes: Vec<Value> = group.iter().map(|(_, _, e)| e.clone()).collect();
+            match self.sources.ingest_many(&source, envelopes, warm).await {
+                Ok(outcomes) => {
+                    for ((i, _, _), outcome) in group.iter().zip(outcomes) {
+                        results[*i] = Some(match outcome {
+                            Ok(ingested) if ingested.duplicate => Ok(Handled::Duplicate),
+                            Ok(_) => Ok(Handled::Tracked),
+                            Err(message) => Err(Failure::Dead(message)),
+                        });
+                    }
+                }
+                // The source went away since it was routed to: route each again, once.
+                Err(SourceError::NotFound(_)) => {
+                    self.routes.lock().retain(|_, (s, _)| *s != source);
+                    for (i, _, envelope) in group {
+                        results[*i] = Some(
+                            self.handle_again(envelope.clone(), input, stats, warm)
+                                .await,
+                        );
+                    }
+                }
+                Err(SourceError::WrongKind(_)) => {
+                    for (i, _, _) in group {
+                        results[*i] = Some(Ok(Handled::Skipped));
+                    }
+                }
+                Err(e) => {
+                    for (i, _, _) in group {
+                        results[*i] = Some(Err(Failure::Later(e.to_string())));
+                    }
+                }
+            }
+            start = end;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Failure::Later("not handled".into()))))
+            .collect()
+    }
+
+    async fn handle_again(
+        &self,
+        envelope: Value,
+        input: &InputConfig,
+        stats: &InputStats,
+        warm: bool,
+    ) -> Result<Handled, Failure> {
+        let key = device_key(&envelope)?;
+        let source = self.route(&key, input, stats).await?;
+        match self.sources.ingest_with(&source, envelope, warm).await {
+            Ok(ingested) if ingested.duplicate => Ok(Handled::Duplicate),
+            Ok(_) => Ok(Handled::Tracked),
+            Err(SourceError::WrongKind(_)) => Ok(Handled::Skipped),
+            Err(SourceError::Invalid(report)) => Err(Failure::Dead(report.errors.join("; "))),
+            Err(e) => Err(Failure::Later(e.to_string())),
         }
     }
 
@@ -616,6 +679,27 @@ fn find_source(sources: &SourceHub, device_id: &str, camera_id: &str) -> Option<
         .find(|(_, named)| *named)
         .or(candidates.first())
         .map(|(id, _)| id.clone())
+}
+
+/// A message read: its device (and camera), and its envelope.
+fn read_envelope(raw: &[u8]) -> Result<((String, String), Value), Failure> {
+    let value: Value =
+        serde_json::from_slice(raw).map_err(|e| Failure::Dead(format!("not JSON: {e}")))?;
+    let envelope = unwrap_event(value)?;
+    Ok((device_key(&envelope)?, envelope))
+}
+
+/// `source.device_id` and `source.camera_id`.
+fn device_key(envelope: &Value) -> Result<(String, String), Failure> {
+    let device_id = envelope["source"]["device_id"]
+        .as_str()
+        .ok_or_else(|| Failure::Dead("source.device_id: missing (a string)".into()))?
+        .to_string();
+    let camera_id = envelope["source"]["camera_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok((device_id, camera_id))
 }
 
 /// The seed-004 envelope, or the one a Synopticon `detections` event carries (as the

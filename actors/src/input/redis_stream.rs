@@ -9,7 +9,10 @@
 //! dead-letter stream with the reason, and is then acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
@@ -123,7 +126,7 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 pub(super) async fn run(
     config: RedisStreamConfig,
     input: &InputConfig,
-    stats: &InputStats,
+    stats: &Arc<InputStats>,
     processor: &Processor,
     egress: &EgressPolicy,
 ) {
@@ -160,7 +163,7 @@ async fn connect(
 async fn consume(
     config: &RedisStreamConfig,
     input: &InputConfig,
-    stats: &InputStats,
+    stats: &Arc<InputStats>,
     processor: &Processor,
     egress: &EgressPolicy,
     warmed: &mut bool,
@@ -181,21 +184,44 @@ async fn consume(
     }
     stats.set_connected(true);
     tracing::info!(input = %input.name, stream = %config.stream, group = %config.group, consumer = %config.consumer, "reading the stream");
+    let (acks, ids) = mpsc::channel(ACK_BATCH * 4);
+    let acking = tokio::spawn(acker(
+        conn.clone(),
+        config.stream.clone(),
+        config.group.clone(),
+        ids,
+        stats.clone(),
+    ));
+    let consumed = read_loop(&mut conn, config, input, stats, processor, warmed, &acks).await;
+    drop(acks);
+    // What was handed over is acknowledged before the next connection reads again.
+    let acked = acking.await.map_err(|e| e.to_string()).and_then(|r| r);
+    consumed.and(acked)
+}
 
+async fn read_loop(
+    conn: &mut ConnectionManager,
+    config: &RedisStreamConfig,
+    input: &InputConfig,
+    stats: &Arc<InputStats>,
+    processor: &Processor,
+    warmed: &mut bool,
+    acks: &mpsc::Sender<String>,
+) -> Result<(), String> {
     // Own pending entries first: what this consumer took before it stopped. Before them,
     // once per process, the entries handled just before, replayed without events.
     let mut from = "0-0".to_string();
     loop {
-        let reply = read(&mut conn, config, &from, None).await?;
+        let reply = read(conn, config, &from, None).await?;
         if !*warmed {
-            warm_up(&mut conn, config, input, stats, processor, reply.first()).await;
+            warm_up(conn, config, input, stats, processor, reply.first()).await;
             *warmed = true;
         }
         let Some(last) = reply.last().map(|e| e.id.clone()) else {
             break;
         };
         stats.redelivered(reply.len() as u64);
-        handle_batch(&mut conn, config, input, stats, processor, reply, true).await?;
+        handle_batch(conn, config, input, stats, processor, reply, true, acks).await?;
         from = last;
     }
 
@@ -203,16 +229,16 @@ async fn consume(
     let mut last_backlog = Instant::now() - BACKLOG_EVERY;
     loop {
         if last_backlog.elapsed() >= BACKLOG_EVERY {
-            backlog(&mut conn, config, stats).await;
+            backlog(conn, config, stats).await;
             last_backlog = Instant::now();
         }
         if last_claim.elapsed() >= config.claim_idle.min(Duration::from_secs(10)) {
-            claim(&mut conn, config, input, stats, processor).await?;
+            claim(conn, config, input, stats, processor, acks).await?;
             last_claim = Instant::now();
         }
-        let entries = read(&mut conn, config, ">", Some(config.block)).await?;
+        let entries = read(conn, config, ">", Some(config.block)).await?;
         if !entries.is_empty() {
-            handle_batch(&mut conn, config, input, stats, processor, entries, false).await?;
+            handle_batch(conn, config, input, stats, processor, entries, false, acks).await?;
         }
     }
 }
@@ -302,6 +328,7 @@ async fn claim(
     input: &InputConfig,
     stats: &InputStats,
     processor: &Processor,
+    acks: &mpsc::Sender<String>,
 ) -> Result<(), String> {
     let mut start = "0-0".to_string();
     loop {
@@ -319,7 +346,17 @@ async fn claim(
         if !reply.claimed.is_empty() {
             stats.redelivered(reply.claimed.len() as u64);
             tracing::info!(input = %input.name, entries = reply.claimed.len(), "took over entries another consumer left pending");
-            handle_batch(conn, config, input, stats, processor, reply.claimed, true).await?;
+            handle_batch(
+                conn,
+                config,
+                input,
+                stats,
+                processor,
+                reply.claimed,
+                true,
+                acks,
+            )
+            .await?;
         }
         if reply.next_stream_id == "0-0" || reply.next_stream_id.is_empty() {
             return Ok(());
@@ -364,6 +401,7 @@ async fn handle_batch(
     processor: &Processor,
     entries: Vec<StreamId>,
     again: bool,
+    acks: &mpsc::Sender<String>,
 ) -> Result<(), String> {
     if !again {
         stats.received(entries.len() as u64);
@@ -373,35 +411,41 @@ async fn handle_batch(
     } else {
         HashMap::new()
     };
-    // Each entry is acknowledged as soon as the tracker has it, without waiting for the
-    // answer before the next entry (the connection is multiplexed): a processor killed
-    // mid-batch leaves pending only what it had not handled.
-    let mut acks = Vec::with_capacity(entries.len());
+    // Entries delivered too often are dead letters without being read; the others go to
+    // their trackers in one hand-over per source.
+    let mut readable = Vec::with_capacity(entries.len());
+    let mut raws = Vec::with_capacity(entries.len());
     for entry in &entries {
         let times = delivered.get(&entry.id).copied().unwrap_or(1);
-        let outcome = if times > config.max_deliveries {
-            Err(Failure::Dead(format!(
+        if times > config.max_deliveries {
+            let reason = format!(
                 "delivered {times} times (maxDeliveries {})",
                 config.max_deliveries
-            )))
+            );
+            dead_letter(conn, config, entry, &reason).await?;
+            stats.dead_lettered();
+            send_ack(acks, &entry.id).await?;
         } else {
-            match entry.get::<Vec<u8>>(&config.field) {
-                Some(raw) => processor.handle(&raw, input, stats, false).await,
-                None => Err(Failure::Dead(format!(
-                    "no {:?} field holding the envelope's JSON",
-                    config.field
-                ))),
-            }
-        };
+            readable.push(entry);
+            raws.push(entry.get::<Vec<u8>>(&config.field));
+        }
+    }
+    let outcomes = processor.handle_many(raws, input, stats, false).await;
+    for (entry, outcome) in readable.into_iter().zip(outcomes) {
         match outcome {
             Ok(handled) => {
                 stats.outcome(&handled);
-                acks.push(ack(conn, config, &entry.id));
+                send_ack(acks, &entry.id).await?;
             }
             Err(Failure::Dead(reason)) => {
+                let reason = if entry.get::<Vec<u8>>(&config.field).is_none() {
+                    format!("no {:?} field holding the envelope's JSON", config.field)
+                } else {
+                    reason
+                };
                 dead_letter(conn, config, entry, &reason).await?;
                 stats.dead_lettered();
-                acks.push(ack(conn, config, &entry.id));
+                send_ack(acks, &entry.id).await?;
             }
             Err(Failure::Later(reason)) => {
                 // Left pending: this consumer reads it again after a reconnection, or
@@ -414,27 +458,49 @@ async fn handle_batch(
             }
         }
     }
-    for sent in acks {
-        match sent.await {
-            Ok(Ok(n)) => stats.acknowledged(n as u64),
-            Ok(Err(e)) => return Err(format!("XACK {}: {e}", config.stream)),
-            Err(e) => return Err(format!("XACK {}: {e}", config.stream)),
+    Ok(())
+}
+
+async fn send_ack(acks: &mpsc::Sender<String>, id: &str) -> Result<(), String> {
+    acks.send(id.to_string())
+        .await
+        .map_err(|_| "the acknowledging task stopped".to_string())
+}
+
+/// Acknowledges entries as they are handed over: whatever has queued up since the last
+/// `XACK` goes in the next one, so under load acknowledgements are batched and when idle
+/// each goes at once.
+async fn acker(
+    mut conn: ConnectionManager,
+    stream: String,
+    group: String,
+    mut ids: mpsc::Receiver<String>,
+    stats: Arc<InputStats>,
+) -> Result<(), String> {
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    while let Some(id) = ids.recv().await {
+        batch.push(id);
+        while batch.len() < ACK_BATCH {
+            match ids.try_recv() {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
         }
+        let acked: usize = redis::cmd("XACK")
+            .arg(&stream)
+            .arg(&group)
+            .arg(&batch)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| format!("XACK {stream}: {e}"))?;
+        stats.acknowledged(acked as u64);
+        batch.clear();
     }
     Ok(())
 }
 
-/// Sends `XACK` for one entry at once; the answer is awaited later.
-fn ack(
-    conn: &ConnectionManager,
-    config: &RedisStreamConfig,
-    id: &str,
-) -> tokio::task::JoinHandle<redis::RedisResult<usize>> {
-    let mut conn = conn.clone();
-    let mut cmd = redis::cmd("XACK");
-    cmd.arg(&config.stream).arg(&config.group).arg(id);
-    tokio::spawn(async move { cmd.query_async(&mut conn).await })
-}
+/// Ids one `XACK` carries at most.
+const ACK_BATCH: usize = 1000;
 
 /// Copies an entry, with why, to the dead-letter stream.
 async fn dead_letter(

@@ -393,6 +393,25 @@ impl SourceHub {
         body: Value,
         warm: bool,
     ) -> Result<Ingested, SourceError> {
+        let mut results = self.ingest_many(id, vec![body], warm).await?;
+        match results.pop() {
+            Some(Ok(ingested)) => Ok(ingested),
+            Some(Err(message)) => {
+                let mut r = Report::default();
+                r.error(message);
+                Err(SourceError::Invalid(r))
+            }
+            None => Err(SourceError::Unavailable(id.to_string())),
+        }
+    }
+
+    /// Several messages in one hand-over to the tracker; one result each, in order.
+    pub async fn ingest_many(
+        &self,
+        id: &str,
+        envelopes: Vec<Value>,
+        warm: bool,
+    ) -> Result<Vec<Result<Ingested, String>>, SourceError> {
         let addr = {
             let sources = self.sources.lock();
             let h = sources
@@ -410,19 +429,9 @@ impl SourceHub {
             }
             h.tracker.clone()
         };
-        let message = IngestDetections {
-            envelope: body,
-            warm,
-        };
-        match addr.send(message).await {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(message)) => {
-                let mut r = Report::default();
-                r.error(message);
-                Err(SourceError::Invalid(r))
-            }
-            Err(_) => Err(SourceError::Unavailable(id.to_string())),
-        }
+        addr.send(IngestDetections { envelopes, warm })
+            .await
+            .map_err(|_| SourceError::Unavailable(id.to_string()))
     }
 
     /// Stops every source (shutdown).

@@ -34,12 +34,13 @@ pub const MAX_EDGE_DETECTIONS: usize = 1000;
 /// How far ahead of the server's clock an edge timestamp may be.
 pub const MAX_CLOCK_AHEAD_SECS: i64 = 300;
 
-/// REST or an input → tracker: detections from an edge device, in the seed-004 envelope.
+/// REST or an input → tracker: detections from an edge device, in the seed-004
+/// envelope, several at once (an input hands over what one read brought); one result each.
 #[derive(Message)]
-#[rtype(result = "Result<Ingested, String>")]
+#[rtype(result = "Vec<Result<Ingested, String>>")]
 pub struct IngestDetections {
-    /// The envelope.
-    pub envelope: Value,
+    /// The envelopes, in order.
+    pub envelopes: Vec<Value>,
     /// Warm-up: track it, raise nothing. A processor that restarts replays what it had
     /// already handled, so tracks and line sides are where they were.
     pub warm: bool,
@@ -531,11 +532,10 @@ impl Handler<FrameDetected> for TrackerActor {
     }
 }
 
-impl Handler<IngestDetections> for TrackerActor {
-    type Result = Result<Ingested, String>;
-
-    fn handle(&mut self, msg: IngestDetections, _: &mut Self::Context) -> Self::Result {
-        let message = parse_envelope(&msg.envelope)?;
+impl TrackerActor {
+    /// One edge message: checked, recognised if delivered again, tracked.
+    fn ingest(&mut self, envelope: &Value, warm: bool) -> Result<Ingested, String> {
+        let message = parse_envelope(envelope)?;
         let count = message.detections.len();
         // At-least-once delivery gives some messages twice: the second changes nothing
         // (no line counted again). Only messages that say which frame, and when, can be
@@ -562,7 +562,7 @@ impl Handler<IngestDetections> for TrackerActor {
             .frames_captured
             .fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.captured.increment(1);
-        self.quiet = msg.warm;
+        self.quiet = warm;
         self.process(TrackedFrame {
             detections,
             track_ids: Some(&message.track_ids),
@@ -576,13 +576,24 @@ impl Handler<IngestDetections> for TrackerActor {
                 y2: height,
             },
             image: None,
-            picture: edge_picture(&msg.envelope),
+            picture: edge_picture(envelope),
         });
         self.quiet = false;
         Ok(Ingested {
             detections: count,
             duplicate: false,
         })
+    }
+}
+
+impl Handler<IngestDetections> for TrackerActor {
+    type Result = Vec<Result<Ingested, String>>;
+
+    fn handle(&mut self, msg: IngestDetections, _: &mut Self::Context) -> Self::Result {
+        msg.envelopes
+            .iter()
+            .map(|e| self.ingest(e, msg.warm))
+            .collect()
     }
 }
 
