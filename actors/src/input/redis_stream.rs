@@ -221,7 +221,14 @@ async fn read_loop(
             break;
         };
         stats.redelivered(reply.len() as u64);
-        handle_batch(conn, config, input, stats, processor, reply, true, acks).await?;
+        let reader = Reader {
+            config,
+            input,
+            stats,
+            processor,
+            acks,
+        };
+        handle_batch(conn, &reader, reply, true).await?;
         from = last;
     }
 
@@ -238,7 +245,14 @@ async fn read_loop(
         }
         let entries = read(conn, config, ">", Some(config.block)).await?;
         if !entries.is_empty() {
-            handle_batch(conn, config, input, stats, processor, entries, false, acks).await?;
+            let reader = Reader {
+                config,
+                input,
+                stats,
+                processor,
+                acks,
+            };
+            handle_batch(conn, &reader, entries, false).await?;
         }
     }
 }
@@ -346,17 +360,14 @@ async fn claim(
         if !reply.claimed.is_empty() {
             stats.redelivered(reply.claimed.len() as u64);
             tracing::info!(input = %input.name, entries = reply.claimed.len(), "took over entries another consumer left pending");
-            handle_batch(
-                conn,
+            let reader = Reader {
                 config,
                 input,
                 stats,
                 processor,
-                reply.claimed,
-                true,
                 acks,
-            )
-            .await?;
+            };
+            handle_batch(conn, &reader, reply.claimed, true).await?;
         }
         if reply.next_stream_id == "0-0" || reply.next_stream_id.is_empty() {
             return Ok(());
@@ -393,16 +404,28 @@ async fn deliveries(
         .unwrap_or_default()
 }
 
+/// What handling a batch needs besides the connection.
+struct Reader<'a> {
+    config: &'a RedisStreamConfig,
+    input: &'a InputConfig,
+    stats: &'a InputStats,
+    processor: &'a Processor,
+    acks: &'a mpsc::Sender<String>,
+}
+
 async fn handle_batch(
     conn: &mut ConnectionManager,
-    config: &RedisStreamConfig,
-    input: &InputConfig,
-    stats: &InputStats,
-    processor: &Processor,
+    reader: &Reader<'_>,
     entries: Vec<StreamId>,
     again: bool,
-    acks: &mpsc::Sender<String>,
 ) -> Result<(), String> {
+    let Reader {
+        config,
+        input,
+        stats,
+        processor,
+        acks,
+    } = *reader;
     if !again {
         stats.received(entries.len() as u64);
     }
