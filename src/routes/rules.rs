@@ -95,11 +95,18 @@ async fn remove(
 }
 
 /// `{"event": "line_cross", "data": {...}, "source"?, "device"?, "ts"?}` → which rules
-/// would match it (and which actions would run), and why the others would not.
+/// would match it (and which actions would run), and why the others would not. Or
+/// `{"source": "door-cam", "envelopes": [...]}`: recorded envelopes replayed through a
+/// scratch tracker with the source's lines, zones and thresholds, and each event they
+/// raise tested the same way.
 async fn test(
     state: web::Data<AppState>,
+    principal: Principal,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(envelopes) = body.get("envelopes") {
+        return replay(&state, &principal, &body, envelopes);
+    }
     let mut report = Report::default();
     let name = match body.get("event").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => normalize(n),
@@ -143,4 +150,61 @@ async fn test(
         at,
     };
     Ok(HttpResponse::Ok().json(json!({"event": name, "results": state.rules.test(&view)})))
+}
+
+/// Most envelopes one test replays.
+const MAX_REPLAY: usize = 10_000;
+
+fn replay(
+    state: &AppState,
+    principal: &Principal,
+    body: &Value,
+    envelopes: &Value,
+) -> Result<HttpResponse, ApiError> {
+    let mut report = Report::default();
+    let source = body
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if source.is_empty() {
+        report.error("source: the source whose lines and zones the envelopes go through");
+    }
+    let envelopes = match envelopes.as_array() {
+        Some(list) if !list.is_empty() && list.len() <= MAX_REPLAY => list.clone(),
+        _ => {
+            report.error(format!(
+                "envelopes: a list of 1 to {MAX_REPLAY} detection envelopes"
+            ));
+            Vec::new()
+        }
+    };
+    if !report.is_valid() {
+        return Err(ApiError::invalid("invalid test", report));
+    }
+    if !principal.scope.allows_source(source) {
+        return Err(ApiError::NotFound(format!("source {source:?} not found")));
+    }
+    let config = state.sources.get(source)?.config;
+    let device = config.device_serial.clone();
+    let events = synopticon_actors::tracker::actor::replay(config, &envelopes).map_err(|e| {
+        let mut r = Report::default();
+        r.error(e);
+        ApiError::invalid("invalid envelopes", r)
+    })?;
+    let tested: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let data: Value = serde_json::from_str(e.data.get()).unwrap_or(Value::Null);
+            let name = normalize(&e.name);
+            let view = EventView {
+                name: &name,
+                data: &data,
+                source: Some(source),
+                device: device.as_deref(),
+                at: e.ts.unwrap_or_else(Utc::now),
+            };
+            json!({"event": name, "data": data, "results": state.rules.test(&view)})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"source": source, "events": tested})))
 }

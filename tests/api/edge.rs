@@ -30,11 +30,11 @@ pub(crate) fn face_model() -> String {
     )
 }
 
-/// An edge playing Megamind.avi once into `stream`.
+/// An edge playing Megamind.avi once into `stream`, each frame attached.
 pub(crate) fn edge_process(device: &str, stream: &str) -> ServerProcess {
     ServerProcess::edge(&format!(
         "[server]\nport = 0\n{}\n[edge]\ndevice_id = \"{device}\"\ncamera_id = \"megamind\"\n\
-         output = \"redis_stream\"\nurl = \"{SHARED}\"\nstream = \"{stream}\"\n\
+         output = \"redis_stream\"\nurl = \"{SHARED}\"\nstream = \"{stream}\"\nframe_data = true\n\
          [edge.source]\nkind = \"file\"\nurl = \"{}\"\nfps = 10\n",
         face_model(),
         asset("videos/Megamind.avi").display()
@@ -43,21 +43,34 @@ pub(crate) fn edge_process(device: &str, stream: &str) -> ServerProcess {
 
 /// A processor reading `stream`, with the camera's line (x = 340, where a face walks
 /// across) and zone (the right half, where a face sits), and a session `watch`.
-pub(crate) fn processor_config(device: &str, stream: &str) -> String {
+pub(crate) fn processor_config(
+    device: &str,
+    stream: &str,
+    out: &std::path::Path,
+    smtp: u16,
+) -> String {
     format!(
         "[server]\nport = 0\n\
+         [rules]\nlog_dir = \"{out}/events\"\ncaptures_dir = \"{out}/captures\"\n\
+         [rules.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"none\"\n\
+         [[rules.declared]]\nname = \"right-side\"\nmatch = {{events = [\"ZONE_ENTER\"], zones = [\"right\"]}}\n\
+         trackCooldownSecs = 3600\n\
+         actions = [\"json_log\", \"frame_capture\", {{type = \"email_immediate\", to = [\"desk@lab.example\"]}}]\n\
          [[inputs]]\nname = \"edge\"\nkind = \"redis_stream\"\nurl = \"{SHARED}\"\nstream = \"{stream}\"\nblockMs = 200\n\
          [[sources]]\nid = \"megamind\"\nkind = \"external\"\ndevice_id = \"{device}\"\ndetections_events = false\n\
          lines = [{{id = \"aisle\", points = [[340, 0], [340, \"100%\"]]}}]\n\
          zones = [{{id = \"right\", points = [[420, 0], [720, 0], [720, 528], [420, 528]]}}]\n\
-         [[sessions.declared]]\nid = \"watch\"\nsources = [\"megamind\"]\n"
+         [[sessions.declared]]\nid = \"watch\"\nsources = [\"megamind\"]\n",
+        out = out.display()
     )
 }
 
 #[tokio::test]
 async fn an_edge_publishes_envelopes_that_a_processor_turns_into_line_and_zone_events() {
     let (device, stream) = (unique("jetson"), unique("detections"));
-    let processor = ServerProcess::start(&processor_config(&device, &stream));
+    let out = std::env::temp_dir().join(unique("synopticon-processor"));
+    let smtp = crate::rules::Smtp::start();
+    let processor = ServerProcess::start(&processor_config(&device, &stream, &out, smtp.port));
     let mut ws = processor.app.ws("watch", "").await;
     let edge = edge_process(&device, &stream);
 
@@ -122,6 +135,60 @@ async fn an_edge_publishes_envelopes_that_a_processor_turns_into_line_and_zone_e
         "{status}"
     );
     assert_eq!(status["dead_lettered"], 0, "{status}");
+
+    // The rule on the zone: a JSON log line, a capture that decodes, an e-mail with it.
+    let rule = wait_until("the rule's actions", DEADLINE, || async {
+        let r = processor.app.get("/api/v1/rules/right-side").await.body;
+        let done = r["actions"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["done"].as_u64() >= Some(1)));
+        done.then_some(r)
+    })
+    .await;
+    assert_eq!(rule["actions"][1]["failed"], 0, "{rule}");
+    let logs: Vec<String> = std::fs::read_dir(out.join("events"))
+        .expect("the log folder")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    let first: Value = serde_json::from_str(logs[0].lines().next().expect("a line")).expect("JSON");
+    assert_eq!(first["rule"], "right-side");
+    assert_eq!(first["event"], "zone_enter");
+    assert_eq!(first["source"], "megamind");
+    let day = std::fs::read_dir(out.join("captures").join("megamind"))
+        .expect("captures by source")
+        .flatten()
+        .next()
+        .expect("a day folder")
+        .path();
+    let captures: Vec<std::path::PathBuf> = std::fs::read_dir(day)
+        .expect("day")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let picture = image::open(&captures[0]).expect("the capture decodes");
+    assert_eq!(
+        (picture.width(), picture.height()),
+        (720, 528),
+        "the edge's frame"
+    );
+    let mails = wait_until("the e-mail", DEADLINE, || async {
+        let m = smtp.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert!(
+        mails[0].contains("X-RcptTo: desk@lab.example"),
+        "{:.500}",
+        mails[0]
+    );
+    assert!(
+        mails[0].contains("Subject: [Synopticon] right-side: zone_enter at megamind"),
+        "{:.500}",
+        mails[0]
+    );
+    assert!(mails[0].contains("Content-Type: image/jpeg"));
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[tokio::test]

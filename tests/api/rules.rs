@@ -254,6 +254,40 @@ async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
         )
         .await;
     assert_eq!(would.body["results"][0]["matches"], true, "{}", would.body);
+    // Recorded envelopes, replayed through the source's line without acting: the crossing
+    // in matches, the crossing out says why not.
+    let before = app.get("/api/v1/rules/door-in").await.body;
+    let recorded: Vec<Value> = there_and_back()[..16]
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.as_object_mut().map(|m| m.remove("frame_data"));
+            e
+        })
+        .collect();
+    let replayed = app
+        .post(
+            "/api/v1/rules/test",
+            &json!({"source": "door-cam", "envelopes": recorded}),
+        )
+        .await;
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    let crossings: Vec<(Value, Value)> = replayed.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "line_cross")
+        .map(|e| (e["data"]["direction"].clone(), e["results"][0].clone()))
+        .collect();
+    assert_eq!(crossings.len(), 2, "{}", replayed.body);
+    assert_eq!(crossings[0].0, "in");
+    assert_eq!(crossings[0].1["matches"], true);
+    assert_eq!(crossings[1].1["why"], "direction out is not in");
+    let after = app.get("/api/v1/rules/door-in").await.body;
+    assert_eq!(
+        before["matched"], after["matched"],
+        "a test acts on nothing"
+    );
     assert_eq!(app.delete("/api/v1/rules/door-in").await.status, 204);
     assert_eq!(app.get("/api/v1/rules/door-in").await.status, 404);
     let _ = std::fs::remove_dir_all(&dir);

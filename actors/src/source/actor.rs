@@ -112,6 +112,23 @@ pub struct SourceMetrics {
 }
 
 impl SourceMetrics {
+    /// Handles that record nothing (a scratch tracker replaying for `rules/test`).
+    fn noop() -> Self {
+        Self {
+            captured: metrics::Counter::noop(),
+            processed: metrics::Counter::noop(),
+            failed: metrics::Counter::noop(),
+            dropped: metrics::Counter::noop(),
+            events: metrics::Counter::noop(),
+            restarts: metrics::Counter::noop(),
+            active_tracks: metrics::Gauge::noop(),
+            tracking: metrics::Histogram::noop(),
+            inference: metrics::Histogram::noop(),
+            captured_fps: metrics::Gauge::noop(),
+            processed_fps: metrics::Gauge::noop(),
+        }
+    }
+
     fn new(source: &str) -> Self {
         let frames = |outcome: &'static str| metrics::counter!(telemetry::SOURCE_FRAMES, "source" => source.to_string(), "outcome" => outcome);
         let labels = [("source", source.to_string())];
@@ -196,6 +213,15 @@ pub struct CameraActor {
 impl SourceShared {
     /// State for a new source running `config`, connecting where `egress` allows.
     pub fn new(config: SourceConfig, egress: Arc<EgressPolicy>) -> Arc<Self> {
+        Self::with_metrics(config, egress, true)
+    }
+
+    /// State for a scratch tracker: counted nowhere.
+    pub fn detached(config: SourceConfig) -> Arc<Self> {
+        Self::with_metrics(config, Arc::new(EgressPolicy::open()), false)
+    }
+
+    fn with_metrics(config: SourceConfig, egress: Arc<EgressPolicy>, counted: bool) -> Arc<Self> {
         Arc::new(SourceShared {
             egress,
             stats: SourceStats::default(),
@@ -209,7 +235,11 @@ impl SourceShared {
                 last_error: None,
                 capture_pid: None,
             }),
-            metrics: SourceMetrics::new(&config.id),
+            metrics: if counted {
+                SourceMetrics::new(&config.id)
+            } else {
+                SourceMetrics::noop()
+            },
             config: RwLock::new(config),
             capture: RwLock::new(None),
         })

@@ -107,7 +107,7 @@ pub struct SourceConfig {
     pub tracker: TrackerConfig,
     /// External sources: keep the edge device's own `track_id`s (rebuild its tracks from
     /// them) instead of tracking its boxes again.
-    #[serde(default)]
+    #[serde(default, alias = "use_edge_track_ids")]
     pub edge_track_ids: bool,
     /// Counting lines.
     #[serde(default)]

@@ -85,7 +85,10 @@ pub struct StopTracker;
 pub struct TrackerActor {
     id: Arc<str>,
     shared: Arc<SourceShared>,
-    sink: Recipient<PublishSourceEvents>,
+    /// Where events go (the registry); `None` for a scratch tracker, which collects them.
+    sink: Option<Recipient<PublishSourceEvents>>,
+    /// What a scratch tracker raised.
+    collected: Vec<IncomingEvent>,
     /// The configuration in force: the tracker's own copy, read every frame without a
     /// lock (the hub updates the shared copy that the REST API shows).
     config: SourceConfig,
@@ -123,7 +126,8 @@ impl TrackerActor {
             analytics: Analytics::new(config.analytics()),
             config,
             shared,
-            sink,
+            sink: Some(sink),
+            collected: Vec::new(),
             frame_number: 0,
             last_detections_event: None,
             last_at: None,
@@ -275,13 +279,13 @@ impl TrackerActor {
         self.publish_on(events, frame.picture);
     }
 
-    fn publish(&self, events: Vec<IncomingEvent>) {
+    fn publish(&mut self, events: Vec<IncomingEvent>) {
         self.publish_on(events, None);
     }
 
     /// Hands events to the registry (sessions and rules), with the frame they were raised
     /// on if there is one.
-    fn publish_on(&self, mut events: Vec<IncomingEvent>, frame: Option<Arc<FrameRef>>) {
+    fn publish_on(&mut self, mut events: Vec<IncomingEvent>, frame: Option<Arc<FrameRef>>) {
         if events.is_empty() || self.quiet {
             return;
         }
@@ -295,12 +299,15 @@ impl TrackerActor {
             .events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         self.shared.metrics.events.increment(events.len() as u64);
-        self.sink.do_send(PublishSourceEvents {
-            source: self.id.clone(),
-            device,
-            events,
-            frame,
-        });
+        match &self.sink {
+            Some(sink) => sink.do_send(PublishSourceEvents {
+                source: self.id.clone(),
+                device,
+                events,
+                frame,
+            }),
+            None => self.collected.extend(events),
+        }
     }
 
     /// Ends every open track (with its zone exits) and publishes it.
@@ -584,6 +591,39 @@ impl TrackerActor {
             duplicate: false,
         })
     }
+}
+
+/// Replays recorded envelopes through a scratch tracker with `config`'s lines, zones and
+/// thresholds: the events they raise, in order (nothing is published or counted). The
+/// first unreadable envelope is the error.
+pub fn replay(config: SourceConfig, envelopes: &[Value]) -> Result<Vec<IncomingEvent>, String> {
+    let shared = SourceShared::detached(config.clone());
+    let mut tracker = TrackerActor {
+        id: Arc::from(config.id.as_str()),
+        tracker: ByteTracker::new(config.tracker.clone()),
+        analytics: Analytics::new(config.analytics()),
+        edge: config
+            .edge_track_ids
+            .then(|| EdgeTracks::new(config.tracker.clone())),
+        config,
+        shared,
+        sink: None,
+        collected: Vec::new(),
+        frame_number: 0,
+        last_detections_event: None,
+        last_at: None,
+        faces_seen: HashSet::new(),
+        recent: Recent::new(RECENT_MESSAGES),
+        quiet: false,
+        centers: HashMap::new(),
+    };
+    for (i, envelope) in envelopes.iter().enumerate() {
+        tracker
+            .ingest(envelope, false)
+            .map_err(|e| format!("envelopes[{i}]: {e}"))?;
+    }
+    tracker.finish_tracks();
+    Ok(tracker.collected)
 }
 
 impl Handler<IngestDetections> for TrackerActor {
