@@ -528,8 +528,14 @@ async fn an_http_stream_is_read_through_ffmpeg() {
         (s["stats"]["frames_processed"].as_u64() >= Some(3)).then_some(s)
     })
     .await;
-    assert_eq!(status["state"], "running", "{status}");
+    // ffmpeg reads an HTTP file faster than it plays: on a loaded machine the stream may
+    // already have ended (and be reopening, as streams do) when three frames are analysed.
+    assert!(
+        status["state"] == "running" || status["state"] == "restarting",
+        "{status}"
+    );
     assert!(status["stats"]["frames_captured"].as_u64() >= Some(3));
+    assert_eq!(status["stats"]["frames_failed"], 0, "{status}");
 }
 
 #[tokio::test]
