@@ -190,7 +190,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     let open = match rule.access {
         Access::Public => true,
         Access::Metrics => state.settings.auth.metrics_public,
-        Access::Role(_) | Access::ServerAdmin => false,
+        Access::Role(_) | Access::Unscoped(_) | Access::ServerAdmin => false,
     };
     let authenticated = token.as_deref().map(|t| state.tokens.authenticate(t));
     let principal = match authenticated {
@@ -217,6 +217,16 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     limit_requests(state, req, Some(&principal))?;
     let needed = match rule.access {
         Access::Role(needed) => Some(needed),
+        Access::Unscoped(needed) => {
+            if !principal.scope.is_unlimited() {
+                refused("403", "scope");
+                return Err(ApiError::Forbidden(format!(
+                    "token {:?} is scoped; this spans every source and device and needs a token without a scope",
+                    principal.token_id
+                )));
+            }
+            Some(needed)
+        }
         Access::ServerAdmin => {
             if principal.role == Role::Admin && !principal.scope.is_unlimited() {
                 refused("403", "scope");

@@ -69,6 +69,9 @@ pub enum Access {
     Metrics,
     /// At least this role.
     Role(Role),
+    /// At least this role, with a token limited in no way: what spans every source and
+    /// device (rules, broker inputs), which no scope can contain.
+    Unscoped(Role),
     /// An admin whose token has no scope: what is shared by the whole server (its
     /// configuration, templates every session may use, fault injection), which no scope
     /// can contain.

@@ -10,19 +10,20 @@ use synopticon_actors::store::Kind;
 
 use super::{redacted_json, Api};
 use crate::audit;
-use crate::auth::{Access, Principal, ResourceScope};
+use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
+    // Inputs feed every device's source: for tokens without a scope.
     api.resource("/api/v1/inputs", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, list)
+        r.get(Access::Unscoped(Role::Viewer), list)
     });
     api.resource("/api/v1/inputs/{name}", ResourceScope::None, |r| {
         // An input connects to a broker and may register devices: configuration, for
         // admins.
-        r.get(Access::VIEWER, get)
+        r.get(Access::Unscoped(Role::Viewer), get)
             .put(Access::ServerAdmin, put)
             .delete(Access::ServerAdmin, remove)
     });

@@ -107,7 +107,7 @@ impl Caller {
             Access::Public => return Expect::Success,
             // metrics_public is off here: /metrics is for viewers.
             Access::Metrics => Role::Viewer,
-            Access::Role(r) => r,
+            Access::Role(r) | Access::Unscoped(r) => r,
             Access::ServerAdmin => Role::Admin,
         };
         let Some(role) = self.role() else {
@@ -117,7 +117,9 @@ impl Caller {
             return Expect::Status(403);
         }
         // Metric labels name every session: a scoped token may not read them.
-        if self == Caller::OutOfScope && route.rule.access == Access::Metrics {
+        if self == Caller::OutOfScope
+            && matches!(route.rule.access, Access::Metrics | Access::Unscoped(_))
+        {
             return Expect::Status(403);
         }
         if self == Caller::OutOfScope && route.rule.scope != ResourceScope::None {
@@ -292,6 +294,10 @@ fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
         Access::ServerAdmin
     } else if path.starts_with("/api/v1/tokens") {
         Access::ADMIN
+    } else if path == "/api/v1/rules/test" {
+        Access::Unscoped(Role::Operator)
+    } else if path.starts_with("/api/v1/rules") || path.starts_with("/api/v1/inputs") {
+        Access::Unscoped(Role::Viewer)
     } else if method == "GET" {
         Access::VIEWER
     } else {
