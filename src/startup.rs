@@ -200,6 +200,23 @@ impl Application {
             ),
             rails.egress.clone(),
         ));
+        // Rules are in place before anything can raise an event: a source or an input
+        // started first could have its first crossings pass no rule.
+        let rules = Arc::new(RuleEngine::new(
+            RuleContext {
+                settings: settings.rules.settings(),
+                store: store.clone(),
+                registry: registry.clone(),
+                sources: sources.clone(),
+                egress: rails.egress.clone(),
+            },
+            actors.handle(),
+        ));
+        start_rules(&store, &rules, &settings.rules.declared).await?;
+        registry
+            .send(SetRuleEngine(rules.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("the session registry stopped: {e}"))?;
         for declared in &settings.sources {
             if let Err(e) = sources.add(declared.clone()) {
                 sources.stop_all();
@@ -248,18 +265,6 @@ impl Application {
             actors.handle(),
         ));
         start_inputs(&store, &inputs, &settings.inputs).await?;
-        let rules = Arc::new(RuleEngine::new(
-            RuleContext {
-                settings: settings.rules.settings(),
-                store: store.clone(),
-                registry: registry.clone(),
-                sources: sources.clone(),
-                egress: rails.egress.clone(),
-            },
-            actors.handle(),
-        ));
-        start_rules(&store, &rules, &settings.rules.declared).await?;
-        registry.do_send(SetRuleEngine(rules.clone()));
 
         let auth_enabled = settings.auth_enabled();
         if !auth_enabled && !address.ip().is_loopback() {

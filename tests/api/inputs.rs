@@ -111,6 +111,21 @@ async fn a_redis_stream_feeds_trackers_dead_letters_bad_entries_and_registers_ne
         "{}",
         bad.body
     );
+    // An entry a live consumer is handling must not be claimed from it.
+    let eager = app
+        .put(
+            "/api/v1/inputs/eager",
+            &json!({"kind": "redis_stream", "url": SHARED, "blockMs": 2000, "claimIdleMs": 1000}),
+        )
+        .await;
+    assert_eq!(eager.status, 422, "{}", eager.body);
+    assert!(
+        eager.body["details"]
+            .to_string()
+            .contains("claimIdleMs: must exceed blockMs"),
+        "{}",
+        eager.body
+    );
 
     let mut conn = redis();
     let frames = walk(&device, "door-cam");

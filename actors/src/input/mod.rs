@@ -453,15 +453,26 @@ pub enum Failure {
     Later(String),
 }
 
-/// How long a device's route is remembered.
+/// How long a device's route (or its refusal) is remembered.
 const ROUTE_TTL: Duration = Duration::from_secs(5);
+/// Routes remembered at most: a flood of made-up device ids cannot grow the map.
+const MAX_ROUTES: usize = 4096;
+
+/// Where a device's messages go.
+#[derive(Clone)]
+enum Route {
+    /// To this source.
+    Source(String),
+    /// Nowhere, for this reason (unknown and refused, or not registrable).
+    Refused(String),
+}
 
 /// Routes envelopes to the tracker of their device's source.
 pub struct Processor {
     sources: Arc<SourceHub>,
     devices: Arc<DeviceRegistry>,
-    /// (device_id, camera_id) → source id, and when it was found.
-    routes: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// (device_id, camera_id) → its route, and when it was found.
+    routes: Mutex<HashMap<(String, String), (Route, Instant)>>,
 }
 
 impl Processor {
@@ -536,7 +547,9 @@ impl Processor {
                 }
                 // The source went away since it was routed to: route each again, once.
                 Err(SourceError::NotFound(_)) => {
-                    self.routes.lock().retain(|_, (s, _)| *s != source);
+                    self.routes
+                        .lock()
+                        .retain(|_, (r, _)| !matches!(r, Route::Source(s) if *s == source));
                     for (i, _, envelope) in group {
                         results[*i] = Some(
                             self.handle_again(envelope.clone(), input, stats, warm)
@@ -589,21 +602,42 @@ impl Processor {
         input: &InputConfig,
         stats: &InputStats,
     ) -> Result<String, Failure> {
-        if let Some((source, found)) = self.routes.lock().get(key) {
-            if found.elapsed() < ROUTE_TTL {
-                return Ok(source.clone());
+        let known = self
+            .routes
+            .lock()
+            .get(key)
+            .filter(|(_, found)| found.elapsed() < ROUTE_TTL)
+            .map(|(route, _)| route.clone());
+        let route = match known {
+            Some(route) => route,
+            None => {
+                let (device_id, camera_id) = key;
+                let route = match find_source(&self.sources, device_id, camera_id) {
+                    Some(source) => Route::Source(source),
+                    None => match self.unknown(device_id, input, stats).await {
+                        Ok(source) => Route::Source(source),
+                        Err(Failure::Dead(why)) => Route::Refused(why),
+                        Err(later) => return Err(later),
+                    },
+                };
+                let mut routes = self.routes.lock();
+                if routes.len() >= MAX_ROUTES {
+                    routes.retain(|_, (_, found)| found.elapsed() < ROUTE_TTL);
+                    if routes.len() >= MAX_ROUTES {
+                        routes.clear();
+                    }
+                }
+                routes.insert(key.clone(), (route.clone(), Instant::now()));
+                route
+            }
+        };
+        match route {
+            Route::Source(source) => Ok(source),
+            Route::Refused(why) => {
+                InputStats::bump(&stats.devices_refused, &stats.m.refused, 1);
+                Err(Failure::Dead(why))
             }
         }
-        let (device_id, camera_id) = key;
-        let found = find_source(&self.sources, device_id, camera_id);
-        let source = match found {
-            Some(source) => source,
-            None => self.unknown(device_id, input, stats).await?,
-        };
-        self.routes
-            .lock()
-            .insert(key.clone(), (source.clone(), Instant::now()));
-        Ok(source)
     }
 
     async fn unknown(
@@ -612,10 +646,8 @@ impl Processor {
         input: &InputConfig,
         stats: &InputStats,
     ) -> Result<String, Failure> {
-        let refuse = |why: String| {
-            InputStats::bump(&stats.devices_refused, &stats.m.refused, 1);
-            Failure::Dead(why)
-        };
+        // Counted by the caller, which also counts refusals it remembers.
+        let refuse = Failure::Dead;
         let registered = self.devices.get(DeviceKey::Serial(device_id)).await.ok();
         if let Some(device) = registered {
             return Err(refuse(format!(

@@ -153,9 +153,15 @@ pub(super) async fn run(
 ) {
     let mut wait = config.reconnect;
     loop {
-        match consume(&config, input, stats, processor, egress).await {
-            Ok(()) => wait = config.reconnect,
-            Err(e) => stats.error(&input.name, e),
+        let mut accepted = false;
+        let outcome = consume(&config, input, stats, processor, egress, &mut accepted).await;
+        if let Err(e) = outcome {
+            stats.error(&input.name, e);
+        }
+        // A connection the broker accepted starts the backoff over: only failures in a
+        // row wait longer and longer.
+        if accepted {
+            wait = config.reconnect;
         }
         stats.set_connected(false);
         tokio::time::sleep(wait).await;
@@ -169,6 +175,7 @@ async fn consume(
     stats: &InputStats,
     processor: &Processor,
     egress: &EgressPolicy,
+    accepted: &mut bool,
 ) -> Result<(), String> {
     let broker = &config.broker;
     let host = target(broker, egress)
@@ -198,6 +205,7 @@ async fn consume(
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    *accepted = true;
                     stats.set_connected(true);
                     tracing::info!(input = %input.name, broker = %broker.shown, topic = %subscription, resumed = ack.session_present, "MQTT input connected");
                     client

@@ -110,6 +110,12 @@ impl RedisStreamConfig {
             warmup: number(map, "warmup", 300, 0..=100_000, report) as usize,
             stream,
         };
+        if config.claim_idle <= config.block {
+            report.error(
+                "claimIdleMs: must exceed blockMs, or entries a live consumer is handling \
+                 would be taken from it",
+            );
+        }
         if config.dead_letter == config.stream {
             report.error("deadLetter: must differ from stream");
         }
@@ -184,9 +190,12 @@ async fn consume(
     }
     stats.set_connected(true);
     tracing::info!(input = %input.name, stream = %config.stream, group = %config.group, consumer = %config.consumer, "reading the stream");
+    // Acknowledgements go on their own connection: on the reading one they would wait
+    // behind a blocking XREADGROUP, leaving handled entries pending for up to `blockMs`.
+    let ack_conn = connect(config, egress).await?;
     let (acks, ids) = mpsc::channel(ACK_BATCH * 4);
     let acking = tokio::spawn(acker(
-        conn.clone(),
+        ack_conn,
         config.stream.clone(),
         config.group.clone(),
         ids,

@@ -392,8 +392,10 @@ fn push_analytics(
     }
 }
 
-/// Saves the frame as `{dir}/{source}/{date}/frame-{number}.jpg` for the envelope's
-/// `frame_ref` (the tracker has a thread of its own: the write blocks nothing else).
+/// Saves the frame as `{dir}/{source}/{date}/frame-{time}-{number}.jpg` for the envelope's
+/// `frame_ref` (the tracker has a thread of its own: the write blocks nothing else). The
+/// time keeps a restarted source, whose numbers start over, from overwriting frames a
+/// processor may still read.
 fn save_frame(
     frame: &Frame,
     dir: &str,
@@ -405,7 +407,7 @@ fn save_frame(
     let folder = std::path::Path::new(dir)
         .join(source)
         .join(at.format("%Y-%m-%d").to_string());
-    let path = folder.join(format!("frame-{number}.jpg"));
+    let path = folder.join(format!("frame-{}-{number}.jpg", at.format("%H%M%S%.6f")));
     let written = std::fs::create_dir_all(&folder).and_then(|()| {
         let file = std::fs::File::create(&path)?;
         let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(
@@ -547,11 +549,17 @@ impl TrackerActor {
         // At-least-once delivery gives some messages twice: the second changes nothing
         // (no line counted again). Only messages that say which frame, and when, can be
         // recognised.
+        // A warm-up replay is not remembered: an entry replayed only to rebuild track
+        // state may still be pending at another consumer, and must raise its events when
+        // it is claimed from there.
         if let (Some(number), true) = (message.number, message.timed) {
-            if self
-                .recent
-                .seen_before(number, message.at.timestamp_micros())
-            {
+            let at = message.at.timestamp_micros();
+            let seen = if warm {
+                self.recent.contains(number, at)
+            } else {
+                self.recent.seen_before(number, at)
+            };
+            if seen {
                 return Ok(Ingested {
                     detections: count,
                     duplicate: true,
@@ -597,26 +605,7 @@ impl TrackerActor {
 /// thresholds: the events they raise, in order (nothing is published or counted). The
 /// first unreadable envelope is the error.
 pub fn replay(config: SourceConfig, envelopes: &[Value]) -> Result<Vec<IncomingEvent>, String> {
-    let shared = SourceShared::detached(config.clone());
-    let mut tracker = TrackerActor {
-        id: Arc::from(config.id.as_str()),
-        tracker: ByteTracker::new(config.tracker.clone()),
-        analytics: Analytics::new(config.analytics()),
-        edge: config
-            .edge_track_ids
-            .then(|| EdgeTracks::new(config.tracker.clone())),
-        config,
-        shared,
-        sink: None,
-        collected: Vec::new(),
-        frame_number: 0,
-        last_detections_event: None,
-        last_at: None,
-        faces_seen: HashSet::new(),
-        recent: Recent::new(RECENT_MESSAGES),
-        quiet: false,
-        centers: HashMap::new(),
-    };
+    let mut tracker = TrackerActor::scratch(config);
     for (i, envelope) in envelopes.iter().enumerate() {
         tracker
             .ingest(envelope, false)
@@ -624,6 +613,32 @@ pub fn replay(config: SourceConfig, envelopes: &[Value]) -> Result<Vec<IncomingE
     }
     tracker.finish_tracks();
     Ok(tracker.collected)
+}
+
+impl TrackerActor {
+    /// A tracker outside any actor system, collecting its events instead of sending them.
+    fn scratch(config: SourceConfig) -> Self {
+        let shared = SourceShared::detached(config.clone());
+        TrackerActor {
+            id: Arc::from(config.id.as_str()),
+            tracker: ByteTracker::new(config.tracker.clone()),
+            analytics: Analytics::new(config.analytics()),
+            edge: config
+                .edge_track_ids
+                .then(|| EdgeTracks::new(config.tracker.clone())),
+            config,
+            shared,
+            sink: None,
+            collected: Vec::new(),
+            frame_number: 0,
+            last_detections_event: None,
+            last_at: None,
+            faces_seen: HashSet::new(),
+            recent: Recent::new(RECENT_MESSAGES),
+            quiet: false,
+            centers: HashMap::new(),
+        }
+    }
 }
 
 impl Handler<IngestDetections> for TrackerActor {
@@ -840,6 +855,33 @@ mod tests {
 
     fn message(detections: Vec<Value>) -> Value {
         json!({"version": 1, "frame": {"width": 640, "height": 480}, "detections": detections})
+    }
+
+    #[test]
+    fn a_warm_up_replay_is_not_remembered_as_delivered() {
+        let config: SourceConfig = serde_json::from_value(json!({"id": "cam", "kind": "external"}))
+            .expect("a minimal external source");
+        let mut tracker = TrackerActor::scratch(config);
+        let mut m = message(Vec::new());
+        m["frame"]["number"] = json!(7);
+        m["source"] = json!({"timestamp": Utc::now().to_rfc3339()});
+        let duplicate = |r: Result<Ingested, String>| r.map(|i| i.duplicate);
+        assert_eq!(duplicate(tracker.ingest(&m, true)), Ok(false), "warm-up");
+        assert_eq!(
+            duplicate(tracker.ingest(&m, false)),
+            Ok(false),
+            "claimed later from another consumer: taken"
+        );
+        assert_eq!(
+            duplicate(tracker.ingest(&m, false)),
+            Ok(true),
+            "redelivered"
+        );
+        assert_eq!(
+            duplicate(tracker.ingest(&m, true)),
+            Ok(true),
+            "a warm-up never feeds a taken message twice"
+        );
     }
 
     #[test]

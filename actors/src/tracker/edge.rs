@@ -149,6 +149,11 @@ impl Recent {
         }
     }
 
+    /// Whether the message was taken before, without remembering it.
+    pub fn contains(&self, frame: u64, at_micros: i64) -> bool {
+        self.keys.contains(&(frame, at_micros))
+    }
+
     /// Whether the message was taken before; remembers it if not.
     pub fn seen_before(&mut self, frame: u64, at_micros: i64) -> bool {
         let key = (frame, at_micros);
