@@ -14,20 +14,22 @@ use synopticon_actors::validation::Report;
 
 use super::{redacted_json, Api};
 use crate::audit;
-use crate::auth::{Access, Principal, ResourceScope};
+use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
+    // Rules see every source and device: reading them (recipients, webhooks, conditions)
+    // is for tokens without a scope.
     api.resource("/api/v1/rules", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, list)
+        r.get(Access::Unscoped(Role::Viewer), list)
     });
     api.resource("/api/v1/rules/test", ResourceScope::None, |r| {
-        r.post(Access::OPERATOR, test)
+        r.post(Access::Unscoped(Role::Operator), test)
     });
     api.resource("/api/v1/rules/{name}", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, get)
+        r.get(Access::Unscoped(Role::Viewer), get)
             .put(Access::ServerAdmin, put)
             .delete(Access::ServerAdmin, remove)
     });
@@ -64,7 +66,7 @@ async fn put(
     if state.rules.is_declared(&name) {
         return Err(RulesError::Declared(name.to_string()).into());
     }
-    state
+    let (_, warnings) = state
         .rules
         .check(&name, &body)
         .map_err(RulesError::Invalid)?;
@@ -76,7 +78,12 @@ async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok(redacted_json(code, &state.rules.status(&name)?))
+    let mut answer = serde_json::to_value(state.rules.status(&name)?)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !warnings.is_empty() {
+        answer["warnings"] = serde_json::json!(warnings);
+    }
+    Ok(redacted_json(code, &answer))
 }
 
 async fn remove(
@@ -105,7 +112,8 @@ async fn test(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(envelopes) = body.get("envelopes") {
-        return replay(&state, &principal, &body, envelopes);
+        let envelopes = envelopes.clone();
+        return replay(state, &principal, &body, envelopes).await;
     }
     let mut report = Report::default();
     let name = match body.get("event").and_then(Value::as_str) {
@@ -155,11 +163,11 @@ async fn test(
 /// Most envelopes one test replays.
 const MAX_REPLAY: usize = 10_000;
 
-fn replay(
-    state: &AppState,
+async fn replay(
+    state: web::Data<AppState>,
     principal: &Principal,
     body: &Value,
-    envelopes: &Value,
+    envelopes: Value,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
     let source = body
@@ -169,8 +177,8 @@ fn replay(
     if source.is_empty() {
         report.error("source: the source whose lines and zones the envelopes go through");
     }
-    let envelopes = match envelopes.as_array() {
-        Some(list) if !list.is_empty() && list.len() <= MAX_REPLAY => list.clone(),
+    let envelopes = match envelopes {
+        Value::Array(list) if !list.is_empty() && list.len() <= MAX_REPLAY => list,
         _ => {
             report.error(format!(
                 "envelopes: a list of 1 to {MAX_REPLAY} detection envelopes"
@@ -184,27 +192,36 @@ fn replay(
     if !principal.scope.allows_source(source) {
         return Err(ApiError::NotFound(format!("source {source:?} not found")));
     }
-    let config = state.sources.get(source)?.config;
+    let config = super::sources::visible_source(&state, principal, source)?.config;
     let device = config.device_serial.clone();
-    let events = synopticon_actors::tracker::actor::replay(config, &envelopes).map_err(|e| {
+    let id = source.to_string();
+    // Up to ten thousand frames tracked and tested: off the server's threads.
+    let tested = web::block(move || {
+        let events = synopticon_actors::tracker::actor::replay(config, &envelopes)?;
+        Ok::<_, String>(
+            events
+                .iter()
+                .map(|e| {
+                    let data: Value = serde_json::from_str(e.data.get()).unwrap_or(Value::Null);
+                    let name = normalize(&e.name);
+                    let view = EventView {
+                        name: &name,
+                        data: &data,
+                        source: Some(&id),
+                        device: device.as_deref(),
+                        at: e.ts.unwrap_or_else(Utc::now),
+                    };
+                    json!({"event": name, "data": data, "results": state.rules.test(&view)})
+                })
+                .collect::<Vec<Value>>(),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| {
         let mut r = Report::default();
         r.error(e);
         ApiError::invalid("invalid envelopes", r)
     })?;
-    let tested: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            let data: Value = serde_json::from_str(e.data.get()).unwrap_or(Value::Null);
-            let name = normalize(&e.name);
-            let view = EventView {
-                name: &name,
-                data: &data,
-                source: Some(source),
-                device: device.as_deref(),
-                at: e.ts.unwrap_or_else(Utc::now),
-            };
-            json!({"event": name, "data": data, "results": state.rules.test(&view)})
-        })
-        .collect();
     Ok(HttpResponse::Ok().json(json!({"source": source, "events": tested})))
 }

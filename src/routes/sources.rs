@@ -144,7 +144,7 @@ fn sees_device_of(principal: &Principal, report: &SourceReport) -> bool {
 
 /// The source, if the token may see it: a device's source outside the token's device
 /// scope is not found, like the device itself.
-fn visible_source(
+pub(super) fn visible_source(
     state: &AppState,
     principal: &Principal,
     id: &str,

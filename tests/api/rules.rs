@@ -389,8 +389,10 @@ fn digest_config(store: &Path, smtp: u16, every: u64) -> String {
 async fn a_digest_keeps_what_it_gathered_across_a_sigkill_and_is_sent_once() {
     let smtp = Smtp::start();
     let store = temp("digest");
+    // The first process's digest is far from due, so it cannot be sending when it is
+    // killed; the second's period is short, so what was kept is due at once.
+    let mut first = ServerProcess::start(&digest_config(&store, smtp.port, 3600));
     let config = digest_config(&store, smtp.port, 4);
-    let mut first = ServerProcess::start(&config);
     feed(&first.app, &there_and_back()[..16]).await;
     let status = rule_status(&first.app, "daily", |s| s["actions"][0]["gathered"] == 2).await;
     assert_eq!(status["actions"][0]["done"], 0, "not due yet: {status}");
@@ -465,4 +467,113 @@ async fn a_webhook_action_is_tried_again_after_a_server_error_and_a_refusal_is_f
     assert_eq!(got[1].body["data"]["direction"], "in");
     assert_eq!(got[2].body["data"]["direction"], "out");
     assert_eq!(got[1].authorization.as_deref(), Some("Bearer hook-secret"));
+}
+
+#[tokio::test]
+async fn what_cannot_succeed_fails_at_once_and_a_rule_without_events_skips_per_frame_detections() {
+    let app = spawn_app_with(|s| s.server.egress.deny = vec!["10.0.0.0/8".into()]).await;
+    door_cam(&app).await;
+    // A webhook the egress policy refuses is a validation error, not a queue of retries.
+    let refused = app
+        .put(
+            "/api/v1/rules/inside",
+            &json!({"actions": [{"type": "webhook", "url": "http://10.1.2.3:8080/hook"}]}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body["details"]
+            .to_string()
+            .contains("egress policy refuses"),
+        "{}",
+        refused.body
+    );
+    // Legal but not working yet: said in the answer.
+    let mail = app
+        .put(
+            "/api/v1/rules/mail",
+            &json!({"match": {"events": ["zone_enter"]},
+                "actions": [{"type": "email_immediate", "to": "guard@example.org"}]}),
+        )
+        .await;
+    assert_eq!(mail.status, 201, "{}", mail.body);
+    assert!(
+        mail.body["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("[rules.smtp]")),
+        "{}",
+        mail.body
+    );
+    // A session that is not open will not open by waiting: each match fails at once.
+    let put = app
+        .put(
+            "/api/v1/rules/nowhere",
+            &json!({"match": {"events": ["line_cross"]},
+                "actions": [{"type": "session", "session": "never-opened"}]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    feed(&app, &there_and_back()[..16]).await;
+    let status = rule_status(&app, "nowhere", |s| s["actions"][0]["failed"] == 2).await;
+    assert_eq!(status["actions"][0]["retries"], 0, "{status}");
+    assert_eq!(status["actions"][0]["done"], 0, "{status}");
+    assert!(
+        status["actions"][0]["last_error"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("never-opened")),
+        "{status}"
+    );
+
+    // Every event but the per-frame detections, unless they are named.
+    assert_eq!(app.delete("/api/v1/rules/mail").await.status, 204);
+    assert_eq!(app.delete("/api/v1/rules/nowhere").await.status, 204);
+    let all = app
+        .put("/api/v1/rules/all", &json!({"actions": ["json_log"]}))
+        .await;
+    assert_eq!(all.status, 201, "{}", all.body);
+    let frames = app
+        .put(
+            "/api/v1/rules/frames",
+            &json!({"match": {"events": ["detections"]}, "actions": ["json_log"]}),
+        )
+        .await;
+    assert_eq!(frames.status, 201, "{}", frames.body);
+    let tried = app
+        .post(
+            "/api/v1/rules/test",
+            &json!({"event": "detections", "data": {"detections": []}, "source": "door-cam"}),
+        )
+        .await;
+    assert_eq!(tried.status, 200, "{}", tried.body);
+    let results = tried.body["results"].as_array().expect("results");
+    let by_rule = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["rule"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(by_rule("all")["matches"], false, "{}", tried.body);
+    assert!(
+        by_rule("all")["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("every frame")),
+        "{}",
+        tried.body
+    );
+    assert_eq!(by_rule("frames")["matches"], true, "{}", tried.body);
+    let crossing = app
+        .post(
+            "/api/v1/rules/test",
+            &json!({"event": "line_cross", "data": {"line_id": "door"}}),
+        )
+        .await;
+    let results = crossing.body["results"].as_array().expect("results");
+    assert!(
+        results
+            .iter()
+            .any(|r| r["rule"] == "all" && r["matches"] == true),
+        "{}",
+        crossing.body
+    );
 }

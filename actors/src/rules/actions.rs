@@ -274,6 +274,9 @@ pub enum Attempt {
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a match is tried before it is given up (counted as failed): a peer down for
+/// longer than this is an outage to fix, not something to hold the queue for.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(86_400);
 
 /// One running action.
 pub struct ActionRuntime {
@@ -369,6 +372,7 @@ async fn run(
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
     while let Some(item) = rx.recv().await {
         let mut wait = MIN_BACKOFF;
+        let first = Instant::now();
         loop {
             match perform(&config, &item, &ctx).await {
                 Attempt::Done => {
@@ -377,6 +381,10 @@ async fn run(
                 }
                 Attempt::Final(e) => {
                     stats.failed(&rule, kind, e);
+                    break;
+                }
+                Attempt::Retry(e) if first.elapsed() >= GIVE_UP_AFTER => {
+                    stats.failed(&rule, kind, format!("given up after a day of retries: {e}"));
                     break;
                 }
                 Attempt::Retry(e) => {
@@ -498,8 +506,12 @@ async fn perform(config: &ActionConfig, item: &Matched, ctx: &Context) -> Attemp
         }
         ActionConfig::Session { session } => {
             let found = ctx.registry.send(FindSession(session.clone())).await;
-            let Ok(Some(addr)) = found else {
-                return Attempt::Retry(format!("session {session:?} is not open"));
+            let addr = match found {
+                Ok(Some(addr)) => addr,
+                // Retrying would hold every later match behind one for a session that
+                // may never open again.
+                Ok(None) => return Attempt::Final(format!("session {session:?} is not open")),
+                Err(_) => return Attempt::Retry("the session registry did not answer".into()),
             };
             let event = IncomingEvent {
                 name: "rule_matched".into(),
@@ -517,6 +529,14 @@ async fn perform(config: &ActionConfig, item: &Matched, ctx: &Context) -> Attemp
             }
         }
         ActionConfig::Webhook { url, headers } => {
+            // The resolver checks names; an address written in the URL is checked here.
+            if let Ok(parsed) = reqwest::Url::parse(url) {
+                let host = parsed.host_str().unwrap_or_default();
+                let port = parsed.port_or_known_default().unwrap_or(443);
+                if let Err(e) = ctx.egress.check_written(host, port) {
+                    return Attempt::Final(format!("{url}: {e}"));
+                }
+            }
             let mut request = webhook_client(url, &ctx.egress)
                 .post(url)
                 .timeout(Duration::from_secs(10))
@@ -557,9 +577,33 @@ async fn run_digest(
     stats: Arc<ActionStats>,
 ) {
     let id = digest_id(&rule, index);
-    let mut state: DigestState = match ctx.store.get(Kind::Digest, &id).await {
-        Ok(Some(kept)) => serde_json::from_value(kept).unwrap_or_default(),
-        _ => DigestState::default(),
+    // The kept digest is read before anything is gathered: starting empty while the
+    // store is away would overwrite what it holds. Matches wait in the queue meanwhile.
+    let mut wait = MIN_BACKOFF;
+    let mut state: DigestState = loop {
+        match ctx.store.get(Kind::Digest, &id).await {
+            Ok(None) => break DigestState::default(),
+            Ok(Some(kept)) => match serde_json::from_value(kept) {
+                Ok(state) => break state,
+                Err(e) => {
+                    stats.failed(
+                        &rule,
+                        "email_digest",
+                        format!("the kept digest is unreadable and starts over: {e}"),
+                    );
+                    break DigestState::default();
+                }
+            },
+            Err(e) => {
+                stats.retry(
+                    &rule,
+                    "email_digest",
+                    format!("cannot read the kept digest: {e}"),
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_BACKOFF);
+            }
+        }
     };
     if state.since.is_none() {
         state.since = Some(Utc::now());
@@ -567,7 +611,7 @@ async fn run_digest(
     stats.gathered.store(state.count(), Ordering::Relaxed);
     let mut tick = tokio::time::interval(DIGEST_TICK);
     let mut next_try = Instant::now();
-    let mut wait = MIN_BACKOFF;
+    wait = MIN_BACKOFF;
     loop {
         tokio::select! {
             item = rx.recv() => {

@@ -62,6 +62,8 @@ struct Rule {
     /// Source + track (or zone, or line) → when the rule last fired for it.
     keys: Mutex<HashMap<String, Instant>>,
     actions: Vec<ActionRuntime>,
+    /// Whether an action draws on the event's frame.
+    uses_frame: bool,
 }
 
 impl Rule {
@@ -86,6 +88,15 @@ impl Rule {
                 }
                 if keys.len() >= MAX_KEYS {
                     keys.retain(|_, t| now.duration_since(*t) < track_cd);
+                }
+                if keys.len() >= MAX_KEYS {
+                    // Still full of live keys: the older half goes (those objects may
+                    // fire again sooner than their cooldown), so the map stays bounded.
+                    let mut times: Vec<Instant> = keys.values().copied().collect();
+                    let middle = times.len() / 2;
+                    let (_, median, _) = times.select_nth_unstable(middle);
+                    let median = *median;
+                    keys.retain(|_, t| *t > median);
                 }
                 keys.insert(key.clone(), now);
             }
@@ -136,10 +147,22 @@ impl RuleEngine {
         }
     }
 
-    /// Checks `body` as rule `name`.
-    pub fn check(&self, name: &str, body: &Value) -> Result<RuleConfig, Report> {
+    /// Checks `body` as rule `name`: its settings, and the targets it would reach against
+    /// the egress policy. The warnings are what is legal but will not work yet.
+    pub fn check(&self, name: &str, body: &Value) -> Result<(RuleConfig, Vec<String>), Report> {
         let config = RuleConfig::parse(name, body)?;
         let mut report = Report::default();
+        for (i, action) in config.actions.iter().enumerate() {
+            if let ActionConfig::Webhook { url, .. } = action {
+                if let Ok(parsed) = reqwest::Url::parse(url) {
+                    let host = parsed.host_str().unwrap_or_default();
+                    let port = parsed.port_or_known_default().unwrap_or(443);
+                    if let Err(e) = self.ctx.egress.check_written(host, port) {
+                        report.error(format!("actions[{i}].url: {e}"));
+                    }
+                }
+            }
+        }
         let mails = config.actions.iter().any(|a| {
             matches!(
                 a,
@@ -149,13 +172,16 @@ impl RuleEngine {
         if mails && self.ctx.settings.smtp.is_none() {
             report.warn("e-mail actions need [rules.smtp]: until it is set, they fail (counted)");
         }
-        report.merge(Report::default());
-        Ok(config)
+        if report.is_valid() {
+            Ok((config, report.warnings))
+        } else {
+            Err(report)
+        }
     }
 
     /// Starts (or replaces) rule `name`; whether it replaced one.
     pub fn put(&self, name: &str, body: &Value, declared: bool) -> Result<bool, RulesError> {
-        let config = self.check(name, body).map_err(RulesError::Invalid)?;
+        let (config, _) = self.check(name, body).map_err(RulesError::Invalid)?;
         let mut rules = self.rules.write();
         if let Some(old) = rules.get(name) {
             if old.declared && !declared {
@@ -171,6 +197,7 @@ impl RuleEngine {
             .collect();
         let labels =
             |o: &'static str| counter!(RULE_MATCHES, "rule" => name.to_string(), "outcome" => o);
+        let uses_frame = config.actions.iter().any(ActionConfig::uses_frame);
         let rule = Rule {
             name: Arc::from(name),
             m_fired: labels("fired"),
@@ -182,6 +209,7 @@ impl RuleEngine {
             cooled: AtomicU64::new(0),
             last_fired: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
+            uses_frame,
             actions,
         };
         tracing::info!(rule = %name, "rule in force");
@@ -289,7 +317,9 @@ impl RuleEngine {
                 }
                 rule.fired.fetch_add(1, Ordering::Relaxed);
                 rule.m_fired.increment(1);
-                let item = Arc::new(Matched::new(rule.name.clone(), &view, frame.cloned()));
+                // The frame stays alive only as long as some action will draw on it.
+                let frame = frame.filter(|_| rule.uses_frame).cloned();
+                let item = Arc::new(Matched::new(rule.name.clone(), &view, frame));
                 for action in &rule.actions {
                     action.offer(item.clone());
                 }

@@ -62,7 +62,21 @@ impl ActionConfig {
             Self::Webhook { .. } => "webhook",
         }
     }
+
+    /// Whether it needs the frame the event was raised on.
+    pub fn uses_frame(&self) -> bool {
+        match self {
+            Self::FrameCapture => true,
+            Self::EmailImmediate(e) => e.attach_capture,
+            Self::EmailDigest(d) => d.thumbnails > 0,
+            Self::JsonLog | Self::Session { .. } | Self::Webhook { .. } => false,
+        }
+    }
 }
+
+/// Events raised for every analysed frame: a rule takes them only when it names them,
+/// so a rule without `events` does not read every frame's detections.
+pub const PER_FRAME_EVENTS: &[&str] = &["detections"];
 
 /// When a rule is active.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,17 +152,24 @@ pub fn normalize(name: &str) -> String {
 impl Matcher {
     /// Whether the event type alone could match (checked before the data is read).
     pub fn takes_name(&self, name: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|g| g.matches(name))
+        if self.events.is_empty() {
+            !PER_FRAME_EVENTS.contains(&name)
+        } else {
+            self.events.iter().any(|g| g.matches(name))
+        }
     }
 
     /// `Ok` when the event matches, or why it does not.
     pub fn check(&self, e: &EventView<'_>) -> Result<(), String> {
         if !self.takes_name(e.name) {
-            return Err(format!(
-                "event {} is not one of {}",
-                e.name,
-                list(&self.events)
-            ));
+            return Err(if self.events.is_empty() {
+                format!(
+                    "{} is raised for every frame: a rule takes it only when its events name it",
+                    e.name
+                )
+            } else {
+                format!("event {} is not one of {}", e.name, list(&self.events))
+            });
         }
         let field = |k: &str| e.data.get(k).and_then(Value::as_str);
         if !self.lines.is_empty() {
