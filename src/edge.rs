@@ -49,6 +49,9 @@ pub struct EdgeSettings {
     /// Save each frame under this folder and name it in `frame_ref` instead.
     #[serde(default)]
     pub frames_dir: String,
+    /// Saved frames older than this many hours are removed (0: kept).
+    #[serde(default = "default_frames_hours")]
+    pub frames_retention_hours: u64,
     /// The camera: a source's settings (`kind`, `url` or `device`, `fps`, `model`,
     /// `classes`, `confidence`, `tracker`, ...; docs/SOURCES.md).
     pub source: Value,
@@ -72,6 +75,36 @@ fn default_qos() -> u8 {
 
 fn default_buffer() -> u64 {
     10_000
+}
+
+fn default_frames_hours() -> u64 {
+    24
+}
+
+/// How often saved frames are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes saved frames older than `frames_retention_hours`, now and every ten minutes:
+/// an edge saving ten frames a second would otherwise fill its disk.
+pub async fn prune_frames(edge: EdgeSettings) {
+    if edge.frames_dir.is_empty() || edge.frames_retention_hours == 0 {
+        return;
+    }
+    let dir = std::path::PathBuf::from(&edge.frames_dir);
+    let age = std::time::Duration::from_secs(edge.frames_retention_hours * 3600);
+    loop {
+        let dir = dir.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            synopticon_actors::rules::capture::prune(&dir, age, u64::MAX)
+        })
+        .await;
+        if let Ok((removed, freed)) = pruned {
+            if removed > 0 {
+                tracing::info!(removed, freed, "old saved frames removed");
+            }
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
 }
 
 /// The internal session's id.

@@ -305,6 +305,9 @@ fn serve(config: Option<PathBuf>, edge: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = actix_rt::System::new().block_on(async move {
+        if let Some(frames) = settings.edge.clone().filter(|_| edge) {
+            actix_rt::spawn(synopticon::edge::prune_frames(frames));
+        }
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     });

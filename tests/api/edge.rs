@@ -228,29 +228,21 @@ async fn an_edge_over_mqtt_feeds_two_processors_sharing_a_subscription_each_mess
         crate::mqtt::SHARED_BROKER,
         asset("videos/Megamind.avi").display()
     ));
-    // The video plays once; then every envelope the edge published has been handled.
-    let published = tokio::time::timeout(VIDEO_DEADLINE, async {
-        loop {
-            let source = edge.app.get("/api/v1/sources/megamind").await.body;
-            if source["state"] == "finished" {
-                let metrics = edge.app.metrics().await;
-                if let Some(n) = metric_value(
-                    &metrics,
-                    "synopticon_distributor_events_total{session=\"edge\",distributor=\"mqtt\",outcome=\"delivered\"}",
-                ) {
-                    let status = edge.app.status("edge").await;
-                    if status["distributors"][0]["queued"] == 0 {
-                        break n as u64;
-                    }
-                }
-            }
+    // The video plays once. The edge's last envelopes may still be on their way when its
+    // source reports the end, so the counts are compared once both have stood still.
+    tokio::time::timeout(VIDEO_DEADLINE, async {
+        while edge.app.get("/api/v1/sources/megamind").await.body["state"] != "finished" {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
     .await
     .expect("the edge played the video");
-    assert!(published > 20, "{published} envelopes");
-    let counts = wait_until("every envelope handled", DEADLINE, || async {
+    let delivered = "synopticon_distributor_events_total{session=\"edge\",distributor=\"mqtt\",outcome=\"delivered\"}";
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (published, counts) = loop {
+        let published = metric_value(&edge.app.metrics().await, delivered).unwrap_or(0.0) as u64;
+        let queued = edge.app.status("edge").await["distributors"][0]["queued"].as_u64();
         let mut counts = Vec::new();
         for app in &processors {
             counts.push(
@@ -259,10 +251,21 @@ async fn an_edge_over_mqtt_feeds_two_processors_sharing_a_subscription_each_mess
                     .unwrap_or(0),
             );
         }
-        (counts.iter().sum::<u64>() >= published).then_some(counts)
-    })
-    .await;
-    assert_eq!(counts.iter().sum::<u64>(), published, "{counts:?}");
+        let now = (published, counts);
+        let settled =
+            queued == Some(0) && now.1.iter().sum::<u64>() == now.0 && last.as_ref() == Some(&now);
+        if settled || tokio::time::Instant::now() >= deadline {
+            break now;
+        }
+        last = Some(now);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(published > 20, "{published} envelopes");
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        published,
+        "each envelope the edge delivered was acknowledged once: {counts:?}"
+    );
     assert!(
         counts.iter().all(|c| *c > 0),
         "both took a share: {counts:?}"

@@ -131,7 +131,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub frame_data: bool,
     /// Save each analysed frame of a `detections` event as a JPEG under this folder and
-    /// name it in the envelope's `frame_ref` (`{dir}/{id}/{date}/frame-{n}.jpg`).
+    /// name it in the envelope's `frame_ref` (`{dir}/{id}/{date}/frame-{HHMMSS.micros}-{n}.jpg`).
     #[serde(default)]
     pub frame_ref_dir: Option<String>,
     /// JPEG quality of `frame_data` (1-100).
