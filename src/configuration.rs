@@ -58,6 +58,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// Rules: where their logs and captures go, the SMTP server, declared rules.
     pub rules: RulesConfig,
+    /// The built-in system session.
+    pub system: SystemSettings,
     /// Edge mode (`synopticon edge`): the camera and where its envelopes go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<crate::edge::EdgeSettings>,
@@ -150,6 +152,16 @@ pub struct DeviceConfig {
     pub channel_prefix: String,
     /// Devices the registry holds at most (then 503).
     pub max_devices: u64,
+}
+
+/// `[system]`: the built-in `system` session carrying the server's own events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSettings {
+    /// Whether the server has it.
+    pub session: bool,
+    /// How often it carries a `health` summary (0: never).
+    pub health_interval_secs: u64,
 }
 
 /// The server's own Redis connection.
@@ -340,6 +352,10 @@ pub struct ServerSettings {
     /// can read (an operator could then replay any image or video on the machine).
     #[serde(default)]
     pub media_dirs: Vec<String>,
+    /// Origins whose pages may call the API (CORS); `*` as the port allows any. Empty: in
+    /// `local_testing`, `http://localhost:*` and `http://127.0.0.1:*`; in production none.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     /// How long a request waits for an actor's answer.
     pub request_timeout_ms: u64,
     /// How long a request body may take to arrive in full (408 beyond, connection closed).
@@ -601,6 +617,9 @@ impl Settings {
         }
         if (s.production() || self.auth_enabled()) && s.media_dirs.is_empty() {
             r.warn("server.media_dirs: empty, so file and folder sources are refused; list the folders operators may replay images and videos from");
+        }
+        for problem in crate::cors::OriginList::check(&s.cors_origins) {
+            r.error(problem);
         }
         for dir in &s.media_dirs {
             if !std::path::Path::new(dir).is_absolute() {
@@ -976,6 +995,8 @@ impl Settings {
             budget: std::sync::Arc::new(synopticon_actors::budget::MemoryBudget::new(
                 usize::try_from(s.memory_budget_bytes).unwrap_or(usize::MAX),
             )),
+            // Connected to the system session by the server at start.
+            system: Default::default(),
         }
     }
 

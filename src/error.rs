@@ -167,9 +167,9 @@ impl From<SessionsError> for ApiError {
             SessionsError::Invalid(report) => {
                 Self::invalid("invalid session configuration", report)
             }
-            SessionsError::Conflict(_) | SessionsError::NotEnabled(_) => {
-                Self::Conflict(e.to_string())
-            }
+            SessionsError::Conflict(_)
+            | SessionsError::NotEnabled(_)
+            | SessionsError::BuiltIn(_) => Self::Conflict(e.to_string()),
             SessionsError::Full(_) | SessionsError::Unavailable(_) => {
                 Self::Unavailable(e.to_string())
             }

@@ -47,6 +47,10 @@ const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
 
 /// What every request handler can reach.
 pub struct AppState {
+    /// Origins whose pages may call the API and open its WebSockets.
+    pub origins: Arc<crate::cors::OriginList>,
+    /// Where the server's own events go (the system session).
+    pub system: synopticon_actors::system::SystemFeed,
     /// Every session operation.
     pub sessions: Sessions,
     /// Where what is created over REST is kept.
@@ -103,7 +107,17 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let metrics = telemetry::metrics_handle();
         synopticon_actors::distributor::http::install_crypto_provider();
-        let rails = Arc::new(settings.guardrails());
+        // The system session's feed: components report into it from the start; its
+        // events wait until the session exists.
+        let (feed, feed_rx) = if settings.system.session {
+            let (feed, rx) = synopticon_actors::system::SystemFeed::channel();
+            (feed, Some(rx))
+        } else {
+            (Default::default(), None)
+        };
+        let mut rails = settings.guardrails();
+        rails.system = feed.clone();
+        let rails = Arc::new(rails);
         let templates = Arc::new(TemplateStore::with_guardrails(rails.clone()));
         let mut report = templates.load_dir(Path::new(&settings.sessions.templates_dir));
         report.merge(settings.validate(&templates));
@@ -163,6 +177,9 @@ impl Application {
         let registry = SessionRegistry::start_in_arbiter(&actors.handle(), move |_| {
             SessionRegistry::new(registry_templates, registry_settings)
         });
+        if let Some(rx) = feed_rx {
+            actors.spawn(synopticon_actors::system::forward(rx, registry.clone()));
+        }
         let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
         let sessions = Sessions::new(registry.clone(), store.clone(), request_timeout);
         let mut declared_ids = Vec::new();
@@ -185,6 +202,12 @@ impl Application {
                     tracing::error!(session = %id, %error, "a kept session could not start; it stays in the store")
                 }
             }
+        }
+
+        if settings.system.session {
+            crate::system_feed::ensure_session(&sessions)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the system session: {e}"))?;
         }
 
         let models = Arc::new(ModelHub::start(&settings.inference, &actors.handle()));
@@ -319,7 +342,18 @@ impl Application {
         });
         let send_timeout = Duration::from_millis(settings.server.send_timeout_ms);
 
+        if settings.system.session {
+            actors.spawn(crate::system_feed::watch(crate::system_feed::Watched {
+                sessions: sessions.clone(),
+                sources: sources.clone(),
+                models: models.clone(),
+                feed: feed.clone(),
+                health_every: Duration::from_secs(settings.system.health_interval_secs),
+            }));
+        }
+        let origins = Arc::new(crate::cors::OriginList::from_settings(&settings));
         let state = web::Data::new(AppState {
+            system: feed,
             sessions,
             store,
             templates,
@@ -340,12 +374,15 @@ impl Application {
             rails,
             inflight,
             live_limits,
+            origins,
         });
         let app_state = state.clone();
+        let origins = state.origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .wrap(actix_web::middleware::from_fn(crate::auth::inflight::bound))
+                .wrap(crate::cors::layer(origins.clone()))
                 .configure(|cfg| {
                     routes::configure(cfg, &app_state.settings);
                 })

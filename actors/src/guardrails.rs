@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::budget::MemoryBudget;
 use crate::egress::EgressPolicy;
 use crate::glob::Glob;
+use crate::system::SystemFeed;
 
 /// Largest `queueCapacity` the code accepts, whatever the configuration.
 pub const HARD_MAX_QUEUE: u64 = 1_000_000;
@@ -43,6 +44,8 @@ pub struct Guardrails {
     pub egress: Arc<EgressPolicy>,
     /// Environment variables `${NAME}` placeholders may read (`sessions.placeholder_vars`).
     pub placeholder_vars: Vec<Glob>,
+    /// Where sessions and distributors report what happens to them (the system session).
+    pub system: SystemFeed,
 }
 
 impl Default for Guardrails {
@@ -58,6 +61,7 @@ impl Default for Guardrails {
             budget: Arc::new(MemoryBudget::unlimited()),
             egress: Arc::new(EgressPolicy::open()),
             placeholder_vars: Vec::new(),
+            system: SystemFeed::default(),
         }
     }
 }

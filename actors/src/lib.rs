@@ -58,6 +58,7 @@ pub mod session;
 pub mod sessions;
 pub mod source;
 pub mod store;
+pub mod system;
 pub mod telemetry;
 pub mod tracker;
 pub mod validation;

@@ -18,6 +18,7 @@ use crate::session::spec::SessionConfig;
 use crate::session::templates::TemplateStore;
 use crate::session::{SeqStart, SessionActor, SessionStatus};
 use crate::store::Store;
+use crate::system::SYSTEM_SESSION;
 use crate::validation::Report;
 
 /// Registry settings.
@@ -99,13 +100,23 @@ impl SessionRegistry {
                 report.error(format!("id: session {:?} already exists", c.id));
             }
         }
-        if self.sessions.len() >= self.settings.max_sessions {
+        if self.counted() >= self.settings.max_sessions {
             report.error(format!(
                 "the server already has its maximum of {} sessions",
                 self.settings.max_sessions
             ));
         }
         (config, report)
+    }
+}
+
+impl SessionRegistry {
+    /// Sessions counted against `max_sessions`: the built-in system session is not.
+    fn counted(&self) -> usize {
+        self.sessions
+            .keys()
+            .filter(|id| id.as_str() != SYSTEM_SESSION)
+            .count()
     }
 }
 
@@ -141,7 +152,7 @@ impl SessionRegistry {
         if self.sessions.contains_key(&config.id) {
             return Err(RegistryError::Conflict(config.id));
         }
-        if self.sessions.len() >= self.settings.max_sessions {
+        if self.counted() >= self.settings.max_sessions && config.id != SYSTEM_SESSION {
             return Err(RegistryError::Full(self.settings.max_sessions));
         }
         let id = config.id.clone();
@@ -350,7 +361,8 @@ impl Handler<PublishDeviceEvents> for SessionRegistry {
             rules.offer(None, Some(&msg.serial), &msg.events, None);
         }
         for (id, session) in &self.sessions {
-            if self.listens_to_device(id, &msg.serial) {
+            // The system session carries every device's events.
+            if id == SYSTEM_SESSION || self.listens_to_device(id, &msg.serial) {
                 self.hand_over(id, session, &msg.events);
             }
         }

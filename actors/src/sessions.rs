@@ -38,6 +38,9 @@ pub enum SessionsError {
     /// The distributor is not enabled (409).
     #[error("the {0} distributor is not enabled on this session")]
     NotEnabled(DistributorKind),
+    /// The session is built in and stays (409).
+    #[error("session {0:?} is built in: it cannot be closed (its distributors and routing can be changed)")]
+    BuiltIn(String),
     /// The session limit is reached (503).
     #[error("the server already has its maximum of {0} sessions")]
     Full(usize),
@@ -270,6 +273,9 @@ impl Sessions {
 
     /// Closes a session (clients get close frames) and forgets it; the final status.
     pub async fn close(&self, id: &str) -> Result<SessionStatus, SessionsError> {
+        if id == crate::system::SYSTEM_SESSION {
+            return Err(SessionsError::BuiltIn(id.to_string()));
+        }
         // Forgotten by the store first: a session the store still held would come back.
         self.store.delete(Kind::Session, id).await?;
         self.close_unkept(id).await

@@ -181,6 +181,8 @@ pub struct DistributorTelemetry {
     slow_disconnects: AtomicU64,
     last_error: Mutex<Option<LastError>>,
     breaker: Mutex<BreakerState>,
+    /// Where breaker changes and restarts are reported.
+    system: crate::system::SystemFeed,
     m_routed: Counter,
     m_delivered: Counter,
     m_unconfirmed: Counter,
@@ -226,6 +228,12 @@ pub struct DistributorCounters {
 }
 
 impl DistributorTelemetry {
+    /// Reports breaker changes and restarts to `feed` (the system session).
+    pub fn with_system(mut self, feed: crate::system::SystemFeed) -> Self {
+        self.system = feed;
+        self
+    }
+
     /// Registers the metric series of one distributor.
     pub fn new(session: Arc<str>, kind: DistributorKind) -> Self {
         let s = session.to_string();
@@ -248,6 +256,7 @@ impl DistributorTelemetry {
             m_latency: histogram!(DELIVERY_LATENCY, "distributor" => d),
             session,
             kind,
+            system: Default::default(),
             routed: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             unconfirmed: AtomicU64::new(0),
@@ -423,6 +432,11 @@ impl DistributorRestarted<'_> {
             cause = self.cause,
             "distributor restarted by its supervisor"
         );
+        t.system.emit(
+            "distributor.restarted",
+            serde_json::json!({"session": &*t.session, "distributor": t.kind.as_str(),
+                "restarts": restarts, "backoff_ms": self.backoff_ms, "cause": self.cause}),
+        );
     }
 }
 
@@ -471,6 +485,16 @@ impl BreakerTransitioned<'_> {
         counter!(BREAKER_TRANSITIONS, "session" => t.session.to_string(), "distributor" => t.kind.as_str(), "to" => self.to.as_str())
             .increment(1);
         let last_error = t.last_error().map(|e| e.message).unwrap_or_default();
+        let name = match self.to {
+            BreakerState::Open => "breaker.opened",
+            BreakerState::HalfOpen => "breaker.half_open",
+            BreakerState::Closed => "breaker.closed",
+        };
+        t.system.emit(
+            name,
+            serde_json::json!({"session": &*t.session, "distributor": t.kind.as_str(),
+                "from": self.from.as_str(), "to": self.to.as_str(), "last_error": last_error}),
+        );
         if self.to == BreakerState::Open {
             tracing::warn!(session = %t.session, distributor = t.kind.as_str(), from = self.from.as_str(), %last_error, "circuit breaker opened");
         } else {

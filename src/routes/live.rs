@@ -213,6 +213,7 @@ async fn websocket(
     req: HttpRequest,
     stream: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
+    state.origins.check_handshake(&req)?;
     let subscription = query.subscription(&principal.scope)?;
     let queue = attach(
         &state,

@@ -1,5 +1,7 @@
 //! The HTTP surface, one file per API area; each exposes `configure`.
 //!
+//! - [`dashboard`](self::dashboard): `/` and `/assets/{name}` (the web dashboard)
+//! - [`openapi`](self::openapi): `/api/openapi.json`, generated from the route table
 //! - [`health`](self::health): `/api/health`
 //! - [`system`](self::system): `/api/config`, `/api/runtime`
 //! - [`metrics`](self::metrics): `/metrics`
@@ -20,6 +22,7 @@
 //! registers the handler, wraps it in the auth [`Guard`] and records it in the route table
 //! ([`table`]), which the security tests walk. A route cannot exist without a rule.
 
+pub mod dashboard;
 pub mod debug;
 pub mod devices;
 pub mod health;
@@ -27,6 +30,7 @@ pub mod inference;
 pub mod inputs;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod rules;
 pub mod sessions;
 pub mod sources;
@@ -211,6 +215,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
     inputs::configure(&mut api);
     rules::configure(&mut api);
     tokens::configure(&mut api);
+    openapi::configure(&mut api);
+    dashboard::configure(&mut api);
     if settings.server.debug_endpoints {
         debug::configure(&mut api);
     }

@@ -3,6 +3,8 @@
 //! `POST /api/v1/sources/{id}/detections` (edge devices), and which sources a session
 //! listens to: `PUT /api/v1/sessions/{id}/sources`.
 
+use std::collections::HashMap;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -33,6 +35,11 @@ pub fn configure(api: &mut Api) {
             .patch(Access::OPERATOR, patch)
             .delete(Access::OPERATOR, remove)
     });
+    api.resource(
+        "/api/v1/sources/{id}/frame.jpg",
+        ResourceScope::Source,
+        |r| r.get(Access::VIEWER, frame),
+    );
     api.resource("/api/v1/sources/{id}/tracks", ResourceScope::Source, |r| {
         r.get(Access::VIEWER, tracks)
     });
@@ -186,6 +193,41 @@ async fn tracks(
             ))
         })??;
     Ok(HttpResponse::Ok().json(json!({"source": *id, "frames_tracked": frames, "tracks": tracks})))
+}
+
+/// The latest analysed frame as a JPEG (`?quality=`, 1-100, default 80): encoded when
+/// asked, so a source nobody watches costs nothing. 404 until a frame was analysed.
+async fn frame(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    visible_source(&state, &principal, &id)?;
+    let quality = match query.get("quality") {
+        None => 80,
+        Some(q) => q
+            .parse::<u8>()
+            .ok()
+            .filter(|q| (1..=100).contains(q))
+            .ok_or_else(|| ApiError::BadRequest(format!("quality: {q:?} must be 1 to 100")))?,
+    };
+    let Some(latest) = state.sources.latest_frame(&id)? else {
+        return Err(ApiError::NotFound(format!(
+            "source {:?} has no analysed frame yet",
+            *id
+        )));
+    };
+    let dirs = state.settings.rules.settings().frame_ref_dirs;
+    let jpeg =
+        web::block(move || synopticon_actors::rules::capture::frame_jpeg(&latest, &dirs, quality))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::NotFound(format!("the latest frame cannot be shown: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/jpeg")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(jpeg))
 }
 
 async fn patch(

@@ -1,5 +1,6 @@
 //! `GET /api/config` (effective configuration, secrets redacted) and `GET /api/runtime`
-//! (version, uptime, and the environment variables the server reads).
+//! (version, uptime, and the environment variables the server reads), and
+//! `GET /api/v1/whoami` (the caller's token, role and scope).
 
 use actix_web::{web, HttpResponse};
 use std::collections::BTreeMap;
@@ -20,6 +21,21 @@ pub fn configure(api: &mut Api) {
     api.resource("/api/runtime", ResourceScope::None, |r| {
         r.get(Access::ServerAdmin, runtime)
     });
+    api.resource("/api/v1/whoami", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, whoami)
+    });
+}
+
+/// The caller as the server sees it: its token, role and scope, and whether the server
+/// asks for tokens at all (the dashboard shows read-only pages to viewers).
+async fn whoami(state: web::Data<AppState>, principal: crate::auth::Principal) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "token": &*principal.token_id,
+        "role": principal.role,
+        "scope": &*principal.scope,
+        "auth_enabled": state.auth_enabled,
+        "mode": state.settings.server.mode,
+    }))
 }
 
 async fn config(state: web::Data<AppState>) -> HttpResponse {

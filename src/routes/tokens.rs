@@ -61,6 +61,10 @@ async fn create(
         return Err(error);
     }
     audit::record(&principal, "token.create", &record.id);
+    state.system.emit(
+        "token.created",
+        json!({"id": record.id, "role": record.role, "expiresAt": record.expires_at, "by": principal.token_id}),
+    );
     let mut view = record.view();
     view["token"] = json!(secret);
     Ok(HttpResponse::Created()
@@ -96,6 +100,10 @@ async fn update(
         return Err(error);
     }
     audit::record(&principal, "token.update", &id);
+    state.system.emit(
+        "token.updated",
+        json!({"id": record.id, "role": record.role, "expiresAt": record.expires_at, "by": principal.token_id}),
+    );
     Ok(HttpResponse::Ok().json(record.view()))
 }
 
@@ -111,5 +119,9 @@ async fn delete(
         return Err(error.into());
     }
     audit::record(&principal, "token.delete", &id);
+    state.system.emit(
+        "token.deleted",
+        json!({"id": &*id, "role": before.role, "by": principal.token_id}),
+    );
     Ok(HttpResponse::NoContent().finish())
 }

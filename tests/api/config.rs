@@ -15,7 +15,8 @@ async fn health_reports_each_component() {
 
     assert_eq!(health.status, 200);
     assert_eq!(health.body["status"], "ok");
-    assert_eq!(health.body["components"]["registry"]["sessions_open"], 1);
+    // With the built-in system session.
+    assert_eq!(health.body["components"]["registry"]["sessions_open"], 2);
     for component in ["http", "registry", "sessions", "metrics"] {
         assert_eq!(
             health.body["components"][component]["status"], "ok",

@@ -204,6 +204,13 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             (p("/api/v1/sources/src1"), Body::None)
         }
         ("GET", "/api/v1/sources/{id}/tracks") => (p("/api/v1/sources/src1/tracks"), Body::None),
+        ("GET", "/api/v1/sources/{id}/frame.jpg") => {
+            (p("/api/v1/sources/src1/frame.jpg"), Body::None)
+        }
+        ("GET", "/api/v1/whoami") | ("GET", "/api/openapi.json") | ("GET", "/") => {
+            (p(path), Body::None)
+        }
+        ("GET", "/assets/{name}") => (p("/assets/app.js"), Body::None),
         ("PATCH", "/api/v1/sources/{id}") => (
             p("/api/v1/sources/src1"),
             Body::Json(json!({"confidence": 0.5})),
@@ -280,7 +287,8 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
 /// and templates) and fault injection; viewer for reading and live feeds; operator for
 /// every other change.
 fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
-    let access = if path == "/api/health" {
+    let access = if path == "/api/health" || path == "/" || path == "/assets/{name}" {
+        // The dashboard's page is public; what it shows needs a token.
         Access::Public
     } else if path == "/metrics" {
         Access::Metrics
@@ -315,6 +323,16 @@ fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
     (access, scope)
 }
 
+/// An 8×8 black JPEG, base64.
+fn tiny_jpeg() -> String {
+    use base64::Engine as _;
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode_image(&image::RgbImage::new(8, 8))
+        .expect("a JPEG");
+    base64::engine::general_purpose::STANDARD.encode(jpeg)
+}
+
 /// Puts back what a successful DELETE (or a panic) took away.
 async fn fixtures(admin: &TestApp) {
     let _ = admin
@@ -330,6 +348,14 @@ async fn fixtures(admin: &TestApp) {
         .post(
             "/api/v1/sources",
             &json!({"id": "src1", "kind": "external"}),
+        )
+        .await;
+    // A frame for the snapshot route.
+    let _ = admin
+        .post(
+            "/api/v1/sources/src1/detections",
+            &json!({"version": 1, "frame": {"width": 8, "height": 8}, "detections": [],
+                "frame_data": {"format": "jpeg", "base64": tiny_jpeg()}}),
         )
         .await;
     let _ = admin

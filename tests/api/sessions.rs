@@ -84,11 +84,10 @@ async fn invalid_session_lists_every_problem() {
     assert_eq!(validated.status, 200);
     assert_eq!(validated.body["valid"], false);
     assert_eq!(validated.body["errors"], created.body["details"]);
-    // Nothing was created.
-    assert_eq!(
-        app.get("/api/v1/sessions").await.body["sessions"],
-        json!([])
-    );
+    // Nothing was created: the built-in system session is alone.
+    let listed = app.get("/api/v1/sessions").await.body["sessions"].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["id"], "system");
 }
 
 #[tokio::test]
@@ -297,12 +296,16 @@ async fn sessions_are_listed_and_closed() {
         .iter()
         .map(|s| s["id"].clone())
         .collect();
-    assert_eq!(ids, [json!("a"), json!("b")]);
+    assert_eq!(ids, [json!("a"), json!("b"), json!("system")]);
     assert_eq!(closed.status, 200);
     assert_eq!(closed.body["state"], "closed");
     assert_eq!(closed.body["events_received"], 1);
     assert_eq!(app.get("/api/v1/sessions/a").await.status, 404);
-    assert_eq!(after.body["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        after.body["sessions"].as_array().unwrap().len(),
+        2,
+        "b and system"
+    );
 }
 
 #[tokio::test]
@@ -338,7 +341,7 @@ async fn declared_sessions_exist_at_start() {
         .iter()
         .map(|s| s["id"].clone())
         .collect();
-    assert_eq!(ids, [json!("eye"), json!("lobby")]);
+    assert_eq!(ids, [json!("eye"), json!("lobby"), json!("system")]);
     assert_eq!(
         app.status("eye").await["config"]["eventRouting"]["gaze_*"],
         json!(["websocket"])

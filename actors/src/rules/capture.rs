@@ -57,6 +57,21 @@ pub fn decode(frame: &FrameRef, frame_ref_dirs: &[PathBuf]) -> Result<RgbImage, 
     }
 }
 
+/// The frame as a JPEG (an edge's own JPEG as it came), for the snapshot route.
+pub fn frame_jpeg(
+    frame: &FrameRef,
+    frame_ref_dirs: &[PathBuf],
+    quality: u8,
+) -> Result<Bytes, String> {
+    if let FrameRef::Base64Jpeg(b64) = frame {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map(Bytes::from)
+            .map_err(|e| format!("frame_data is not base64: {e}"));
+    }
+    jpeg(&decode(frame, frame_ref_dirs)?, quality)
+}
+
 /// The capture of an event: the frame, its box (`data.bbox`) and its line or zone drawn.
 pub fn render(image: &mut RgbImage, data: &Value, overlay: &Overlay) {
     let (w, h) = (image.width() as f32, image.height() as f32);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::distributor::breaker::BreakerState;
 use crate::distributor::live::ClientQueue;
@@ -191,6 +191,11 @@ impl SessionActor {
             id,
             config,
         };
+        session.rails.system.emit(
+            "session.created",
+            json!({"id": &*session.id, "template": session.config.template,
+                "distributors": session.config.enabled_distributors}),
+        );
         for kind in session.config.enabled_distributors.clone() {
             let cfg = session
                 .config
@@ -207,7 +212,9 @@ impl SessionActor {
     }
 
     fn start_distributor(&mut self, kind: DistributorKind, config: &Value) -> Result<(), Report> {
-        let telemetry = Arc::new(DistributorTelemetry::new(self.id.clone(), kind));
+        let telemetry = Arc::new(
+            DistributorTelemetry::new(self.id.clone(), kind).with_system(self.rails.system.clone()),
+        );
         let (link, queue) = spawn(
             kind,
             SpawnRequest {
@@ -462,6 +469,10 @@ impl Handler<PutDistributor> for SessionActor {
             }
         };
         self.config.distributors.insert(msg.kind, msg.config);
+        self.rails.system.emit(
+            &format!("distributor.{action}"),
+            json!({"session": &*self.id, "distributor": msg.kind}),
+        );
         Ok(DistributorChange {
             action,
             warnings: report.warnings,
@@ -481,6 +492,10 @@ impl Handler<DisableDistributor> for SessionActor {
         slot.link.shutdown(CloseReason::DistributorDisabled);
         self.enabled = self.slots.keys().copied().collect();
         tracing::info!(session = %self.id, distributor = %msg.0, "distributor disabled");
+        self.rails.system.emit(
+            "distributor.disabled",
+            json!({"session": &*self.id, "distributor": msg.0}),
+        );
         Ok(self.status())
     }
 }
@@ -499,6 +514,9 @@ impl Handler<ReplaceRouting> for SessionActor {
         self.router = Router::new(&routing);
         self.config.event_routing = routing;
         tracing::info!(session = %self.id, "event routing replaced");
+        self.rails
+            .system
+            .emit("session.routing", json!({"session": &*self.id}));
         Ok(report)
     }
 }
@@ -535,6 +553,10 @@ impl Handler<CloseSession> for SessionActor {
         self.closed = true;
         status.state = "closed";
         self.telemetry.closed(&self.id, msg.0.as_str());
+        self.rails.system.emit(
+            "session.closed",
+            json!({"id": &*self.id, "reason": msg.0.as_str(), "events": status.events_received}),
+        );
         ctx.stop();
         MessageResult(status)
     }

@@ -161,6 +161,9 @@ pub struct SourceShared {
     pub metrics: SourceMetrics,
     /// Where a stream source may connect.
     pub egress: Arc<EgressPolicy>,
+    /// The latest analysed frame (a camera's, or an edge envelope's picture), for the
+    /// snapshot route; encoded only when someone asks.
+    pub latest: RwLock<Option<Arc<crate::messages::FrameRef>>>,
 }
 
 impl SourceShared {
@@ -242,6 +245,7 @@ impl SourceShared {
             },
             config: RwLock::new(config),
             capture: RwLock::new(None),
+            latest: RwLock::new(None),
         })
     }
 }

@@ -287,6 +287,19 @@ impl SourceHub {
         Ok(report_of(id, h))
     }
 
+    /// `id`'s latest analysed frame, if it has one yet.
+    pub fn latest_frame(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<crate::messages::FrameRef>>, SourceError> {
+        let sources = self.sources.lock();
+        let h = sources
+            .get(id)
+            .ok_or_else(|| SourceError::NotFound(id.to_string()))?;
+        let latest = h.shared.latest.read().clone();
+        Ok(latest)
+    }
+
     /// The tracks `id`'s tracker holds now, with the number of frames it has tracked.
     pub async fn tracks(&self, id: &str) -> Result<(u64, Vec<TrackSnapshot>), SourceError> {
         let addr = {

@@ -276,6 +276,9 @@ impl TrackerActor {
         s.tracking_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         m.tracking.record(started.elapsed().as_secs_f64());
+        if let Some(picture) = &frame.picture {
+            *self.shared.latest.write() = Some(picture.clone());
+        }
         self.publish_on(events, frame.picture);
     }
 

@@ -1,0 +1,343 @@
+//! `GET /api/openapi.json`: an OpenAPI 3.1 document of every route, generated from the
+//! route table the router is built from (so a route cannot be missing from it): paths,
+//! methods, path and feed parameters, who may call each (`security` and
+//! `x-synopticon-access`), request bodies and answers. Request and answer bodies are
+//! described in the docs each operation links to.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::{Api, RouteSpec};
+use crate::auth::{Access, ResourceScope, Role};
+use crate::startup::AppState;
+
+/// Registers the route.
+pub fn configure(api: &mut Api) {
+    api.resource("/api/openapi.json", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, document)
+    });
+}
+
+async fn document(state: web::Data<AppState>) -> HttpResponse {
+    let table = super::table(&state.settings);
+    HttpResponse::Ok().json(build(&table))
+}
+
+/// The document for `table`.
+pub fn build(table: &[RouteSpec]) -> Value {
+    let mut paths = Map::new();
+    let mut tags: Vec<&'static str> = Vec::new();
+    for route in table {
+        let tag = tag(route.path);
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+        let item = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[route.method.to_ascii_lowercase()] = operation(route, tag);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Synopticon",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Camera frames and edge detections turned into tracked objects and events, distributed live per session. Every route, generated from the server's route table; bodies are described in docs/API.md and the documents each operation names.",
+            "license": {"name": "MIT OR Apache-2.0", "identifier": "MIT OR Apache-2.0"},
+        },
+        "servers": [{"url": "/"}],
+        "tags": tags.iter().map(|t| json!({"name": t, "description": tag_doc(t)})).collect::<Vec<_>>(),
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                    "description": "A token from auth.tokens or POST /api/v1/tokens. Live feeds also take it as ?access_token= or the WebSocket subprotocol bearer.TOKEN."},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "details"],
+                    "properties": {
+                        "error": {"type": "string", "description": "What went wrong."},
+                        "details": {"type": "array", "items": {"type": "string"}, "description": "Every problem, each starting with the field it is about."},
+                        "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+            "responses": {
+                "Error": {
+                    "description": "A JSON error: 400 bad input, 401 no valid token, 403 not allowed, 404 not found, 409 conflict, 413 too large, 422 invalid (every problem listed), 429 rate limited, 503 unavailable.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        },
+    })
+}
+
+fn operation(route: &RouteSpec, tag: &str) -> Value {
+    let method = route.method.as_str();
+    let mut op = json!({
+        "operationId": operation_id(method, route.path),
+        "summary": summary(method, route.path, route.rule.live_feed),
+        "tags": [tag],
+        "x-synopticon-access": access_name(route.rule.access),
+        "responses": responses(method, route.path, route.rule.live_feed),
+    });
+    if let Some(doc) = doc_for(route.path) {
+        op["externalDocs"] = json!({"url": format!("docs/{doc}"), "description": doc});
+    }
+    op["security"] = match route.rule.access {
+        Access::Public => json!([]),
+        Access::Metrics => json!([{}, {"bearer": []}]),
+        _ => json!([{"bearer": []}]),
+    };
+    let mut parameters: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"},
+                "description": param_doc(name, route.rule.scope)})
+        })
+        .collect();
+    if route.rule.live_feed {
+        for (name, doc) in [
+            ("events", "Comma-separated event-name globs to receive."),
+            (
+                "channels",
+                "Comma-separated device channel globs to receive.",
+            ),
+            (
+                "access_token",
+                "The bearer token, for clients that cannot set headers.",
+            ),
+        ] {
+            parameters.push(json!({"name": name, "in": "query", "required": false,
+                "schema": {"type": "string"}, "description": doc}));
+        }
+    }
+    if !parameters.is_empty() {
+        op["parameters"] = json!(parameters);
+    }
+    if matches!(method, "POST" | "PUT" | "PATCH") {
+        op["requestBody"] = json!({
+            "required": method != "PUT",
+            "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+        });
+    }
+    op
+}
+
+fn responses(method: &str, path: &str, live_feed: bool) -> Value {
+    let ok = |code: &str, description: &str, content: Option<(&str, Value)>| {
+        let mut r = json!({"description": description});
+        if let Some((kind, schema)) = content {
+            r["content"] = json!({kind: {"schema": schema}});
+        }
+        json!({code: r, "default": {"$ref": "#/components/responses/Error"}})
+    };
+    let object = json!({"type": "object"});
+    if live_feed && path.ends_with("/ws") {
+        return ok("101", "Switching to the WebSocket protocol.", None);
+    }
+    if live_feed {
+        return ok(
+            "200",
+            "A Server-Sent Events stream.",
+            Some(("text/event-stream", json!({"type": "string"}))),
+        );
+    }
+    if path == "/metrics" {
+        return ok(
+            "200",
+            "The Prometheus text exposition.",
+            Some(("text/plain", json!({"type": "string"}))),
+        );
+    }
+    if path.ends_with(".jpg") {
+        return ok(
+            "200",
+            "A JPEG image.",
+            Some((
+                "image/jpeg",
+                json!({"type": "string", "contentMediaType": "image/jpeg"}),
+            )),
+        );
+    }
+    if path == "/" || path.starts_with("/assets") {
+        return ok(
+            "200",
+            "A page of the dashboard.",
+            Some(("text/html", json!({"type": "string"}))),
+        );
+    }
+    match method {
+        "DELETE" => ok("204", "Done; nothing to say.", None),
+        "POST" if !path.ends_with("/test") && !path.ends_with("/validate") => ok(
+            "201",
+            "Created (or accepted); the answer describes it.",
+            Some(("application/json", object)),
+        ),
+        "PUT" => ok(
+            "200",
+            "Replaced (201 when it was created).",
+            Some(("application/json", object)),
+        ),
+        _ => ok("200", "The answer.", Some(("application/json", object))),
+    }
+}
+
+/// `get_api_v1_sessions_id_distributors_kind`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_ascii_lowercase();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        id.push('_');
+        id.extend(
+            part.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                .map(|c| if c == '.' { '_' } else { c }),
+        );
+    }
+    if path == "/" {
+        id.push_str("_index");
+    }
+    id
+}
+
+/// "List sessions", "Get session", "Delete distributor", ...
+fn summary(method: &str, path: &str, live_feed: bool) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != "api" && *p != "v1")
+        .collect();
+    let last = parts.last().copied().unwrap_or("dashboard");
+    let named = last.starts_with('{');
+    let noun = |p: &str| {
+        p.trim_start_matches('{')
+            .trim_end_matches('}')
+            .replace('_', " ")
+    };
+    let thing = if named {
+        // The parent collection, singular: sessions/{id} → session.
+        let parent = parts
+            .len()
+            .checked_sub(2)
+            .map(|i| parts[i])
+            .unwrap_or("item");
+        let single = parent.strip_suffix("ies").map_or_else(
+            || parent.strip_suffix('s').unwrap_or(parent).to_string(),
+            |s| format!("{s}y"),
+        );
+        single.replace('_', " ")
+    } else {
+        noun(last)
+    };
+    let whose = parts
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|p| !p.starts_with('{'))
+        .filter(|_| parts.len() > 2 || !named)
+        .map(|p| format!(" of a {}", p.strip_suffix('s').unwrap_or(p)))
+        .unwrap_or_default();
+    if live_feed {
+        return format!(
+            "Live {} feed{whose}",
+            if last == "ws" { "WebSocket" } else { "SSE" }
+        );
+    }
+    let verb = match (method, named) {
+        ("GET", false) if last.ends_with('s') => "List",
+        ("GET", _) => "Get",
+        ("POST", _) => "Post to",
+        ("PUT", _) => "Put",
+        ("PATCH", _) => "Change",
+        ("DELETE", _) => "Delete",
+        _ => method,
+    };
+    format!("{verb} {thing}{whose}")
+}
+
+fn access_name(access: Access) -> &'static str {
+    match access {
+        Access::Public => "public",
+        Access::Metrics => "viewer (or public with auth.metrics_public)",
+        Access::Role(Role::Viewer) => "viewer",
+        Access::Role(Role::Operator) => "operator",
+        Access::Role(Role::Admin) => "admin",
+        Access::Unscoped(Role::Viewer) => "viewer without a scope",
+        Access::Unscoped(Role::Operator) => "operator without a scope",
+        Access::Unscoped(Role::Admin) | Access::ServerAdmin => "admin without a scope",
+    }
+}
+
+fn param_doc(name: &str, scope: ResourceScope) -> &'static str {
+    match (name, scope) {
+        ("id", ResourceScope::Session) => "A session id.",
+        ("id", ResourceScope::Source) => "A source id.",
+        ("kind", _) => "A distributor: http, websocket, sse, mqtt, redis or udp.",
+        ("name", _) => "A name.",
+        ("token", _) => "A token id.",
+        _ => "An identifier.",
+    }
+}
+
+fn tag(path: &str) -> &'static str {
+    let p = path
+        .trim_start_matches("/api/v1/")
+        .trim_start_matches("/api/");
+    for (prefix, tag) in [
+        ("sessions", "sessions"),
+        ("templates", "templates"),
+        ("sources", "sources"),
+        ("devices", "devices"),
+        ("inputs", "inputs"),
+        ("rules", "rules"),
+        ("tokens", "tokens"),
+        ("detect", "inference"),
+        ("batch", "inference"),
+        ("pipelines", "inference"),
+        ("debug", "debug"),
+        ("whoami", "tokens"),
+    ] {
+        if p.starts_with(prefix) {
+            return tag;
+        }
+    }
+    if path == "/" || path.starts_with("/assets") {
+        "dashboard"
+    } else {
+        "server"
+    }
+}
+
+fn tag_doc(tag: &str) -> &'static str {
+    match tag {
+        "sessions" => "Sessions, their distributors, routing, events and live feeds.",
+        "templates" => "Named starting points for sessions.",
+        "sources" => "Cameras, streams, files, folders and edge detections; lines and zones.",
+        "devices" => "The device registry.",
+        "inputs" => "Broker inputs of a processor.",
+        "rules" => "Rules that act on events.",
+        "tokens" => "Bearer tokens.",
+        "inference" => "Detection on posted images.",
+        "debug" => "Fault injection (server.debug_endpoints).",
+        "dashboard" => "The web dashboard.",
+        _ => "Health, configuration, metrics and this document.",
+    }
+}
+
+fn doc_for(path: &str) -> Option<&'static str> {
+    Some(match tag(path) {
+        "sources" => "SOURCES.md",
+        "devices" => "DEVICES.md",
+        "inputs" => "EDGE.md",
+        "rules" => "RULES.md",
+        "tokens" => "SECURITY.md",
+        "inference" => "MODELS.md",
+        "dashboard" => "DASHBOARD.md",
+        _ if path.ends_with("/ws") || path.ends_with("/sse") => "PROTOCOLS.md",
+        _ if path == "/metrics" => "METRICS.md",
+        _ => "API.md",
+    })
+}
