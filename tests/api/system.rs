@@ -1,0 +1,267 @@
+//! The built-in system session: what happens in the server, as events, over the same
+//! WebSocket, SSE and MQTT as any session's; kept across restarts and never closed.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use synopticon::auth::tokens::hash_hex;
+
+use crate::helpers::*;
+use crate::mqtt::{Subscriber, SHARED_BROKER};
+use crate::store::TestStore;
+
+const ADMIN: &str = "syn_system-admin-00000000000000000000000000000000";
+const VIEWER: &str = "syn_system-viewer-0000000000000000000000000000000";
+
+/// Reads the system feed until every name in `wanted` was seen (or the deadline).
+async fn collect(ws: &mut WsClient, wanted: &[&str]) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !wanted
+        .iter()
+        .all(|w| seen.iter().any(|e: &Value| e["event"] == *w))
+    {
+        let next = tokio::time::timeout_at(deadline, ws.next_event()).await;
+        match next {
+            Ok(Some(event)) => seen.push(event),
+            _ => break,
+        }
+    }
+    seen
+}
+
+fn first<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["event"] == name)
+        .unwrap_or_else(|| {
+            let names: Vec<_> = events.iter().map(|e| e["event"].clone()).collect();
+            panic!("no {name} among {names:?}")
+        })
+}
+
+fn position(events: &[Value], name: &str) -> usize {
+    events
+        .iter()
+        .position(|e| e["event"] == name)
+        .unwrap_or(usize::MAX)
+}
+
+#[tokio::test]
+async fn the_system_session_tells_what_happens_in_the_server() {
+    let app = spawn_app_with(|s| s.system.health_interval_secs = 1).await;
+    let mut feed = app.ws("system", "").await;
+
+    app.create_session(json!({"id": "lab", "enabledDistributors": ["websocket", "sse"]}))
+        .await;
+    assert_eq!(
+        app.delete("/api/v1/sessions/lab/distributors/sse")
+            .await
+            .status,
+        200
+    );
+    let enabled = app
+        .put("/api/v1/sessions/lab/distributors/sse", &json!({}))
+        .await;
+    assert!(enabled.status < 300, "{}", enabled.body);
+    let reconfigured = app
+        .put(
+            "/api/v1/sessions/lab/distributors/websocket",
+            &json!({"queueCapacity": 2048}),
+        )
+        .await;
+    assert!(reconfigured.status < 300, "{}", reconfigured.body);
+    // A webhook to a port nobody listens on: its breaker opens after one failure.
+    let hook = app
+        .put(
+            "/api/v1/sessions/lab/distributors/http",
+            &json!({"baseUrl": "http://127.0.0.1:9", "maxRetries": 0, "breakerThreshold": 1,
+                "breakerCooldownMs": 60000, "timeoutMs": 500}),
+        )
+        .await;
+    assert!(hook.status < 300, "{}", hook.body);
+    app.publish("lab", json!({"event": "ping", "data": {}}))
+        .await;
+    let panic = app
+        .post(
+            "/api/v1/debug/sessions/lab/distributors/websocket/panic",
+            &json!({}),
+        )
+        .await;
+    assert!(panic.status < 300, "{}", panic.body);
+    let source = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "door-cam", "kind": "external"}),
+        )
+        .await;
+    assert_eq!(source.status, 201, "{}", source.body);
+    let device = app
+        .post(
+            "/api/v1/devices",
+            &json!({"serial": "SYS-1", "name": "lobby"}),
+        )
+        .await;
+    assert_eq!(device.status, 201, "{}", device.body);
+    let token = app
+        .post("/api/v1/tokens", &json!({"id": "kiosk", "role": "viewer"}))
+        .await;
+    assert_eq!(token.status, 201, "{}", token.body);
+    let secret = token.body["token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(app.delete("/api/v1/sessions/lab").await.status, 200);
+
+    let events = collect(
+        &mut feed,
+        &[
+            "session.created",
+            "distributor.disabled",
+            "distributor.enabled",
+            "distributor.reconfigured",
+            "breaker.opened",
+            "distributor.restarted",
+            "source.state",
+            "device.created",
+            "token.created",
+            "session.closed",
+            "health",
+        ],
+    )
+    .await;
+    let created = first(&events, "session.created");
+    assert_eq!(created["data"]["id"], "lab");
+    let disabled = first(&events, "distributor.disabled");
+    assert_eq!(
+        disabled["data"],
+        json!({"session": "lab", "distributor": "sse"})
+    );
+    assert_eq!(
+        first(&events, "distributor.reconfigured")["data"]["distributor"],
+        "websocket"
+    );
+    let opened = first(&events, "breaker.opened");
+    assert_eq!(opened["data"]["session"], "lab");
+    assert_eq!(opened["data"]["distributor"], "http");
+    assert_eq!(opened["data"]["from"], "closed");
+    assert_eq!(
+        first(&events, "distributor.restarted")["data"]["distributor"],
+        "websocket"
+    );
+    let state = first(&events, "source.state");
+    assert_eq!(state["data"]["source"], "door-cam");
+    assert_eq!(state["data"]["state"], "running");
+    assert_eq!(first(&events, "device.created")["data"]["serial"], "SYS-1");
+    let made = first(&events, "token.created");
+    assert_eq!(made["data"]["id"], "kiosk");
+    assert_eq!(made["data"]["role"], "viewer");
+    assert!(
+        !secret.is_empty() && !made.to_string().contains(&secret),
+        "no secret in the feed: {made}"
+    );
+    let closed = first(&events, "session.closed");
+    assert_eq!(closed["data"]["id"], "lab");
+    assert!(position(&events, "session.created") < position(&events, "distributor.disabled"));
+    assert!(position(&events, "distributor.disabled") < position(&events, "distributor.enabled"));
+    assert!(position(&events, "token.created") < position(&events, "session.closed"));
+    let health = first(&events, "health");
+    assert!(
+        health["data"]["status"] == "ok" || health["data"]["status"] == "degraded",
+        "{health}"
+    );
+    assert!(health["data"]["sessions"].as_u64() >= Some(1), "{health}");
+    // Sequence numbers go up, like any session's.
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    // Built in: it stays.
+    let refused = app.delete("/api/v1/sessions/system").await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("built in")),
+        "{}",
+        refused.body
+    );
+    assert_eq!(app.status("system").await["state"], "open");
+}
+
+#[tokio::test]
+async fn the_system_session_keeps_its_outputs_across_a_kill_needs_a_viewer_and_feeds_mqtt() {
+    let store = TestStore::sqlite();
+    let config = format!(
+        "[server]\nport = 0\nmode = \"production\"\n\
+         [[auth.tokens]]\nid = \"admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+         [[auth.tokens]]\nid = \"viewer\"\nrole = \"viewer\"\nsha256 = \"{}\"\n{}",
+        hash_hex(ADMIN),
+        hash_hex(VIEWER),
+        store.config()
+    );
+    let root = format!("synopticon-test-{}", uuid::Uuid::new_v4().simple());
+    let mut first_run = ServerProcess::start(&config);
+    let admin = first_run.app.with_token(ADMIN);
+    // A building's monitoring takes the system events over MQTT.
+    let mqtt = admin
+        .put(
+            "/api/v1/sessions/system/distributors/mqtt",
+            &json!({"broker": format!("mqtt://127.0.0.1:{SHARED_BROKER}"),
+                "topic": format!("{root}/{{event}}"), "qos": 1}),
+        )
+        .await;
+    assert!(mqtt.status < 300, "{}", mqtt.body);
+    first_run.child.kill().expect("SIGKILL");
+    let _ = first_run.child.wait();
+
+    let subscriber = Subscriber::start(SHARED_BROKER, &format!("{root}/#")).await;
+    let server = ServerProcess::start(&config);
+    let admin = server.app.with_token(ADMIN);
+    let viewer = server.app.with_token(VIEWER);
+    let status = admin.get("/api/v1/sessions/system").await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert!(
+        status.body["config"]["enabledDistributors"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("mqtt"))),
+        "the MQTT output came back: {}",
+        status.body
+    );
+    // Its live feeds need a token like any session's.
+    let anonymous = server.app.get("/api/v1/sessions/system/sse").await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    let mut feed = viewer.ws("system", "").await;
+    let created = admin
+        .post("/api/v1/sessions", &json!({"id": "study-7"}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // The restored system session told of its own start first.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let told = loop {
+        match tokio::time::timeout_at(deadline, feed.next_event()).await {
+            Ok(Some(e)) if e["event"] == "session.created" && e["data"]["id"] == "study-7" => {
+                break e
+            }
+            Ok(Some(_)) => continue,
+            other => panic!("no session.created for study-7: {other:?}"),
+        }
+    };
+    assert_eq!(told["session"], "system");
+    let over_mqtt = wait_until("session.created over MQTT", DEADLINE, || async {
+        subscriber.events().into_iter().find(|m| {
+            m.topic == format!("{root}/session.created") && m.payload["data"]["id"] == "study-7"
+        })
+    })
+    .await;
+    assert_eq!(
+        over_mqtt.payload["data"]["id"], "study-7",
+        "{:?}",
+        over_mqtt.payload
+    );
+    // A viewer cannot change it, an admin cannot close it.
+    assert_eq!(
+        viewer
+            .delete("/api/v1/sessions/system/distributors/mqtt")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(admin.delete("/api/v1/sessions/system").await.status, 409);
+}
