@@ -194,6 +194,13 @@ async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
     .await;
     assert_eq!(status["matched"], 1, "{status}");
     assert_eq!(status["cooled_down"], 1, "{status}");
+    // The source counts what crossed its line, for its page in the dashboard.
+    let source = app.get("/api/v1/sources/door-cam").await.body;
+    assert_eq!(
+        source["stats"]["counts"]["lines"]["door"],
+        json!({"in": 2, "out": 1}),
+        "{source}"
+    );
 
     let routed = alerts
         .next_event()

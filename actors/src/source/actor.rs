@@ -164,9 +164,71 @@ pub struct SourceShared {
     /// The latest analysed frame (a camera's, or an edge envelope's picture), for the
     /// snapshot route; encoded only when someone asks.
     pub latest: RwLock<Option<Arc<crate::messages::FrameRef>>>,
+    /// Crossings per line and visits per zone since the source started.
+    counts: parking_lot::Mutex<Counts>,
+}
+
+/// Per line: crossings `in` and `out`; per zone: entries and exits.
+#[derive(Debug, Default)]
+struct Counts {
+    lines: std::collections::BTreeMap<String, [u64; 2]>,
+    zones: std::collections::BTreeMap<String, [u64; 2]>,
 }
 
 impl SourceShared {
+    /// Counts line crossings and zone visits.
+    pub fn count(&self, events: &[crate::tracker::analytics::AnalyticsEvent]) {
+        use crate::tracker::analytics::{AnalyticsEvent, Direction};
+        if events.is_empty() {
+            return;
+        }
+        let mut counts = self.counts.lock();
+        for e in events {
+            match e {
+                AnalyticsEvent::LineCross {
+                    line_id, direction, ..
+                } => {
+                    let c = counts.lines.entry(line_id.clone()).or_default();
+                    c[usize::from(*direction == Direction::Out)] += 1;
+                }
+                AnalyticsEvent::ZoneEnter { zone_id, .. } => {
+                    counts.zones.entry(zone_id.clone()).or_default()[0] += 1;
+                }
+                AnalyticsEvent::ZoneExit { zone_id, .. } => {
+                    counts.zones.entry(zone_id.clone()).or_default()[1] += 1;
+                }
+                AnalyticsEvent::Loitering { .. } => {}
+            }
+        }
+    }
+
+    /// Per line `in`/`out` and per zone `enter`/`exit`/`inside`, for the lines and zones
+    /// configured now.
+    pub fn counts_json(&self) -> Value {
+        let config = self.config.read();
+        let counts = self.counts.lock();
+        let lines: serde_json::Map<String, Value> = config
+            .lines
+            .iter()
+            .map(|l| {
+                let c = counts.lines.get(&l.id).copied().unwrap_or_default();
+                (l.id.clone(), json!({"in": c[0], "out": c[1]}))
+            })
+            .collect();
+        let zones: serde_json::Map<String, Value> = config
+            .zones
+            .iter()
+            .map(|z| {
+                let c = counts.zones.get(&z.id).copied().unwrap_or_default();
+                (
+                    z.id.clone(),
+                    json!({"enter": c[0], "exit": c[1], "inside": c[0].saturating_sub(c[1])}),
+                )
+            })
+            .collect();
+        json!({"lines": lines, "zones": zones})
+    }
+
     /// Counters as JSON, for the REST status.
     pub fn stats_json(&self) -> Value {
         let s = &self.stats;
@@ -184,6 +246,7 @@ impl SourceShared {
             "tracking_ms": get(&s.tracking_us) as f64 / 1e3,
             "captured_fps": get(&s.captured_fps_milli) as f64 / 1e3,
             "processed_fps": get(&s.processed_fps_milli) as f64 / 1e3,
+            "counts": self.counts_json(),
         })
     }
 }
@@ -246,6 +309,7 @@ impl SourceShared {
             config: RwLock::new(config),
             capture: RwLock::new(None),
             latest: RwLock::new(None),
+            counts: parking_lot::Mutex::new(Counts::default()),
         })
     }
 }

@@ -204,6 +204,9 @@ impl TrackerActor {
                 events.push(event("face_detected", track_json(&source, track), at));
             }
         }
+        if !self.quiet {
+            self.shared.count(&analytics);
+        }
         push_analytics(&mut events, &source, &analytics, &update.tracks, at);
         for end in &update.ended {
             self.faces_seen.remove(&end.track_id);
@@ -324,6 +327,7 @@ impl TrackerActor {
         let mut events = Vec::new();
         let source = self.id.to_string();
         let exits = self.analytics.update(&[], &ended, seconds(at), 1, 1);
+        self.shared.count(&exits);
         push_analytics(&mut events, &source, &exits, &[], at);
         for end in &ended {
             events.push(event("track_ended", ended_json(&source, end), at));
@@ -667,6 +671,7 @@ impl Handler<Reconfigure> for TrackerActor {
         // Visits of zones that no longer exist end here, with their dwell time.
         let exits = self.analytics.set_config(msg.0.analytics(), seconds(at));
         let mut events = Vec::new();
+        self.shared.count(&exits);
         push_analytics(&mut events, &self.id, &exits, &[], at);
         self.publish(events);
         let detection_stopped = self.config.detect && !msg.0.detect;
