@@ -1092,8 +1092,41 @@ async function pageInputs(ctx, view) {
   setPage('inputs');
 }
 
-// Recent captures as thumbnails: no route serves them yet, so this shows nothing.
-function renderCaptures() { /* intentionally empty until a captures route exists */ }
+// Recent frame captures of the rules as thumbnails (GET /api/v1/rules/captures). Each
+// image is fetched once with the token and kept as a blob URL (the newest 48).
+const captureBlobs = new Map();
+async function renderCaptures(container) {
+  if (!container) return;
+  let list;
+  try { list = (await api('/api/v1/rules/captures?limit=12')).captures || []; } catch (e) {
+    if (e.status !== 403) put(container, card('Recent captures', errBox(e)));
+    return;
+  }
+  const key = list.map((c) => c.path).join('|');
+  if (container.dataset.key === key) return;
+  container.dataset.key = key;
+  const figures = await Promise.all(list.map(async (c) => {
+    let url = captureBlobs.get(c.path);
+    if (!url) {
+      try {
+        const blob = await (await api('/api/v1/rules/captures/' + c.path.split('/').map(enc).join('/'), { raw: true })).blob();
+        url = URL.createObjectURL(blob);
+        captureBlobs.set(c.path, url);
+      } catch { return null; }
+    }
+    const [where, , file] = c.path.split('/');
+    return h('figure', { class: 'capture', test: 'capture', 'data-path': c.path },
+      h('img', { src: url, alt: c.path, loading: 'lazy' }),
+      h('figcaption', { class: 'small muted' }, `${where || ''} · ${fmtTime(c.at)}`, h('br'), clip(file || c.path, 60)));
+  }));
+  while (captureBlobs.size > 48) {
+    const [oldest, url] = captureBlobs.entries().next().value;
+    URL.revokeObjectURL(url);
+    captureBlobs.delete(oldest);
+  }
+  const shown = figures.filter(Boolean);
+  put(container, card('Recent captures', shown.length ? h('div', { class: 'captures' }, ...shown) : empty('No captures yet.')));
+}
 
 async function pageRules(ctx, view) {
   const box = h('div', { test: 'rule-list' }), captures = h('div', { test: 'captures' });

@@ -75,6 +75,7 @@ pub const SOURCE_TRACKING: &str = "synopticon_source_tracking_duration_seconds";
 pub fn describe() {
     crate::budget::describe();
     crate::bus::describe();
+    crate::system::describe();
     crate::input::describe();
     crate::rules::engine::describe();
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");

@@ -33,7 +33,7 @@ pub fn build(table: &[RouteSpec]) -> Value {
             tags.push(tag);
         }
         let item = paths
-            .entry(route.path.to_string())
+            .entry(openapi_path(route.path))
             .or_insert_with(|| json!({}));
         item[route.method.to_ascii_lowercase()] = operation(route, tag);
     }
@@ -77,8 +77,8 @@ pub fn build(table: &[RouteSpec]) -> Value {
 fn operation(route: &RouteSpec, tag: &str) -> Value {
     let method = route.method.as_str();
     let mut op = json!({
-        "operationId": operation_id(method, route.path),
-        "summary": summary(method, route.path, route.rule.live_feed),
+        "operationId": operation_id(method, &openapi_path(route.path)),
+        "summary": summary(method, &openapi_path(route.path), route.rule.live_feed),
         "tags": [tag],
         "x-synopticon-access": access_name(route.rule.access),
         "responses": responses(method, route.path, route.rule.live_feed),
@@ -91,13 +91,12 @@ fn operation(route: &RouteSpec, tag: &str) -> Value {
         Access::Metrics => json!([{}, {"bearer": []}]),
         _ => json!([{"bearer": []}]),
     };
-    let mut parameters: Vec<Value> = route
-        .path
+    let mut parameters: Vec<Value> = openapi_path(route.path)
         .split('/')
-        .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .filter_map(|s| Some(s.strip_prefix('{')?.strip_suffix('}')?.to_string()))
         .map(|name| {
             json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"},
-                "description": param_doc(name, route.rule.scope)})
+                "description": param_doc(&name, route.rule.scope)})
         })
         .collect();
     if route.rule.live_feed {
@@ -185,6 +184,19 @@ fn responses(method: &str, path: &str, live_feed: bool) -> Value {
         ),
         _ => ok("200", "The answer.", Some(("application/json", object))),
     }
+}
+
+/// The path as OpenAPI writes it: `{path:.*}` (a parameter taking slashes) is `{path}`.
+pub fn openapi_path(path: &str) -> String {
+    path.split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.split_once(':')) {
+                Some((name, _)) => format!("{{{name}}}"),
+                None => segment.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `get_api_v1_sessions_id_distributors_kind`.
@@ -278,6 +290,7 @@ fn param_doc(name: &str, scope: ResourceScope) -> &'static str {
         ("kind", _) => "A distributor: http, websocket, sse, mqtt, redis or udp.",
         ("name", _) => "A name.",
         ("token", _) => "A token id.",
+        ("path", _) => "A capture's path, as the captures list gives it.",
         _ => "An identifier.",
     }
 }

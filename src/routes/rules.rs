@@ -25,6 +25,15 @@ pub fn configure(api: &mut Api) {
     api.resource("/api/v1/rules", ResourceScope::None, |r| {
         r.get(Access::Unscoped(Role::Viewer), list)
     });
+    // Captures show every source's frames: for tokens without a scope, like the rules.
+    api.resource("/api/v1/rules/captures", ResourceScope::None, |r| {
+        r.get(Access::Unscoped(Role::Viewer), captures)
+    });
+    api.resource(
+        "/api/v1/rules/captures/{path:.*}",
+        ResourceScope::None,
+        |r| r.get(Access::Unscoped(Role::Viewer), capture),
+    );
     api.resource("/api/v1/rules/test", ResourceScope::None, |r| {
         r.post(Access::Unscoped(Role::Operator), test)
     });
@@ -54,6 +63,56 @@ async fn get(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(redacted_json(StatusCode::OK, &state.rules.status(&name)?))
+}
+
+/// Query of the captures list.
+#[derive(serde::Deserialize)]
+struct CapturesQuery {
+    /// How many (newest first), 1-200, default 24.
+    limit: Option<usize>,
+}
+
+/// The newest frame captures: `path` (for `GET /api/v1/rules/captures/{path}`), `at`,
+/// `bytes`.
+async fn captures(
+    state: web::Data<AppState>,
+    query: web::Query<CapturesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(24);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit: {limit} must be 1 to 200"
+        )));
+    }
+    let dir = std::path::PathBuf::from(&state.settings.rules.captures_dir);
+    let newest = web::block(move || synopticon_actors::rules::capture::newest(&dir, limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let list: Vec<Value> = newest
+        .into_iter()
+        .map(|(path, at, bytes)| {
+            json!({"path": path, "at": DateTime::<Utc>::from(at), "bytes": bytes})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"captures": list})))
+}
+
+/// One capture as a JPEG.
+async fn capture(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let dir = std::path::PathBuf::from(&state.settings.rules.captures_dir);
+    let relative = path.into_inner();
+    let bytes =
+        web::block(move || synopticon_actors::rules::capture::read_capture(&dir, &relative))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/jpeg")
+        .insert_header(("Cache-Control", "private, max-age=3600"))
+        .body(bytes))
 }
 
 /// 201 when new, 200 when it replaced one; checked, kept, then in force.

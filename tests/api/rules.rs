@@ -241,6 +241,31 @@ async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
     );
     let bytes = std::fs::read(&jpegs[0]).unwrap();
     assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "a JPEG");
+    // The dashboard lists the newest captures and shows them.
+    let listed = app.get("/api/v1/rules/captures").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let relative = jpegs[0]
+        .strip_prefix(&captures)
+        .unwrap()
+        .display()
+        .to_string();
+    assert_eq!(listed.body["captures"][0]["path"], relative.as_str());
+    assert_eq!(listed.body["captures"][0]["bytes"], bytes.len());
+    let shown = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/rules/captures/{relative}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200);
+    assert_eq!(shown.headers()["content-type"], "image/jpeg");
+    assert_eq!(shown.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let outside = app
+        .get("/api/v1/rules/captures/..%2F..%2Fetc%2Fpasswd.jpg")
+        .await;
+    assert_eq!(outside.status, 404, "{}", outside.body);
 
     let tried = app
         .post(

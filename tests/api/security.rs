@@ -211,6 +211,11 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             (p(path), Body::None)
         }
         ("GET", "/assets/{name}") => (p("/assets/app.js"), Body::None),
+        ("GET", "/api/v1/rules/captures") => (p(path), Body::None),
+        ("GET", "/api/v1/rules/captures/{path:.*}") => (
+            p("/api/v1/rules/captures/door/2026-11-27/x.jpg"),
+            Body::None,
+        ),
         ("PATCH", "/api/v1/sources/{id}") => (
             p("/api/v1/sources/src1"),
             Body::Json(json!({"confidence": 0.5})),
@@ -418,8 +423,26 @@ async fn send(app: &TestApp, method: &str, path: &str, body: Body) -> reqwest::R
     request.send().await.expect("request")
 }
 
+/// A captures folder holding one capture, for the captures routes.
+fn walk_captures() -> String {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("synopticon-walk-{}", uuid::Uuid::new_v4()));
+        let day = dir.join("door/2026-11-27");
+        std::fs::create_dir_all(&day).expect("a captures folder");
+        use base64::Engine as _;
+        let jpeg = base64::engine::general_purpose::STANDARD
+            .decode(tiny_jpeg())
+            .expect("base64");
+        std::fs::write(day.join("x.jpg"), jpeg).expect("a capture");
+        dir
+    });
+    dir.display().to_string()
+}
+
 fn with_face_model(s: &mut Settings) {
     secure(s);
+    s.rules.captures_dir = walk_captures();
     s.server.debug_endpoints = true;
     s.inference.runtime_path = ort_library();
     s.inference.models = vec![ModelConfig::new(

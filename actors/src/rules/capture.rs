@@ -171,6 +171,39 @@ pub fn prune(dir: &Path, max_age: std::time::Duration, max_bytes: u64) -> (usize
     (removed, freed)
 }
 
+/// The `n` newest JPEGs under `dir`: their path relative to it, when written, size.
+pub fn newest(dir: &Path, n: usize) -> Vec<(String, std::time::SystemTime, u64)> {
+    let mut files = Vec::new();
+    collect(dir, &mut files);
+    files.retain(|(p, _, _)| p.extension().is_some_and(|e| e == "jpg"));
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
+    files
+        .into_iter()
+        .take(n)
+        .filter_map(|(p, at, size)| {
+            let relative = p.strip_prefix(dir).ok()?.to_str()?.to_string();
+            Some((relative, at, size))
+        })
+        .collect()
+}
+
+/// A capture named by its path relative to `dir`, if it is one: no way out of `dir`.
+pub fn read_capture(dir: &Path, relative: &str) -> Result<Vec<u8>, String> {
+    let clean = Path::new(relative)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !clean || !relative.ends_with(".jpg") {
+        return Err(format!("{relative:?} is not a capture"));
+    }
+    let root = std::fs::canonicalize(dir).map_err(|_| "no captures yet".to_string())?;
+    let path = std::fs::canonicalize(root.join(relative))
+        .map_err(|_| format!("no capture {relative:?}"))?;
+    if !path.starts_with(&root) {
+        return Err(format!("{relative:?} is not a capture"));
+    }
+    std::fs::read(&path).map_err(|_| format!("no capture {relative:?}"))
+}
+
 fn collect(dir: &Path, out: &mut Vec<(PathBuf, std::time::SystemTime, u64)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
