@@ -32,6 +32,7 @@ test: test-deps
 test-deps: build-deps $(PROMTOOL) assets
 	./scripts/test-services.sh
 	./scripts/reference-env.sh >/dev/null
+	./scripts/browser-deps.sh
 
 # libclang for the v4l crate's bindgen (apt).
 build-deps:

@@ -116,7 +116,14 @@ async function api(path, opts = {}) {
   const text = await res.text();
   let data = null;
   if (text) { try { data = JSON.parse(text); } catch { data = { error: text.slice(0, 300) }; } }
-  if (res.status === 401 && path !== '/api/health') { S.blocked = true; promptToken(); }
+  if (res.status === 401 && path !== '/api/health') {
+    // A refused token is forgotten: it would be sent again at the next reload.
+    const refused = !!S.token;
+    if (refused) { S.token = ''; sessionStorage.removeItem(TOKEN_KEY); }
+    S.blocked = true;
+    updateWho();
+    promptToken(refused ? 'The token was refused (unknown or expired).' : '');
+  }
   if (res.status === 403 && method !== 'GET') {
     const m = /is an? (viewer|operator|admin) token/.exec(data?.error || '');
     if (m) setRole(m[1]);

@@ -2,6 +2,7 @@
 //! HTTP, WebSocket and SSE clients.
 
 mod analyze;
+mod browser;
 mod config;
 mod devices;
 mod edge;

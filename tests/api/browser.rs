@@ -1,0 +1,650 @@
+//! The dashboard in a real browser: each test starts a server, then runs a script of
+//! tests/browser/ (puppeteer-core driving the system's Chromium, headless) against it and
+//! checks what the script saw and what the server holds afterwards. Screenshots of each
+//! page land in tests/browser/artifacts/. `make test-deps` (scripts/browser-deps.sh)
+//! installs Chromium, Node.js and puppeteer-core; without them these tests fail, saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{asset, spawn_app, spawn_app_with, token_config, ServerProcess, TestApp};
+use crate::pipeline::{ready, with_face_models};
+
+/// Longest a script may run before it is stopped (each sets a shorter deadline of its own).
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(90);
+
+const ADMIN: &str = "syn_browser-admin-000000000000000000000000000000000";
+const VIEWER: &str = "syn_browser-viewer-00000000000000000000000000000000";
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// The Chromium the scripts drive: `$CHROMIUM`, else Debian's.
+fn chromium() -> String {
+    std::env::var("CHROMIUM")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "/usr/bin/chromium".into())
+}
+
+/// Fails the test with the fix when the browser, Node.js or puppeteer-core is missing.
+fn check_tools() {
+    const FIX: &str = "run `make test-deps` (or ./scripts/browser-deps.sh), which installs it";
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "the browser tests need Node.js (`node` on the PATH): {FIX}; got {node:?}"
+    );
+    let chromium = chromium();
+    assert!(
+        Path::new(&chromium).is_file(),
+        "the browser tests need Chromium at {chromium} (apt package `chromium`; or set CHROMIUM): {FIX}"
+    );
+    let puppeteer = browser_dir().join("node_modules/puppeteer-core/package.json");
+    assert!(
+        puppeteer.is_file(),
+        "the browser tests need puppeteer-core in tests/browser/node_modules ({} is missing): {FIX}",
+        puppeteer.display()
+    );
+}
+
+/// What a script did: its exit, the JSON line it printed last, its progress log.
+struct ScriptRun {
+    script: String,
+    exit: Option<i32>,
+    result: Value,
+    log: String,
+    elapsed: Duration,
+}
+
+impl ScriptRun {
+    /// The results, after asserting the script finished every step (exit 0, `"ok": true`).
+    fn ok(&self) -> &Value {
+        assert!(
+            self.exit == Some(0) && self.result["ok"] == true,
+            "{} failed (exit {:?}) at step {:?}: {}\nresults: {}\nscript log:\n{}",
+            self.script,
+            self.exit,
+            self.result["step"],
+            self.result["error"],
+            self.result,
+            self.log
+        );
+        let errors = &self.result["page_errors"];
+        assert!(
+            errors.as_array().is_none_or(Vec::is_empty),
+            "{}: uncaught errors in the page: {errors}",
+            self.script
+        );
+        &self.result
+    }
+}
+
+/// Runs `node tests/browser/{script}` with `vars` (and CHROMIUM, ARTIFACTS), stopping it
+/// after [`SCRIPT_DEADLINE`]: SIGTERM first (puppeteer then kills its browser), SIGKILL
+/// if it still runs.
+async fn run_script(script: &str, vars: &[(&str, &str)]) -> ScriptRun {
+    check_tools();
+    let started = Instant::now();
+    let dir = browser_dir();
+    let mut child = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("CHROMIUM", chromium())
+        .env("ARTIFACTS", dir.join("artifacts"))
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("node {script} does not start: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let name = script.to_string();
+    // The progress log is shown as it comes (nextest prints it for a failed test).
+    let log = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[{name}] {line}");
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let out = tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut last = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with('{') {
+                last = Some(line);
+            }
+        }
+        last
+    });
+    let status = match tokio::time::timeout(SCRIPT_DEADLINE, child.wait()).await {
+        Ok(status) => status.expect("waiting for node"),
+        Err(_) => {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: a plain kill(2) of the node process this test started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+            let log = tokio::time::timeout(Duration::from_secs(2), log)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            panic!("node {script} did not finish within {SCRIPT_DEADLINE:?}; its log:\n{log}");
+        }
+    };
+    let line = tokio::time::timeout(Duration::from_secs(5), out)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let log = tokio::time::timeout(Duration::from_secs(5), log)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let result = match &line {
+        Some(l) => serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("{script} printed a line that is not JSON ({e}): {l}")),
+        None => Value::Null,
+    };
+    let run = ScriptRun {
+        script: script.into(),
+        exit: status.code(),
+        result,
+        log,
+        elapsed: started.elapsed(),
+    };
+    eprintln!("{script}: exit {:?} after {:?}", run.exit, run.elapsed);
+    assert!(
+        line.is_some(),
+        "{script} printed no JSON result line (exit {:?}); its log:\n{}",
+        run.exit,
+        run.log
+    );
+    run
+}
+
+fn names(rows: &Value) -> Vec<&str> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["event"].as_str().or_else(|| r.as_str()).unwrap_or("?"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_creates_a_session_follows_its_events_and_draws_a_line_on_a_video_source() {
+    check_tools();
+    // A video file played through the small face model: frames with faces, so boxes.
+    let app = spawn_app_with(with_face_models).await;
+    ready(&app).await;
+    let (session, source, line) = ("browser-lab", "browser-cam", "browser-gate");
+    let created = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": source, "kind": "file", "url": asset("videos/Megamind.avi"),
+                    "fps": 5, "loop": true, "model": "face-small", "detections_events": false}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let run = run_script(
+        "dashboard.mjs",
+        &[
+            ("BASE_URL", &app.address),
+            ("SESSION_ID", session),
+            ("SOURCE_ID", source),
+            ("LINE_ID", line),
+        ],
+    )
+    .await;
+    let r = run.ok();
+    eprintln!("results: {r}");
+
+    // Overview.
+    assert!(
+        ["ok", "degraded"].contains(&r["health"].as_str().unwrap_or_default()),
+        "health pill: {}",
+        r["health"]
+    );
+    assert!(
+        r["components"].as_array().is_some_and(|c| c.len() >= 3),
+        "{}",
+        r["components"]
+    );
+    assert_eq!(r["role"], "no authentication");
+    assert!(
+        r["overview_375_scroll_width"].as_u64() <= Some(375),
+        "the overview at 375 px wide scrolls sideways: {}",
+        r["overview_375_scroll_width"]
+    );
+    // The bad id: refused, the reason shown by the id field; the good one leaves it empty.
+    let bad = r["bad_id_error"].as_str().unwrap_or_default();
+    assert!(
+        bad.contains("bad id!") && bad.contains("letters"),
+        "[data-test=error-id]: {bad:?}"
+    );
+    assert_eq!(
+        r["id_error_after_success"], "",
+        "the id error stays after a success"
+    );
+    assert_eq!(
+        app.get("/api/v1/sessions/bad%20id!").await.status,
+        404,
+        "the bad id made nothing"
+    );
+    // The sse distributor switched off and on from its card, and so on the server.
+    let states: Vec<&str> = r["sse_states"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        states.len() == 3
+            && states[0].starts_with("enabled")
+            && states[1] == "disabled"
+            && states[2].starts_with("enabled"),
+        "[data-test=distributor-state] of sse: {states:?}"
+    );
+    assert_eq!(r["sse_enabled_over_rest_after_disable"], false);
+    assert_eq!(r["sse_enabled_over_rest_after_enable"], true);
+    // Live events, newest first, with their data.
+    assert_eq!(
+        names(&r["rows_first"]),
+        ["browser_alpha", "browser_beta", "browser_alpha"]
+    );
+    let seqs: Vec<u64> = r["rows_first"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["seq"].as_u64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    assert!(
+        r["rows_first"][0]["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"n\":3")),
+        "{}",
+        r["rows_first"][0]
+    );
+    // Paused: counted, not shown; resumed: shown.
+    assert_eq!(r["pause_label"], "Resume");
+    assert_eq!(r["pending_while_paused"], "paused: 2 new");
+    assert_eq!(r["rows_while_paused"], 3, "rows appeared while paused");
+    assert_eq!(r["resume_label"], "Pause");
+    assert_eq!(r["pending_after_resume"], "");
+    assert_eq!(
+        names(&r["rows_after_resume"]),
+        [
+            "browser_gamma",
+            "browser_gamma",
+            "browser_alpha",
+            "browser_beta",
+            "browser_alpha"
+        ]
+    );
+    // The filter.
+    assert_eq!(
+        names(&r["filtered_alpha"]),
+        ["browser_alpha", "browser_alpha"]
+    );
+    assert_eq!(
+        names(&r["filtered_glob"]),
+        ["browser_gamma", "browser_gamma"]
+    );
+    assert_eq!(r["filtered_none"].as_array().map(Vec::len), Some(5));
+    let status = app.status(session).await;
+    assert_eq!(status["state"], "open");
+    assert_eq!(status["events_received"], 5);
+    assert!(
+        status["distributors"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["kind"] == "sse")),
+        "sse enabled at the end: {status}"
+    );
+
+    // The frame, and a face's box drawn over it.
+    assert_eq!(
+        r["frame_size"],
+        json!([720, 528]),
+        "the frame's natural size"
+    );
+    let boxed = &r["box_check"];
+    assert!(
+        boxed["left_edge_ink"].as_u64() > Some(0) && boxed["right_edge_ink"].as_u64() > Some(0),
+        "{boxed}"
+    );
+    assert_eq!(
+        boxed["center_alpha"], 0,
+        "only the box's outline is drawn: {boxed}"
+    );
+    assert_eq!(boxed["class_name"], "face", "{boxed}");
+
+    // The line drawn with two clicks is in the source's configuration, where it was clicked.
+    let src = app.get(&format!("/api/v1/sources/{source}")).await;
+    assert_eq!(src.status, 200, "{}", src.body);
+    let lines = src.body["config"]["lines"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let drawn = lines.iter().find(|l| l["id"] == line).unwrap_or_else(|| {
+        panic!(
+            "line {line} not in the source's lines: {}",
+            src.body["config"]
+        )
+    });
+    let expected = &r["line_expected"];
+    for i in 0..2 {
+        for k in 0..2 {
+            let got = drawn["points"][i][k].as_f64().unwrap_or(f64::NAN);
+            let want = expected[i][k].as_f64().unwrap_or(f64::NAN);
+            assert!(
+                (got - want).abs() <= 3.0,
+                "point {i} of {line}: got {}, clicked at {} (natural pixels)",
+                drawn["points"],
+                expected
+            );
+        }
+    }
+    eprintln!(
+        "dashboard: {:?}, screenshots: {}",
+        run.elapsed, r["screenshots"]
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anything() {
+    check_tools();
+    let hash = synopticon::auth::tokens::hash_hex;
+    let server = ServerProcess::start(&format!(
+        "[server]\nport = 0\nmode = \"production\"\n[log]\nlevel = \"warn,synopticon::startup=info\"\n\
+         [[auth.tokens]]\nid = \"browser-admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+         [[auth.tokens]]\nid = \"browser-viewer\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+        hash(ADMIN),
+        hash(VIEWER)
+    ));
+    let admin = server.app.with_token(ADMIN);
+    let (existing, source) = ("browser-existing", "browser-yard");
+    admin
+        .create_session(json!({"id": existing, "template": "local_testing"}))
+        .await;
+    let made = admin
+        .post(
+            "/api/v1/sources",
+            &json!({"id": source, "kind": "external"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    let run = run_script(
+        "auth.mjs",
+        &[
+            ("BASE_URL", &server.app.address),
+            ("ADMIN_TOKEN", ADMIN),
+            ("VIEWER_TOKEN", VIEWER),
+            (
+                "WRONG_TOKEN",
+                "syn_browser-wrong-0000000000000000000000000000000000",
+            ),
+            ("SESSION_ID", existing),
+            ("SOURCE_ID", source),
+            ("VIEWER_SESSION_ID", "browser-by-viewer"),
+            ("ADMIN_SESSION_ID", "browser-by-admin"),
+        ],
+    )
+    .await;
+    let r = run.ok();
+    eprintln!("results: {r}");
+
+    assert!(
+        r["wrong_token_message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "[data-test=token-error] after a wrong token: {}",
+        r["wrong_token_message"]
+    );
+    assert_eq!(
+        r["prompt_after_wrong"], true,
+        "the prompt stays after a wrong token"
+    );
+    assert_eq!(r["viewer_role_text"], "read-only (viewer)");
+    for page in ["sessions", "session", "source"] {
+        assert_eq!(
+            r["viewer_enabled_controls"][page],
+            json!([]),
+            "controls that change something, enabled for a viewer on the {page} page"
+        );
+    }
+    assert_eq!(
+        r["viewer_writes"],
+        json!([]),
+        "write requests sent with the viewer token"
+    );
+    assert_eq!(r["admin_role_text"], "admin");
+    assert!(
+        r["admin_writes"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["method"] == "POST"
+                && w["url"] == "/api/v1/sessions"
+                && w["token"] == "admin")),
+        "the admin's create request: {}",
+        r["admin_writes"]
+    );
+
+    // The server agrees: the admin's session exists, the viewer's does not, nothing changed.
+    assert_eq!(admin.status("browser-by-admin").await["state"], "open");
+    assert_eq!(
+        admin.get("/api/v1/sessions/browser-by-viewer").await.status,
+        404
+    );
+    let kept = admin.status(existing).await;
+    assert_eq!(kept["state"], "open");
+    assert!(
+        kept["distributors"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["kind"] == "sse")),
+        "{kept}"
+    );
+    let src = admin.get(&format!("/api/v1/sources/{source}")).await;
+    assert_eq!(
+        src.body["config"]["lines"].as_array().map_or(0, Vec::len),
+        0,
+        "{}",
+        src.body
+    );
+    eprintln!("auth: {:?}", run.elapsed);
+}
+
+/// A WebSocket handshake with `origin` and `token`: Ok, or the HTTP status and body of
+/// the refusal.
+async fn ws_handshake(
+    app: &TestApp,
+    session: &str,
+    origin: Option<&str>,
+    token: Option<&str>,
+) -> Result<(), (u16, String)> {
+    let mut request = format!("ws://127.0.0.1:{}/api/v1/sessions/{session}/ws", app.port)
+        .into_client_request()
+        .expect("ws request");
+    if let Some(o) = origin {
+        request
+            .headers_mut()
+            .insert("origin", o.parse().expect("origin"));
+    }
+    if let Some(t) = token {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .expect("handshake in time")
+    {
+        Ok(_) => Ok(()),
+        Err(tungstenite::Error::Http(response)) => Err((
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into(),
+        )),
+        Err(e) => panic!("ws handshake: {e}"),
+    }
+}
+
+async fn cross_origin_page(app: &TestApp, session: &str, token: &str, label: &str) -> Value {
+    let run = run_script(
+        "crossorigin.mjs",
+        &[
+            ("BASE_URL", &app.address),
+            ("SESSION_ID", session),
+            ("TOKEN", token),
+            ("LABEL", label),
+        ],
+    )
+    .await;
+    let r = run.ok().clone();
+    let page_origin = r["page_origin"].as_str().unwrap_or_default();
+    assert!(
+        page_origin.starts_with("http://127.0.0.1:") && page_origin != app.address,
+        "the page is on another origin: {page_origin} vs {}",
+        app.address
+    );
+    eprintln!("crossorigin {label}: {:?}: {}", run.elapsed, r["page"]);
+    r
+}
+
+/// Everything a page on another origin tried worked, and its event went through both feeds.
+fn assert_all_worked(page: &Value, session: &str) {
+    assert_eq!(
+        page["fetch"]["ok"], true,
+        "fetch with Authorization: {}",
+        page["fetch"]
+    );
+    assert_eq!(page["fetch"]["id"], session, "{}", page["fetch"]);
+    assert_eq!(
+        page["eventsource"]["ok"], true,
+        "EventSource: {}",
+        page["eventsource"]
+    );
+    assert_eq!(
+        page["websocket"]["ok"], true,
+        "WebSocket: {}",
+        page["websocket"]
+    );
+    assert_eq!(page["post"]["status"], 202, "POST events: {}", page["post"]);
+    assert_eq!(
+        page["received"],
+        json!({"ws": true, "sse": true}),
+        "the posted event on both feeds"
+    );
+}
+
+#[tokio::test]
+async fn a_page_on_another_loopback_port_may_use_a_local_testing_server() {
+    check_tools();
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "cross", "template": "local_testing"}))
+        .await;
+    let r = cross_origin_page(&app, "cross", "", "local").await;
+    assert_all_worked(&r["page"], "cross");
+    assert_eq!(app.status("cross").await["events_received"], 1);
+}
+
+#[tokio::test]
+async fn a_production_server_refuses_pages_from_origins_it_does_not_list() {
+    check_tools();
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.server.cors_origins = vec!["http://localhost:*".into()];
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
+    })
+    .await
+    .with_token(ADMIN);
+    app.create_session(json!({"id": "cross", "template": "local_testing"}))
+        .await;
+    let r = cross_origin_page(&app, "cross", ADMIN, "refused").await;
+    let page = &r["page"];
+    assert_eq!(
+        page["fetch"]["ok"], false,
+        "fetch from an unlisted origin: {}",
+        page["fetch"]
+    );
+    assert!(
+        page["fetch"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("TypeError")),
+        "fetch fails as CORS makes it fail: {}",
+        page["fetch"]
+    );
+    assert_eq!(
+        page["eventsource"]["ok"], false,
+        "EventSource: {}",
+        page["eventsource"]
+    );
+    assert_eq!(
+        page["websocket"]["ok"], false,
+        "WebSocket: {}",
+        page["websocket"]
+    );
+    assert_eq!(page["post"]["ok"], false, "POST events: {}", page["post"]);
+    assert_eq!(
+        app.status("cross").await["events_received"],
+        0,
+        "nothing got through"
+    );
+
+    // The WebSocket was refused at the handshake, for its origin only.
+    let origin = r["page_origin"].as_str().unwrap_or_default();
+    let (status, body) = ws_handshake(&app, "cross", Some(origin), Some(ADMIN))
+        .await
+        .expect_err("a handshake from an unlisted origin");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cors_origins"), "{body}");
+    ws_handshake(&app, "cross", None, Some(ADMIN))
+        .await
+        .expect("the same handshake without a page's Origin");
+    ws_handshake(&app, "cross", Some("http://localhost:5173"), Some(ADMIN))
+        .await
+        .expect("a listed origin (http://localhost:*)");
+}
+
+#[tokio::test]
+async fn a_production_server_lets_the_origins_it_lists_in() {
+    check_tools();
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.server.cors_origins = vec!["http://127.0.0.1:*".into()];
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
+    })
+    .await
+    .with_token(ADMIN);
+    app.create_session(json!({"id": "cross", "template": "local_testing"}))
+        .await;
+    let r = cross_origin_page(&app, "cross", ADMIN, "listed").await;
+    assert_all_worked(&r["page"], "cross");
+}
