@@ -45,8 +45,23 @@ const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait at shutdown for a model that is still loading.
 const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
 
+/// A source's latest frame as a JPEG at one quality.
+pub struct Snapshot {
+    /// The frame it was made from.
+    pub frame: Arc<synopticon_actors::messages::FrameRef>,
+    /// Its JPEG quality.
+    pub quality: u8,
+    /// The JPEG.
+    pub jpeg: bytes::Bytes,
+}
+
 /// What every request handler can reach.
 pub struct AppState {
+    /// The OpenAPI document, built from the route table at its first request.
+    pub openapi: std::sync::OnceLock<Value>,
+    /// The latest frame of each watched source as a JPEG: (frame, quality, bytes), so
+    /// several viewers of one source cost one encoding per frame.
+    pub snapshots: std::sync::Mutex<std::collections::HashMap<String, Snapshot>>,
     /// Origins whose pages may call the API and open its WebSockets.
     pub origins: Arc<crate::cors::OriginList>,
     /// Where the server's own events go (the system session).
@@ -375,6 +390,8 @@ impl Application {
             inflight,
             live_limits,
             origins,
+            openapi: std::sync::OnceLock::new(),
+            snapshots: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app_state = state.clone();
         let origins = state.origins.clone();

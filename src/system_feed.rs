@@ -50,36 +50,45 @@ pub struct Watched {
 /// Reports state changes of sources and models, and the health summary, until dropped.
 pub async fn watch(w: Watched) {
     let mut sources: HashMap<String, String> = HashMap::new();
+    // A device's source is told with its device, so device-scoped feeds filter it.
+    let mut devices: HashMap<String, Option<Arc<str>>> = HashMap::new();
     let mut models: HashMap<String, String> = HashMap::new();
     let mut last_health: Option<Instant> = None;
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tick.tick().await;
-        let now: HashMap<String, String> = w
-            .sources
-            .states()
-            .into_iter()
-            .map(|(id, s)| (id, state_name(&s.state)))
+        let reports = w.sources.list();
+        let now: HashMap<String, String> = reports
+            .iter()
+            .map(|r| (r.id.clone(), state_name(&r.status.state)))
             .collect();
-        for (id, state) in &now {
-            let before = sources.get(id);
+        let origin = |id: &str, device: Option<Arc<str>>| Origin {
+            source: Some(Arc::from(id)),
+            device,
+            channel: None,
+        };
+        for r in &reports {
+            let state = &now[&r.id];
+            let before = sources.get(&r.id);
             if before != Some(state) {
                 // No error text: a viewer must not learn from it whether a path exists.
                 w.feed.emit_with(
                     "source.state",
-                    json!({"source": id, "state": state, "previous": before}),
-                    Origin::source(Arc::from(id.as_str())),
+                    json!({"source": r.id, "state": state, "previous": before}),
+                    origin(&r.id, r.device.as_deref().map(Arc::from)),
                 );
             }
         }
         for id in sources.keys().filter(|id| !now.contains_key(*id)) {
-            w.feed.emit_with(
-                "source.removed",
-                json!({"source": id}),
-                Origin::source(Arc::from(id.as_str())),
-            );
+            let device = devices.get(id).cloned().flatten();
+            w.feed
+                .emit_with("source.removed", json!({"source": id}), origin(id, device));
         }
         sources = now;
+        devices = reports
+            .into_iter()
+            .map(|r| (r.id, r.device.map(Arc::from)))
+            .collect();
         let now: HashMap<String, String> = w
             .models
             .states()

@@ -249,6 +249,55 @@ function liveFeed(id, { onEvent, onState }) {
   };
 }
 
+// Reads /api/v1/sessions/{id}/sse with fetch (so the token goes in the Authorization
+// header, and every event arrives whatever its `event:` name), reconnecting with
+// Last-Event-ID: the server replays what it still holds of what was missed.
+function sseFeed(id, { onEvent, onState }) {
+  let closed = false, ctrl = null, timer = null, delay = 1000, lastId = null;
+  const state = (s, detail) => onState && onState(s, detail);
+  async function connect() {
+    if (closed) return;
+    ctrl = new AbortController();
+    const headers = { Accept: 'text/event-stream' };
+    if (S.token) headers.Authorization = 'Bearer ' + S.token;
+    if (lastId != null) headers['Last-Event-ID'] = String(lastId);
+    state('connecting', 'SSE');
+    try {
+      const res = await fetch(`/api/v1/sessions/${enc(id)}/sse`, { headers, signal: ctrl.signal, cache: 'no-store' });
+      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      state('connected', 'SSE');
+      delay = 1000;
+      const reader = res.body.getReader();
+      const dec = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, cut);
+          buf = buf.slice(cut + 2);
+          let data = '';
+          for (const line of block.split('\n')) {
+            if (line.startsWith('id:')) lastId = line.slice(3).trim();
+            else if (line.startsWith('data:')) data += line.slice(5).trimStart();
+          }
+          if (data) { try { onEvent(JSON.parse(data)); } catch { /* not an event */ } }
+        }
+      }
+      throw new Error('stream ended');
+    } catch (e) {
+      if (closed) return;
+      state('disconnected', `${e.message}; retrying in ${Math.round(delay / 1000)} s`);
+      timer = setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    }
+  }
+  connect();
+  return { close() { closed = true; clearTimeout(timer); if (ctrl) ctrl.abort(); }, send() {} };
+}
+
 // The built-in `system` session's feed, shared by every page for the life of the tab.
 const sys = {
   feed: null, events: [], listeners: new Set(), state: 'idle', detail: '',
@@ -715,7 +764,15 @@ async function pageEvents(ctx, view, id) {
     pendEl.textContent = paused ? 'paused: 0 new' : '';
     if (!paused) { const p = pending; pending = []; for (const ev of p) push(ev); }
   });
-  const feed = liveFeed(id, {
+  // WebSocket when the session has one; otherwise its SSE stream.
+  let useSse = false;
+  try {
+    const st = await api('/api/v1/sessions/' + enc(id));
+    const on = st.config?.enabledDistributors || (st.distributors || []).map((d) => d.kind);
+    useSse = !on.includes('websocket') && on.includes('sse');
+  } catch { /* the feed says why */ }
+  if (!ctx.alive) return;
+  const feed = (useSse ? sseFeed : liveFeed)(id, {
     onEvent(ev) {
       arrivals++;
       if (paused) {

@@ -29,6 +29,10 @@ pub const SYSTEM_EVENTS: &str = "synopticon_system_events_total";
 const CHANNEL: usize = 4096;
 /// Events handed over in one message.
 const BATCH: usize = 256;
+/// How long the registry or the session may take to answer.
+const ANSWER: Duration = Duration::from_secs(5);
+/// Pause before looking for the session again.
+const NOT_YET: Duration = Duration::from_millis(200);
 
 /// Describes the feed's metric.
 pub fn describe() {
@@ -67,6 +71,12 @@ impl SystemFeed {
     /// The same, saying which source or device the event is about.
     pub fn emit_with(&self, name: &str, data: Value, origin: Origin) {
         let Some(tx) = &self.tx else { return };
+        // Error texts may hold URLs with passwords: viewers read this feed.
+        let text = data.to_string();
+        let data = match crate::secrets::redact_url(&text) {
+            Some(clean) => serde_json::from_str(&clean).unwrap_or(data),
+            None => data,
+        };
         let event = IncomingEvent {
             name: name.to_string(),
             data: crate::json::to_raw(&data).into(),
@@ -103,22 +113,28 @@ pub async fn forward(mut rx: mpsc::Receiver<IncomingEvent>, registry: Addr<Sessi
                 Err(_) => break,
             }
         }
-        let session = registry
-            .send(FindSession(SYSTEM_SESSION.to_string()))
-            .await
-            .ok()
-            .flatten();
+        let found = tokio::time::timeout(
+            ANSWER,
+            registry.send(FindSession(SYSTEM_SESSION.to_string())),
+        )
+        .await;
+        let session = match found {
+            Ok(Ok(session)) => session,
+            // The registry stopped: the server is shutting down.
+            Ok(Err(_)) => return,
+            Err(_) => None,
+        };
         let Some(session) = session else {
-            if rx.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(NOT_YET).await;
             continue;
         };
         let n = batch.len() as u64;
         let events = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-        if session.send(PublishEvents(events)).await.is_ok() {
-            counter!(SYSTEM_EVENTS, "outcome" => "published").increment(n);
-        }
+        let outcome = match tokio::time::timeout(ANSWER, session.send(PublishEvents(events))).await
+        {
+            Ok(Ok(_)) => "published",
+            _ => "dropped",
+        };
+        counter!(SYSTEM_EVENTS, "outcome" => outcome).increment(n);
     }
 }

@@ -19,8 +19,10 @@ pub fn configure(api: &mut Api) {
 }
 
 async fn document(state: web::Data<AppState>) -> HttpResponse {
-    let table = super::table(&state.settings);
-    HttpResponse::Ok().json(build(&table))
+    let doc = state
+        .openapi
+        .get_or_init(|| build(&super::table(&state.settings)));
+    HttpResponse::Ok().json(doc)
 }
 
 /// The document for `table`.
@@ -99,6 +101,10 @@ fn operation(route: &RouteSpec, tag: &str) -> Value {
                 "description": param_doc(&name, route.rule.scope)})
         })
         .collect();
+    for (name, doc) in query_params(route.path) {
+        parameters.push(json!({"name": name, "in": "query", "required": false,
+            "schema": {"type": "string"}, "description": doc}));
+    }
     if route.rule.live_feed {
         for (name, doc) in [
             ("events", "Comma-separated event-name globs to receive."),
@@ -171,18 +177,14 @@ fn responses(method: &str, path: &str, live_feed: bool) -> Value {
         );
     }
     match method {
-        "DELETE" => ok("204", "Done; nothing to say.", None),
-        "POST" if !path.ends_with("/test") && !path.ends_with("/validate") => ok(
-            "201",
-            "Created (or accepted); the answer describes it.",
+        "GET" => ok("200", "The answer.", Some(("application/json", object))),
+        // Which success each change answers (200, 201 created, 202 accepted, 204 nothing
+        // to say) is written per route in the documents, not in the route table.
+        _ => ok(
+            "2XX",
+            "Done: 200 with the result, 201 when something was created, 202 when events were accepted, 204 with no body (docs/API.md says which, per route).",
             Some(("application/json", object)),
         ),
-        "PUT" => ok(
-            "200",
-            "Replaced (201 when it was created).",
-            Some(("application/json", object)),
-        ),
-        _ => ok("200", "The answer.", Some(("application/json", object))),
     }
 }
 
@@ -268,6 +270,19 @@ fn summary(method: &str, path: &str, live_feed: bool) -> String {
         _ => method,
     };
     format!("{verb} {thing}{whose}")
+}
+
+/// Query parameters of the routes that take some (besides the live feeds').
+fn query_params(path: &str) -> &'static [(&'static str, &'static str)] {
+    match path {
+        "/api/v1/sources/{id}/frame.jpg" => &[("quality", "JPEG quality, 1 to 100 (80).")],
+        "/api/v1/rules/captures" => &[("limit", "How many, newest first, 1 to 200 (24).")],
+        "/api/v1/sessions/{id}/sse" => &[(
+            "lastEventId",
+            "Resume after this seq (like the Last-Event-ID header).",
+        )],
+        _ => &[],
+    }
 }
 
 fn access_name(access: Access) -> &'static str {

@@ -77,6 +77,12 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_new_session_scope(&principal, &body)?;
+    // The built-in session's id stays reserved, also on a server that runs without it.
+    if body.get("id").and_then(Value::as_str) == Some(synopticon_actors::system::SYSTEM_SESSION) {
+        return Err(ApiError::Conflict(
+            "session \"system\" is the built-in system session's id (system.session)".into(),
+        ));
+    }
     let created = state.sessions.create(body).await?;
     audit::record(&principal, "session.create", &created.id);
     // A token limited to some events or devices gets live feeds only (its template or
@@ -227,6 +233,13 @@ pub(crate) async fn check_outputs_scope(
     let scope = &principal.scope;
     if scope.events.is_none() && scope.sources.is_none() && scope.devices.is_none() {
         return Ok(());
+    }
+    if id == synopticon_actors::system::SYSTEM_SESSION {
+        return Err(ApiError::Forbidden(format!(
+            "the system session carries every source's and device's events: token {:?} is \
+             limited, and only a token without a scope may change where they go",
+            principal.token_id
+        )));
     }
     let events_only = || {
         ApiError::Forbidden(format!(

@@ -218,12 +218,40 @@ async fn frame(
             *id
         )));
     };
-    let dirs = state.settings.rules.settings().frame_ref_dirs;
-    let jpeg =
-        web::block(move || synopticon_actors::rules::capture::frame_jpeg(&latest, &dirs, quality))
+    let cached = state.snapshots.lock().ok().and_then(|s| {
+        s.get(id.as_str())
+            .filter(|c| std::sync::Arc::ptr_eq(&c.frame, &latest) && c.quality == quality)
+            .map(|c| c.jpeg.clone())
+    });
+    let jpeg = match cached {
+        Some(jpeg) => jpeg,
+        None => {
+            let dirs = state.settings.rules.settings().frame_ref_dirs;
+            let frame = latest.clone();
+            let jpeg = web::block(move || {
+                synopticon_actors::rules::capture::frame_jpeg(&frame, &dirs, quality)
+            })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::NotFound(format!("the latest frame cannot be shown: {e}")))?;
+            if let Ok(mut snapshots) = state.snapshots.lock() {
+                // Bounded by the sources that exist: removed ones' entries go when it
+                // no longer fits.
+                if snapshots.len() >= 2 * state.settings.server.max_sources {
+                    snapshots.clear();
+                }
+                snapshots.insert(
+                    id.to_string(),
+                    crate::startup::Snapshot {
+                        frame: latest,
+                        quality,
+                        jpeg: jpeg.clone(),
+                    },
+                );
+            }
+            jpeg
+        }
+    };
     Ok(HttpResponse::Ok()
         .content_type("image/jpeg")
         .insert_header(("Cache-Control", "no-store"))

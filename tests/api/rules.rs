@@ -262,10 +262,22 @@ async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
     assert_eq!(shown.status(), 200);
     assert_eq!(shown.headers()["content-type"], "image/jpeg");
     assert_eq!(shown.bytes().await.unwrap().as_ref(), bytes.as_slice());
-    let outside = app
-        .get("/api/v1/rules/captures/..%2F..%2Fetc%2Fpasswd.jpg")
-        .await;
+    // A JPEG just outside the folder, named through `..` and through a link inside it,
+    // is not served.
+    std::fs::write(dir.join("secret.jpg"), &bytes).unwrap();
+    let outside = app.get("/api/v1/rules/captures/..%2Fsecret.jpg").await;
     assert_eq!(outside.status, 404, "{}", outside.body);
+    let dotted = app.get("/api/v1/rules/captures/%2e%2e/secret.jpg").await;
+    assert_eq!(dotted.status, 404, "{}", dotted.body);
+    std::os::unix::fs::symlink(dir.join("secret.jpg"), captures.join("link.jpg")).unwrap();
+    let linked = app.get("/api/v1/rules/captures/link.jpg").await;
+    assert_eq!(linked.status, 404, "{}", linked.body);
+    // The same file inside is served: the refusals are about where it is.
+    std::fs::copy(dir.join("secret.jpg"), captures.join("inside.jpg")).unwrap();
+    assert_eq!(
+        app.get("/api/v1/rules/captures/inside.jpg").await.status,
+        200
+    );
 
     let tried = app
         .post(

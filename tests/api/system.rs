@@ -232,7 +232,7 @@ async fn the_system_session_keeps_its_outputs_across_a_kill_needs_a_viewer_and_f
         .post("/api/v1/sessions", &json!({"id": "study-7"}))
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    // The restored system session told of its own start first.
+    // The feed also tells of the restored sessions' start: read on to this one.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let told = loop {
         match tokio::time::timeout_at(deadline, feed.next_event()).await {
@@ -264,4 +264,118 @@ async fn the_system_session_keeps_its_outputs_across_a_kill_needs_a_viewer_and_f
         403
     );
     assert_eq!(admin.delete("/api/v1/sessions/system").await.status, 409);
+}
+
+#[tokio::test]
+async fn scoped_tokens_cannot_redirect_the_system_feed_and_see_only_their_own_devices() {
+    const OPERATOR: &str = "syn_system-operator-000000000000000000000000000000";
+    const DEVICE_VIEWER: &str = "syn_system-devviewer-00000000000000000000000000000";
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        let mut operator = token_config("door-operator", "operator", OPERATOR);
+        operator.sources = Some(vec!["door-*".into()]);
+        let mut watcher = token_config("lobby-watcher", "viewer", DEVICE_VIEWER);
+        watcher.devices = Some(vec!["DEV-A".into()]);
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN), operator, watcher];
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    // The system session hears every source: a token limited to some may not add an
+    // output to it, nor take one away.
+    let hook = app
+        .with_token(OPERATOR)
+        .put(
+            "/api/v1/sessions/system/distributors/http",
+            &json!({"baseUrl": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(hook.status, 403, "{}", hook.body);
+    assert!(
+        hook.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("system session")),
+        "{}",
+        hook.body
+    );
+
+    // A device-scoped viewer follows the feed: it gets its own device's events and its
+    // source's state, nothing of the other device.
+    let mut feed = app.with_token(DEVICE_VIEWER).ws("system", "").await;
+    for serial in ["DEV-B", "DEV-A"] {
+        let made = admin
+            .post(
+                "/api/v1/devices",
+                &json!({"serial": serial, "stream_url": "external", "stream_on": true}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+    let events = collect(&mut feed, &["device.created", "source.state"]).await;
+    // Read on briefly: anything about DEV-B would have come by now.
+    let mut more = events;
+    while let Ok(Some(e)) =
+        tokio::time::timeout(Duration::from_millis(1500), feed.next_event()).await
+    {
+        more.push(e);
+    }
+    let about: Vec<String> = more
+        .iter()
+        .map(|e| format!("{} {}", e["event"], e["data"]))
+        .collect();
+    assert!(
+        more.iter()
+            .any(|e| e["event"] == "device.created" && e["data"]["serial"] == "DEV-A"),
+        "{about:?}"
+    );
+    assert!(
+        more.iter().any(|e| e["event"] == "source.state"),
+        "its device's source: {about:?}"
+    );
+    assert!(
+        !about.iter().any(|a| a.contains("DEV-B")),
+        "nothing of the other device: {about:?}"
+    );
+    let other_source = admin.get("/api/v1/devices").await.body;
+    let b_id = other_source["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["serial"] == "DEV-B"))
+        .map(|d| d["id"].clone())
+        .unwrap_or(Value::Null);
+    assert!(
+        !about
+            .iter()
+            .any(|a| a.contains(&format!("device-{}", b_id.as_str().unwrap_or("?")))),
+        "nor its source: {about:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_system_session_its_id_stays_reserved_and_secrets_never_reach_the_feed() {
+    let off = spawn_app_with(|s| s.system.session = false).await;
+    assert_eq!(off.get("/api/v1/sessions/system").await.status, 404);
+    let taken = off.post("/api/v1/sessions", &json!({"id": "system"})).await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+
+    // A webhook whose URL carries a password fails: the breaker event says why, without it.
+    let app = spawn_app().await;
+    let mut feed = app.ws("system", "").await;
+    app.create_session(json!({"id": "leaky"})).await;
+    let hook = app
+        .put(
+            "/api/v1/sessions/leaky/distributors/http",
+            &json!({"baseUrl": "http://lab:hunter2@127.0.0.1:9/in", "maxRetries": 0,
+                "breakerThreshold": 1, "timeoutMs": 500}),
+        )
+        .await;
+    assert!(hook.status < 300, "{}", hook.body);
+    app.publish("leaky", json!({"event": "ping", "data": {}}))
+        .await;
+    let events = collect(&mut feed, &["breaker.opened"]).await;
+    let opened = first(&events, "breaker.opened");
+    let said = opened["data"]["last_error"].as_str().unwrap_or_default();
+    assert!(said.contains("127.0.0.1:9/in"), "the URL is told: {opened}");
+    assert!(
+        !opened.to_string().contains("hunter2"),
+        "no password in the feed: {opened}"
+    );
 }

@@ -684,11 +684,12 @@ async fn gather(state: &mut DigestState, item: &Matched, config: &DigestConfig, 
 /// Writes the digest's state; a store that refuses it is logged (the state stays in
 /// memory and is written with the next change).
 async fn keep(ctx: &Context, id: &str, state: &DigestState, stats: &ActionStats, rule: &str) {
-    stats.gathered.store(state.count(), Ordering::Relaxed);
     let value = serde_json::to_value(state).unwrap_or(Value::Null);
     if let Err(e) = ctx.store.put(Kind::Digest, id, &value).await {
         stats.retry(rule, "email_digest", format!("cannot keep the digest: {e}"));
     }
+    // Shown once written: what `gathered` counts survives a crash.
+    stats.gathered.store(state.count(), Ordering::Relaxed);
 }
 
 /// Forgets a digest's kept state (its rule is gone).
