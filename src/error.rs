@@ -93,6 +93,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body every answer with this error has (also sent over WebSockets).
+    pub fn body(&self) -> serde_json::Value {
+        match self {
+            Self::Invalid {
+                message,
+                details,
+                warnings,
+            } => json!({"error": message, "details": details, "warnings": warnings}),
+            other => json!({"error": other.to_string(), "details": []}),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -115,14 +129,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = match self {
-            Self::Invalid {
-                message,
-                details,
-                warnings,
-            } => json!({"error": message, "details": details, "warnings": warnings}),
-            other => json!({"error": other.to_string(), "details": []}),
-        };
+        let body = self.body();
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::Unauthorized(_) => {

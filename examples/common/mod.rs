@@ -44,6 +44,7 @@ pub fn start_server_with(tweak: impl FnOnce(&mut Settings) + Send + 'static) -> 
 }
 
 /// The `p` quantile of sorted microsecond samples, in milliseconds.
+#[allow(dead_code)] // not every example measures latency
 pub fn percentile_ms<T: Copy + Into<u64>>(sorted: &[T], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

@@ -307,6 +307,16 @@ fn charge(
     budget: Budget,
     cost: f64,
 ) -> Result<(), ApiError> {
+    charge_at(limits, &address_key(req), principal, budget, cost)
+}
+
+fn charge_at(
+    limits: &Limits,
+    address: &str,
+    principal: Option<&Principal>,
+    budget: Budget,
+    cost: f64,
+) -> Result<(), ApiError> {
     let (what, by_token, by_address, ceiling) = match budget {
         Budget::Requests => (
             "requests",
@@ -338,20 +348,19 @@ fn charge(
              (rate_limit burst settings); send smaller batches"
         )));
     }
-    let address = address_key(req);
     match authenticated {
         Some(p) => {
             by_token
                 .take(&p.token_id, cost)
                 .map_err(|wait| refuse("token", wait))?;
-            ceiling.take(&address, cost).map_err(|wait| {
+            ceiling.take(address, cost).map_err(|wait| {
                 // Refused by the address: the token's own budget is not spent.
                 by_token.refund(&p.token_id, cost);
                 refuse("address", wait)
             })
         }
         None => by_address
-            .take(&address, cost)
+            .take(address, cost)
             .map_err(|wait| refuse("address", wait)),
     }
 }
@@ -364,6 +373,26 @@ fn limit_requests(
 ) -> Result<(), ApiError> {
     match &state.limits {
         Some(limits) => charge(limits, req, principal, Budget::Requests, 1.0),
+        None => Ok(()),
+    }
+}
+
+/// Takes `events` from the event budget of a caller at `address` (events published over
+/// a WebSocket, after the request that opened it).
+pub fn limit_events_at(
+    state: &AppState,
+    address: &str,
+    principal: &Principal,
+    events: usize,
+) -> Result<(), ApiError> {
+    match &state.limits {
+        Some(limits) => charge_at(
+            limits,
+            address,
+            Some(principal),
+            Budget::Events,
+            events as f64,
+        ),
         None => Ok(()),
     }
 }

@@ -227,7 +227,13 @@ async fn websocket(
     .await?;
     register(&state, &principal, &req, &queue)?;
     let live = &state.settings.live;
+    let publisher = Publisher {
+        state: state.clone(),
+        address: crate::auth::guard::address_key(&req),
+        principal: principal.clone(),
+    };
     let connection = WsConnection {
+        publisher,
         scope: principal.scope.clone(),
         metrics: FrameMetrics::new(&id, DistributorKind::Websocket),
         session: id.into_inner(),
@@ -251,8 +257,47 @@ async fn websocket(
     response
 }
 
+/// What a client needs to publish over its socket.
+struct Publisher {
+    state: web::Data<AppState>,
+    /// Its address, for the event rate limit.
+    address: String,
+    /// Its token.
+    principal: Principal,
+}
+
+/// `{"op": "publish", "event", "data"?, "ts"?}` or `{"op": "publish", "batch": [...]}`,
+/// with `"ack": true` for the assigned seqs and `ref` echoed in the answer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishOp<'a> {
+    #[allow(dead_code)]
+    op: &'a str,
+    #[serde(borrow, default)]
+    event: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    ts: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    batch: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    ack: bool,
+    #[serde(rename = "ref", default)]
+    reference: Option<serde_json::Value>,
+}
+
+/// Just the op, to pick the parser.
+#[derive(Deserialize)]
+struct OpName<'a> {
+    #[serde(borrow)]
+    op: std::borrow::Cow<'a, str>,
+}
+
 /// One WebSocket client.
 pub struct WsConnection {
+    /// For publishing.
+    publisher: Publisher,
     /// Session id, for logs and the hello frame.
     session: String,
     /// What the client's token may subscribe to.
@@ -334,6 +379,104 @@ impl WsConnection {
         false
     }
 
+    /// Events the client publishes into the session: checked like posted ones, charged to
+    /// its event rate limit, accepted in order (the socket is not read meanwhile, which is
+    /// the producer's back-pressure), acknowledged with their seqs when asked.
+    fn publish(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let op: PublishOp = match serde_json::from_str(text) {
+            Ok(op) => op,
+            Err(e) => {
+                return self.refuse(
+                    ctx,
+                    format!("cannot read the publish op: {e}; send {{\"op\": \"publish\", \"event\": \"gaze\", \"data\": {{...}}}} or {{\"op\": \"publish\", \"batch\": [...]}}"),
+                )
+            }
+        };
+        let reference = op.reference.clone();
+        let p = &self.publisher;
+        if p.principal.role < crate::auth::Role::Operator {
+            return self.publish_failed(
+                ctx,
+                reference.as_ref(),
+                ApiError::Forbidden(format!(
+                    "token {:?} is a {} token; publishing needs an operator token",
+                    p.principal.token_id,
+                    p.principal.role.as_str()
+                )),
+            );
+        }
+        let body = match (op.batch, op.event) {
+            (Some(_), Some(_)) => {
+                return self.publish_failed(
+                    ctx,
+                    reference.as_ref(),
+                    ApiError::BadRequest("publish takes \"event\" or \"batch\", not both".into()),
+                )
+            }
+            (Some(batch), None) => batch.get().to_string(),
+            (None, _) => {
+                let mut one = String::with_capacity(text.len());
+                one.push('{');
+                let mut sep = "";
+                for (k, v) in [("event", op.event), ("data", op.data), ("ts", op.ts)] {
+                    if let Some(v) = v {
+                        one.push_str(&format!("{sep}\"{k}\":{}", v.get()));
+                        sep = ",";
+                    }
+                }
+                one.push('}');
+                one
+            }
+        };
+        let max = p.state.settings.server.max_events_per_request;
+        let events = match super::sessions::parse_events(body.as_bytes(), max) {
+            Ok(events) => events,
+            Err(e) => return self.publish_failed(ctx, reference.as_ref(), e),
+        };
+        if let Err(e) =
+            crate::auth::guard::limit_events_at(&p.state, &p.address, &p.principal, events.len())
+        {
+            return self.publish_failed(ctx, reference.as_ref(), e);
+        }
+        let (sessions, id, ack) = (p.state.sessions.clone(), self.session.clone(), op.ack);
+        let work = async move { sessions.publish(&id, events).await };
+        ctx.wait(
+            work.into_actor(self)
+                .map(move |outcome, act, ctx| match outcome {
+                    Ok(routed) if ack => {
+                        let seqs: Vec<u64> = routed.iter().map(|r| r.seq).collect();
+                        let mut answer = json!({"op": "ack", "accepted": seqs.len(), "seqs": seqs});
+                        if let Some(r) = reference {
+                            answer["ref"] = r;
+                        }
+                        act.reply(ctx, answer);
+                    }
+                    Ok(_) => {}
+                    Err(e) => act.publish_failed(ctx, reference.as_ref(), e.into()),
+                }),
+        );
+    }
+
+    /// A refused publish: the error as REST would answer it, with its status and `ref`.
+    fn publish_failed(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        reference: Option<&serde_json::Value>,
+        e: ApiError,
+    ) {
+        metrics::counter!(LIVE_CLIENT_ERRORS, "distributor" => "websocket").increment(1);
+        let mut body = e.body();
+        body["op"] = json!("error");
+        body["status"] = json!(actix_web::ResponseError::status_code(&e).as_u16());
+        if let ApiError::TooManyRequests { retry_after, .. } = &e {
+            body["retry_after"] = json!(retry_after);
+        }
+        if let Some(r) = reference {
+            body["ref"] = r.clone();
+        }
+        self.reply(ctx, body);
+    }
+
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
@@ -410,7 +553,7 @@ impl WsConnection {
             "ping" => self.reply(ctx, json!({"op": "pong"})),
             other => self.refuse(
                 ctx,
-                format!("unknown op {other:?}; known: subscribe, unsubscribe, ping"),
+                format!("unknown op {other:?}; known: subscribe, unsubscribe, ping, publish"),
             ),
         }
     }
@@ -424,7 +567,8 @@ impl Actor for WsConnection {
             ctx.add_stream(feed);
         }
         let view = self.queue.subscription_view();
-        self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude, "channels": view.channels}));
+        let can_publish = self.publisher.principal.role >= crate::auth::Role::Operator;
+        self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude, "channels": view.channels, "publish": can_publish}));
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.timeout {
                 tracing::debug!(session = %act.session, client = act.queue.id, "WebSocket client timed out");
@@ -480,6 +624,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConnection {
         match msg {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) => {}
+            // Publishing is charged to the event rate limit, not to the allowance for
+            // subscription changes.
+            Ok(ws::Message::Text(text))
+                if serde_json::from_str::<OpName>(&text).is_ok_and(|o| o.op == "publish") =>
+            {
+                self.publish(&text, ctx)
+            }
             Ok(ws::Message::Text(_) | ws::Message::Binary(_)) if !self.admit(ctx) => {}
             Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.refuse(

@@ -16,6 +16,7 @@ mod live;
 mod metrics;
 mod mqtt;
 mod pipeline;
+mod publish;
 mod redis;
 mod rules;
 mod security;

@@ -1,0 +1,158 @@
+//! Producer benchmark: how many events one producer gets into a session, over REST (one
+//! event per POST, and batches) and over the live WebSocket (`{"op": "publish", "batch":
+//! [...]}`, acknowledged), in the same run against the same server.
+//!
+//! `cargo run --release --example publish_bench -- [--seconds 3] [--events 1000000] [--batch 1000] [--write-docs]`
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+use common::{machine, start_server_with, write_docs};
+
+struct Args {
+    seconds: u64,
+    events: u64,
+    batch: u64,
+    write_docs: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seconds: 3,
+        events: 1_000_000,
+        batch: 1000,
+        write_docs: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a number after the flag")
+        };
+        match flag.as_str() {
+            "--seconds" => a.seconds = num(),
+            "--events" => a.events = num(),
+            "--batch" => a.batch = num(),
+            "--write-docs" => a.write_docs = true,
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn sample(n: u64) -> Value {
+    json!({"event": "gaze_sample", "data": {"participant": "P001", "n": n, "x": 0.4183, "y": 0.5721, "pupil": 3.12}})
+}
+
+/// One event per POST, one after the other, for `seconds`.
+async fn rest_single(client: &reqwest::Client, url: &str, seconds: u64) -> f64 {
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let r = client
+            .post(url)
+            .json(&sample(n))
+            .send()
+            .await
+            .expect("POST");
+        assert!(r.status().is_success(), "{}", r.status());
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Batches of `batch` per POST, one after the other, for `seconds`.
+async fn rest_batches(client: &reqwest::Client, url: &str, seconds: u64, batch: u64) -> f64 {
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let body: Vec<Value> = (0..batch).map(|i| sample(n + i)).collect();
+        let r = client.post(url).json(&body).send().await.expect("POST");
+        assert!(r.status().is_success(), "{}", r.status());
+        n += batch;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `events` in batches of `batch` over one WebSocket, sent without waiting; done when the
+/// last acknowledgement arrives.
+async fn ws_batches(port: u16, events: u64, batch: u64) -> f64 {
+    let url = format!("ws://127.0.0.1:{port}/api/v1/sessions/bench/ws?events=none");
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let (mut sink, mut stream) = ws.split();
+    let frames = events / batch;
+    let started = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut accepted = 0u64;
+        while accepted < frames * batch {
+            match stream.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(&text).expect("JSON");
+                    match v["op"].as_str() {
+                        Some("ack") => accepted += v["accepted"].as_u64().unwrap_or(0),
+                        Some("error") => panic!("refused: {v}"),
+                        _ => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("feed ended: {other:?}"),
+            }
+        }
+        accepted
+    });
+    for f in 0..frames {
+        let body: Vec<Value> = (0..batch).map(|i| sample(f * batch + i)).collect();
+        let op = json!({"op": "publish", "batch": body, "ack": true});
+        sink.send(Message::Text(op.to_string().into()))
+            .await
+            .expect("send");
+    }
+    let accepted = reader.await.expect("reader");
+    accepted as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let port = start_server_with(|s| {
+        s.inference.models.clear();
+        s.inference.default_model = String::new();
+        s.server.max_events_per_request = 100_000;
+        s.live.max_frame_bytes = 64 << 20;
+    });
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let made = client
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&json!({"id": "bench", "enabledDistributors": ["websocket"]}))
+        .send()
+        .await
+        .expect("session");
+    assert!(made.status().is_success());
+    let url = format!("{base}/api/v1/sessions/bench/events");
+    let single = rest_single(&client, &url, a.seconds).await;
+    let batched = rest_batches(&client, &url, a.seconds, a.batch).await;
+    let ws = ws_batches(port, a.events, a.batch).await;
+    let table = format!(
+        "{}; one producer, {}-byte events, release build.\n\n\
+         | Path | Events/s |\n|---|---|\n\
+         | REST, one event per POST | {single:.0} |\n\
+         | REST, {} events per POST | {batched:.0} |\n\
+         | WebSocket `publish`, {} events per frame, acknowledged, {} events | {ws:.0} |\n",
+        machine(),
+        sample(0).to_string().len(),
+        a.batch,
+        a.batch,
+        a.events
+    );
+    println!("{table}");
+    if a.write_docs {
+        write_docs("publish", &table);
+    }
+}
