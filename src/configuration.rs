@@ -60,6 +60,8 @@ pub struct Settings {
     pub rules: RulesConfig,
     /// The built-in system session.
     pub system: SystemSettings,
+    /// The UDP ingest port.
+    pub udp_ingest: crate::udp_ingest::UdpIngestSettings,
     /// Edge mode (`synopticon edge`): the camera and where its envelopes go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<crate::edge::EdgeSettings>,
@@ -617,6 +619,16 @@ impl Settings {
         }
         if (s.production() || self.auth_enabled()) && s.media_dirs.is_empty() {
             r.warn("server.media_dirs: empty, so file and folder sources are refused; list the folders operators may replay images and videos from");
+        }
+        let u = &self.udp_ingest;
+        if !(1..=65507).contains(&u.max_datagram_bytes) {
+            r.error("udp_ingest.max_datagram_bytes: must be 1 to 65507");
+        }
+        if u.queue == 0 || u.events_per_sec <= 0.0 || u.event_burst < 1.0 {
+            r.error("udp_ingest: queue must be at least 1, events_per_sec above 0, event_burst at least 1");
+        }
+        if u.enabled && self.server.production() && u.host != "127.0.0.1" && u.host != "::1" {
+            r.warn("udp_ingest: open beyond this machine in production; datagrams carry no token, so anyone who reaches the port can publish into any session they name");
         }
         for problem in crate::cors::OriginList::check(&s.cors_origins) {
             r.error(problem);

@@ -27,3 +27,4 @@ pub mod startup;
 pub mod system_feed;
 pub mod telemetry;
 pub mod tls;
+pub mod udp_ingest;

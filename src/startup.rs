@@ -357,6 +357,10 @@ impl Application {
         });
         let send_timeout = Duration::from_millis(settings.server.send_timeout_ms);
 
+        if settings.udp_ingest.enabled {
+            crate::udp_ingest::start(&settings.udp_ingest, sessions.clone(), &actors.handle())
+                .await?;
+        }
         if settings.system.session {
             actors.spawn(crate::system_feed::watch(crate::system_feed::Watched {
                 sessions: sessions.clone(),

@@ -229,6 +229,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
 pub fn describe_metrics() {
     live::describe_metrics();
     crate::auth::guard::describe_metrics();
+    crate::udp_ingest::describe();
 }
 
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {

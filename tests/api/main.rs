@@ -30,5 +30,6 @@ mod templates;
 mod tls;
 mod tracking;
 mod udp;
+mod udp_ingest;
 mod web;
 mod webhook;

@@ -1,0 +1,347 @@
+//! The UDP ingest port (`[udp_ingest]`, off by default): producers at hundreds of samples a
+//! second (eye trackers) send one event per datagram, JSON or the binary format the UDP
+//! distributor writes (docs/PROTOCOLS.md#udp-ingest), each naming its session.
+//!
+//! A receiver task reads datagrams, checks them and hands them through a bounded queue to a
+//! publisher task, which gives each session what arrived for it in one message. Every
+//! datagram is counted per session: accepted, rejected (unknown session, malformed, too
+//! large, over the session's rate) or dropped (the queue to the sessions was full). UDP
+//! itself may lose datagrams: a producer that numbers its datagrams (`pseq`) has the gaps
+//! counted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use metrics::{counter, describe_counter};
+use serde::{Deserialize, Serialize};
+use synopticon_actors::distributor::udp::fnv1a32;
+use synopticon_actors::messages::IncomingEvent;
+use synopticon_actors::session::routing::check_event_name;
+use synopticon_actors::sessions::Sessions;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Datagrams by session and outcome (`accepted`, `rejected`, `dropped`) and reason.
+pub const UDP_INGEST: &str = "synopticon_udp_ingest_datagrams_total";
+/// Datagrams a producer numbered but that never arrived.
+pub const UDP_GAPS: &str = "synopticon_udp_ingest_gaps_total";
+
+/// Describes the metrics.
+pub fn describe() {
+    describe_counter!(
+        UDP_INGEST,
+        "UDP ingest datagrams by session and outcome (accepted, rejected, dropped) and reason."
+    );
+    describe_counter!(
+        UDP_GAPS,
+        "Datagrams UDP producers numbered (pseq) that never arrived, by session."
+    );
+}
+
+/// `[udp_ingest]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpIngestSettings {
+    /// Whether the port is open.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Larger datagrams are rejected.
+    pub max_datagram_bytes: usize,
+    /// Events per second one session takes over UDP (sustained); beyond, rejected.
+    pub events_per_sec: f64,
+    /// And in a burst.
+    pub event_burst: f64,
+    /// Datagrams waiting for the sessions; beyond, dropped (counted).
+    pub queue: usize,
+}
+
+/// How often the open sessions are looked up (for names and binary session hashes).
+const SESSIONS_EVERY: Duration = Duration::from_secs(1);
+/// Producers whose numbering is followed at most.
+const MAX_PRODUCERS: usize = 4096;
+/// Datagrams handed to the sessions in one go.
+const BATCH: usize = 512;
+
+/// Binds the port and starts receiving; the bound address.
+pub async fn start(
+    settings: &UdpIngestSettings,
+    sessions: Sessions,
+    arbiter: &actix::ArbiterHandle,
+) -> anyhow::Result<SocketAddr> {
+    let socket = UdpSocket::bind((settings.host.as_str(), settings.port))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "udp_ingest: cannot listen on {}:{}: {e}",
+                settings.host,
+                settings.port
+            )
+        })?;
+    let address = socket.local_addr()?;
+    let (tx, rx) = mpsc::channel(settings.queue.max(1));
+    let known = Arc::new(parking_lot::RwLock::new(Known::default()));
+    arbiter.spawn(refresh(sessions.clone(), known.clone()));
+    arbiter.spawn(receive(socket, settings.clone(), known, tx));
+    arbiter.spawn(publish(rx, sessions));
+    tracing::info!(%address, "UDP ingest listening");
+    Ok(address)
+}
+
+/// The open sessions, by id and by the FNV-1a hash of their id.
+#[derive(Default)]
+struct Known {
+    by_hash: HashMap<u32, Arc<str>>,
+    ids: HashMap<Arc<str>, ()>,
+}
+
+async fn refresh(sessions: Sessions, known: Arc<parking_lot::RwLock<Known>>) {
+    loop {
+        if let Ok(list) = sessions.list().await {
+            let mut next = Known::default();
+            for s in list {
+                let id: Arc<str> = Arc::from(s.id.as_str());
+                next.by_hash.insert(fnv1a32(&s.id), id.clone());
+                next.ids.insert(id, ());
+            }
+            *known.write() = next;
+        }
+        tokio::time::sleep(SESSIONS_EVERY).await;
+    }
+}
+
+/// One checked datagram.
+struct Datagram {
+    session: Arc<str>,
+    event: IncomingEvent,
+}
+
+/// Why a datagram was refused (the `reason` label).
+enum Refusal {
+    Malformed(String),
+    TooLarge,
+    UnknownSession,
+    Rate,
+}
+
+impl Refusal {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::TooLarge => "too_large",
+            Self::UnknownSession => "unknown_session",
+            Self::Rate => "rate",
+        }
+    }
+}
+
+/// A session's UDP allowance.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+async fn receive(
+    socket: UdpSocket,
+    settings: UdpIngestSettings,
+    known: Arc<parking_lot::RwLock<Known>>,
+    tx: mpsc::Sender<Datagram>,
+) {
+    // One byte more than allowed: a datagram that fills it was too large.
+    let mut buf = vec![0u8; settings.max_datagram_bytes + 1];
+    let mut buckets: HashMap<Arc<str>, Bucket> = HashMap::new();
+    let mut producers: HashMap<(Arc<str>, String), u64> = HashMap::new();
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(error) => {
+                tracing::warn!(%error, "UDP ingest: receive failed");
+                continue;
+            }
+        };
+        let parsed = if n > settings.max_datagram_bytes {
+            Err((None, Refusal::TooLarge))
+        } else {
+            parse(&buf[..n], &known.read())
+        };
+        let (session, event, numbered) = match parsed {
+            Ok(p) => p,
+            Err((session, refusal)) => {
+                if let Refusal::Malformed(why) = &refusal {
+                    tracing::debug!(%from, why, "UDP ingest: malformed datagram");
+                }
+                let label = session.as_deref().unwrap_or("").to_string();
+                counter!(UDP_INGEST, "session" => label, "outcome" => "rejected", "reason" => refusal.label())
+                    .increment(1);
+                continue;
+            }
+        };
+        // The session's rate.
+        let bucket = buckets.entry(session.clone()).or_insert(Bucket {
+            tokens: settings.event_burst,
+            at: Instant::now(),
+        });
+        let now = Instant::now();
+        bucket.tokens = (bucket.tokens
+            + now.duration_since(bucket.at).as_secs_f64() * settings.events_per_sec)
+            .min(settings.event_burst);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            counter!(UDP_INGEST, "session" => session.to_string(), "outcome" => "rejected", "reason" => Refusal::Rate.label())
+                .increment(1);
+            continue;
+        }
+        bucket.tokens -= 1.0;
+        if buckets.len() > MAX_PRODUCERS {
+            buckets.retain(|_, b| b.tokens < settings.event_burst);
+        }
+        // The producer's numbering: what never came is counted.
+        if let Some((producer, pseq)) = numbered {
+            let key = (
+                session.clone(),
+                producer.unwrap_or_else(|| from.to_string()),
+            );
+            if producers.len() >= MAX_PRODUCERS && !producers.contains_key(&key) {
+                producers.clear();
+            }
+            if let Some(last) = producers.insert(key, pseq) {
+                if pseq > last + 1 {
+                    counter!(UDP_GAPS, "session" => session.to_string()).increment(pseq - last - 1);
+                }
+            }
+        }
+        let label = session.to_string();
+        if tx.try_send(Datagram { session, event }).is_err() {
+            counter!(UDP_INGEST, "session" => label, "outcome" => "dropped", "reason" => "queue_full")
+                .increment(1);
+        }
+    }
+}
+
+/// What a datagram says: its session, its event, and its producer's numbering if any.
+type Parsed = (Arc<str>, IncomingEvent, Option<(Option<String>, u64)>);
+
+fn parse(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refusal)> {
+    let malformed = |why: String| (None, Refusal::Malformed(why));
+    if bytes.starts_with(b"SYNO") {
+        return parse_binary(bytes, known);
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Json {
+        session: String,
+        event: String,
+        #[serde(default)]
+        data: Option<Box<serde_json::value::RawValue>>,
+        #[serde(default)]
+        ts: Option<DateTime<Utc>>,
+        #[serde(default)]
+        producer: Option<String>,
+        #[serde(default)]
+        pseq: Option<u64>,
+    }
+    let d: Json = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+    let Some((session, _)) = known.ids.get_key_value(d.session.as_str()) else {
+        return Err((None, Refusal::UnknownSession));
+    };
+    let session = session.clone();
+    check_event_name(&d.event).map_err(|e| (Some(session.clone()), Refusal::Malformed(e)))?;
+    let data = match d.data {
+        Some(raw) => synopticon_actors::json::compact(raw)
+            .map_err(|e| (Some(session.clone()), Refusal::Malformed(e.to_string())))?,
+        None => synopticon_actors::json::empty_object(),
+    };
+    let event = IncomingEvent {
+        name: d.event,
+        data: data.into(),
+        ts: d.ts,
+        origin: Default::default(),
+    };
+    Ok((session, event, d.pseq.map(|p| (d.producer, p))))
+}
+
+/// The binary format (docs/PROTOCOLS.md#udp): the session by its hash, the producer's
+/// number in `seq`.
+fn parse_binary(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refusal)> {
+    let malformed = |why: &str| (None, Refusal::Malformed(why.to_string()));
+    if bytes.len() < 40 {
+        return Err(malformed("shorter than the 40-byte header"));
+    }
+    let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]) as usize;
+    let u32_at =
+        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_be_bytes(b)
+    };
+    if bytes[4] != 1 || bytes[5] != 1 {
+        return Err(malformed("version and payload format must be 1"));
+    }
+    let header = u16_at(6);
+    let (name_len, payload_len) = (u16_at(32), u32_at(36) as usize);
+    if header < 40 || header + name_len + payload_len != bytes.len() {
+        return Err(malformed(
+            "the lengths do not add up to the datagram's size",
+        ));
+    }
+    let Some(session) = known.by_hash.get(&u32_at(8)).cloned() else {
+        return Err((None, Refusal::UnknownSession));
+    };
+    let bad = |why: String| (Some(session.clone()), Refusal::Malformed(why));
+    let name = std::str::from_utf8(&bytes[header..header + name_len])
+        .map_err(|_| bad("the event name is not UTF-8".into()))?;
+    check_event_name(name).map_err(bad)?;
+    let payload = std::str::from_utf8(&bytes[header + name_len..])
+        .map_err(|_| bad("the payload is not UTF-8".into()))?;
+    let raw: Box<serde_json::value::RawValue> =
+        serde_json::from_str(payload).map_err(|e| bad(format!("the payload is not JSON: {e}")))?;
+    let data = synopticon_actors::json::compact(raw).map_err(|e| bad(e.to_string()))?;
+    let micros = u64_at(24) as i64;
+    let ts = (micros != 0)
+        .then(|| Utc.timestamp_micros(micros).single())
+        .flatten();
+    let event = IncomingEvent {
+        name: name.to_string(),
+        data: data.into(),
+        ts,
+        origin: Default::default(),
+    };
+    Ok((session, event, Some((None, u64_at(12)))))
+}
+
+/// Hands what arrived to the sessions: each session's datagrams in one message, in order.
+async fn publish(mut rx: mpsc::Receiver<Datagram>, sessions: Sessions) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        let mut by_session: Vec<(Arc<str>, Vec<IncomingEvent>)> = Vec::new();
+        for d in batch.drain(..) {
+            match by_session.iter_mut().find(|(s, _)| *s == d.session) {
+                Some((_, events)) => events.push(d.event),
+                None => by_session.push((d.session, vec![d.event])),
+            }
+        }
+        for (session, events) in by_session {
+            let n = events.len() as u64;
+            let label = session.to_string();
+            match sessions.publish(&session, events).await {
+                Ok(_) => counter!(UDP_INGEST, "session" => label, "outcome" => "accepted", "reason" => "")
+                    .increment(n),
+                Err(error) => {
+                // Closed since it was checked, or not answering: counted, not kept.
+                    tracing::debug!(%session, %error, "UDP ingest: datagrams not taken");
+                    counter!(UDP_INGEST, "session" => label, "outcome" => "dropped", "reason" => "session_unavailable")
+                        .increment(n);
+                }
+            }
+        }
+    }
+}
