@@ -85,7 +85,13 @@ function setStatus(text, kind = 'ok') {
   el.textContent = text;
   el.className = 'status ' + kind;
   clearTimeout(setStatus.t);
-  if (kind === 'ok') setStatus.t = setTimeout(() => { el.classList.add('faded'); }, 6000);
+  clearTimeout(setStatus.gone);
+  el.onclick = () => { el.textContent = ''; };
+  el.title = 'click to dismiss';
+  if (kind === 'ok') {
+    setStatus.t = setTimeout(() => { el.classList.add('faded'); }, 6000);
+    setStatus.gone = setTimeout(() => { el.textContent = ''; }, 12000);
+  }
 }
 
 /* ---------- REST ---------- */

@@ -246,13 +246,18 @@ fn summary(method: &str, path: &str, live_feed: bool) -> String {
     } else {
         noun(last)
     };
-    let whose = parts
-        .iter()
+    // "of a session" when the path goes through one named session (`sessions/{id}/...`).
+    let own = if named {
+        parts.len().saturating_sub(2)
+    } else {
+        parts.len().saturating_sub(1)
+    };
+    let whose = (0..own)
         .rev()
-        .skip(1)
-        .find(|p| !p.starts_with('{'))
-        .filter(|_| parts.len() > 2 || !named)
-        .map(|p| format!(" of a {}", p.strip_suffix('s').unwrap_or(p)))
+        .find(|&i| {
+            !parts[i].starts_with('{') && parts.get(i + 1).is_some_and(|n| n.starts_with('{'))
+        })
+        .map(|i| format!(" of a {}", parts[i].strip_suffix('s').unwrap_or(parts[i])))
         .unwrap_or_default();
     if live_feed {
         return format!(

@@ -648,3 +648,479 @@ async fn a_production_server_lets_the_origins_it_lists_in() {
     let r = cross_origin_page(&app, "cross", ADMIN, "listed").await;
     assert_all_worked(&r["page"], "cross");
 }
+
+/* ---------- the other pages (tests/browser/pages.mjs, one page a run) ---------- */
+
+/// Runs pages.mjs for `page` against `app`, the run's results after it finished every step.
+async fn pages(app: &TestApp, page: &str, vars: &[(&str, &str)]) -> Value {
+    let mut all = vec![("BASE_URL", app.address.as_str()), ("PAGE", page)];
+    all.extend_from_slice(vars);
+    let run = run_script("pages.mjs", &all).await;
+    let r = run.ok().clone();
+    eprintln!("pages {page}: {:?}; results: {r}", run.elapsed);
+    r
+}
+
+/// A JPEG of `width` x `height` (a gradient), base64, for an envelope's `frame_data`.
+fn gradient_jpeg(width: u32, height: u32) -> String {
+    use base64::Engine as _;
+    let mut jpeg = Vec::new();
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, 160])
+    });
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode_image(&picture)
+        .expect("a JPEG");
+    base64::engine::general_purpose::STANDARD.encode(jpeg)
+}
+
+/// Within `tolerance` of each other, point by point (`[[x, y], ...]`).
+fn near(got: &Value, want: &Value, tolerance: f64) -> bool {
+    let (Some(g), Some(w)) = (got.as_array(), want.as_array()) else {
+        return false;
+    };
+    g.len() == w.len()
+        && g.iter().zip(w).all(|(a, b)| {
+            (0..2).all(|k| match (a[k].as_f64(), b[k].as_f64()) {
+                (Some(x), Some(y)) => (x - y).abs() <= tolerance,
+                _ => false,
+            })
+        })
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_overview_shows_a_session_created_elsewhere_without_a_reload() {
+    check_tools();
+    let app = spawn_app().await;
+    let session = "browser-elsewhere";
+    let r = pages(&app, "overview", &[("SESSION_ID", session)]).await;
+    assert!(
+        r["system_event"]
+            .as_str()
+            .is_some_and(|t| t.contains("session.created") && t.contains(session)),
+        "[data-test=system-event][data-event=session.created]: {}",
+        r["system_event"]
+    );
+    assert_eq!(r["not_reloaded"], true, "the page was reloaded");
+    let count = |v: &Value| v.as_str().and_then(|t| t.parse::<u64>().ok());
+    assert_eq!(
+        count(&r["sessions_tile_after"]),
+        count(&r["sessions_tile_before"]).map(|n| n + 1),
+        "[data-test=stat-sessions] before {} and after {}",
+        r["sessions_tile_before"],
+        r["sessions_tile_after"]
+    );
+    assert_eq!(app.status(session).await["state"], "open");
+}
+
+#[tokio::test]
+async fn the_devices_page_switches_a_devices_ai_and_stream_and_shows_their_events() {
+    check_tools();
+    let app = spawn_app().await;
+    let made = app
+        .post(
+            "/api/v1/devices",
+            &json!({"serial": "BROWSER-CAM-1", "name": "Porch camera", "stream_url": "external"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["ai_enabled"], false, "{}", made.body);
+    assert_eq!(made.body["stream_on"], false, "{}", made.body);
+    let id = made.body["id"]
+        .as_str()
+        .expect("the device's id")
+        .to_string();
+
+    let r = pages(&app, "devices", &[("DEVICE_ID", &id)]).await;
+    assert_eq!(r["row_serial"], "BROWSER-CAM-1");
+    assert!(
+        r["row_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Porch camera")),
+        "{}",
+        r["row_text"]
+    );
+    assert_eq!(r["switches_before"], json!({"ai": false, "stream": false}));
+    assert_eq!(r["ai_enabled_over_rest"], true);
+    assert_eq!(r["stream_on_over_rest"], true);
+    let events = strings(&r["device_events"]);
+    for e in [
+        "device.updated",
+        "device.ai.toggled",
+        "device.stream.status",
+    ] {
+        assert!(
+            events.contains(&e),
+            "{e} in [data-test=device-events]: {events:?}"
+        );
+    }
+    assert_eq!(
+        r["stream_cell"]["source"],
+        format!("device-{id}"),
+        "{}",
+        r["stream_cell"]
+    );
+    assert_eq!(r["not_reloaded"], true);
+
+    let device = app.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(device.body["ai_enabled"], true, "{}", device.body);
+    assert_eq!(device.body["stream_on"], true, "{}", device.body);
+    let source = app.get(&format!("/api/v1/sources/device-{id}")).await;
+    assert_eq!(source.status, 200, "{}", source.body);
+}
+
+#[tokio::test]
+async fn the_inputs_page_shows_each_input_and_whether_it_is_connected() {
+    check_tools();
+    let app = spawn_app().await;
+    let stream = format!("browser-{}", uuid::Uuid::new_v4().simple());
+    let put = app
+        .put(
+            "/api/v1/inputs/edge",
+            &json!({"kind": "redis_stream", "url": crate::redis::SHARED, "stream": stream, "blockMs": 100}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    // A broker nobody serves: kept, and shown as not connected.
+    let dead = app
+        .put(
+            "/api/v1/inputs/nowhere",
+            &json!({"kind": "redis_stream",
+                "url": format!("redis://127.0.0.1:{}", crate::rules::free_port()),
+                "stream": stream}),
+        )
+        .await;
+    assert_eq!(dead.status, 201, "{}", dead.body);
+
+    let r = pages(
+        &app,
+        "inputs",
+        &[("INPUT_NAME", "edge"), ("DEAD_INPUT_NAME", "nowhere")],
+    )
+    .await;
+    assert_eq!(r["state"], "connected");
+    assert_eq!(r["dead_state"], "disconnected");
+    let edge = app.get("/api/v1/inputs/edge").await.body;
+    assert_eq!(edge["connected"], true, "{edge}");
+    let nowhere = app.get("/api/v1/inputs/nowhere").await.body;
+    assert_eq!(nowhere["connected"], false, "{nowhere}");
+    let rows = r["rows"].as_array().cloned().unwrap_or_default();
+    let cells = |name: &str| {
+        rows.iter()
+            .find(|row| row["name"] == name)
+            .map(|row| {
+                strings(&row["cells"])
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_else(Vec::new)
+    };
+    let (edge_cells, nowhere_cells) = (cells("edge"), cells("nowhere"));
+    assert_eq!(
+        edge_cells.get(1).map(String::as_str),
+        Some("redis_stream"),
+        "{edge_cells:?}"
+    );
+    assert_eq!(
+        edge_cells.last().map(String::as_str),
+        Some(""),
+        "no last error on the connected input: {edge_cells:?}"
+    );
+    let message: String = nowhere["last_error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(40)
+        .collect();
+    assert!(!message.is_empty(), "{nowhere}");
+    assert!(
+        nowhere_cells
+            .last()
+            .is_some_and(|e| e.starts_with(&message)),
+        "the unreachable input's last error ({message}...) in its row: {nowhere_cells:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_rules_page_shows_a_rule_and_thumbnails_of_its_captures() {
+    check_tools();
+    let (app, dir, _, _) = crate::rules::app_with_rule_folders("browser-rules").await;
+    crate::rules::door_cam(&app).await;
+    let rule = "browser-door";
+    let put = app
+        .put(
+            &format!("/api/v1/rules/{rule}"),
+            &json!({"description": "every crossing of the door, captured",
+                "match": {"events": ["line_cross"]}, "trackCooldownSecs": 0,
+                "actions": ["frame_capture"]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    // One person down across the door line, back up, and down again: three crossings.
+    crate::rules::feed(&app, &crate::rules::there_and_back()).await;
+    let status = crate::rules::rule_status(&app, rule, |s| s["actions"][0]["done"] == 3).await;
+    let listed = app.get("/api/v1/rules/captures").await.body;
+    let paths: Vec<&str> = listed["captures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(paths.len(), 3, "{listed}");
+
+    let r = pages(&app, "rules", &[("RULE_NAME", rule)]).await;
+    assert_eq!(strings(&r["rules"]), [rule]);
+    let actions = r["actions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["type"], "frame_capture");
+    // Action, matched, done, ...
+    assert_eq!(
+        actions[0]["cells"][2], "3",
+        "done of frame_capture: {}; over REST: {status}",
+        actions[0]
+    );
+    let thumbnails = r["thumbnails"].as_array().cloned().unwrap_or_default();
+    let shown: Vec<&str> = thumbnails
+        .iter()
+        .filter_map(|t| t["path"].as_str())
+        .collect();
+    assert_eq!(shown, paths, "the thumbnails, newest first as listed");
+    for t in &thumbnails {
+        assert!(
+            t["w"].as_u64() > Some(0) && t["h"].as_u64() > Some(0) && t["blob"] == true,
+            "a thumbnail that did not load: {t}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_api_page_lists_every_operation_and_filters_them() {
+    check_tools();
+    let app = spawn_app().await;
+    let doc = app.get("/api/openapi.json").await.body;
+    let operations: usize = doc["paths"]
+        .as_object()
+        .map(|p| {
+            p.values()
+                .map(|item| {
+                    ["get", "post", "put", "patch", "delete", "head", "options"]
+                        .iter()
+                        .filter(|m| item.get(**m).is_some())
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(operations > 20, "{operations} operations");
+
+    let r = pages(&app, "api", &[]).await;
+    assert_eq!(r["operations"], operations);
+    assert_eq!(r["listed"], operations, "[data-test=api-op]");
+    assert_eq!(r["missing"], json!([]), "operations not listed");
+    let mut filtered = strings(&r["filtered"]);
+    let mut expected = strings(&r["filtered_expected"]);
+    filtered.sort_unstable();
+    expected.sort_unstable();
+    assert!(
+        !expected.is_empty(),
+        "the filter {} matches something",
+        r["filter_query"]
+    );
+    assert_eq!(
+        filtered, expected,
+        "visible after filtering on {}",
+        r["filter_query"]
+    );
+    assert_eq!(
+        strings(&r["visible_tags_filtered"]).len(),
+        1,
+        "{}",
+        r["visible_tags_filtered"]
+    );
+    assert_eq!(r["filtered_delete"], r["filtered_delete_expected"]);
+    assert_eq!(r["filtered_nothing"], 0);
+    assert_eq!(r["unfiltered"], operations);
+}
+
+#[tokio::test]
+async fn a_zone_drawn_and_a_line_point_dragged_on_a_frame_are_saved() {
+    check_tools();
+    let app = spawn_app().await;
+    let (source, line, zone) = ("browser-yard", "gate", "browser-porch");
+    let made = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": source, "kind": "external", "detections_events": false,
+                "lines": [{"id": line, "points": [[100, 120], [540, 120]]}]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let posted = app
+        .post(
+            &format!("/api/v1/sources/{source}/detections"),
+            &json!({"version": 1, "frame": {"number": 1, "width": 640, "height": 480},
+                "frame_data": {"encoding": "jpeg", "base64": gradient_jpeg(640, 480)},
+                "detections": [{"class_name": "person", "confidence": 0.9,
+                    "bbox": {"x1": 260, "y1": 200, "x2": 340, "y2": 420}}]}),
+        )
+        .await;
+    assert!(posted.status < 300, "{}", posted.body);
+    crate::helpers::wait_until("the source's frame", Duration::from_secs(10), || async {
+        (app.get(&format!("/api/v1/sources/{source}/frame.jpg"))
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
+
+    let r = pages(
+        &app,
+        "zones",
+        &[("SOURCE_ID", source), ("LINE_ID", line), ("ZONE_ID", zone)],
+    )
+    .await;
+    assert_eq!(r["frame_size"], json!([640, 480]));
+    assert_eq!(r["finish_enabled"], true, "Finish after four corners");
+    let config = app.get(&format!("/api/v1/sources/{source}")).await.body["config"].clone();
+    let zones = config["zones"].as_array().cloned().unwrap_or_default();
+    let drawn = zones
+        .iter()
+        .find(|z| z["id"] == zone)
+        .unwrap_or_else(|| panic!("zone {zone} not in the source's zones: {config}"));
+    assert!(
+        near(&drawn["points"], &r["zone_expected"], 3.0),
+        "zone {zone}: {} where it was clicked at {}",
+        drawn["points"],
+        r["zone_expected"]
+    );
+    assert_eq!(
+        r["cursor_over_handle"], "grab",
+        "the cursor over the line's handle"
+    );
+    let lines = config["lines"].as_array().cloned().unwrap_or_default();
+    assert_eq!(lines.len(), 1, "{config}");
+    let moved = &lines[0];
+    assert_eq!(moved["id"], line);
+    assert!(
+        near(
+            &json!([moved["points"][0]]),
+            &json!([r["line_expected_point"]]),
+            3.0
+        ),
+        "the dragged point of {line}: {} where it was dropped at {}",
+        moved["points"],
+        r["line_expected_point"]
+    );
+    assert!(
+        near(&json!([moved["points"][1]]), &json!([[540, 120]]), 0.0),
+        "the other point of {line} stays: {}",
+        moved["points"]
+    );
+}
+
+async fn sse_events_page(app: &TestApp, token: &str, shot: &str) {
+    let session = "browser-sse-only";
+    let made = app
+        .post(
+            "/api/v1/sessions",
+            &json!({"id": session, "enabledDistributors": ["sse"]}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let kinds: Vec<Value> = app.status(session).await["distributors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("sse")], "the session runs sse only");
+
+    let r = pages(
+        app,
+        "sse",
+        &[("SESSION_ID", session), ("TOKEN", token), ("SHOT", shot)],
+    )
+    .await;
+    assert_eq!(
+        names(&r["rows"]),
+        ["sse_one", "sse_two", "sse_one"],
+        "[data-test=event-row], newest first"
+    );
+    assert!(
+        r["rows"][0]["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"n\":3")),
+        "{}",
+        r["rows"][0]
+    );
+    // Read with fetch, so the token goes in the Authorization header, never in the URL.
+    let feeds = r["feeds"].as_array().cloned().unwrap_or_default();
+    let sse: Vec<&Value> = feeds
+        .iter()
+        .filter(|f| f["url"] == format!("/api/v1/sessions/{session}/sse"))
+        .collect();
+    assert!(
+        !sse.is_empty(),
+        "no request for /api/v1/sessions/{session}/sse: {feeds:?}"
+    );
+    for f in &sse {
+        assert_eq!(f["type"], "fetch", "{f}");
+        assert_eq!(f["accept"], "text/event-stream", "{f}");
+        let want = if token.is_empty() {
+            Value::Null
+        } else {
+            json!(format!("Bearer {token}"))
+        };
+        assert_eq!(f["authorization"], want, "{f}");
+    }
+    assert!(
+        !feeds
+            .iter()
+            .any(|f| f["url"].as_str().is_some_and(|u| u.contains("token="))),
+        "a token in a URL: {feeds:?}"
+    );
+    // No WebSocket to the session (it has none); the system feed's is the page's own.
+    let sockets = strings(&r["websockets"]);
+    assert!(
+        sockets
+            .iter()
+            .all(|u| u.starts_with("/api/v1/sessions/system/ws")),
+        "WebSockets opened: {sockets:?}"
+    );
+    assert!(
+        r["conn"].as_str().is_some_and(|c| c.contains("SSE")),
+        "[data-test=events-conn]: {}",
+        r["conn"]
+    );
+    assert_eq!(app.status(session).await["events_received"], 3);
+}
+
+#[tokio::test]
+async fn the_live_events_page_follows_a_session_without_websocket_over_sse() {
+    check_tools();
+    let app = spawn_app().await;
+    sse_events_page(&app, "", "events-sse").await;
+}
+
+#[tokio::test]
+async fn the_live_events_page_follows_a_session_over_sse_with_a_token() {
+    check_tools();
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
+    })
+    .await
+    .with_token(ADMIN);
+    sse_events_page(&app, ADMIN, "events-sse-token").await;
+}

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::sources::envelope;
 
-fn temp(prefix: &str) -> PathBuf {
+pub(crate) fn temp(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("synopticon-{prefix}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -109,7 +109,7 @@ fn frame_data() -> Value {
 }
 
 /// Frames of one person walking down across the door line, back up, and down again.
-fn there_and_back() -> Vec<Value> {
+pub(crate) fn there_and_back() -> Vec<Value> {
     let mut ys: Vec<f32> = (0..8).map(|i| 150.0 + i as f32 * 25.0).collect();
     ys.extend((0..8).map(|i| 325.0 - i as f32 * 25.0));
     ys.extend((0..8).map(|i| 150.0 + i as f32 * 25.0));
@@ -123,7 +123,7 @@ fn there_and_back() -> Vec<Value> {
         .collect()
 }
 
-async fn door_cam(app: &TestApp) {
+pub(crate) async fn door_cam(app: &TestApp) {
     let created = app
         .post(
             "/api/v1/sources",
@@ -134,14 +134,18 @@ async fn door_cam(app: &TestApp) {
     assert_eq!(created.status, 201, "{}", created.body);
 }
 
-async fn feed(app: &TestApp, frames: &[Value]) {
+pub(crate) async fn feed(app: &TestApp, frames: &[Value]) {
     for f in frames {
         let r = app.post("/api/v1/sources/door-cam/detections", f).await;
         assert_eq!(r.status, 202, "{}", r.body);
     }
 }
 
-async fn rule_status(app: &TestApp, name: &str, until: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn rule_status(
+    app: &TestApp,
+    name: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
     wait_until(&format!("rule {name}"), DEADLINE, || async {
         let s = app.get(&format!("/api/v1/rules/{name}")).await.body;
         until(&s).then_some(s)
@@ -149,9 +153,10 @@ async fn rule_status(app: &TestApp, name: &str, until: impl Fn(&Value) -> bool) 
     .await
 }
 
-#[tokio::test]
-async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
-    let dir = temp("rules");
+/// A server whose rules log and capture into a fresh folder: the app, the folder, and its
+/// `events` (logs) and `captures` folders.
+pub(crate) async fn app_with_rule_folders(prefix: &str) -> (TestApp, PathBuf, PathBuf, PathBuf) {
+    let dir = temp(prefix);
     let (logs, captures) = (dir.join("events"), dir.join("captures"));
     let app = spawn_app_with({
         let (logs, captures) = (logs.clone(), captures.clone());
@@ -161,6 +166,12 @@ async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
         }
     })
     .await;
+    (app, dir, logs, captures)
+}
+
+#[tokio::test]
+async fn a_rule_logs_captures_and_routes_each_crossing_once_per_track() {
+    let (app, dir, logs, captures) = app_with_rule_folders("rules").await;
     door_cam(&app).await;
     app.create_session(json!({"id": "alerts"})).await;
     let mut alerts = app.ws("alerts", "").await;
