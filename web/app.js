@@ -222,12 +222,14 @@ function initAuth() {
 
 // Opens /api/v1/sessions/{id}/ws and keeps it open (reconnecting with backoff) until close().
 function liveFeed(id, { onEvent, onState }) {
-  let ws = null, timer = null, closed = false, delay = 1000;
+  // What the client has, so a reconnection resumes where it left off.
+  let ws = null, timer = null, closed = false, delay = 1000, lastSeq = null, epoch = null;
   const state = (s, detail) => onState && onState(s, detail);
   function connect() {
     if (closed) return;
     if (S.blocked) { state('waiting', 'sign in first'); timer = setTimeout(connect, 2000); return; }
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/sessions/${enc(id)}/ws`;
+    const resume = lastSeq != null && epoch ? `?since=${lastSeq}&epoch=${enc(epoch)}` : '';
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/sessions/${enc(id)}/ws${resume}`;
     try { ws = S.token ? new WebSocket(url, ['synopticon', 'bearer.' + S.token]) : new WebSocket(url); } catch (e) { state('error', e.message); return; }
     state('connecting');
     let opened = false;
@@ -235,7 +237,13 @@ function liveFeed(id, { onEvent, onState }) {
     ws.onmessage = (m) => {
       let f;
       try { f = JSON.parse(m.data); } catch { return; }
-      if (f.op) { if (f.op === 'error') state('connected', 'server: ' + f.error); return; }
+      if (f.op) {
+        if (f.op === 'error') state('connected', 'server: ' + f.error);
+        if (f.op === 'hello') { if (epoch && f.epoch !== epoch) lastSeq = null; epoch = f.epoch; }
+        if (f.op === 'resume') state('connected', f.recovered ? `resumed: ${f.replayed} missed event(s) replayed` : `resumed with a gap: ${f.reason}`);
+        return;
+      }
+      if (typeof f.seq === 'number') lastSeq = f.seq;
       onEvent(f);
     };
     ws.onclose = (c) => {

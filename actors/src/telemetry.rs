@@ -184,6 +184,8 @@ pub struct DistributorTelemetry {
     breaker: Mutex<BreakerState>,
     /// Where breaker changes and restarts are reported.
     system: crate::system::SystemFeed,
+    /// The session's epoch (live feeds tell it to resuming clients).
+    epoch: Arc<str>,
     m_routed: Counter,
     m_delivered: Counter,
     m_unconfirmed: Counter,
@@ -229,6 +231,17 @@ pub struct DistributorCounters {
 }
 
 impl DistributorTelemetry {
+    /// Tells the live feeds the session's epoch.
+    pub fn with_epoch(mut self, epoch: Arc<str>) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The session's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     /// Reports breaker changes and restarts to `feed` (the system session).
     pub fn with_system(mut self, feed: crate::system::SystemFeed) -> Self {
         self.system = feed;
@@ -258,6 +271,7 @@ impl DistributorTelemetry {
             session,
             kind,
             system: Default::default(),
+            epoch: Arc::from(""),
             routed: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             unconfirmed: AtomicU64::new(0),

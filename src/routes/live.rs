@@ -66,6 +66,10 @@ pub struct FeedQuery {
     channels: Option<String>,
     /// SSE resume point for clients that cannot set `Last-Event-ID`.
     last_event_id: Option<u64>,
+    /// WebSocket resume point: the last seq the client has.
+    since: Option<u64>,
+    /// The session epoch that seq belongs to (from the hello frame).
+    epoch: Option<String>,
 }
 
 impl FeedQuery {
@@ -215,13 +219,24 @@ async fn websocket(
 ) -> Result<HttpResponse, actix_web::Error> {
     state.origins.check_handshake(&req)?;
     let subscription = query.subscription(&principal.scope)?;
+    let session = state.sessions.status(&id).await.map_err(ApiError::from)?;
+    // A resume point from another epoch cannot be served: that history is gone.
+    let (resume_after, notice) = match (query.since, query.epoch.as_deref()) {
+        (Some(since), Some(epoch)) if epoch != &*session.epoch => (
+            None,
+            Some(json!({"op": "resume", "since": since, "recovered": false,
+                "replayed": 0, "last_seq": session.last_seq,
+                "reason": format!("epoch {epoch:?} is not the session's current epoch {:?}: the server restarted and the events before it are gone; live events follow", session.epoch)})),
+        ),
+        (since, _) => (since, None),
+    };
     let queue = attach(
         &state,
         &id,
         DistributorKind::Websocket,
         LiveAttach {
             subscription,
-            resume_after: None,
+            resume_after,
         },
     )
     .await?;
@@ -234,6 +249,9 @@ async fn websocket(
     };
     let connection = WsConnection {
         publisher,
+        epoch: session.epoch.clone(),
+        last_seq: session.last_seq,
+        notice,
         scope: principal.scope.clone(),
         metrics: FrameMetrics::new(&id, DistributorKind::Websocket),
         session: id.into_inner(),
@@ -298,6 +316,11 @@ struct OpName<'a> {
 pub struct WsConnection {
     /// For publishing.
     publisher: Publisher,
+    /// The session's epoch and latest seq when the client connected, for the hello frame.
+    epoch: Arc<str>,
+    last_seq: u64,
+    /// Said right after the hello (a resume point from another epoch).
+    notice: Option<serde_json::Value>,
     /// Session id, for logs and the hello frame.
     session: String,
     /// What the client's token may subscribe to.
@@ -568,7 +591,10 @@ impl Actor for WsConnection {
         }
         let view = self.queue.subscription_view();
         let can_publish = self.publisher.principal.role >= crate::auth::Role::Operator;
-        self.reply(ctx, json!({"op": "hello", "session": self.session, "events": view.events, "exclude": view.exclude, "channels": view.channels, "publish": can_publish}));
+        self.reply(ctx, json!({"op": "hello", "session": self.session, "epoch": &*self.epoch, "last_seq": self.last_seq, "events": view.events, "exclude": view.exclude, "channels": view.channels, "publish": can_publish}));
+        if let Some(notice) = self.notice.take() {
+            self.reply(ctx, notice);
+        }
         ctx.run_interval(self.heartbeat, |act, ctx| {
             if act.last_seen.elapsed() > act.timeout {
                 tracing::debug!(session = %act.session, client = act.queue.id, "WebSocket client timed out");

@@ -501,7 +501,8 @@ async fn idle_sse_streams_get_heartbeat_comments() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
 
-    assert!(text.starts_with("retry: 3000\n\n"), "{text:?}");
+    assert!(text.starts_with("retry: 3000\n: epoch "), "{text:?}");
+    assert!(text.contains(" last_seq 0\n\n"), "{text:?}");
     assert!(
         started.elapsed() >= std::time::Duration::from_millis(400),
         "the heartbeat comes after an idle period"

@@ -18,6 +18,7 @@ mod mqtt;
 mod pipeline;
 mod publish;
 mod redis;
+mod resume;
 mod rules;
 mod security;
 mod sessions;

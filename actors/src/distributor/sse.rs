@@ -23,7 +23,7 @@ use crate::validation::FieldReader;
 /// Default number of recent events kept for `Last-Event-ID` resume.
 pub const DEFAULT_HISTORY: u64 = 1024;
 /// Bytes kept free in a resuming client's queue for the preamble (retry, gap notices).
-const PREAMBLE_ROOM: usize = 512;
+pub(crate) const PREAMBLE_ROOM: usize = 512;
 /// Default reconnect delay advertised to browsers (`retry:` field), in milliseconds.
 pub const DEFAULT_RETRY_MS: u64 = 3000;
 
@@ -42,13 +42,13 @@ pub struct SseConfig {
 }
 
 /// One event kept for resume.
-struct Retained {
+pub(crate) struct Retained {
     /// Event type, for the resuming client's subscription.
-    name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// What raised it, for the client's scopes and channels.
-    origin: Origin,
-    /// The SSE block, shared with the live clients that got it.
-    frame: Frame,
+    pub(crate) origin: Origin,
+    /// The frame (an SSE block, a WebSocket text), shared with the live clients that got it.
+    pub(crate) frame: Frame,
 }
 
 impl Retained {
@@ -61,14 +61,17 @@ impl Retained {
 /// Recent events kept for `Last-Event-ID` resume, oldest first, charged to the server's
 /// memory budget, which may evict the oldest of them (a resuming client is then told what
 /// it missed).
-struct History {
+pub(crate) struct History {
     entries: Mutex<VecDeque<Retained>>,
     budget: Arc<MemoryBudget>,
     telemetry: Arc<DistributorTelemetry>,
 }
 
 impl History {
-    fn new(budget: Arc<MemoryBudget>, telemetry: Arc<DistributorTelemetry>) -> Arc<Self> {
+    pub(crate) fn new(
+        budget: Arc<MemoryBudget>,
+        telemetry: Arc<DistributorTelemetry>,
+    ) -> Arc<Self> {
         let history = Arc::new(Self {
             entries: Mutex::new(VecDeque::new()),
             budget,
@@ -86,15 +89,21 @@ impl History {
         }
     }
 
-    /// Keeps `entry`, and at most `size` entries in all.
-    fn push(&self, entry: Retained, size: usize) {
+    /// Keeps `entry`, and at most `size` entries in all, none older than `max_age`.
+    pub(crate) fn push(&self, entry: Retained, size: usize, max_age: Option<std::time::Duration>) {
         let weight = entry.weight();
         self.telemetry.hold(weight);
         self.budget.reserve(weight);
         let mut entries = self.entries.lock();
         entries.push_back(entry);
         let mut freed = 0;
-        while entries.len() > size {
+        while entries.len() > size
+            || max_age.is_some_and(|age| {
+                entries
+                    .front()
+                    .is_some_and(|e| e.frame.accepted_at.elapsed() > age)
+            })
+        {
             freed += entries.pop_front().map_or(0, |e| e.weight());
         }
         drop(entries);
@@ -104,7 +113,7 @@ impl History {
     }
 
     /// Keeps at most `size` entries.
-    fn truncate(&self, size: usize) {
+    pub(crate) fn truncate(&self, size: usize) {
         let mut entries = self.entries.lock();
         let mut freed = 0;
         while entries.len() > size {
@@ -115,14 +124,14 @@ impl History {
     }
 
     /// Sequence number of the oldest event kept.
-    fn oldest_seq(&self) -> Option<u64> {
+    pub(crate) fn oldest_seq(&self) -> Option<u64> {
         self.entries.lock().front().map(|e| e.frame.seq)
     }
 
     /// The kept events after `last` that `queue` wants, newest last: as many of the most
     /// recent as the queue holds next to a `reserved` preamble, so a replay never evicts
     /// its own beginning.
-    fn replay(&self, last: u64, queue: &ClientQueue, reserved: usize) -> Vec<Frame> {
+    pub(crate) fn replay(&self, last: u64, queue: &ClientQueue, reserved: usize) -> Vec<Frame> {
         let (slots, room) = queue.room();
         let (mut slots, mut room) = (slots.saturating_sub(1), room.saturating_sub(reserved));
         let entries = self.entries.lock();
@@ -184,6 +193,8 @@ pub struct SseProtocol {
     /// Sequence number of the latest event delivered (0 before the first): a resume
     /// point beyond it misses nothing.
     latest: u64,
+    /// The session's epoch, for the preamble.
+    telemetry: Arc<DistributorTelemetry>,
 }
 
 /// Encodes one event as an SSE block: `id`, `event` (`name`), `data` (the JSON envelope).
@@ -224,33 +235,49 @@ fn read_event_names(r: &mut FieldReader<'_>, path: &str) -> Vec<(Glob, String)> 
     names
 }
 
+/// What a client resuming after `last` does not get back, given the `latest` event and
+/// where its replay starts: events no longer retained, and retained ones that did not fit
+/// its queue; nothing when it missed nothing. Any `u64` is safe: an id at or beyond the
+/// latest event (from another run, or made up) misses nothing.
+pub(crate) fn gaps(
+    last: u64,
+    latest: u64,
+    history: &History,
+    replay_from: Option<u64>,
+) -> Vec<String> {
+    if last >= latest {
+        return Vec::new();
+    }
+    let first_missed = last + 1;
+    let oldest_kept = history.oldest_seq().unwrap_or(latest + 1);
+    let replay_from = replay_from.unwrap_or(latest + 1);
+    let mut said = Vec::new();
+    if oldest_kept > first_missed {
+        said.push(format!(
+            "events {first_missed} to {} are no longer retained",
+            oldest_kept - 1
+        ));
+    }
+    let skipped_from = first_missed.max(oldest_kept);
+    if replay_from > skipped_from {
+        said.push(format!(
+            "events {skipped_from} to {} are not replayed: more than this client's queue holds",
+            replay_from - 1
+        ));
+    }
+    said
+}
+
 impl SseProtocol {
     /// The comment lines telling a client resuming after `last` what it does not get back:
     /// events no longer retained, and retained ones that did not fit its queue (the
     /// replay starts at `replay_from`); nothing when it missed nothing. Any `u64` is safe:
     /// an id at or beyond the latest event (from another run, or made up) misses nothing.
     fn gap_after(&self, last: u64, replay_from: Option<u64>) -> String {
-        if last >= self.latest {
-            return String::new();
-        }
-        let first_missed = last + 1;
-        let oldest_kept = self.history.oldest_seq().unwrap_or(self.latest + 1);
-        let replay_from = replay_from.unwrap_or(self.latest + 1);
-        let mut notice = String::new();
-        if oldest_kept > first_missed {
-            notice.push_str(&format!(
-                ": events {first_missed} to {} are no longer retained\n",
-                oldest_kept - 1
-            ));
-        }
-        let skipped_from = first_missed.max(oldest_kept);
-        if replay_from > skipped_from {
-            notice.push_str(&format!(
-                ": events {skipped_from} to {} are not replayed: more than this client's queue holds\n",
-                replay_from - 1
-            ));
-        }
-        notice
+        gaps(last, self.latest, &self.history, replay_from)
+            .iter()
+            .map(|g| format!(": {g}\n"))
+            .collect()
     }
 }
 
@@ -276,9 +303,10 @@ impl Protocol for SseProtocol {
     ) -> Self {
         Self {
             history: History::new(rails.budget.clone(), telemetry.clone()),
-            fanout: LiveFanout::new(config.fanout, telemetry),
+            fanout: LiveFanout::new(config.fanout, telemetry.clone()),
             config,
             latest: 0,
+            telemetry,
         }
     }
 
@@ -302,7 +330,7 @@ impl Protocol for SseProtocol {
                 origin: event.origin().clone(),
                 frame,
             };
-            self.history.push(entry, self.config.history_size);
+            self.history.push(entry, self.config.history_size, None);
         }
         Delivery::Done(Outcome::Delivered)
     }
@@ -315,12 +343,23 @@ impl Protocol for SseProtocol {
 
     fn attach(&mut self, request: LiveAttach) -> Result<Arc<ClientQueue>, String> {
         let queue = self.fanout.attach(request.subscription)?;
-        let mut preamble = format!("retry: {}\n", self.config.retry_ms);
+        let mut preamble = format!(
+            "retry: {}\n: epoch {} last_seq {}\n",
+            self.config.retry_ms,
+            self.telemetry.epoch(),
+            self.latest
+        );
         let replay = match request.resume_after {
             Some(last) => {
                 let replay = self.history.replay(last, &queue, PREAMBLE_ROOM);
                 let from = replay.first().map(|f| f.seq);
-                preamble.push_str(&self.gap_after(last, from));
+                let gap = self.gap_after(last, from);
+                preamble.push_str(if gap.is_empty() {
+                    ": recovered true\n"
+                } else {
+                    ": recovered false\n"
+                });
+                preamble.push_str(&gap);
                 replay
             }
             None => Vec::new(),

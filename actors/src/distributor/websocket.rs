@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
+use super::sse::{gaps, History, Retained, PREAMBLE_ROOM};
 use super::{CloseReason, Delivery, DistributorKind, LiveAttach, Outcome, Protocol};
 use crate::event::Event;
 use crate::guardrails::Guardrails;
@@ -51,16 +52,27 @@ pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str, rails: &Guardrail
     }
 }
 
+/// Default events kept for clients that reconnect (`historySize`).
+pub const DEFAULT_HISTORY: u64 = 1024;
+
 /// WebSocket settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebSocketConfig {
     /// Client queues and limits.
     pub fanout: FanoutConfig,
+    /// Recent events kept for clients that reconnect with `since` (`historySize`; 0: none).
+    pub history_size: usize,
+    /// And none older than this (`historyMaxAgeMs`; 0: no age limit).
+    pub history_max_age: Option<std::time::Duration>,
 }
 
 /// The WebSocket protocol half of a distributor.
 pub struct WebSocketProtocol {
     fanout: LiveFanout,
+    history: Arc<History>,
+    config: WebSocketConfig,
+    /// Sequence number of the latest event delivered.
+    latest: u64,
 }
 
 impl Protocol for WebSocketProtocol {
@@ -81,8 +93,11 @@ impl Protocol for WebSocketProtocol {
                 )),
             }
         }
+        let max_age = r.u64("historyMaxAgeMs", 0, 30 * 86_400_000, 0);
         WebSocketConfig {
             fanout: read_fanout(r, path, rails),
+            history_size: r.u64_capped("historySize", 0, DEFAULT_HISTORY, rails.history()) as usize,
+            history_max_age: (max_age > 0).then(|| std::time::Duration::from_millis(max_age)),
         }
     }
 
@@ -90,10 +105,13 @@ impl Protocol for WebSocketProtocol {
         _session: Arc<str>,
         config: WebSocketConfig,
         telemetry: Arc<DistributorTelemetry>,
-        _rails: &Guardrails,
+        rails: &Guardrails,
     ) -> Self {
         Self {
+            history: History::new(rails.budget.clone(), telemetry.clone()),
             fanout: LiveFanout::new(config.fanout, telemetry),
+            config,
+            latest: 0,
         }
     }
 
@@ -103,16 +121,47 @@ impl Protocol for WebSocketProtocol {
             bytes: event.json().clone(),
             accepted_at: event.accepted_at,
         };
+        self.latest = self.latest.max(event.seq);
         self.fanout.publish(&event.name, event.origin(), &frame);
+        if self.config.history_size > 0 {
+            let entry = Retained {
+                name: event.name.clone(),
+                origin: event.origin().clone(),
+                frame,
+            };
+            self.history
+                .push(entry, self.config.history_size, self.config.history_max_age);
+        }
         Delivery::Done(Outcome::Delivered)
     }
 
     fn reconfigure(&mut self, config: WebSocketConfig) {
         self.fanout.set_config(config.fanout);
+        self.history.truncate(config.history_size);
+        self.config = config;
     }
 
+    /// A client resuming `since` a seq first gets `{"op": "resume", "recovered": ...}`,
+    /// then what the history still holds of what it missed, in order, then live events.
     fn attach(&mut self, request: LiveAttach) -> Result<Arc<ClientQueue>, String> {
-        self.fanout.attach(request.subscription)
+        let queue = self.fanout.attach(request.subscription)?;
+        if let Some(last) = request.resume_after {
+            let replay = self.history.replay(last, &queue, PREAMBLE_ROOM);
+            let from = replay.first().map(|f| f.seq);
+            let missed = gaps(last, self.latest, &self.history, from);
+            let notice = serde_json::json!({"op": "resume", "since": last,
+                "recovered": missed.is_empty(), "replayed": replay.len(),
+                "last_seq": self.latest, "reason": missed.join("; ")});
+            queue.push(Frame {
+                seq: 0,
+                bytes: bytes::Bytes::from(notice.to_string()),
+                accepted_at: std::time::Instant::now(),
+            });
+            for frame in replay {
+                queue.push(frame);
+            }
+        }
+        Ok(queue)
     }
 
     fn tick(&mut self) {

@@ -90,6 +90,10 @@ pub struct SessionStatus {
     pub mailbox_dropped: u64,
     /// Sequence number of the latest event (0 before the first).
     pub last_seq: u64,
+    /// Changes whenever the session's live history starts empty (it is kept in memory: at
+    /// every start of the server): a client resuming with another epoch missed events the
+    /// server no longer has.
+    pub epoch: Arc<str>,
     /// Every enabled distributor.
     pub distributors: Vec<DistributorStatus>,
     /// The configuration in force.
@@ -99,6 +103,8 @@ pub struct SessionStatus {
 /// The actor behind one session.
 pub struct SessionActor {
     id: Arc<str>,
+    /// See [`SessionStatus::epoch`].
+    epoch: Arc<str>,
     config: SessionConfig,
     router: Router,
     enabled: KindSet,
@@ -185,6 +191,7 @@ impl SessionActor {
             seq: seq.last,
             telemetry: SessionTelemetry::opened(&id, config.template.as_deref()),
             created_at: Utc::now(),
+            epoch: Arc::from(&uuid::Uuid::new_v4().simple().to_string()[..12]),
             closed: false,
             mailbox_drops: None,
             mailbox: SESSION_MAILBOX,
@@ -213,7 +220,9 @@ impl SessionActor {
 
     fn start_distributor(&mut self, kind: DistributorKind, config: &Value) -> Result<(), Report> {
         let telemetry = Arc::new(
-            DistributorTelemetry::new(self.id.clone(), kind).with_system(self.rails.system.clone()),
+            DistributorTelemetry::new(self.id.clone(), kind)
+                .with_system(self.rails.system.clone())
+                .with_epoch(self.epoch.clone()),
         );
         let (link, queue) = spawn(
             kind,
@@ -275,6 +284,7 @@ impl SessionActor {
             events_received: self.telemetry.received_count(),
             mailbox_dropped: self.mailbox_drops.as_ref().map_or(0, |d| d.count()),
             last_seq: self.seq,
+            epoch: self.epoch.clone(),
             distributors,
             config,
         }
