@@ -11,40 +11,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{machine, start_server_with, write_docs};
-
-struct Args {
-    seconds: u64,
-    events: u64,
-    batch: u64,
-    write_docs: bool,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        seconds: 3,
-        events: 1_000_000,
-        batch: 1000,
-        write_docs: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut num = || {
-            it.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .expect("a number after the flag")
-        };
-        match flag.as_str() {
-            "--seconds" => a.seconds = num(),
-            "--events" => a.events = num(),
-            "--batch" => a.batch = num(),
-            "--write-docs" => a.write_docs = true,
-            "--bench" => {}
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    a
-}
+use common::{flags, machine, start_server_with, write_docs};
 
 fn sample(n: u64) -> Value {
     json!({"event": "gaze_sample", "data": {"participant": "P001", "n": n, "x": 0.4183, "y": 0.5721, "pupil": 3.12}})
@@ -119,7 +86,8 @@ async fn ws_batches(port: u16, events: u64, batch: u64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let (f, docs) = flags(&[("seconds", 3), ("events", 1_000_000), ("batch", 1000)]);
+    let (seconds, events, batch) = (f["seconds"], f["events"], f["batch"]);
     let port = start_server_with(|s| {
         s.inference.models.clear();
         s.inference.default_model = String::new();
@@ -136,23 +104,28 @@ async fn main() {
         .expect("session");
     assert!(made.status().is_success());
     let url = format!("{base}/api/v1/sessions/bench/events");
-    let single = rest_single(&client, &url, a.seconds).await;
-    let batched = rest_batches(&client, &url, a.seconds, a.batch).await;
-    let ws = ws_batches(port, a.events, a.batch).await;
+    let single = rest_single(&client, &url, seconds).await;
+    let batched = rest_batches(&client, &url, seconds, batch).await;
+    let ws = ws_batches(port, events, batch).await;
     let table = format!(
-        "{}; one producer, {}-byte events, release build.\n\n\
+        "{}; one producer, {}-byte events, {} build.\n\n\
          | Path | Events/s |\n|---|---|\n\
          | REST, one event per POST | {single:.0} |\n\
          | REST, {} events per POST | {batched:.0} |\n\
          | WebSocket `publish`, {} events per frame, acknowledged, {} events | {ws:.0} |\n",
         machine(),
         sample(0).to_string().len(),
-        a.batch,
-        a.batch,
-        a.events
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        batch,
+        batch,
+        events
     );
     println!("{table}");
-    if a.write_docs {
+    if docs {
         write_docs("publish", &table);
     }
 }

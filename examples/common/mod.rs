@@ -85,3 +85,28 @@ pub fn write_docs(name: &str, table: &str) {
     std::fs::write(path, format!("{}{begin}{table}{}", &doc[..b], &doc[e..])).expect("write docs");
     println!("wrote {path}");
 }
+
+/// `--name N` flags (numbers) and `--write-docs`, over the defaults given; `--bench`
+/// (which `cargo bench` passes) is ignored.
+#[allow(dead_code)] // not every example uses it
+pub fn flags(defaults: &[(&str, u64)]) -> (std::collections::HashMap<String, u64>, bool) {
+    let mut values: std::collections::HashMap<String, u64> =
+        defaults.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let mut write_docs = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--write-docs" => write_docs = true,
+            "--bench" => {}
+            name if values.contains_key(name.trim_start_matches("--")) => {
+                let v = it
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .expect("a number after the flag");
+                values.insert(name.trim_start_matches("--").to_string(), v);
+            }
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    (values, write_docs)
+}

@@ -159,16 +159,21 @@ async fn pages_on_allowed_origins_may_call_the_api_and_others_may_not() {
     );
 }
 
-#[tokio::test]
-async fn the_openapi_document_has_every_route_and_passes_a_real_validator() {
-    let app = spawn_app_with(|s| {
+/// A production server with an admin and a viewer token.
+async fn production() -> TestApp {
+    spawn_app_with(|s| {
         s.server.mode = "production".into();
         s.auth.tokens = vec![
             token_config("admin", "admin", ADMIN),
             token_config("viewer", "viewer", VIEWER),
         ];
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn the_openapi_document_has_every_route_and_passes_a_real_validator() {
+    let app = production().await;
     assert_eq!(app.get("/api/openapi.json").await.status, 401);
     let answer = app.with_token(VIEWER).get("/api/openapi.json").await;
     assert_eq!(answer.status, 200);
@@ -259,14 +264,7 @@ fn tiny_jpeg(width: u32, height: u32) -> String {
 
 #[tokio::test]
 async fn a_source_shows_its_latest_frame_and_whoami_names_the_caller() {
-    let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
-        s.auth.tokens = vec![
-            token_config("admin", "admin", ADMIN),
-            token_config("viewer", "viewer", VIEWER),
-        ];
-    })
-    .await;
+    let app = production().await;
     let admin = app.with_token(ADMIN);
     let viewer = app.with_token(VIEWER);
     let created = admin
