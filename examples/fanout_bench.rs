@@ -5,7 +5,8 @@
 //! millisecond by default) and measure, per frame, the time from the producer's POST to the
 //! client's receipt (producer and clients share this process's monotonic clock).
 //!
-//! `cargo run --release --example fanout_bench -- [--clients 100] [--seconds 5] [--rate 10000] [--write-docs]`
+//! `cargo run --release --example fanout_bench -- [--clients 100] [--seconds 5] [--rate 10000] [--history N] [--write-docs]`
+//! `--history N` sets the WebSocket history (`historySize`) of the session, to compare.
 //! `--write-docs` replaces the table between the fanout markers in docs/PERFORMANCE.md.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,8 @@ struct Args {
     seconds: u64,
     rate: u64,
     write_docs: bool,
+    /// The WebSocket distributor's `historySize` (the server's default when absent).
+    history: Option<u64>,
 }
 
 fn args() -> Args {
@@ -38,6 +41,7 @@ fn args() -> Args {
         seconds: 5,
         rate: 10_000,
         write_docs: false,
+        history: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +55,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = num(),
             "--rate" => a.rate = num(),
             "--write-docs" => a.write_docs = true,
+            "--history" => a.history = Some(num()),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -160,8 +165,11 @@ async fn main() {
     let port = start_server();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let session = json!({"id": "bench", "enabledDistributors": ["websocket"], "distributors": {"websocket": {
+    let mut session = json!({"id": "bench", "enabledDistributors": ["websocket"], "distributors": {"websocket": {
         "queueCapacity": 1_000_000, "clientQueueCapacity": 1_000_000, "maxClientDrops": 0, "maxClients": 10_000}}});
+    if let Some(n) = a.history {
+        session["distributors"]["websocket"]["historySize"] = json!(n);
+    }
     let created = http
         .post(format!("{base}/api/v1/sessions"))
         .json(&session)
