@@ -530,44 +530,43 @@ async fn restore_sources(
 
 /// Puts in force the rules the configuration declares, then those kept in the store.
 async fn start_rules(store: &Store, rules: &RuleEngine, declared: &[Value]) -> anyhow::Result<()> {
-    let mut names = Vec::new();
-    for entry in declared {
-        let (name, body) = Settings::input_entry(entry);
-        rules
-            .put(&name, &body, true)
-            .map_err(|e| anyhow::anyhow!("declared rule {name:?}: {e}"))?;
-        names.push(name);
-    }
-    for (name, body) in store.list(Kind::Rule).await? {
-        if names.contains(&name) {
-            tracing::warn!(rule = %name, "a kept rule has the name of a declared one, which is in force");
-            continue;
-        }
-        if let Err(error) = rules.put(&name, &body, false) {
-            tracing::error!(rule = %name, %error, "a kept rule could not be put in force; it stays in the store");
-        }
-    }
-    Ok(())
+    start_named(store, Kind::Rule, "rule", declared, |n, b, d| {
+        rules.put(n, b, d).map(|_| ())
+    })
+    .await
 }
 
-/// Starts the inputs the configuration declares, then those kept in the store (a kept one
-/// with a declared one's name is left to the declared one).
+/// Starts the inputs the configuration declares, then those kept in the store.
 async fn start_inputs(store: &Store, inputs: &Inputs, declared: &[Value]) -> anyhow::Result<()> {
+    start_named(store, Kind::Input, "input", declared, |n, b, d| {
+        inputs.put(n, b, d).map(|_| ())
+    })
+    .await
+}
+
+/// Puts `declared` entries (`name` plus a body) in force, any problem stopping the start,
+/// then the ones of `kind` kept in the store: one with a declared one's name is left to the
+/// declared one, and one that no longer validates is logged and kept.
+async fn start_named<E: std::fmt::Display>(
+    store: &Store,
+    kind: Kind,
+    what: &str,
+    declared: &[Value],
+    put: impl Fn(&str, &Value, bool) -> Result<(), E>,
+) -> anyhow::Result<()> {
     let mut names = Vec::new();
     for entry in declared {
         let (name, body) = Settings::input_entry(entry);
-        inputs
-            .put(&name, &body, true)
-            .map_err(|e| anyhow::anyhow!("declared input {name:?}: {e}"))?;
+        put(&name, &body, true).map_err(|e| anyhow::anyhow!("declared {what} {name:?}: {e}"))?;
         names.push(name);
     }
-    for (name, body) in store.list(Kind::Input).await? {
+    for (name, body) in store.list(kind).await? {
         if names.contains(&name) {
-            tracing::warn!(input = %name, "a kept input has the name of a declared one, which runs");
+            tracing::warn!(what, %name, "a kept one has the name of a declared one, which is in force");
             continue;
         }
-        if let Err(error) = inputs.put(&name, &body, false) {
-            tracing::error!(input = %name, %error, "a kept input could not start; it stays in the store");
+        if let Err(error) = put(&name, &body, false) {
+            tracing::error!(what, %name, %error, "a kept one could not be put in force; it stays in the store");
         }
     }
     Ok(())

@@ -57,25 +57,26 @@ pub async fn watch(w: Watched) {
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tick.tick().await;
-        let reports = w.sources.list();
+        // States only: the sources' counters are not built every second for this.
+        let reports = w.sources.states_with_devices();
         let now: HashMap<String, String> = reports
             .iter()
-            .map(|r| (r.id.clone(), state_name(&r.status.state)))
+            .map(|(id, _, state)| (id.clone(), state_name(state)))
             .collect();
         let origin = |id: &str, device: Option<Arc<str>>| Origin {
             source: Some(Arc::from(id)),
             device,
             channel: None,
         };
-        for r in &reports {
-            let state = &now[&r.id];
-            let before = sources.get(&r.id);
+        for (id, device, _) in &reports {
+            let state = &now[id];
+            let before = sources.get(id);
             if before != Some(state) {
                 // No error text: a viewer must not learn from it whether a path exists.
                 w.feed.emit_with(
                     "source.state",
-                    json!({"source": r.id, "state": state, "previous": before}),
-                    origin(&r.id, r.device.as_deref().map(Arc::from)),
+                    json!({"source": id, "state": state, "previous": before}),
+                    origin(id, device.as_deref().map(Arc::from)),
                 );
             }
         }
@@ -87,7 +88,7 @@ pub async fn watch(w: Watched) {
         sources = now;
         devices = reports
             .into_iter()
-            .map(|r| (r.id, r.device.map(Arc::from)))
+            .map(|(id, device, _)| (id, device.map(Arc::from)))
             .collect();
         let now: HashMap<String, String> = w
             .models

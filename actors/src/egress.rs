@@ -227,6 +227,18 @@ impl EgressPolicy {
         }
     }
 
+    /// Checks a URL's host as written ([`EgressPolicy::check_written`]); an unreadable URL
+    /// passes (its own validation says why).
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        match reqwest::Url::parse(url) {
+            Ok(u) => self.check_written(
+                u.host_str().unwrap_or_default(),
+                u.port_or_known_default().unwrap_or(443),
+            ),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Resolves `host` through the policy: the allowed addresses, or an error naming the
     /// first refusal. With [`Use::ByName`] every address must be allowed.
     pub async fn resolve(&self, host: &str, port: u16, by: Use) -> Result<Vec<SocketAddr>, String> {
@@ -284,6 +296,28 @@ pub enum Use {
     /// A library connects by name itself (TLS, which checks the name's certificate;
     /// ffmpeg) and picks its own address: every address must be allowed.
     ByName,
+}
+
+/// An HTTP client for `url` that connects only where `policy` allows (names resolve through
+/// it), never follows redirects and ignores proxies from the environment (a proxy would make
+/// every connection one to the proxy, past the policy). The HTTP distributor's and the
+/// webhook rule action's.
+pub fn http_client(url: &str, policy: &std::sync::Arc<EgressPolicy>) -> reqwest::Client {
+    let port = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(443);
+    reqwest::Client::builder()
+        .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(EgressResolver {
+            policy: policy.clone(),
+            port,
+        })
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_default()
 }
 
 /// The webhook client's resolver: names resolve through the policy, so the client only

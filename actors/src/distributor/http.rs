@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::{Delivery, DistributorKind, Outcome, Protocol};
-use crate::egress::{EgressPolicy, EgressResolver};
+use crate::egress::EgressPolicy;
 use crate::event::Event;
 use crate::glob::Glob;
 use crate::guardrails::Guardrails;
@@ -125,25 +125,9 @@ pub struct HttpProtocol {
     egress: Arc<EgressPolicy>,
 }
 
-/// The client for `config`: no redirects, no proxy from the environment (a proxy would
-/// make every connection one to the proxy, past the policy), and names resolved through
-/// the egress policy, so it only ever connects to allowed addresses.
+/// The client for `config` ([`crate::egress::http_client`]).
 fn client_for(config: &HttpConfig, egress: &Arc<EgressPolicy>) -> reqwest::Client {
-    let port = reqwest::Url::parse(&config.base_url)
-        .ok()
-        .and_then(|u| u.port_or_known_default())
-        .unwrap_or(443);
-    reqwest::Client::builder()
-        .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(EgressResolver {
-            policy: egress.clone(),
-            port,
-        })
-        .tcp_nodelay(true)
-        .build()
-        .unwrap_or_default()
+    crate::egress::http_client(&config.base_url, egress)
 }
 
 /// How one attempt ended.

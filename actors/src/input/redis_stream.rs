@@ -217,6 +217,13 @@ async fn read_loop(
     warmed: &mut bool,
     acks: &mpsc::Sender<String>,
 ) -> Result<(), String> {
+    let reader = Reader {
+        config,
+        input,
+        stats,
+        processor,
+        acks,
+    };
     // Own pending entries first: what this consumer took before it stopped. Before them,
     // once per process, the entries handled just before, replayed without events.
     let mut from = "0-0".to_string();
@@ -230,13 +237,6 @@ async fn read_loop(
             break;
         };
         stats.redelivered(reply.len() as u64);
-        let reader = Reader {
-            config,
-            input,
-            stats,
-            processor,
-            acks,
-        };
         handle_batch(conn, &reader, reply, true).await?;
         from = last;
     }
@@ -249,18 +249,11 @@ async fn read_loop(
             last_backlog = Instant::now();
         }
         if last_claim.elapsed() >= config.claim_idle.min(Duration::from_secs(10)) {
-            claim(conn, config, input, stats, processor, acks).await?;
+            claim(conn, &reader).await?;
             last_claim = Instant::now();
         }
         let entries = read(conn, config, ">", Some(config.block)).await?;
         if !entries.is_empty() {
-            let reader = Reader {
-                config,
-                input,
-                stats,
-                processor,
-                acks,
-            };
             handle_batch(conn, &reader, entries, false).await?;
         }
     }
@@ -345,14 +338,13 @@ async fn read(
 }
 
 /// Takes over entries another consumer left pending for `claim_idle`.
-async fn claim(
-    conn: &mut ConnectionManager,
-    config: &RedisStreamConfig,
-    input: &InputConfig,
-    stats: &InputStats,
-    processor: &Processor,
-    acks: &mpsc::Sender<String>,
-) -> Result<(), String> {
+async fn claim(conn: &mut ConnectionManager, reader: &Reader<'_>) -> Result<(), String> {
+    let Reader {
+        config,
+        input,
+        stats,
+        ..
+    } = *reader;
     let mut start = "0-0".to_string();
     loop {
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
@@ -369,14 +361,7 @@ async fn claim(
         if !reply.claimed.is_empty() {
             stats.redelivered(reply.claimed.len() as u64);
             tracing::info!(input = %input.name, entries = reply.claimed.len(), "took over entries another consumer left pending");
-            let reader = Reader {
-                config,
-                input,
-                stats,
-                processor,
-                acks,
-            };
-            handle_batch(conn, &reader, reply.claimed, true).await?;
+            handle_batch(conn, reader, reply.claimed, true).await?;
         }
         if reply.next_stream_id == "0-0" || reply.next_stream_id.is_empty() {
             return Ok(());

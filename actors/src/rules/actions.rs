@@ -66,25 +66,6 @@ pub struct Context {
     pub egress: Arc<crate::egress::EgressPolicy>,
 }
 
-/// A client for `url` that connects only where the egress policy allows, never follows
-/// redirects and ignores proxies from the environment (as the HTTP distributor's).
-fn webhook_client(url: &str, egress: &Arc<crate::egress::EgressPolicy>) -> reqwest::Client {
-    let port = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.port_or_known_default())
-        .unwrap_or(443);
-    reqwest::Client::builder()
-        .user_agent(concat!("synopticon/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(crate::egress::EgressResolver {
-            policy: egress.clone(),
-            port,
-        })
-        .build()
-        .unwrap_or_default()
-}
-
 /// A matched event, shared by every action of the rule.
 pub struct Matched {
     /// The rule.
@@ -370,11 +351,16 @@ async fn run(
 ) {
     let kind = config.kind();
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    // One client for the action's life: its connections are reused from match to match.
+    let client = match &config {
+        ActionConfig::Webhook { url, .. } => crate::egress::http_client(url, &ctx.egress),
+        _ => reqwest::Client::new(),
+    };
     while let Some(item) = rx.recv().await {
         let mut wait = MIN_BACKOFF;
         let first = Instant::now();
         loop {
-            match perform(&config, &item, &ctx).await {
+            match perform(&config, &item, &ctx, &client).await {
                 Attempt::Done => {
                     stats.done();
                     break;
@@ -424,7 +410,12 @@ async fn prune(config: &ActionConfig, ctx: &Context) {
     .await;
 }
 
-async fn perform(config: &ActionConfig, item: &Matched, ctx: &Context) -> Attempt {
+async fn perform(
+    config: &ActionConfig,
+    item: &Matched,
+    ctx: &Context,
+    client: &reqwest::Client,
+) -> Attempt {
     match config {
         ActionConfig::JsonLog => {
             let dir = ctx.settings.log_dir.clone();
@@ -528,16 +519,10 @@ async fn perform(config: &ActionConfig, item: &Matched, ctx: &Context) -> Attemp
                 Err(_) => Attempt::Retry(format!("session {session:?} did not answer")),
             }
         }
+        // An address written in the URL was checked against the policy when the rule was
+        // put in force; names are checked by the client's resolver at each connection.
         ActionConfig::Webhook { url, headers } => {
-            // The resolver checks names; an address written in the URL is checked here.
-            if let Ok(parsed) = reqwest::Url::parse(url) {
-                let host = parsed.host_str().unwrap_or_default();
-                let port = parsed.port_or_known_default().unwrap_or(443);
-                if let Err(e) = ctx.egress.check_written(host, port) {
-                    return Attempt::Final(format!("{url}: {e}"));
-                }
-            }
-            let mut request = webhook_client(url, &ctx.egress)
+            let mut request = client
                 .post(url)
                 .timeout(Duration::from_secs(10))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -154,12 +154,8 @@ impl RuleEngine {
         let mut report = Report::default();
         for (i, action) in config.actions.iter().enumerate() {
             if let ActionConfig::Webhook { url, .. } = action {
-                if let Ok(parsed) = reqwest::Url::parse(url) {
-                    let host = parsed.host_str().unwrap_or_default();
-                    let port = parsed.port_or_known_default().unwrap_or(443);
-                    if let Err(e) = self.ctx.egress.check_written(host, port) {
-                        report.error(format!("actions[{i}].url: {e}"));
-                    }
+                if let Err(e) = self.ctx.egress.check_url(url) {
+                    report.error(format!("actions[{i}].url: {e}"));
                 }
             }
         }

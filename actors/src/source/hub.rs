@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::actor::{CameraActor, SourceShared, SourceStatus, StopSource};
+use super::actor::{CameraActor, SourceShared, SourceState, SourceStatus, StopSource};
 use super::{stream_target, SourceConfig, SourceKind};
 use crate::egress::EgressPolicy;
 use crate::inference::ModelHub;
@@ -312,6 +312,18 @@ impl SourceHub {
         addr.send(ListTracks)
             .await
             .map_err(|_| SourceError::Unavailable(id.to_string()))
+    }
+
+    /// Every source's state and the device it belongs to, without its counters.
+    pub fn states_with_devices(&self) -> Vec<(String, Option<String>, SourceState)> {
+        self.sources
+            .lock()
+            .iter()
+            .map(|(id, h)| {
+                let device = h.shared.config.read().device_serial.clone();
+                (id.clone(), device, h.shared.status.read().state)
+            })
+            .collect()
     }
 
     /// States for health.
