@@ -62,6 +62,8 @@ pub struct Settings {
     pub system: SystemSettings,
     /// The UDP ingest port.
     pub udp_ingest: crate::udp_ingest::UdpIngestSettings,
+    /// Session recordings.
+    pub recording: RecordingConfig,
     /// Edge mode (`synopticon edge`): the camera and where its envelopes go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<crate::edge::EdgeSettings>,
@@ -164,6 +166,25 @@ pub struct SystemSettings {
     pub session: bool,
     /// How often it carries a `health` summary (0: never).
     pub health_interval_secs: u64,
+}
+
+/// `[recording]`: session recordings (docs/RECORDING.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Folder of the `.mcap` files.
+    pub dir: String,
+    /// How often a recording is brought up to date on disk (a crash loses at most this).
+    pub flush_interval_ms: u64,
+    /// Events and frames waiting for one recording's writer; beyond, dropped (counted).
+    pub queue: usize,
+    /// Finished recordings older than this many days are deleted (0: kept).
+    pub max_age_days: u32,
+    /// The oldest finished recordings are deleted while all of them together are larger
+    /// than this many MiB (0: no limit).
+    pub max_total_mb: u64,
+    /// Recordings running at once.
+    pub max_active: usize,
 }
 
 /// The server's own Redis connection.
@@ -620,6 +641,13 @@ impl Settings {
         if (s.production() || self.auth_enabled()) && s.media_dirs.is_empty() {
             r.warn("server.media_dirs: empty, so file and folder sources are refused; list the folders operators may replay images and videos from");
         }
+        let rec = &self.recording;
+        if rec.dir.is_empty() || !(10..=60_000).contains(&rec.flush_interval_ms) {
+            r.error("recording: dir must be set and flush_interval_ms be 10 to 60000");
+        }
+        if rec.queue == 0 || rec.max_active == 0 {
+            r.error("recording: queue and max_active must be at least 1");
+        }
         let u = &self.udp_ingest;
         if !(1..=65507).contains(&u.max_datagram_bytes) {
             r.error("udp_ingest.max_datagram_bytes: must be 1 to 65507");
@@ -988,6 +1016,21 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// Where recordings go and how long they stay.
+    pub fn recording_settings(&self) -> synopticon_actors::recording::RecordingSettings {
+        let r = &self.recording;
+        synopticon_actors::recording::RecordingSettings {
+            dir: r.dir.clone().into(),
+            flush_interval: std::time::Duration::from_millis(r.flush_interval_ms),
+            queue: r.queue,
+            max_age: (r.max_age_days > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(r.max_age_days) * 86_400)),
+            max_total_bytes: (r.max_total_mb > 0).then(|| r.max_total_mb.saturating_mul(1 << 20)),
+            max_active: r.max_active,
+            frame_ref_dirs: self.rules.frame_ref_dirs.iter().map(Into::into).collect(),
+        }
+    }
+
     /// The ceilings sessions are checked against, a fresh memory budget of the configured
     /// size and the egress policy (one of each per server).
     pub fn guardrails(&self) -> synopticon_actors::guardrails::Guardrails {
@@ -1009,6 +1052,8 @@ impl Settings {
             )),
             // Connected to the system session by the server at start.
             system: Default::default(),
+            // Made by the server at start, with the models it names in recordings.
+            recordings: Default::default(),
         }
     }
 

@@ -176,11 +176,24 @@ impl From<SessionsError> for ApiError {
             }
             SessionsError::Conflict(_)
             | SessionsError::NotEnabled(_)
+            | SessionsError::Busy(_)
             | SessionsError::BuiltIn(_) => Self::Conflict(e.to_string()),
             SessionsError::Full(_) | SessionsError::Unavailable(_) => {
                 Self::Unavailable(e.to_string())
             }
             SessionsError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<synopticon_actors::recording::hub::RecordingError> for ApiError {
+    fn from(e: synopticon_actors::recording::hub::RecordingError) -> Self {
+        use synopticon_actors::recording::hub::RecordingError as E;
+        match e {
+            E::NotFound(_) => Self::NotFound(e.to_string()),
+            E::Conflict(m) => Self::Conflict(m),
+            E::Unavailable(m) => Self::Unavailable(m),
+            E::Store(store) => store.into(),
         }
     }
 }

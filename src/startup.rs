@@ -132,6 +132,15 @@ impl Application {
         };
         let mut rails = settings.guardrails();
         rails.system = feed.clone();
+        rails.recordings = synopticon_actors::recording::RecordingHub::new(
+            settings.recording_settings(),
+            settings
+                .inference
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), m.path.clone()))
+                .collect(),
+        );
         let rails = Arc::new(rails);
         let templates = Arc::new(TemplateStore::with_guardrails(rails.clone()));
         let mut report = templates.load_dir(Path::new(&settings.sessions.templates_dir));
@@ -196,7 +205,15 @@ impl Application {
             actors.spawn(synopticon_actors::system::forward(rx, registry.clone()));
         }
         let request_timeout = Duration::from_millis(settings.server.request_timeout_ms);
-        let sessions = Sessions::new(registry.clone(), store.clone(), request_timeout);
+        let sessions = Sessions::new(registry.clone(), store.clone(), request_timeout)
+            .with_recordings(rails.recordings.clone());
+        // Recordings that were running when the server stopped are marked interrupted
+        // before any session starts new ones.
+        let interrupted = rails
+            .recordings
+            .attach_store(store.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the recordings in the store: {e}"))?;
         let mut declared_ids = Vec::new();
         for declared in &settings.sessions.declared {
             let status = sessions
@@ -215,6 +232,21 @@ impl Application {
                 // Kept: a configuration fix (or the peer coming back) brings it back.
                 Err(error) => {
                     tracing::error!(session = %id, %error, "a kept session could not start; it stays in the store")
+                }
+            }
+        }
+
+        // Recordings started over REST go on, in a new file that says which it continues.
+        for old in interrupted {
+            match sessions
+                .start_recording(&old.session, old.spec.clone(), Some(old.id.clone()))
+                .await
+            {
+                Ok(new) => {
+                    tracing::info!(recording = %new.id, continues = %old.id, session = %old.session, "recording resumed after a restart")
+                }
+                Err(error) => {
+                    tracing::warn!(recording = %old.id, session = %old.session, %error, "an interrupted recording could not go on")
                 }
             }
         }

@@ -66,7 +66,7 @@ pub async fn watch(w: Watched) {
         let origin = |id: &str, device: Option<Arc<str>>| Origin {
             source: Some(Arc::from(id)),
             device,
-            channel: None,
+            ..Origin::default()
         };
         for (id, device, _) in &reports {
             let state = &now[id];

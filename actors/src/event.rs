@@ -47,6 +47,21 @@ struct Envelope<'a> {
     event: &'a str,
     ts: String,
     data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<&'a ReplayMark>,
+}
+
+/// Marks an event played back from a recording: which recording, and the number and
+/// time the event had there. Consumers tell replayed events from live ones by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayMark {
+    /// Recording id.
+    pub recording: Arc<str>,
+    /// The event's `seq` in the recorded session (for re-analysed events: the recorded
+    /// detections message they were raised on).
+    pub original_seq: u64,
+    /// The event's `ts` in the recording, RFC 3339.
+    pub original_ts: Arc<str>,
 }
 
 /// What inside the server raised an event: set by the server, never by a client. Live
@@ -59,6 +74,8 @@ pub struct Origin {
     pub device: Option<Arc<str>>,
     /// The device channel it belongs to (`device:SN123:updated`).
     pub channel: Option<Arc<str>>,
+    /// Played back from a recording.
+    pub replay: Option<Arc<ReplayMark>>,
 }
 
 impl Origin {
@@ -141,6 +158,7 @@ impl Event {
                 event: &self.name,
                 ts: self.ts.to_rfc3339_opts(SecondsFormat::Millis, true),
                 data: &self.data,
+                replay: self.origin.replay.as_deref(),
             };
             // Serializing raw JSON and plain strings cannot fail.
             Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())

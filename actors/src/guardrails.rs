@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::budget::MemoryBudget;
 use crate::egress::EgressPolicy;
 use crate::glob::Glob;
+use crate::recording::RecordingHub;
 use crate::system::SystemFeed;
 
 /// Largest `queueCapacity` the code accepts, whatever the configuration.
@@ -46,6 +47,8 @@ pub struct Guardrails {
     pub placeholder_vars: Vec<Glob>,
     /// Where sessions and distributors report what happens to them (the system session).
     pub system: SystemFeed,
+    /// Where sessions record to.
+    pub recordings: RecordingHub,
 }
 
 impl Default for Guardrails {
@@ -62,6 +65,7 @@ impl Default for Guardrails {
             egress: Arc::new(EgressPolicy::open()),
             placeholder_vars: Vec::new(),
             system: SystemFeed::default(),
+            recordings: RecordingHub::default(),
         }
     }
 }

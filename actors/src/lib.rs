@@ -29,6 +29,8 @@
 //!   sessions, webhooks).
 //! - [`input`]: detection envelopes consumed from brokers (Redis Streams, MQTT) into the
 //!   trackers of their devices' sources.
+//! - [`recording`]: sessions recorded to MCAP files, read back and replayed into a
+//!   session (also re-analysed through a source's lines and zones).
 //! - [`tracker`]: ByteTrack-style tracking, lines and zones, the `TrackerActor` of each
 //!   source, and the evaluation on synthetic scenes.
 //! - [`secrets`]: which configuration values are secret; hiding them in answers, sealing
@@ -51,6 +53,7 @@ pub mod inference;
 pub mod input;
 pub mod json;
 pub mod messages;
+pub mod recording;
 pub mod registry;
 pub mod rules;
 pub mod secrets;

@@ -150,6 +150,35 @@ pub enum FrameRef {
     File(std::path::PathBuf),
 }
 
+/// One frame as a source analysed it: what a recording keeps of it (its detections as
+/// the model or device gave them, the tracked boxes, the picture).
+#[derive(Debug, Clone)]
+pub struct AnalysedFrame {
+    /// Source id.
+    pub source: Arc<str>,
+    /// Frame number within the source.
+    pub number: u64,
+    /// The frame's time (the source's clock: an edge device's timestamp).
+    pub at: DateTime<Utc>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Detections before the source's class and confidence filters.
+    pub detections: Vec<crate::inference::Detection>,
+    /// An edge device's own track id for each detection, when it gave them.
+    pub track_ids: Option<Vec<Option<u64>>>,
+    /// Tracked boxes after this frame: (track id, class, confidence, box).
+    pub tracks: Vec<(u64, Arc<str>, f32, crate::inference::BBox)>,
+    /// The picture, when one is at hand.
+    pub picture: Option<Arc<FrameRef>>,
+}
+
+/// Registry → session: a frame of a source it listens to, for its recordings.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordFrame(pub Arc<AnalysedFrame>);
+
 /// Source → registry: events of a vision source, for every session listening to it.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -163,6 +192,8 @@ pub struct PublishSourceEvents {
     pub frame: Option<Arc<FrameRef>>,
     /// Events, in order.
     pub events: Vec<IncomingEvent>,
+    /// The frame analysed, for sessions that record their sources' frames.
+    pub analysed: Option<Arc<AnalysedFrame>>,
 }
 
 /// Server → registry: change which sources a session listens to.

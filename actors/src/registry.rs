@@ -4,7 +4,7 @@
 //! are checked here, in one actor, without locks.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -64,6 +64,9 @@ pub struct SessionRegistry {
     devices: BTreeMap<String, Vec<Glob>>,
     /// Session id → events from sources and devices it missed: its mailbox was full.
     drops: BTreeMap<String, Arc<MailboxDrops>>,
+    /// Session id → how many of its recordings keep its sources' frames (set by the
+    /// session): frames go only to sessions that record them.
+    frames: BTreeMap<String, Arc<AtomicUsize>>,
     /// The rules, offered every event of sources and devices.
     rules: Option<Arc<RuleEngine>>,
     templates: Arc<TemplateStore>,
@@ -78,6 +81,7 @@ impl SessionRegistry {
             sources: BTreeMap::new(),
             devices: BTreeMap::new(),
             drops: BTreeMap::new(),
+            frames: BTreeMap::new(),
             rules: None,
             templates,
             settings,
@@ -157,6 +161,7 @@ impl SessionRegistry {
         }
         let id = config.id.clone();
         let drops = Arc::new(MailboxDrops::new(&id));
+        let frames = Arc::new(AtomicUsize::new(0));
         let session = SessionActor::new(
             config,
             self.settings.redaction_key.clone(),
@@ -165,13 +170,15 @@ impl SessionRegistry {
             self.settings.store.clone(),
         )
         .map_err(RegistryError::Invalid)?
-        .counting_mailbox_drops(drops.clone(), self.settings.session_mailbox);
+        .counting_mailbox_drops(drops.clone(), self.settings.session_mailbox)
+        .sharing_frame_demand(frames.clone());
         let status = session.status();
         self.sources
             .insert(id.clone(), status.config.sources.clone());
         self.devices
             .insert(id.clone(), globs(&status.config.devices));
         self.drops.insert(id.clone(), drops);
+        self.frames.insert(id.clone(), frames);
         self.sessions.insert(id, session.start());
         Ok(status)
     }
@@ -227,6 +234,7 @@ impl Handler<RemoveSession> for SessionRegistry {
         self.sources.remove(&msg.0);
         self.devices.remove(&msg.0);
         self.drops.remove(&msg.0);
+        self.frames.remove(&msg.0);
         self.sessions.remove(&msg.0)
     }
 }
@@ -238,6 +246,7 @@ impl Handler<RemoveAllSessions> for SessionRegistry {
         self.sources.clear();
         self.devices.clear();
         self.drops.clear();
+        self.frames.clear();
         MessageResult(std::mem::take(&mut self.sessions).into_values().collect())
     }
 }
@@ -264,7 +273,12 @@ impl Handler<PublishSourceEvents> for SessionRegistry {
                 .as_deref()
                 .is_some_and(|serial| self.listens_to_device(id, serial));
             if by_source || by_device {
-                self.hand_over(id, session, &msg.events);
+                if !msg.events.is_empty() {
+                    self.hand_over(id, session, &msg.events);
+                }
+                if let Some(frame) = &msg.analysed {
+                    self.hand_frame(id, session, frame);
+                }
             }
         }
     }
@@ -338,6 +352,23 @@ impl SessionRegistry {
         if let Err(SendError::Full(_)) = session.try_send(PublishEvents(events.to_vec())) {
             if let Some(drops) = self.drops.get(id) {
                 drops.add(events.len());
+            }
+        }
+    }
+
+    /// Hands a source's analysed frame to a session that records frames; a full mailbox
+    /// misses it, counted like an event.
+    fn hand_frame(&self, id: &str, session: &Addr<SessionActor>, frame: &Arc<AnalysedFrame>) {
+        let wanted = self
+            .frames
+            .get(id)
+            .is_some_and(|n| n.load(Ordering::Relaxed) > 0);
+        if !wanted {
+            return;
+        }
+        if let Err(SendError::Full(_)) = session.try_send(RecordFrame(frame.clone())) {
+            if let Some(drops) = self.drops.get(id) {
+                drops.add(1);
             }
         }
     }
@@ -427,6 +458,7 @@ mod tests {
                 device: None,
                 events: batch(i),
                 frame: None,
+                analysed: None,
             });
         }
         let sessions = registry.send(ListSessions).await.expect("registry");

@@ -44,6 +44,9 @@ pub enum SessionsError {
     /// The session limit is reached (503).
     #[error("the server already has its maximum of {0} sessions")]
     Full(usize),
+    /// Not possible now (409), e.g. too many recordings running.
+    #[error("{0}")]
+    Busy(String),
     /// An actor did not answer in time, or a live client could not attach (503).
     #[error("{0}")]
     Unavailable(String),
@@ -73,10 +76,23 @@ impl From<SessionError> for SessionsError {
     }
 }
 
+/// A recording's error as a session error.
+fn recording_error(e: crate::recording::hub::RecordingError) -> SessionsError {
+    use crate::recording::hub::RecordingError as E;
+    match e {
+        E::NotFound(id) => SessionsError::NotFound(id),
+        E::Conflict(m) => SessionsError::Busy(m),
+        E::Unavailable(m) => SessionsError::Unavailable(m),
+        E::Store(e) => SessionsError::Store(e),
+    }
+}
+
 /// The sessions of this server.
 #[derive(Clone)]
 pub struct Sessions {
     registry: Addr<SessionRegistry>,
+    /// Where sessions record to.
+    recordings: crate::recording::RecordingHub,
     store: Arc<Store>,
     /// How long an actor may take to answer.
     timeout: Duration,
@@ -87,9 +103,16 @@ impl Sessions {
     pub fn new(registry: Addr<SessionRegistry>, store: Arc<Store>, timeout: Duration) -> Self {
         Self {
             registry,
+            recordings: Default::default(),
             store,
             timeout,
         }
+    }
+
+    /// The handle, keeping recordings started through it in `recordings`.
+    pub fn with_recordings(mut self, recordings: crate::recording::RecordingHub) -> Self {
+        self.recordings = recordings;
+        self
     }
 
     /// The registry (for sources, which publish their events through it).
@@ -464,6 +487,78 @@ impl Sessions {
     ) -> Result<Vec<RoutedEvent>, SessionsError> {
         let session = self.find(id).await?;
         self.ask("the session", session.send(PublishEvents(events)))
+            .await
+    }
+
+    /// Starts recording a session; the recording is kept in the store before this
+    /// returns.
+    pub async fn start_recording(
+        &self,
+        id: &str,
+        spec: crate::recording::RecordingSpec,
+        continues: Option<String>,
+    ) -> Result<crate::recording::RecordingInfo, SessionsError> {
+        let session = self.find(id).await?;
+        let recorder = self
+            .ask(
+                "the session",
+                session.send(crate::session::StartRecording { spec, continues }),
+            )
+            .await?
+            .map_err(recording_error)?;
+        if let Err(error) = self.recordings.keep(&recorder).await {
+            recorder.stop("the store could not keep it");
+            return Err(recording_error(error));
+        }
+        Ok(recorder.info())
+    }
+
+    /// Plays cues into a session: the player is attached to it (its status shows it)
+    /// and runs until the end, a stop, or the session's end.
+    pub async fn start_replay(
+        &self,
+        id: &str,
+        player: Arc<crate::recording::replay::Player>,
+        cues: Vec<crate::recording::replay::Cue>,
+        rate: f64,
+        looping: bool,
+    ) -> Result<(), SessionsError> {
+        let session = self.find(id).await?;
+        self.ask(
+            "the session",
+            session.send(crate::session::AttachReplay(player.clone())),
+        )
+        .await?;
+        let timeout = self.timeout;
+        tokio::spawn(crate::recording::replay::play(
+            player,
+            cues,
+            rate,
+            looping,
+            move |batch| {
+                let session = session.clone();
+                async move {
+                    // Waiting for the session is the back-pressure; a stuck one ends it.
+                    match tokio::time::timeout(timeout * 10, session.send(PublishEvents(batch)))
+                        .await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(_)) => Err("the session closed".to_string()),
+                        Err(_) => Err("the session did not take events in time".to_string()),
+                    }
+                }
+            },
+        ));
+        Ok(())
+    }
+
+    /// The recording playing into a session, if any.
+    pub async fn replay(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<crate::recording::replay::Player>>, SessionsError> {
+        let session = self.find(id).await?;
+        self.ask("the session", session.send(crate::session::GetReplay))
             .await
     }
 

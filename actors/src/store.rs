@@ -60,6 +60,8 @@ pub enum Kind {
     /// What an e-mail digest has gathered, and when it last went (instance-owned: each
     /// server sends its own).
     Digest,
+    /// A recording of a session (instance-owned: its file is on this machine).
+    Recording,
 }
 
 impl Kind {
@@ -72,15 +74,19 @@ impl Kind {
             Kind::Input => "input",
             Kind::Rule => "rule",
             Kind::Digest => "digest",
+            Kind::Recording => "recording",
         }
     }
 
     /// Sessions and sources run on one instance; the rest is shared.
     fn owned(self) -> bool {
-        matches!(self, Kind::Session | Kind::Source | Kind::Digest)
+        matches!(
+            self,
+            Kind::Session | Kind::Source | Kind::Digest | Kind::Recording
+        )
     }
 
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Session,
         Kind::Source,
         Kind::Template,
@@ -88,6 +94,7 @@ impl Kind {
         Kind::Input,
         Kind::Rule,
         Kind::Digest,
+        Kind::Recording,
     ];
 }
 
@@ -744,7 +751,7 @@ impl Store {
     }
 
     /// Every kind of document record, for tools.
-    pub fn kinds() -> [Kind; 7] {
+    pub fn kinds() -> [Kind; 8] {
         Kind::ALL
     }
 }

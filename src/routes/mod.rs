@@ -14,6 +14,8 @@
 //! - [`devices`](self::devices): `/api/v1/devices` (the device registry) and
 //!   `/api/v1/sessions/{id}/devices`
 //! - [`inputs`](self::inputs): `/api/v1/inputs` (broker inputs of a processor)
+//! - [`recordings`](self::recordings): `/api/v1/recordings`, a session's recordings and
+//!   replay (MCAP files)
 //! - [`rules`](self::rules): `/api/v1/rules` (rules that act on events)
 //! - [`tokens`](self::tokens): `/api/v1/tokens` (bearer tokens; admin only)
 //! - [`debug`](self::debug): `/api/v1/debug` (fault injection, only with `server.debug_endpoints`)
@@ -31,6 +33,7 @@ pub mod inputs;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod recordings;
 pub mod rules;
 pub mod sessions;
 pub mod sources;
@@ -209,6 +212,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
     templates::configure(&mut api);
     sessions::configure(&mut api);
     live::configure(&mut api);
+    recordings::configure(&mut api);
     inference::configure(&mut api);
     sources::configure(&mut api);
     devices::configure(&mut api);

@@ -159,6 +159,16 @@ fn responses(method: &str, path: &str, live_feed: bool) -> Value {
             Some(("text/plain", json!({"type": "string"}))),
         );
     }
+    if path.ends_with("/download") {
+        return ok(
+            "200",
+            "The recording's MCAP file.",
+            Some((
+                "application/octet-stream",
+                json!({"type": "string", "contentMediaType": "application/octet-stream"}),
+            )),
+        );
+    }
     if path.ends_with(".jpg") {
         return ok(
             "200",
@@ -311,6 +321,8 @@ fn param_doc(name: &str, scope: ResourceScope) -> &'static str {
         ("name", _) => "A name.",
         ("token", _) => "A token id.",
         ("path", _) => "A capture's path, as the captures list gives it.",
+        ("rid", _) => "A recording id.",
+        ("action", _) => "pause, resume, seek (body {\"position_s\"}) or stop.",
         _ => "An identifier.",
     }
 }
@@ -319,6 +331,9 @@ fn tag(path: &str) -> &'static str {
     let p = path
         .trim_start_matches("/api/v1/")
         .trim_start_matches("/api/");
+    if p.starts_with("recordings") || p.contains("/recordings") || p.contains("/replay") {
+        return "recordings";
+    }
     for (prefix, tag) in [
         ("sessions", "sessions"),
         ("templates", "templates"),
@@ -352,6 +367,7 @@ fn tag_doc(tag: &str) -> &'static str {
         "devices" => "The device registry.",
         "inputs" => "Broker inputs of a processor.",
         "rules" => "Rules that act on events.",
+        "recordings" => "Sessions recorded to MCAP files, and played back into sessions.",
         "tokens" => "Bearer tokens.",
         "inference" => "Detection on posted images.",
         "debug" => "Fault injection (server.debug_endpoints).",
@@ -366,6 +382,7 @@ fn doc_for(path: &str) -> Option<&'static str> {
         "devices" => "DEVICES.md",
         "inputs" => "EDGE.md",
         "rules" => "RULES.md",
+        "recordings" => "RECORDING.md",
         "tokens" => "SECURITY.md",
         "inference" => "MODELS.md",
         "dashboard" => "DASHBOARD.md",

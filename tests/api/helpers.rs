@@ -42,6 +42,11 @@ pub fn test_settings() -> Settings {
     settings.sessions.templates_dir =
         concat!(env!("CARGO_MANIFEST_DIR"), "/config/templates").into();
     settings.log.level = "warn".into();
+    // Each server records into its own folder.
+    settings.recording.dir = std::env::temp_dir()
+        .join(format!("synopticon-recordings-{}", uuid::Uuid::new_v4()))
+        .display()
+        .to_string();
     // Models load only in the tests that ask for them (see `with_models`).
     settings.inference.models.clear();
     settings.inference.default_model = String::new();

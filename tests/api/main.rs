@@ -17,6 +17,7 @@ mod metrics;
 mod mqtt;
 mod pipeline;
 mod publish;
+mod recording;
 mod redis;
 mod resume;
 mod rules;

@@ -125,6 +125,11 @@ impl Caller {
         if self == Caller::OutOfScope && route.rule.scope != ResourceScope::None {
             return Expect::Status(404);
         }
+        // A recording belongs to its session: a token scoped to other sessions does not
+        // see it (the walk's recording is of s1).
+        if self == Caller::OutOfScope && route.path.starts_with("/api/v1/recordings/{rid}") {
+            return Expect::Status(404);
+        }
         Expect::Success
     }
 }
@@ -279,6 +284,36 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             p("/api/v1/tokens/walk-target"),
             Body::Json(json!({"description": "walked"})),
         ),
+        ("GET", "/api/v1/sessions/{id}/recordings") => {
+            (p("/api/v1/sessions/s1/recordings"), Body::None)
+        }
+        ("POST", "/api/v1/sessions/{id}/recordings") => (
+            p("/api/v1/sessions/s1/recordings"),
+            Body::Json(json!({"events": ["walk"]})),
+        ),
+        ("GET", "/api/v1/recordings") => (p(path), Body::None),
+        ("GET", "/api/v1/recordings/{rid}") | ("DELETE", "/api/v1/recordings/{rid}") => (
+            format!("/api/v1/recordings/{}", walk_recording()),
+            Body::None,
+        ),
+        ("POST", "/api/v1/recordings/{rid}/stop") => (
+            format!("/api/v1/recordings/{}/stop", walk_recording()),
+            Body::None,
+        ),
+        ("GET", "/api/v1/recordings/{rid}/download") => (
+            format!("/api/v1/recordings/{}/download", walk_recording()),
+            Body::None,
+        ),
+        ("GET", "/api/v1/sessions/{id}/replay") | ("DELETE", "/api/v1/sessions/{id}/replay") => {
+            (p("/api/v1/sessions/s1/replay"), Body::None)
+        }
+        ("POST", "/api/v1/sessions/{id}/replay") => (
+            p("/api/v1/sessions/s1/replay"),
+            Body::Json(json!({"recording": walk_recording(), "rate": 0})),
+        ),
+        ("POST", "/api/v1/sessions/{id}/replay/{action}") => {
+            (p("/api/v1/sessions/s1/replay/pause"), Body::None)
+        }
         ("POST", "/api/v1/debug/sessions/{id}/distributors/{kind}/panic") => (
             p("/api/v1/debug/sessions/s1/distributors/websocket/panic"),
             Body::None,
@@ -338,6 +373,13 @@ fn tiny_jpeg() -> String {
     base64::engine::general_purpose::STANDARD.encode(jpeg)
 }
 
+/// The walk's finished recording of s1 (made again by the fixtures once deleted).
+static WALK_RECORDING: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn walk_recording() -> String {
+    WALK_RECORDING.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
 /// Puts back what a successful DELETE (or a panic) took away.
 async fn fixtures(admin: &TestApp) {
     let _ = admin
@@ -363,6 +405,31 @@ async fn fixtures(admin: &TestApp) {
                 "frame_data": {"format": "jpeg", "base64": tiny_jpeg()}}),
         )
         .await;
+    // A finished recording of s1, and a replay of it attached to s1.
+    let rid = walk_recording();
+    if rid.is_empty() || admin.get(&format!("/api/v1/recordings/{rid}")).await.status != 200 {
+        let started = admin
+            .post("/api/v1/sessions/s1/recordings", &json!({}))
+            .await;
+        let rid = started.body["id"].as_str().unwrap_or_default().to_string();
+        admin
+            .publish("s1", json!([{"event": "walk", "data": {}}]))
+            .await;
+        let _ = admin
+            .post(&format!("/api/v1/recordings/{rid}/stop"), &json!({}))
+            .await;
+        if let Ok(mut kept) = WALK_RECORDING.lock() {
+            *kept = rid;
+        }
+    }
+    if admin.get("/api/v1/sessions/s1/replay").await.status != 200 {
+        let _ = admin
+            .post(
+                "/api/v1/sessions/s1/replay",
+                &json!({"recording": walk_recording(), "rate": 0}),
+            )
+            .await;
+    }
     let _ = admin
         .put(
             "/api/v1/templates/walk",

@@ -384,6 +384,7 @@ impl DeviceRegistry {
                     source: None,
                     device: Some(serial.clone()),
                     channel: Some(Arc::from(channel)),
+                    replay: None,
                 },
             });
         }

@@ -511,7 +511,7 @@ async fn perform(
                 origin: crate::event::Origin {
                     source: item.source.clone(),
                     device: item.device.clone(),
-                    channel: None,
+                    ..Default::default()
                 },
             };
             match addr.send(PublishEvents(vec![event])).await {

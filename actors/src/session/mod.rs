@@ -9,6 +9,7 @@ pub mod spec;
 pub mod templates;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -25,6 +26,10 @@ use crate::distributor::{
 use crate::event::Event;
 use crate::guardrails::Guardrails;
 use crate::messages::*;
+use crate::recording::hub::RecordingError;
+use crate::recording::recorder::Recorder;
+use crate::recording::replay::{Player, ReplayStatus};
+use crate::recording::RecordingSpec;
 use crate::store::Store;
 use crate::telemetry::{DistributorCounters, DistributorTelemetry, LastError, SessionTelemetry};
 use crate::validation::Report;
@@ -96,6 +101,11 @@ pub struct SessionStatus {
     pub epoch: Arc<str>,
     /// Every enabled distributor.
     pub distributors: Vec<DistributorStatus>,
+    /// Ids of the recordings running on it.
+    pub recordings: Vec<String>,
+    /// The recording playing into it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayStatus>,
     /// The configuration in force.
     pub config: SessionConfig,
 }
@@ -124,6 +134,12 @@ pub struct SessionActor {
     mailbox_drops: Option<Arc<crate::registry::MailboxDrops>>,
     /// Messages its mailbox holds ([`SESSION_MAILBOX`] unless a test says otherwise).
     mailbox: usize,
+    /// Recordings running on it: every event is offered to each.
+    recorders: Vec<Arc<Recorder>>,
+    /// How many of them keep its sources' frames (the registry reads it).
+    frame_demand: Arc<AtomicUsize>,
+    /// The recording playing into it.
+    replay: Option<Arc<Player>>,
 }
 
 /// Messages a session's mailbox holds: producers posting over REST wait for room (their
@@ -165,6 +181,54 @@ impl SessionActor {
         self
     }
 
+    /// The session, telling the registry through `demand` whether any of its recordings
+    /// keeps its sources' frames.
+    pub fn sharing_frame_demand(mut self, demand: Arc<AtomicUsize>) -> Self {
+        demand.store(self.frame_demand.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.frame_demand = demand;
+        self
+    }
+
+    /// Starts a recording of this session.
+    fn record(
+        &mut self,
+        spec: RecordingSpec,
+        auto: bool,
+        continues: Option<String>,
+    ) -> Result<Arc<Recorder>, RecordingError> {
+        let recorder = self
+            .rails
+            .recordings
+            .start(&self.config, spec, auto, continues)?;
+        self.recorders.push(recorder.clone());
+        self.count_frame_demand();
+        Ok(recorder)
+    }
+
+    fn count_frame_demand(&self) {
+        let n = self.recorders.iter().filter(|r| r.wants_frames()).count();
+        self.frame_demand.store(n, Ordering::Relaxed);
+    }
+
+    /// Forgets recordings that were stopped (over REST).
+    fn prune_recorders(&mut self) {
+        if self.recorders.iter().any(|r| r.is_stopping()) {
+            self.recorders.retain(|r| !r.is_stopping());
+            self.count_frame_demand();
+        }
+    }
+
+    /// Stops its recordings and its replay (the session is closing).
+    fn stop_recording_and_replay(&mut self, reason: &str) {
+        for r in self.recorders.drain(..) {
+            r.stop(reason);
+        }
+        self.count_frame_demand();
+        if let Some(player) = self.replay.take() {
+            player.stop();
+        }
+    }
+
     /// Builds the session and starts its distributors on the current arbiter; `key` hashes
     /// the fields it redacts with `hash`; `rails` bounds what its distributors hold; its
     /// sequence numbers continue from `seq`, reserved ahead in `store`.
@@ -195,6 +259,9 @@ impl SessionActor {
             closed: false,
             mailbox_drops: None,
             mailbox: SESSION_MAILBOX,
+            recorders: Vec::new(),
+            frame_demand: Arc::new(AtomicUsize::new(0)),
+            replay: None,
             id,
             config,
         };
@@ -213,6 +280,12 @@ impl SessionActor {
             if let Err(report) = session.start_distributor(kind, &cfg) {
                 session.shutdown_all(CloseReason::SessionClosed);
                 return Err(report);
+            }
+        }
+        // Its template records it: from its first event, at every start.
+        if let Some(spec) = session.config.recording.clone() {
+            if let Err(error) = session.record(spec, true, None) {
+                tracing::error!(session = %session.id, %error, "the session's template asks for a recording that cannot start");
             }
         }
         Ok(session)
@@ -286,6 +359,13 @@ impl SessionActor {
             last_seq: self.seq,
             epoch: self.epoch.clone(),
             distributors,
+            recordings: self
+                .recorders
+                .iter()
+                .filter(|r| !r.is_stopping())
+                .map(|r| r.id().to_string())
+                .collect(),
+            replay: self.replay.as_ref().map(|p| p.status()),
             config,
         }
     }
@@ -336,6 +416,7 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.stop_recording_and_replay("session closed");
         if !self.closed {
             self.shutdown_all(CloseReason::SessionClosed);
             self.telemetry.closed(&self.id, "stopped");
@@ -366,6 +447,9 @@ impl Handler<PublishEvents> for SessionActor {
                 .with_origin(incoming.origin),
             );
             self.telemetry.received();
+            for r in &self.recorders {
+                r.offer(&event);
+            }
             let targets = match self.router.route(&name) {
                 Some(set) => set.intersect(self.enabled),
                 None => self.enabled,
@@ -389,7 +473,65 @@ impl Handler<PublishEvents> for SessionActor {
             });
         }
         self.reserve_ahead(ctx);
+        self.prune_recorders();
         MessageResult(routed)
+    }
+}
+
+impl Handler<RecordFrame> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordFrame, _: &mut Self::Context) {
+        for r in &self.recorders {
+            r.offer_frame(&msg.0);
+        }
+    }
+}
+
+/// Server → session: start recording it.
+#[derive(Message)]
+#[rtype(result = "Result<Arc<Recorder>, RecordingError>")]
+pub struct StartRecording {
+    /// What to keep.
+    pub spec: RecordingSpec,
+    /// The recording it continues (after a restart).
+    pub continues: Option<String>,
+}
+
+impl Handler<StartRecording> for SessionActor {
+    type Result = Result<Arc<Recorder>, RecordingError>;
+
+    fn handle(&mut self, msg: StartRecording, _: &mut Self::Context) -> Self::Result {
+        self.prune_recorders();
+        self.record(msg.spec, false, msg.continues)
+    }
+}
+
+/// Server → session: a recording now plays into it (one at a time: a running one stops).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachReplay(pub Arc<Player>);
+
+impl Handler<AttachReplay> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachReplay, _: &mut Self::Context) {
+        if let Some(old) = self.replay.replace(msg.0) {
+            old.stop();
+        }
+    }
+}
+
+/// Server → session: the player running on it, if any.
+#[derive(Message)]
+#[rtype(result = "Option<Arc<Player>>")]
+pub struct GetReplay;
+
+impl Handler<GetReplay> for SessionActor {
+    type Result = Option<Arc<Player>>;
+
+    fn handle(&mut self, _: GetReplay, _: &mut Self::Context) -> Self::Result {
+        self.replay.clone()
     }
 }
 
@@ -559,6 +701,7 @@ impl Handler<CloseSession> for SessionActor {
 
     fn handle(&mut self, msg: CloseSession, ctx: &mut Self::Context) -> Self::Result {
         let mut status = self.status();
+        self.stop_recording_and_replay("session closed");
         self.shutdown_all(msg.0);
         self.closed = true;
         status.state = "closed";

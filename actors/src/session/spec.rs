@@ -59,11 +59,14 @@ pub struct SessionConfig {
     /// Fields dropped or hashed before any distributor sees an event.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub redact: BTreeMap<String, RedactAction>,
+    /// Recorded from its start (its template's `recording`, or the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::recording::RecordingSpec>,
 }
 
 /// Fields a session request may have.
 const SPEC_FIELDS: &str =
-    "id, template, enabledDistributors, distributors, eventRouting, sources, devices, redact";
+    "id, template, enabledDistributors, distributors, eventRouting, sources, devices, redact, recording";
 
 /// Resolves a session request. `default_template` applies when the request names none;
 /// `generate_id` supplies an id when it has none; distributor settings are checked
@@ -96,6 +99,8 @@ pub fn resolve(
     let mut sources = Vec::new();
     let mut devices = Vec::new();
     let mut redact = BTreeMap::new();
+    // Some(None): the request turns its template's recording off.
+    let mut recording: Option<Option<crate::recording::RecordingSpec>> = None;
     if map.contains_key("id") && map.contains_key("sessionId") {
         report.error("id and sessionId: give one of them, not both");
     }
@@ -146,6 +151,12 @@ pub fn resolve(
                 if !v.is_null() {
                     redact = parse_rules("redact", v, &mut report);
                 }
+            }
+            "recording" => {
+                recording = Some(match v {
+                    Value::Bool(false) => None,
+                    v => Some(crate::recording::parse_spec("recording", v, &mut report)),
+                })
             }
             other => report.error(format!(
                 "{other}: unknown field (known fields: {SPEC_FIELDS})"
@@ -249,6 +260,7 @@ pub fn resolve(
         sources,
         devices,
         redact,
+        recording: recording.unwrap_or_else(|| template.as_ref().and_then(|t| t.recording.clone())),
     };
     (Some(config), report)
 }

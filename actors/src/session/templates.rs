@@ -50,6 +50,9 @@ pub struct Template {
     pub distributors: Map<String, Value>,
     /// Event routing.
     pub event_routing: EventRouting,
+    /// Sessions from it are recorded from their start (docs/RECORDING.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<crate::recording::RecordingSpec>,
 }
 
 /// Longest template name.
@@ -88,6 +91,7 @@ impl Template {
             enabled_distributors: Vec::new(),
             distributors: Map::new(),
             event_routing: EventRouting::new(),
+            recording: None,
         };
         for (key, v) in map {
             match key.as_str() {
@@ -145,9 +149,16 @@ impl Template {
                 "eventRouting" | "event_routing" => {
                     template.event_routing = parse_routing("eventRouting", v, &mut report)
                 }
+                "recording" => match v {
+                    Value::Bool(false) | Value::Null => {}
+                    v => {
+                        template.recording =
+                            Some(crate::recording::parse_spec("recording", v, &mut report))
+                    }
+                },
                 "name" | "origin" => {}
                 other => report.error(format!(
-                    "{other}: unknown field (known fields: description, enabledDistributors, distributors, eventRouting)"
+                    "{other}: unknown field (known fields: description, enabledDistributors, distributors, eventRouting, recording)"
                 )),
             }
         }
@@ -176,6 +187,7 @@ fn builtin(
             _ => Map::new(),
         },
         event_routing: EventRouting::new(),
+        recording: None,
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ use crate::inference::envelope::{
     DetectionMessage, EnvelopeDetection, FrameData, FrameInfo, SourceInfo, VERSION,
 };
 use crate::inference::{BBox, Detection, Frame, FrameDetected, InferenceError, Point, Roi};
-use crate::messages::{FrameRef, IncomingEvent, PublishSourceEvents};
+use crate::messages::{AnalysedFrame, FrameRef, IncomingEvent, PublishSourceEvents};
 use crate::source::actor::SourceShared;
 use crate::source::SourceConfig;
 
@@ -96,8 +96,9 @@ pub struct TrackerActor {
     analytics: Analytics,
     /// Number of the next tracked frame (the envelope's `frame.number`).
     frame_number: u64,
-    /// When the latest `detections` event went out (rate limit).
-    last_detections_event: Option<Instant>,
+    /// The frame time of the latest `detections` event (rate limit): frame time, not the
+    /// wall clock, so that a replay raises the same events as the live run.
+    last_detections_event: Option<DateTime<Utc>>,
     /// Time of the latest frame: edge timestamps that go back are held here, so dwell
     /// times and durations are never negative.
     last_at: Option<DateTime<Utc>>,
@@ -216,9 +217,9 @@ impl TrackerActor {
         let due = config.detections_events
             && self
                 .last_detections_event
-                .is_none_or(|t| t.elapsed() >= Duration::from_millis(config.detections_every_ms));
+                .is_none_or(|t| (at - t).num_milliseconds() >= config.detections_every_ms as i64);
         if due {
-            self.last_detections_event = Some(Instant::now());
+            self.last_detections_event = Some(at);
             let message = DetectionMessage {
                 version: VERSION,
                 source: SourceInfo::new(
@@ -282,17 +283,40 @@ impl TrackerActor {
         if let Some(picture) = &frame.picture {
             *self.shared.latest.write() = Some(picture.clone());
         }
-        self.publish_on(events, frame.picture);
+        // What recordings keep of the frame (a scratch tracker has no one to give it to).
+        let analysed = (self.sink.is_some() && !self.quiet).then(|| {
+            Arc::new(AnalysedFrame {
+                source: self.id.clone(),
+                number,
+                at,
+                width: frame.width,
+                height: frame.height,
+                detections: frame.detections.to_vec(),
+                track_ids: frame.track_ids.map(<[Option<u64>]>::to_vec),
+                tracks: update
+                    .tracks
+                    .iter()
+                    .map(|t| (t.track_id, t.class_name.clone(), t.confidence, t.bbox))
+                    .collect(),
+                picture: frame.picture.clone(),
+            })
+        });
+        self.publish_on(events, frame.picture, analysed);
     }
 
     fn publish(&mut self, events: Vec<IncomingEvent>) {
-        self.publish_on(events, None);
+        self.publish_on(events, None, None);
     }
 
     /// Hands events to the registry (sessions and rules), with the frame they were raised
-    /// on if there is one.
-    fn publish_on(&mut self, mut events: Vec<IncomingEvent>, frame: Option<Arc<FrameRef>>) {
-        if events.is_empty() || self.quiet {
+    /// on if there is one, and the frame as analysed for recordings.
+    fn publish_on(
+        &mut self,
+        mut events: Vec<IncomingEvent>,
+        frame: Option<Arc<FrameRef>>,
+        analysed: Option<Arc<AnalysedFrame>>,
+    ) {
+        if (events.is_empty() && analysed.is_none()) || self.quiet {
             return;
         }
         let device: Option<Arc<str>> = self.config.device_serial.as_deref().map(Arc::from);
@@ -311,6 +335,7 @@ impl TrackerActor {
                 device,
                 events,
                 frame,
+                analysed,
             }),
             None => self.collected.extend(events),
         }
@@ -612,14 +637,31 @@ impl TrackerActor {
 /// thresholds: the events they raise, in order (nothing is published or counted). The
 /// first unreadable envelope is the error.
 pub fn replay(config: SourceConfig, envelopes: &[Value]) -> Result<Vec<IncomingEvent>, String> {
+    Ok(replay_indexed(config, envelopes)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
+}
+
+/// [`replay`], each event with the index of the envelope that raised it (the tracks
+/// still open at the end are ended on the last one). Driven by the envelopes' times
+/// alone: the same envelopes and configuration give the same events every run.
+pub fn replay_indexed(
+    config: SourceConfig,
+    envelopes: &[Value],
+) -> Result<Vec<(usize, IncomingEvent)>, String> {
     let mut tracker = TrackerActor::scratch(config);
+    let mut raised = Vec::new();
     for (i, envelope) in envelopes.iter().enumerate() {
         tracker
             .ingest(envelope, false)
             .map_err(|e| format!("envelopes[{i}]: {e}"))?;
+        raised.extend(tracker.collected.drain(..).map(|e| (i, e)));
     }
     tracker.finish_tracks();
-    Ok(tracker.collected)
+    let last = envelopes.len().saturating_sub(1);
+    raised.extend(tracker.collected.drain(..).map(|e| (last, e)));
+    Ok(raised)
 }
 
 impl TrackerActor {

@@ -1,0 +1,320 @@
+//! `/api/v1/recordings` and `/api/v1/sessions/{id}/recordings`: recording sessions to
+//! MCAP files; `/api/v1/sessions/{id}/replay`: playing a recording into a session
+//! (docs/RECORDING.md).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+use synopticon_actors::recording::replay::{self, Player, ReplayRequest};
+use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
+use synopticon_actors::validation::Report;
+
+use super::{redacted_json, Api};
+use crate::auth::{Access, Principal, ResourceScope};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Registers the routes.
+pub fn configure(api: &mut Api) {
+    api.resource(
+        "/api/v1/sessions/{id}/recordings",
+        ResourceScope::Session,
+        |r| {
+            r.get(Access::VIEWER, of_session)
+                .post(Access::OPERATOR, start)
+        },
+    );
+    api.resource("/api/v1/recordings", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, list)
+    });
+    api.resource("/api/v1/recordings/{rid}", ResourceScope::None, |r| {
+        r.get(Access::VIEWER, get).delete(Access::OPERATOR, delete)
+    });
+    api.resource("/api/v1/recordings/{rid}/stop", ResourceScope::None, |r| {
+        r.post(Access::OPERATOR, stop)
+    });
+    api.resource(
+        "/api/v1/recordings/{rid}/download",
+        ResourceScope::None,
+        |r| r.get(Access::VIEWER, download),
+    );
+    api.resource(
+        "/api/v1/sessions/{id}/replay",
+        ResourceScope::Session,
+        |r| {
+            r.get(Access::VIEWER, replay_status)
+                .post(Access::OPERATOR, replay_start)
+                .delete(Access::OPERATOR, replay_stop)
+        },
+    );
+    api.resource(
+        "/api/v1/sessions/{id}/replay/{action}",
+        ResourceScope::Session,
+        |r| r.post(Access::OPERATOR, replay_control),
+    );
+}
+
+/// A JSON body, or `null` when there is none.
+fn body_json(body: &web::Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+}
+
+async fn start(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let mut report = Report::default();
+    let spec = parse_spec("recording", &body_json(&body)?, &mut report);
+    if !report.is_valid() {
+        return Err(ApiError::invalid("invalid recording", report));
+    }
+    let info = state.sessions.start_recording(&id, spec, None).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/recordings/{}", info.id)))
+        .json(info))
+}
+
+/// A recording the caller may see (its session is in the token's scope), or 404.
+async fn visible(
+    state: &AppState,
+    principal: &Principal,
+    rid: &str,
+) -> Result<RecordingInfo, ApiError> {
+    let info = state.rails.recordings.get(rid).await?;
+    if principal.scope.allows_session(&info.session) {
+        Ok(info)
+    } else {
+        Err(ApiError::NotFound(format!("recording {rid:?} not found")))
+    }
+}
+
+async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+    let all = state.rails.recordings.list().await?;
+    let seen: Vec<_> = all
+        .into_iter()
+        .filter(|r| principal.scope.allows_session(&r.session))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"recordings": seen})))
+}
+
+async fn of_session(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let all = state.rails.recordings.list().await?;
+    let of: Vec<_> = all.into_iter().filter(|r| r.session == *id).collect();
+    Ok(HttpResponse::Ok().json(json!({"recordings": of})))
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    rid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(visible(&state, &principal, &rid).await?))
+}
+
+async fn stop(
+    state: web::Data<AppState>,
+    principal: Principal,
+    rid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    visible(&state, &principal, &rid).await?;
+    let info = state
+        .rails
+        .recordings
+        .stop(&rid, "stopped over REST")
+        .await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    principal: Principal,
+    rid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    visible(&state, &principal, &rid).await?;
+    state.rails.recordings.delete(&rid).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The `.mcap` file, streamed (a running recording's file is readable up to its last
+/// flush).
+async fn download(
+    state: web::Data<AppState>,
+    principal: Principal,
+    rid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    use tokio::io::AsyncReadExt;
+    let info = visible(&state, &principal, &rid).await?;
+    let path = state
+        .rails
+        .recordings
+        .path(&info)
+        .ok_or_else(|| ApiError::NotFound(format!("recording {:?} has no file", info.id)))?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::NotFound(format!(
+            "the file of recording {:?} cannot be read: {e}",
+            info.id
+        ))
+    })?;
+    let length = file.metadata().await.map(|m| m.len()).ok();
+    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = web::BytesMut::with_capacity(1 << 18);
+        match file.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok::<_, std::io::Error>(buf.freeze()), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("application/octet-stream")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}\"", info.file),
+        ))
+        .insert_header(("Cache-Control", "no-store"));
+    if let Some(n) = length {
+        response.no_chunking(n);
+    }
+    Ok(response.streaming(chunks))
+}
+
+/// Most frames one re-analysis goes through.
+const MAX_REANALYSED_FRAMES: usize = 1_000_000;
+
+async fn replay_start(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let mut report = Report::default();
+    let request = replay::parse_request(&body_json(&body)?, &mut report);
+    if !report.is_valid() {
+        return Err(ApiError::invalid("invalid replay", report));
+    }
+    // The session must exist before the recording is read.
+    state.sessions.status(&id).await?;
+    let info = visible(&state, &principal, &request.recording).await?;
+    let path = state
+        .rails
+        .recordings
+        .path(&info)
+        .ok_or_else(|| ApiError::NotFound(format!("recording {:?} has no file", info.id)))?;
+    let source = match &request.reanalyze {
+        Some(source) => Some(super::sources::visible_source(&state, &principal, source)?.config),
+        None => None,
+    };
+    let request_for_cues = request.clone();
+    let cues = web::block(move || cues(&path, &request_for_cues, source))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| {
+            let mut r = Report::default();
+            r.error(e);
+            ApiError::invalid("the recording cannot be replayed", r)
+        })?;
+    let player = Player::new(&request, &cues);
+    state
+        .sessions
+        .start_replay(&id, player.clone(), cues, request.rate, request.looping)
+        .await?;
+    Ok(redacted_json(StatusCode::CREATED, &player.status()))
+}
+
+/// The cues of a replay: the recorded events, or what the recorded detections raise
+/// through `source`'s configuration now.
+fn cues(
+    path: &std::path::Path,
+    request: &ReplayRequest,
+    source: Option<synopticon_actors::source::SourceConfig>,
+) -> Result<Vec<replay::Cue>, String> {
+    let recorded = reader::read(path)?;
+    let Some(config) = source else {
+        return Ok(replay::cues_of_events(&recorded, request));
+    };
+    let from = request
+        .from_source
+        .clone()
+        .unwrap_or_else(|| config.id.clone());
+    let frames = replay::frames_in_window(&recorded, &from, request)?;
+    if frames.len() > MAX_REANALYSED_FRAMES {
+        return Err(format!(
+            "the window holds {} frames; at most {MAX_REANALYSED_FRAMES} are re-analysed at once (narrow it with start_offset_s and duration_s)",
+            frames.len()
+        ));
+    }
+    let envelopes: Vec<Value> = frames.iter().map(|f| f.envelope.clone()).collect();
+    let raised = synopticon_actors::tracker::actor::replay_indexed(config, &envelopes)?;
+    Ok(replay::cues_of_reanalysis(&frames, raised, request))
+}
+
+async fn player_of(state: &AppState, id: &str) -> Result<std::sync::Arc<Player>, ApiError> {
+    state
+        .sessions
+        .replay(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no recording is playing into session {id:?}")))
+}
+
+async fn replay_status(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(player_of(&state, &id).await?.status()))
+}
+
+async fn replay_stop(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let player = player_of(&state, &id).await?;
+    player.stop();
+    Ok(HttpResponse::Ok().json(player.status()))
+}
+
+/// `pause`, `resume`, `stop`, or `seek` with `{"position_s": S}`.
+async fn replay_control(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (id, action) = path.into_inner();
+    let player = player_of(&state, &id).await?;
+    match action.as_str() {
+        "pause" => player.pause(),
+        "resume" => player.resume(),
+        "stop" => player.stop(),
+        "seek" => {
+            let body = body_json(&body)?;
+            let Some(position) = body
+                .get("position_s")
+                .and_then(Value::as_f64)
+                .filter(|p| *p >= 0.0)
+            else {
+                let mut r = Report::default();
+                r.error(format!(
+                    "seek.position_s: seconds from the start of the window (0 to {:.3}), got {}",
+                    player.status().duration_s,
+                    body.get("position_s").unwrap_or(&Value::Null)
+                ));
+                return Err(ApiError::invalid("invalid seek", r));
+            };
+            player.seek(position);
+        }
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no replay action {other:?} (pause, resume, seek, stop)"
+            )))
+        }
+    }
+    Ok(HttpResponse::Ok().json(player.status()))
+}
