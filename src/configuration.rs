@@ -185,6 +185,9 @@ pub struct RecordingConfig {
     pub max_total_mb: u64,
     /// Recordings running at once.
     pub max_active: usize,
+    /// Largest MCAP file `POST /api/v1/recordings` takes in (what `synopticon replay`
+    /// sends), in MiB.
+    pub max_import_mb: u64,
 }
 
 /// The server's own Redis connection.

@@ -193,6 +193,11 @@ impl From<synopticon_actors::recording::hub::RecordingError> for ApiError {
             E::NotFound(_) => Self::NotFound(e.to_string()),
             E::Conflict(m) => Self::Conflict(m),
             E::Unavailable(m) => Self::Unavailable(m),
+            E::Invalid(m) => {
+                let mut report = synopticon_actors::validation::Report::default();
+                report.error(m);
+                Self::invalid("not a recording", report)
+            }
             E::Store(store) => store.into(),
         }
     }

@@ -22,6 +22,7 @@ pub mod configuration;
 pub mod cors;
 pub mod edge;
 pub mod error;
+pub mod replay_cli;
 pub mod routes;
 pub mod startup;
 pub mod system_feed;

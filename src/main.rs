@@ -98,6 +98,42 @@ enum Command {
         #[arg(long, env = CONFIG_FILE_ENV)]
         config: Option<PathBuf>,
     },
+    /// Play a recording (an .mcap file) into a session of a running server, keeping its
+    /// spacing (scaled by --rate); progress is printed until it ends, Ctrl-C stops it.
+    Replay {
+        /// The recording.
+        file: PathBuf,
+        /// The server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        to: String,
+        /// The session to play into.
+        #[arg(long)]
+        session: String,
+        /// 1 = real time, 2 = twice as fast, 0 = as fast as the session takes them.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Start again at the end, until Ctrl-C.
+        #[arg(long = "loop")]
+        looping: bool,
+        /// Event types to play (globs, comma-separated); all by default.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Seconds into the recording to start at.
+        #[arg(long)]
+        start_offset: Option<f64>,
+        /// Seconds of it to play.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Re-analyse the recorded detections with this source's current lines and zones.
+        #[arg(long)]
+        reanalyze: Option<String>,
+        /// Create the session if it does not exist.
+        #[arg(long)]
+        create: bool,
+        /// Bearer token (an operator's).
+        #[arg(long, env = "SYNOPTICON_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Keys for `store.secret_key`.
     Key {
         #[command(subcommand)]
@@ -158,6 +194,48 @@ fn main() -> ExitCode {
         Command::Restore { file, config } => store_command(config, |settings| async move {
             synopticon::backup::restore(&settings, &file).await
         }),
+        Command::Replay {
+            file,
+            to,
+            session,
+            rate,
+            looping,
+            events,
+            start_offset,
+            duration,
+            reanalyze,
+            create,
+            token,
+        } => {
+            let args = synopticon::replay_cli::ReplayArgs {
+                file,
+                to,
+                session,
+                rate,
+                looping,
+                events,
+                start_offset_s: start_offset,
+                duration_s: duration,
+                reanalyze,
+                create,
+                token,
+            };
+            let ran = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(synopticon::replay_cli::run(args)));
+            match ran {
+                Ok(summary) => {
+                    eprintln!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Key {
             action: KeyAction::New,
         } => match synopticon::backup::new_key() {

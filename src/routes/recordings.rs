@@ -10,7 +10,7 @@ use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
 use synopticon_actors::validation::Report;
 
 use super::{redacted_json, Api};
-use crate::auth::{Access, Principal, ResourceScope};
+use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -26,6 +26,8 @@ pub fn configure(api: &mut Api) {
     );
     api.resource("/api/v1/recordings", ResourceScope::None, |r| {
         r.get(Access::VIEWER, list)
+            // A file names its own session: only a token limited to no sessions.
+            .post(Access::Unscoped(Role::Operator), import)
     });
     api.resource("/api/v1/recordings/{rid}", ResourceScope::None, |r| {
         r.get(Access::VIEWER, get).delete(Access::OPERATOR, delete)
@@ -100,6 +102,39 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpRe
         .filter(|r| principal.scope.allows_session(&r.session))
         .collect();
     Ok(HttpResponse::Ok().json(json!({"recordings": seen})))
+}
+
+/// An MCAP file recorded elsewhere (the body, `application/octet-stream`), kept as a
+/// finished recording to replay; `?name=` says where it came from.
+async fn import(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = usize::try_from(
+        state
+            .settings
+            .recording
+            .max_import_mb
+            .saturating_mul(1 << 20),
+    )
+    .unwrap_or(usize::MAX);
+    let body = super::read_body(&req, payload, limit, || {
+        ApiError::PayloadTooLarge(format!(
+            "the file is larger than recording.max_import_mb ({} MiB)",
+            state.settings.recording.max_import_mb
+        ))
+    })
+    .await?;
+    let name = query
+        .get("name")
+        .map(|n| n.chars().take(200).collect::<String>())
+        .unwrap_or_else(|| "an upload".into());
+    let info = state.rails.recordings.import(&body, &name).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/recordings/{}", info.id)))
+        .json(info))
 }
 
 async fn of_session(

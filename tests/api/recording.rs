@@ -714,3 +714,178 @@ async fn re_analysis_is_deterministic_and_follows_the_current_lines() {
         "{source}"
     );
 }
+
+#[tokio::test]
+async fn a_recording_cut_by_sigkill_is_readable_and_goes_on_after_the_restart() {
+    let store = crate::store::TestStore::sqlite();
+    let dir = std::env::temp_dir().join(format!("synopticon-rec-kill-{}", uuid::Uuid::new_v4()));
+    let config = format!(
+        "[server]\nport = 0\n{}\n[recording]\ndir = \"{}\"\nflush_interval_ms = 200\n",
+        store.config(),
+        dir.display()
+    );
+    let mut server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    app.create_session(json!({"id": "trial"})).await;
+    let rec = start_recording(&app, "trial", json!({"label": "P12"})).await;
+    let rid = rec["id"].as_str().expect("id").to_string();
+    let file = dir.join(rec["file"].as_str().expect("file"));
+    let mut seqs = Vec::new();
+    for _ in 0..6 {
+        let r = app.publish("trial", batch("sample", 50)).await;
+        seqs.extend(
+            r["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .filter_map(|e| e["seq"].as_u64()),
+        );
+    }
+    // Flushed within the interval: the server's own reader sees all 300 on disk.
+    wait_until("300 events flushed to disk", DEADLINE, || async {
+        let read = synopticon_actors::recording::reader::read(&file).ok()?;
+        (read.events.len() == 300).then_some(())
+    })
+    .await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("the server is gone");
+
+    // An independent reader gets every event up to the cut, in order.
+    let read = read_mcap(&file, true);
+    let events = events_of(&read);
+    assert_eq!(events.len(), 300, "truncated: {}", read["truncated"]);
+    let got: Vec<u64> = events
+        .iter()
+        .filter_map(|m| m["data"]["seq"].as_u64())
+        .collect();
+    assert_eq!(got, seqs);
+    assert_eq!(read["metadata"]["study"]["label"], "P12");
+
+    // After the restart: the cut recording is marked, and a new one goes on.
+    let server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    let old = app.get(&format!("/api/v1/recordings/{rid}")).await.body;
+    assert_eq!(old["state"], "interrupted", "{old}");
+    assert!(old["bytes"].as_u64().unwrap_or(0) > 0);
+    let list = app.get("/api/v1/recordings").await.body;
+    let next = list["recordings"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["continues"] == rid.as_str())
+        .cloned()
+        .expect("a recording that continues the cut one");
+    assert_eq!(next["state"], "recording");
+    assert_eq!(next["session"], "trial");
+    assert_eq!(next["spec"]["label"], "P12");
+    app.publish("trial", batch("sample", 5)).await;
+    let next_id = next["id"].as_str().expect("id");
+    let done = stop(&app, next_id).await;
+    assert_eq!(done["events"], 5, "{done}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs `synopticon replay ARGS`; its exit success and what it said.
+async fn replay_cli(args: &[&str]) -> (bool, String) {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_synopticon"))
+        .arg("replay")
+        .args(args)
+        .env_remove("SYNOPTICON_TOKEN")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("synopticon replay ends in time")
+        .expect("synopticon replay runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test]
+async fn the_replay_command_plays_a_file_into_a_running_server() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "field"})).await;
+    let rec = start_recording(&app, "field", json!({})).await;
+    let rid = rec["id"].as_str().expect("id").to_string();
+    app.publish("field", batch("gaze_data", 40)).await;
+    stop(&app, &rid).await;
+    let file = download(&app, &rid).await;
+    let file_arg = file.display().to_string();
+
+    // A fresh session, made by the command, listened to by a WebSocket client.
+    app.create_session(json!({"id": "desk", "enabledDistributors": ["websocket"]}))
+        .await;
+    let mut ws = app.ws("desk", "").await;
+    let (ok, said) = replay_cli(&[
+        &file_arg,
+        "--to",
+        &app.address,
+        "--session",
+        "desk",
+        "--rate",
+        "0",
+    ])
+    .await;
+    assert!(ok, "{said}");
+    assert!(said.contains("played 40 events"), "{said}");
+    let events = ws.events(40).await;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["event"], "gaze_data");
+        assert_eq!(e["data"]["i"], i);
+        assert!(
+            e["replay"]["recording"].as_str().is_some_and(|r| r != rid),
+            "{e}"
+        );
+    }
+    // The file it sent is kept as a recording, saying where it came from.
+    let list = app.get("/api/v1/recordings").await.body;
+    let imported = list["recordings"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| {
+            r["stop_reason"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("imported from"))
+        })
+        .cloned()
+        .expect("the imported file");
+    assert_eq!(imported["events"], 40);
+    assert_eq!(imported["session"], "field");
+
+    // Clear errors, nothing played.
+    let (ok, said) = replay_cli(&[&file_arg, "--to", "127.0.0.1:1", "--session", "desk"]).await;
+    assert!(!ok && said.contains("--to"), "{said}");
+    let (ok, said) = replay_cli(&[
+        "/nonexistent.mcap",
+        "--to",
+        &app.address,
+        "--session",
+        "desk",
+    ])
+    .await;
+    assert!(
+        !ok && said.contains("cannot read /nonexistent.mcap"),
+        "{said}"
+    );
+    let (ok, said) = replay_cli(&[&file_arg, "--to", &app.address, "--session", "nobody"]).await;
+    assert!(!ok && said.contains("404"), "{said}");
+    let not_mcap = std::env::temp_dir().join(format!("not-{}.mcap", uuid::Uuid::new_v4()));
+    std::fs::write(&not_mcap, b"hello").expect("write");
+    let (ok, said) = replay_cli(&[
+        &not_mcap.display().to_string(),
+        "--to",
+        &app.address,
+        "--session",
+        "desk",
+    ])
+    .await;
+    assert!(!ok && said.contains("not a recording"), "{said}");
+    let _ = std::fs::remove_file(not_mcap);
+    let _ = std::fs::remove_file(file);
+}

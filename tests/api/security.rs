@@ -147,6 +147,8 @@ enum Body {
     Jpeg,
     Multipart,
     WebSocketUpgrade,
+    /// The walk's recording, as a file to import.
+    Mcap,
 }
 
 /// One request per route of the table, able to succeed for a caller who may make it.
@@ -292,6 +294,7 @@ fn sample(method: &str, path: &str, n: u32) -> Option<(String, Body)> {
             Body::Json(json!({"events": ["walk"]})),
         ),
         ("GET", "/api/v1/recordings") => (p(path), Body::None),
+        ("POST", "/api/v1/recordings") => (p(path), Body::Mcap),
         ("GET", "/api/v1/recordings/{rid}") | ("DELETE", "/api/v1/recordings/{rid}") => (
             format!("/api/v1/recordings/{}", walk_recording()),
             Body::None,
@@ -342,7 +345,8 @@ fn specified(method: &str, path: &str) -> (Access, ResourceScope) {
         Access::ServerAdmin
     } else if path.starts_with("/api/v1/tokens") {
         Access::ADMIN
-    } else if path == "/api/v1/rules/test" {
+    } else if path == "/api/v1/rules/test" || (path == "/api/v1/recordings" && method == "POST") {
+        // A rule test spans every source; an imported file names its own session.
         Access::Unscoped(Role::Operator)
     } else if path.starts_with("/api/v1/rules") || path.starts_with("/api/v1/inputs") {
         Access::Unscoped(Role::Viewer)
@@ -480,6 +484,21 @@ async fn send(app: &TestApp, method: &str, path: &str, body: Body) -> reqwest::R
             .mime_str("image/jpeg")
             .expect("mime");
             request.multipart(reqwest::multipart::Form::new().part("a", part))
+        }
+        Body::Mcap => {
+            let download = format!("/api/v1/recordings/{}/download", walk_recording());
+            let bytes = reqwest::Client::new()
+                .get(app.url(&download))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("download")
+                .bytes()
+                .await
+                .expect("bytes");
+            request
+                .header("content-type", "application/octet-stream")
+                .body(bytes)
         }
         Body::WebSocketUpgrade => request
             .header("connection", "Upgrade")

@@ -29,6 +29,9 @@ pub enum RecordingError {
     /// The file could not be made (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Not a recording (422).
+    #[error("{0}")]
+    Invalid(String),
     /// The store could not keep it (503).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -246,6 +249,82 @@ impl RecordingHub {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Takes in an MCAP file recorded elsewhere (`synopticon replay` sends the file it
+    /// plays): checked by reading it, kept like a finished recording, ready to replay.
+    pub async fn import(&self, bytes: &[u8], name: &str) -> Result<RecordingInfo, RecordingError> {
+        let hub = self.hub()?;
+        let recorded = super::reader::read_bytes(bytes).map_err(RecordingError::Invalid)?;
+        let frames: usize = recorded.detections.values().map(Vec::len).sum();
+        if recorded.events.is_empty() && frames == 0 {
+            return Err(RecordingError::Invalid(
+                "the file holds no events and no detections of a Synopticon recording".into(),
+            ));
+        }
+        let about = recorded.metadata.get("synopticon");
+        let session = about
+            .and_then(|m| m.get("session"))
+            .filter(|s| crate::session::spec::check_session_id(s).is_ok())
+            .cloned()
+            .unwrap_or_else(|| "imported".to_string());
+        let spec = about
+            .and_then(|m| m.get("spec"))
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let now = Utc::now();
+        let id = format!(
+            "{session}-{}-{}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let file = format!("{id}.mcap");
+        std::fs::create_dir_all(&hub.settings.dir)
+            .and_then(|()| std::fs::write(hub.settings.dir.join(&file), bytes))
+            .map_err(|e| RecordingError::Unavailable(format!("cannot write {file}: {e}")))?;
+        let logs = recorded
+            .events
+            .iter()
+            .map(|e| e.log_ns)
+            .chain(recorded.detections.values().flatten().map(|f| f.log_ns));
+        let (first, last) = logs.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        let started_at = about
+            .and_then(|m| m.get("started_at"))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(now, |t| t.with_timezone(&Utc));
+        let info = RecordingInfo {
+            id: id.clone(),
+            session,
+            state: RecordingState::Stopped,
+            started_at,
+            stopped_at: Some(now),
+            stop_reason: Some(format!("imported from {name}")),
+            file,
+            bytes: bytes.len() as u64,
+            events: recorded.events.len() as u64,
+            detections: frames as u64,
+            frames: 0,
+            dropped: 0,
+            first_seq: recorded.events.first().map(|e| e.seq),
+            last_seq: recorded.events.last().map(|e| e.seq),
+            duration_s: last.saturating_sub(first.min(last)) as f64 / 1e9,
+            spec,
+            auto: false,
+            continues: None,
+            error: recorded
+                .truncated
+                .map(|cut| format!("the file was cut short; read up to: {cut}")),
+        };
+        if let Some(store) = hub.store.get() {
+            store
+                .put(
+                    Kind::Recording,
+                    &id,
+                    &serde_json::to_value(&info).unwrap_or(Value::Null),
+                )
+                .await?;
+        }
+        Ok(info)
     }
 
     /// A running (or finishing) recording.
