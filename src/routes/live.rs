@@ -256,6 +256,7 @@ async fn websocket(
         metrics: FrameMetrics::new(&id, DistributorKind::Websocket),
         session: id.into_inner(),
         feed: Some(queue.feed()),
+        stream: None,
         queue: queue.clone(),
         last_seen: Instant::now(),
         heartbeat: Duration::from_millis(live.heartbeat_interval_ms),
@@ -329,6 +330,8 @@ pub struct WsConnection {
     queue: Arc<ClientQueue>,
     /// Taken in `started` and added as a stream.
     feed: Option<ClientFeed>,
+    /// The feed's stream, cancelled when a resume replaces the queue.
+    stream: Option<SpawnHandle>,
     /// Last time the client showed it is alive (pong or any message).
     last_seen: Instant,
     /// Ping interval.
@@ -359,6 +362,12 @@ struct ClientOp {
     /// Device channel globs (`device:SN123:*`).
     #[serde(default)]
     channels: Vec<String>,
+    /// `subscribe` only: the feed starts again after this seq, from the history.
+    #[serde(default)]
+    since: Option<u64>,
+    /// With `since`: the epoch the client's seqs are from.
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 impl WsConnection {
@@ -521,14 +530,17 @@ impl WsConnection {
             );
         }
         match op.op.as_str() {
-            "subscribe" | "unsubscribe" if op.events.is_empty() && op.channels.is_empty() => self
-                .refuse(
+            "subscribe" | "unsubscribe"
+                if op.events.is_empty() && op.channels.is_empty() && op.since.is_none() =>
+            {
+                self.refuse(
                     ctx,
                     format!(
-                        "{} needs a non-empty \"events\" or \"channels\" list",
+                        "{} needs a non-empty \"events\" or \"channels\" list (or, for subscribe, \"since\")",
                         op.op
                     ),
-                ),
+                )
+            }
             "subscribe"
                 if op
                     .events
@@ -566,10 +578,15 @@ impl WsConnection {
                     }
                 });
                 match changed {
-                    Ok(view) => self.reply(
-                        ctx,
-                        json!({"op": "subscribed", "events": view.events, "exclude": view.exclude, "channels": view.channels}),
-                    ),
+                    Ok(view) => {
+                        self.reply(
+                            ctx,
+                            json!({"op": "subscribed", "events": view.events, "exclude": view.exclude, "channels": view.channels}),
+                        );
+                        if let (true, Some(since)) = (subscribe, op.since) {
+                            self.resume(since, op.epoch, ctx);
+                        }
+                    }
                     Err(why) => self.refuse(ctx, why),
                 }
             }
@@ -582,12 +599,62 @@ impl WsConnection {
     }
 }
 
+impl WsConnection {
+    /// `{"op": "subscribe", "since": SEQ, "epoch"?: E}`: the feed starts again after
+    /// `since` — a `resume` frame, what the history holds after it in order (also what
+    /// this socket already had after it), then live events — on a new queue that replaces
+    /// the connection's current one.
+    fn resume(&mut self, since: u64, epoch: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(epoch) = epoch.filter(|e| **e != *self.epoch) {
+            return self.reply(
+                ctx,
+                json!({"op": "resume", "since": since, "recovered": false, "replayed": 0,
+                    "reason": format!("epoch {epoch:?} is not the session's current epoch {:?}: the server restarted and the events before it are gone; live events go on", &*self.epoch)}),
+            );
+        }
+        let state = self.publisher.state.clone();
+        let session = self.session.clone();
+        let request = LiveAttach {
+            subscription: self.queue.subscription(),
+            resume_after: Some(since),
+        };
+        let attach = async move {
+            state
+                .sessions
+                .attach(&session, DistributorKind::Websocket, request)
+                .await
+        };
+        // Nothing else from this client is handled until the feed is replaced.
+        ctx.wait(attach.into_actor(self).map(|attached, act, ctx| {
+            let queue = match attached {
+                Ok(queue) => queue,
+                Err(e) => return act.refuse(ctx, format!("cannot resume: {e}")),
+            };
+            if let Some(old) = act.stream.take() {
+                ctx.cancel_future(old);
+            }
+            act.queue.close(CloseReason::ClientGone);
+            let p = &act.publisher;
+            if let Err(limit) =
+                p.state
+                    .tokens
+                    .register_live(&p.principal, &p.address, &queue, p.state.live_limits)
+            {
+                queue.close(CloseReason::ClientGone);
+                return act.refuse(ctx, format!("cannot resume: {limit:?}"));
+            }
+            act.stream = Some(ctx.add_stream(queue.feed()));
+            act.queue = queue;
+        }));
+    }
+}
+
 impl Actor for WsConnection {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(feed) = self.feed.take() {
-            ctx.add_stream(feed);
+            self.stream = Some(ctx.add_stream(feed));
         }
         let view = self.queue.subscription_view();
         let can_publish = self.publisher.principal.role >= crate::auth::Role::Operator;

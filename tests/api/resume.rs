@@ -132,3 +132,58 @@ async fn an_sse_stream_starts_with_the_epoch_and_says_whether_a_resume_recovered
         "{lost}"
     );
 }
+
+#[tokio::test]
+async fn a_subscribe_op_with_since_resumes_an_open_socket() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "study", "enabledDistributors": ["websocket"],
+        "distributors": {"websocket": {"historySize": 16}}}))
+        .await;
+    let epoch = app.status("study").await["epoch"]
+        .as_str()
+        .expect("an epoch")
+        .to_string();
+    post(&app, 1, 6).await;
+    // A client that cannot put `since` in its URL connects, then asks.
+    let mut ws = app.ws("study", "?events=gaze_*").await;
+    ws.send(json!({"op": "subscribe", "since": 2, "epoch": epoch}))
+        .await;
+    let subscribed = ws.next_json().await.expect("an answer");
+    assert_eq!(subscribed["op"], "subscribed", "{subscribed}");
+    let resumed = resume_frame(&mut ws).await;
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    assert_eq!(resumed["replayed"], 4);
+    let seqs: Vec<u64> = ws
+        .events(4)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5, 6], "what it missed, in order");
+    post(&app, 7, 7).await;
+    assert_eq!(
+        ws.next_event().await.expect("live")["seq"],
+        7,
+        "then live, once"
+    );
+    // The subscription was kept: other events do not come.
+    app.publish("study", json!({"event": "noise", "data": {}}))
+        .await;
+    post(&app, 9, 9).await;
+    assert_eq!(ws.next_event().await.expect("live")["seq"], 9);
+
+    // Another epoch: said so, and the feed goes on as it was.
+    ws.send(json!({"op": "subscribe", "since": 1, "epoch": "0123456789ab"}))
+        .await;
+    let _ = ws.next_json().await.expect("subscribed");
+    let other = resume_frame(&mut ws).await;
+    assert_eq!(other["recovered"], false, "{other}");
+    post(&app, 10, 10).await;
+    assert_eq!(ws.next_event().await.expect("live")["seq"], 10);
+    // Only one connection is counted for it (the replaced queue is let go).
+    wait_until("one client", DEADLINE, || async {
+        let status = app.distributor("study", "websocket").await;
+        (status["connected_clients"] == 1).then_some(())
+    })
+    .await;
+}

@@ -368,6 +368,11 @@ impl ClientQueue {
     }
 
     /// The subscription in words.
+    pub fn subscription(&self) -> Subscription {
+        self.subscription.read().clone()
+    }
+
+    /// What the subscription is, for people.
     pub fn subscription_view(&self) -> SubscriptionView {
         self.subscription.read().view()
     }
