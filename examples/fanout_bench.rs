@@ -1,4 +1,10 @@
-//! Fan-out benchmark: one session, N WebSocket clients on loopback, events posted over REST.
+//! Fan-out benchmark: one session, N WebSocket clients on loopback, events posted over REST,
+//! against three servers in the same sitting with the same clients:
+//!
+//! - the floor: a bare broadcast server with the same two paths and nothing else
+//!   (examples/common/floor.rs);
+//! - Synopticon, its WebSocket distributor with its default client queues;
+//! - Synopticon recording the session to an MCAP file at the same time.
 //!
 //! Phase 1 (throughput): post batches as fast as the server accepts them and count the
 //! frames all clients receive. Phase 2 (latency): post at a fixed rate (10 events per
@@ -18,7 +24,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{machine, percentile_ms, start_server, write_docs};
+use common::{floor, machine, percentile_ms, write_docs};
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -75,6 +81,8 @@ fn stamp(text: &str) -> Option<u64> {
 
 struct Client {
     frames: Arc<AtomicU64>,
+    /// Set to end the client, which then hands back its latencies.
+    stop: Arc<AtomicBool>,
     latencies: tokio::task::JoinHandle<Vec<u32>>,
 }
 
@@ -85,10 +93,17 @@ async fn connect(port: u16, session: &str, record: Arc<AtomicBool>) -> Client {
         .await
         .expect("ws connect");
     let frames = Arc::new(AtomicU64::new(0));
-    let counter = frames.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counter, stopped) = (frames.clone(), stop.clone());
     let latencies = tokio::spawn(async move {
         let mut lat = Vec::new();
-        while let Some(Ok(msg)) = ws.next().await {
+        loop {
+            let msg = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+                Ok(Some(Ok(msg))) => msg,
+                Ok(_) => break,
+                Err(_) if stopped.load(Ordering::Relaxed) => break,
+                Err(_) => continue,
+            };
             if let Message::Text(text) = msg {
                 // Event envelopes start with their session; control frames (hello, acks) do not.
                 if !text.starts_with("{\"session\"") {
@@ -104,7 +119,11 @@ async fn connect(port: u16, session: &str, record: Arc<AtomicBool>) -> Client {
         }
         lat
     });
-    Client { frames, latencies }
+    Client {
+        frames,
+        stop,
+        latencies,
+    }
 }
 
 /// Cumulative `(le, count)` of the server's WebSocket delivery-latency histogram.
@@ -158,31 +177,96 @@ fn total(clients: &[Client]) -> u64 {
         .sum()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let a = args();
-    START.get_or_init(Instant::now);
-    let port = start_server();
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut session = json!({"id": "bench", "enabledDistributors": ["websocket"], "distributors": {"websocket": {
-        "queueCapacity": 1_000_000, "clientQueueCapacity": 1_000_000, "maxClientDrops": 0, "maxClients": 10_000}}});
-    if let Some(n) = a.history {
-        session["distributors"]["websocket"]["historySize"] = json!(n);
+/// One server under test.
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    Floor,
+    Synopticon,
+    Recording,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Floor => "floor (bare broadcast server)",
+            Server::Synopticon => "Synopticon",
+            Server::Recording => "Synopticon, recording the session",
+        }
     }
-    let created = http
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&session)
+}
+
+/// What one server did.
+struct Measured {
+    throughput: f64,
+    accepted: f64,
+    dropped: u64,
+    received: u64,
+    expected: u64,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    server_p99: Option<String>,
+}
+
+/// Frames the server's clients lost: the distributor's count, or the floor's.
+async fn dropped(
+    http: &reqwest::Client,
+    base: &str,
+    server: Server,
+    floor_lost: &AtomicU64,
+) -> u64 {
+    if server == Server::Floor {
+        return floor_lost.load(Ordering::Relaxed);
+    }
+    let status: Value = http
+        .get(format!(
+            "{base}/api/v1/sessions/bench/distributors/websocket"
+        ))
         .send()
         .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    status["client_frames_dropped"].as_u64().unwrap_or(0)
+}
+
+async fn measure(a: &Args, server: Server, port: u16, floor_lost: &AtomicU64) -> Measured {
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    if server != Server::Floor {
+        // Its own queue is large (what is measured is delivery); client queues as shipped.
+        let mut session = json!({"id": "bench", "enabledDistributors": ["websocket"],
+            "distributors": {"websocket": {"queueCapacity": 1_000_000, "maxClients": 10_000}}});
+        if let Some(n) = a.history {
+            session["distributors"]["websocket"]["historySize"] = json!(n);
+        }
+        let created = http
+            .post(format!("{base}/api/v1/sessions"))
+            .json(&session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        if server == Server::Recording {
+            let r = http
+                .post(format!("{base}/api/v1/sessions/bench/recordings"))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    }
     let record = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..a.clients {
         clients.push(connect(port, "bench", record.clone()).await);
     }
     let events_url = format!("{base}/api/v1/sessions/bench/events");
+    let dropped_before = dropped(&http, &base, server, floor_lost).await;
 
     // Phase 1: throughput.
     let batch: Value = Value::Array(
@@ -203,8 +287,10 @@ async fn main() {
             .unwrap();
         assert_eq!(r.status(), 202);
         posted += 1000;
-        // Keep the backlog bounded so the measurement is of delivery, not of queueing.
-        while (posted * a.clients as u64).saturating_sub(total(&clients)) > 2_000_000 {
+        // Clients keep up on average: the backlog stays within 10,000 frames a client.
+        while (posted * a.clients as u64).saturating_sub(total(&clients))
+            > 10_000 * a.clients as u64
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -213,8 +299,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let delivered = total(&clients);
-    let throughput = delivered as f64 / elapsed;
+    let throughput = total(&clients) as f64 / elapsed;
     let accepted = posted as f64 / elapsed;
 
     // Phase 2: latency at a fixed rate, 10 events per tick.
@@ -253,38 +338,98 @@ async fn main() {
     let received = total(&clients) - before;
     // The server records a frame when its connection writes it; give the last ones a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let hist_after = server_histogram(&http, &base).await;
-    let server_p50 = bucket_quantile(&hist_before, &hist_after, 0.50);
-    let server_p99 = bucket_quantile(&hist_before, &hist_after, 0.99);
-    // Closing the session ends every client's stream, which hands back its latencies.
-    http.delete(format!("{base}/api/v1/sessions/bench"))
-        .send()
-        .await
-        .unwrap();
+    let server_p99 = if server == Server::Floor {
+        None
+    } else {
+        let hist_after = server_histogram(&http, &base).await;
+        Some(bucket_quantile(&hist_before, &hist_after, 0.99))
+    };
+    let lost = dropped(&http, &base, server, floor_lost).await - dropped_before;
+    // Closing the session (or, for the floor, dropping the sockets) hands back the latencies.
+    if server == Server::Floor {
+        for c in &clients {
+            c.stop.store(true, Ordering::Relaxed);
+        }
+    } else {
+        http.delete(format!("{base}/api/v1/sessions/bench"))
+            .send()
+            .await
+            .unwrap();
+    }
     let mut lat: Vec<u32> = Vec::new();
     for c in clients {
-        lat.extend(c.latencies.await.unwrap());
+        if let Ok(l) = c.latencies.await {
+            lat.extend(l);
+        }
     }
     lat.sort_unstable();
-    let achieved_rate = sent as f64 / phase2.elapsed().as_secs_f64();
+    Measured {
+        throughput,
+        accepted,
+        dropped: lost,
+        received,
+        expected: sent * a.clients as u64,
+        rate: sent as f64 / phase2.elapsed().as_secs_f64(),
+        p50: percentile_ms(&lat, 0.50),
+        p99: percentile_ms(&lat, 0.99),
+        p999: percentile_ms(&lat, 0.999),
+        max: percentile_ms(&lat, 1.0),
+        server_p99,
+    }
+}
 
-    let table = format!(
-        "{machine}, release build, server and clients in one process on loopback.\n\n\
-| Scenario | Result |\n|---|---|\n\
-| WebSocket fan-out, {clients} clients, max rate | {throughput:.0} deliveries/s ({accepted:.0} events/s accepted) |\n\
-| WebSocket at {rate:.0} events/s to {clients} clients | {received} of {expect} frames received |\n\
-| latency p50 / p90 / p99 / p99.9 / max (POST sent → client received) | {p50:.2} / {p90:.2} / {p99:.2} / {p999:.2} / {max:.2} ms |\n\
-| server latency p50 / p99 (event accepted → written to the connection, histogram buckets) | {server_p50} / {server_p99} ms |\n",
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    START.get_or_init(Instant::now);
+    let recordings = std::env::temp_dir().join(format!("synopticon-bench-{}", std::process::id()));
+    let dir = recordings.display().to_string();
+    let port = common::start_server_with(move |s| s.recording.dir = dir);
+    let (floor_port, floor_lost) = floor::start(0);
+    let mut rows = Vec::new();
+    for server in [Server::Floor, Server::Synopticon, Server::Recording] {
+        let p = if server == Server::Floor {
+            floor_port
+        } else {
+            port
+        };
+        let m = measure(&a, server, p, &floor_lost).await;
+        println!(
+            "{}: {:.0} deliveries/s, p99 {:.2} ms, {} dropped",
+            server.name(),
+            m.throughput,
+            m.p99,
+            m.dropped
+        );
+        rows.push((server, m));
+    }
+    let _ = std::fs::remove_dir_all(&recordings);
+    let floor = &rows[0].1;
+    let mut table = format!(
+        "{machine}, release build; servers and {clients} clients in one process on loopback, one after the other.\n\n\
+| Server | Fan-out at max rate | vs floor | Frames dropped | At {rate:.0} events/s: received | p50 / p99 / p99.9 / max (POST → client) | p99 vs floor | Server p99 (accepted → written) |\n|---|---|---|---|---|---|---|---|\n",
         machine = machine(),
         clients = a.clients,
-        rate = achieved_rate,
-        expect = sent * a.clients as u64,
-        p50 = percentile_ms(&lat, 0.50),
-        p90 = percentile_ms(&lat, 0.90),
-        p99 = percentile_ms(&lat, 0.99),
-        p999 = percentile_ms(&lat, 0.999),
-        max = percentile_ms(&lat, 1.0),
+        rate = floor.rate,
     );
+    for (server, m) in &rows {
+        table.push_str(&format!(
+            "| {} | {:.0} deliveries/s ({:.0} events/s) | {:.2} | {} | {} of {} | {:.2} / {:.2} / {:.2} / {:.2} ms | {:.2} | {} |\n",
+            server.name(),
+            m.throughput,
+            m.accepted,
+            m.throughput / floor.throughput,
+            m.dropped,
+            m.received,
+            m.expected,
+            m.p50,
+            m.p99,
+            m.p999,
+            m.max,
+            m.p99 / floor.p99,
+            m.server_p99.clone().map_or("—".into(), |p| format!("{p} ms")),
+        ));
+    }
     println!("{table}");
     if a.write_docs {
         write_docs("fanout", &table);

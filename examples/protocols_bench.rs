@@ -151,6 +151,51 @@ struct Row {
     max: f64,
 }
 
+/// `events` datagrams of the distributor's size (an envelope of `{"i": N}`), each sent
+/// to every address in one sendmmsg call, as fast as the receivers keep up.
+async fn bare_udp(addrs: &[String], seen: Arc<Seen>, events: u64) -> Row {
+    let targets: Vec<std::net::SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+    let fanout = targets.len() as u64;
+    let counter = seen.clone();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut all = synopticon_actors::distributor::mmsg::Targets::new(targets);
+        let datagram = br#"{"session":"UDP-json-10-targets","seq":123456,"event":"tick","ts":"2026-11-27T22:00:00.000Z","data":{"i":999}}"#;
+        for sent in 1..=events {
+            all.send(&socket, datagram);
+            while (sent * fanout).saturating_sub(counter.count.load(Ordering::Relaxed)) > 200_000 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let expected = events * fanout;
+    let mut last = (seen.count.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = seen.count.load(Ordering::Relaxed);
+        if now >= expected || last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    sender.join().unwrap();
+    let received = seen.count.load(Ordering::Relaxed);
+    let elapsed = (last.1 - started).as_secs_f64().max(0.001);
+    Row {
+        name: format!("bare sendmmsg loop, {fanout} targets (floor)"),
+        rate: received as f64 / elapsed,
+        unit: "datagrams/s",
+        received,
+        expected,
+        p50: f64::NAN,
+        p99: f64::NAN,
+        max: f64::NAN,
+    }
+}
+
 async fn run(
     http: &reqwest::Client,
     base: &str,
@@ -298,6 +343,13 @@ async fn main() {
         .await,
     );
 
+    // The floor for UDP: a bare sendmmsg loop on one socket to the same number of
+    // targets, datagrams of the distributor's size, measured the same way.
+    let seen = Arc::new(Seen::default());
+    let addrs = udp_peer(targets, seen.clone());
+    rows.push(bare_udp(&addrs, seen, events).await);
+    let ratio = rows[0].rate / rows[1].rate;
+
     let seen = Arc::new(Seen::default());
     mqtt_peer("bench-mqtt-qos0", seen.clone());
     let mqtt = json!({"kind": "mqtt", "broker": "mqtt://127.0.0.1:1883", "qos": 0});
@@ -338,6 +390,10 @@ async fn main() {
             r.max
         ));
     }
+    table.push_str(&format!(
+        "\nThe UDP distributor reaches {:.2} of the bare sendmmsg loop in the same run.\n",
+        ratio
+    ));
     println!("{table}");
     if update_docs {
         write_docs("protocols", &table);

@@ -1,6 +1,7 @@
 //! Producer benchmark: how many events one producer gets into a session, over REST (one
 //! event per POST, and batches) and over the live WebSocket (`{"op": "publish", "batch":
-//! [...]}`, acknowledged), in the same run against the same server.
+//! [...]}`, acknowledged), in the same run against the same server; and how fast a
+//! recording of a fifth as many events replays into a session at `rate` 0.
 //!
 //! `cargo run --release --example publish_bench -- [--seconds 3] [--events 1000000] [--batch 1000] [--write-docs]`
 
@@ -84,6 +85,58 @@ async fn ws_batches(port: u16, events: u64, batch: u64) -> f64 {
     accepted as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Records `events` posted in batches, then replays the recording at `rate` 0 into
+/// another session: the events it holds, and the replay's events/s (POST of the replay to
+/// its end, as the session counts them).
+async fn replay_rate(client: &reqwest::Client, base: &str, events: u64, batch: u64) -> (u64, f64) {
+    let post = |path: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let r = client.post(path).json(&body).send().await.expect("POST");
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    post(format!("{base}/api/v1/sessions"), json!({"id": "recorded"})).await;
+    post(format!("{base}/api/v1/sessions"), json!({"id": "replayed"})).await;
+    let rec = post(
+        format!("{base}/api/v1/sessions/recorded/recordings"),
+        json!({}),
+    )
+    .await;
+    let rid = rec["id"].as_str().expect("a recording").to_string();
+    let url = format!("{base}/api/v1/sessions/recorded/events");
+    let mut n = 0;
+    while n < events {
+        let body: Vec<Value> = (n..n + batch).map(sample).collect();
+        post(url.clone(), json!(body)).await;
+        n += batch;
+    }
+    let info = post(format!("{base}/api/v1/recordings/{rid}/stop"), json!({})).await;
+    let recorded = info["events"].as_u64().unwrap_or(0);
+    let started = Instant::now();
+    post(
+        format!("{base}/api/v1/sessions/replayed/replay"),
+        json!({"recording": rid, "rate": 0}),
+    )
+    .await;
+    loop {
+        let status: Value = client
+            .get(format!("{base}/api/v1/sessions/replayed/replay"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if status["state"] != "playing" || started.elapsed() > Duration::from_secs(300) {
+            let played = status["played"].as_u64().unwrap_or(0);
+            return (recorded, played as f64 / started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let (f, docs) = flags(&[("seconds", 3), ("events", 1_000_000), ("batch", 1000)]);
@@ -93,6 +146,10 @@ async fn main() {
         s.inference.default_model = String::new();
         s.server.max_events_per_request = 100_000;
         s.live.max_frame_bytes = 64 << 20;
+        s.recording.dir = std::env::temp_dir()
+            .join(format!("synopticon-bench-{}", std::process::id()))
+            .display()
+            .to_string();
     });
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -107,12 +164,14 @@ async fn main() {
     let single = rest_single(&client, &url, seconds).await;
     let batched = rest_batches(&client, &url, seconds, batch).await;
     let ws = ws_batches(port, events, batch).await;
+    let (recorded, replayed) = replay_rate(&client, &base, events / 5, batch).await;
     let table = format!(
         "{}; one producer, {}-byte events, {} build.\n\n\
          | Path | Events/s |\n|---|---|\n\
          | REST, one event per POST | {single:.0} |\n\
          | REST, {} events per POST | {batched:.0} |\n\
-         | WebSocket `publish`, {} events per frame, acknowledged, {} events | {ws:.0} |\n",
+         | WebSocket `publish`, {} events per frame, acknowledged, {} events | {ws:.0} |\n\
+         | Replay of a recording at `rate` 0 ({recorded} events, into a session) | {replayed:.0} |\n",
         machine(),
         sample(0).to_string().len(),
         if cfg!(debug_assertions) {

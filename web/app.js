@@ -350,7 +350,8 @@ function newCtx() {
 const ROUTES = [
   [/^\/overview$/, pageOverview], [/^\/sessions$/, pageSessions], [/^\/sessions\/(.+)$/, pageSession],
   [/^\/events(?:\/(.+))?$/, pageEvents], [/^\/sources$/, pageSources], [/^\/sources\/(.+)$/, pageSource],
-  [/^\/devices$/, pageDevices], [/^\/inputs$/, pageInputs], [/^\/rules$/, pageRules], [/^\/api$/, pageApi],
+  [/^\/devices$/, pageDevices], [/^\/inputs$/, pageInputs], [/^\/rules$/, pageRules],
+  [/^\/recordings(?:\/(.+))?$/, pageRecordings], [/^\/api$/, pageApi],
 ];
 function setPage(name) { document.body.dataset.page = name; window.synopticonReady = true; }
 
@@ -601,7 +602,8 @@ async function pageSession(ctx, view, id) {
   routeTa.addEventListener('input', () => { routeDirty = true; });
   head.append(h('h1', null, 'Session ', h('code', null, id)), h('span', { test: 'session-state' }), h('div', { class: 'spacer' }),
     h('a', { class: 'btn', href: '#/events/' + enc(id), test: 'session-live' }, 'Live events'), closeBtn);
-  view.append(h('p', { class: 'crumbs' }, h('a', { href: '#/sessions' }, '← Sessions')), head, card(null, info), h('h2', { class: 'section' }, 'Distributors'), grid,
+  const playback = sessionPlayback(id);
+  view.append(h('p', { class: 'crumbs' }, h('a', { href: '#/sessions' }, '← Sessions')), head, card(null, info), playback.el, h('h2', { class: 'section' }, 'Distributors'), grid,
     card('Event routing', h('p', { class: 'muted small' }, 'Keys: event names, globs or "*"; values: lists of distributor kinds. Replaces the routing whole.'), routeTa, routeErr, h('div', { class: 'row' }, routeSave)));
 
   const cards = {};
@@ -694,10 +696,12 @@ async function pageSession(ctx, view, id) {
     }
     if (!routeDirty && document.activeElement !== routeTa) routeTa.value = json(cfg.eventRouting ?? {});
     setOff(routeSave, closed);
+    await playback.update(s);
   }
   await load();
   if (!last) { setPage('session'); return; }
   ctx.every(load, 2000);
+  ctx.every(playback.poll, 500);
   setPage('session');
 }
 
@@ -1230,6 +1234,344 @@ async function pageRules(ctx, view) {
   await load();
   ctx.every(load, 2000);
   setPage('rules');
+}
+
+/* ---------- recordings and replay ---------- */
+
+// A recording's and a replay's states: a finished replay went well, a stopped recording too.
+const PLAY_TONES = { recording: 'ok', stopping: 'warn', stopped: 'muted', interrupted: 'warn', failed: 'bad', playing: 'ok', paused: 'warn', finished: 'ok' };
+const playPill = (s) => pill(s ?? '—', PLAY_TONES[s] || tone(s));
+const fmtSecs = (s) => s == null ? '—' : s < 60 ? `${s.toFixed(1)} s` : fmtDur(s);
+const plural = (n, word) => `${fmtNum(n)} ${word}${n === 1 ? '' : 's'}`;
+const globList = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const recordingRunning = (r) => r.state === 'recording' || r.state === 'stopping';
+
+// The errors of a form: a 422's details naming a field ("recording.events[1]: ...") go
+// under that field, the rest in the general box.
+function formErrors(prefix, test) {
+  const errs = {};
+  const general = h('div', { class: 'error-box', test: test + '-error', hidden: true });
+  const named = new RegExp(`^${prefix}\\.([A-Za-z_]+)`);
+  return {
+    general,
+    el(f) { return (errs[f] = h('div', { class: 'field-error', test: `${test}-error-${f}` })); },
+    clear() { for (const e of Object.values(errs)) e.replaceChildren(); general.hidden = true; general.replaceChildren(); },
+    // `field` takes the message when no detail says more (a 404 for the session).
+    show(message, details, field) {
+      if (field && errs[field] && !details?.length) { errs[field].append(h('div', null, message)); return; }
+      const rest = [];
+      for (const d of details || []) {
+        const m = named.exec(d);
+        if (m && errs[m[1]]) errs[m[1]].append(h('div', null, d)); else rest.push(d);
+      }
+      if (message || rest.length) { general.hidden = false; put(general, message ? h('div', null, message) : null, rest.map((d) => h('div', null, d))); }
+    },
+  };
+}
+const formField = (label, input, err, hint) => h('div', { class: 'field' }, h('label', { for: input.id }, label), input, hint ? h('p', { class: 'muted small' }, hint) : null, err);
+
+// Sets a <select>'s options ([value, text] pairs) when they changed, keeping the choice
+// (or `prefer` when there was none).
+function fillSelect(sel, items, prefer) {
+  const key = JSON.stringify(items);
+  if (sel.dataset.options === key) return;
+  sel.dataset.options = key;
+  const keep = items.some(([v]) => v === sel.value) ? sel.value : prefer;
+  put(sel, ...items.map(([v, t]) => h('option', { value: v, selected: v === keep }, t)));
+}
+
+// A recording's file, fetched with the token (a plain link could not send it) and saved
+// from a blob: URL.
+async function downloadRecording(rec) {
+  try {
+    const res = await api(`/api/v1/recordings/${enc(rec.id)}/download`, { raw: true });
+    const blob = await res.blob();
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: rec.file || `${rec.id}.mcap`, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    setStatus(`${rec.file || rec.id}: ${fmtBytes(blob.size)} downloaded`);
+  } catch (e) { setStatus(`download of ${rec.id} failed: ${e.message}`, 'err'); }
+}
+
+// `session`, when given (#/recordings/{id}), is the one the form offers to record.
+async function pageRecordings(ctx, view, session) {
+  const listBox = h('div');
+  const replayCard = h('section', { class: 'card', test: 'replay-panel', hidden: true });
+  let sessions = [], sources = [], busy = 0;
+  const replay = replayPanel(replayCard);
+  const form = recordForm();
+  view.append(h('div', { class: 'page-head' }, h('h1', null, 'Recordings')),
+    h('p', { class: 'muted' }, "Sessions recorded to MCAP files (their events; if asked, their sources' detections and frames), to download or to play back into a session."),
+    h('div', { class: 'grid-side wide' }, card(null, listBox), h('div', null, replayCard, card('Start recording', form.el))));
+
+  function row(r) {
+    const ended = !recordingRunning(r);
+    const stop = h('button', { class: 'btn small', test: 'recording-stop', mut: true, onclick: () => stopRecording(r, stop) }, 'Stop');
+    const del = h('button', { class: 'btn small danger', test: 'recording-delete', mut: true, onclick: () => deleteRecording(r) }, 'Delete');
+    const again = h('button', { class: 'btn small', test: 'recording-replay', mut: true, onclick: () => replay.open(r) }, 'Replay into…');
+    const download = h('a', { class: 'btn small', test: 'recording-download', href: `/api/v1/recordings/${enc(r.id)}/download`, download: r.file,
+      onclick: (ev) => { ev.preventDefault(); downloadRecording(r); } }, 'Download');
+    const extra = [r.detections && plural(r.detections, 'detection'), r.frames && plural(r.frames, 'frame'), r.dropped && `${fmtNum(r.dropped)} dropped`].filter(Boolean).join(' · ');
+    return h('tr', { test: 'recording-row', 'data-id': r.id, 'data-state': r.state, 'data-session': r.session },
+      h('td', null, h('a', { href: '#/sessions/' + enc(r.session) }, r.session)),
+      h('td', null, r.spec?.label || h('span', { class: 'muted' }, '—'), h('div', { class: 'muted small mono' }, r.id), r.auto ? h('div', { class: 'muted small' }, 'by its template') : null),
+      h('td', { test: 'recording-state' }, playPill(r.state), r.error ? h('div', { class: 'small error-text' }, clip(r.error, 160)) : null),
+      h('td', { class: 'num' }, h('span', { test: 'recording-events' }, fmtNum(r.events)), extra ? h('div', { class: r.dropped ? 'small warn-text' : 'muted small' }, extra) : null),
+      h('td', { class: 'num', test: 'recording-size' }, fmtBytes(r.bytes)), h('td', { class: 'num' }, fmtSecs(r.duration_s)),
+      h('td', { class: 'small' }, r.started_at ? new Date(r.started_at).toLocaleString() : ''),
+      h('td', { class: 'actions' }, ended ? null : stop, download, ended ? again : null, ended ? del : null));
+  }
+  async function stopRecording(r, btn) {
+    busy++;
+    btn.disabled = true;
+    try {
+      const i = await api(`/api/v1/recordings/${enc(r.id)}/stop`, { method: 'POST' });
+      setStatus(`recording ${r.id} ${i.state}: ${plural(i.events, 'event')}, ${fmtBytes(i.bytes)}`);
+    } catch (e) { setStatus(`stopping ${r.id} failed: ${e.message}`, 'err'); }
+    busy--;
+    await load();
+  }
+  async function deleteRecording(r) {
+    if (!confirm(`Delete recording ${r.id} and its file?`)) return;
+    try {
+      await api(`/api/v1/recordings/${enc(r.id)}`, { method: 'DELETE' });
+      setStatus(`recording ${r.id} deleted`);
+      if (replay.showing() === r.id) replay.close();
+    } catch (e) { setStatus(`deleting ${r.id} failed: ${e.message}`, 'err'); }
+    await load();
+  }
+
+  function recordForm() {
+    const fe = formErrors('recording', 'rec');
+    const sessionSel = h('select', { id: 'rec-session', test: 'rec-session', name: 'session' });
+    const events = h('input', { id: 'rec-events', test: 'rec-events', placeholder: 'every event; or e.g. gaze_*, trial_*', autocomplete: 'off', spellcheck: 'false' });
+    const detections = h('input', { type: 'checkbox', test: 'rec-detections', checked: true });
+    const frames = h('input', { type: 'checkbox', test: 'rec-frames' });
+    const quality = h('input', { id: 'rec-quality', test: 'rec-quality', type: 'number', min: 1, max: 100, value: '75' });
+    const label = h('input', { id: 'rec-label', test: 'rec-label', placeholder: 'e.g. P07, run 2', autocomplete: 'off' });
+    const metadata = h('textarea', { id: 'rec-metadata', test: 'rec-metadata', rows: 3, spellcheck: 'false', placeholder: 'participant=P07\ncondition=B' });
+    const submit = h('button', { class: 'btn primary', type: 'submit', test: 'rec-submit', mut: true }, 'Start recording');
+    function body() {
+      const b = { detections: detections.checked, frames: frames.checked };
+      if (events.value.trim()) b.events = globList(events.value);
+      if (quality.value.trim()) b.frame_quality = Number(quality.value);
+      if (label.value.trim()) b.label = label.value.trim();
+      const meta = {}, bad = [];
+      metadata.value.split('\n').forEach((line, i) => {
+        if (!line.trim()) return;
+        const cut = line.indexOf('=');
+        if (cut < 1) bad.push(`line ${i + 1}: key=value, got ${JSON.stringify(line)}`); else meta[line.slice(0, cut).trim()] = line.slice(cut + 1).trim();
+      });
+      if (bad.length) { fe.show(null, bad.map((d) => 'recording.metadata: ' + d)); return null; }
+      if (Object.keys(meta).length) b.metadata = meta;
+      return b;
+    }
+    async function send() {
+      fe.clear();
+      const b = body();
+      if (!b) return;
+      if (!sessionSel.value) { fe.show('Choose a session.', null, 'session'); return; }
+      try {
+        const r = await api(`/api/v1/sessions/${enc(sessionSel.value)}/recordings`, { method: 'POST', body: b });
+        setStatus(`recording ${r.id} of session ${r.session} started`);
+        label.value = '';
+        await load();
+      } catch (e) {
+        fe.show(e.body?.error || e.message, e.body?.details, e.status === 404 ? 'session' : null);
+        setStatus('recording failed: ' + e.message, 'err');
+      }
+    }
+    const el = h('form', { class: 'form', test: 'rec-form', onsubmit: (ev) => { ev.preventDefault(); send(); } },
+      formField('Session', sessionSel, fe.el('session')),
+      formField('Events', events, fe.el('events'), 'Event types or globs, comma-separated; empty: every event.'),
+      h('div', { class: 'field' }, h('div', { class: 'checks' },
+        h('label', { class: 'check' }, detections, "Sources' detections"), h('label', { class: 'check' }, frames, 'Frames (JPEG)')),
+      h('p', { class: 'muted small' }, 'Detections are what re-analysis replays through a source\'s lines and zones.'), fe.el('detections'), fe.el('frames')),
+      formField('Label', label, fe.el('label')),
+      h('details', null, h('summary', null, 'Frame quality, notes'),
+        formField('Frame quality (1-100)', quality, fe.el('frame_quality')),
+        formField('Notes (one key=value a line, kept in the file)', metadata, fe.el('metadata'))),
+      fe.general, h('div', { class: 'row' }, submit));
+    return { el, sessions(ids) { fillSelect(sessionSel, ids.map((i) => [i, i]), ids.includes(session) ? session : ids.find((i) => i !== 'system') ?? ids[0]); } };
+  }
+
+  function replayPanel(box) {
+    const fe = formErrors('replay', 'replay');
+    let current = null;
+    const about = h('p', { class: 'small', test: 'replay-of' });
+    const target = h('select', { id: 'rp-session', test: 'replay-session' });
+    const rate = h('input', { id: 'rp-rate', test: 'replay-rate', type: 'number', min: 0, max: 1000, step: 'any', value: '1' });
+    const loop = h('input', { type: 'checkbox', test: 'replay-loop' });
+    const reanalyze = h('select', { id: 'rp-reanalyze', test: 'replay-reanalyze' });
+    const events = h('input', { id: 'rp-events', test: 'replay-events', placeholder: 'every recorded event', autocomplete: 'off', spellcheck: 'false' });
+    const offset = h('input', { id: 'rp-offset', test: 'replay-offset', type: 'number', min: 0, step: 'any', placeholder: '0' });
+    const duration = h('input', { id: 'rp-duration', test: 'replay-duration', type: 'number', min: 0, step: 'any', placeholder: 'to the end' });
+    const result = h('p', { class: 'small', test: 'replay-result' });
+    const submit = h('button', { class: 'btn primary', type: 'submit', test: 'replay-submit', mut: true }, 'Start replay');
+    const close = () => { current = null; box.hidden = true; };
+    const cancel = h('button', { class: 'btn ghost', type: 'button', test: 'replay-close', onclick: close }, 'Close');
+    function fill() {
+      fillSelect(target, sessions.map((i) => [i, i]), sessions.find((i) => i !== 'system' && i !== current?.session) ?? sessions[0]);
+      fillSelect(reanalyze, [['', 'no: play the recorded events'], ...sources.map((s) => [s, s])], '');
+    }
+    async function send() {
+      fe.clear();
+      put(result);
+      if (!current) return;
+      const sid = target.value;
+      if (!sid) { fe.show('Choose a session.', null, 'session'); return; }
+      const b = { recording: current.id, loop: loop.checked };
+      if (rate.value.trim()) b.rate = Number(rate.value);
+      if (reanalyze.value) b.reanalyze = reanalyze.value;
+      if (events.value.trim()) b.events = globList(events.value);
+      if (offset.value.trim()) b.start_offset_s = Number(offset.value);
+      if (duration.value.trim()) b.duration_s = Number(duration.value);
+      try {
+        const st = await api(`/api/v1/sessions/${enc(sid)}/replay`, { method: 'POST', body: b });
+        put(result, `Playing ${plural(st.total, 'event')} (${fmtSecs(st.duration_s)}) into `, h('a', { href: '#/sessions/' + enc(sid), test: 'replay-open-session' }, `session ${sid}`), '.');
+        setStatus(`replay of ${current.id} into ${sid}: ${st.state}`);
+      } catch (e) {
+        fe.show(e.body?.error || e.message, e.body?.details, e.status === 404 && /session/i.test(e.body?.error || '') ? 'session' : null);
+        setStatus('replay failed: ' + e.message, 'err');
+      }
+    }
+    put(box, h('h2', null, 'Replay into a session'), about,
+      h('form', { class: 'form', test: 'replay-form', onsubmit: (ev) => { ev.preventDefault(); send(); } },
+        formField('Into session', target, fe.el('session')),
+        formField('Rate', rate, fe.el('rate'), '1: real time, 2: twice as fast, 0: as fast as the session takes them.'),
+        h('div', { class: 'field' }, h('label', { class: 'check' }, loop, 'Loop (start again at the end)'), fe.el('loop')),
+        formField('Re-analyse with source', reanalyze, fe.el('reanalyze'), "The recorded detections go through this source's lines and zones as they are now."),
+        h('details', null, h('summary', null, 'Events, window'),
+          formField('Events', events, fe.el('events'), 'Event types or globs, comma-separated.'),
+          formField('Start at (s from the first message)', offset, fe.el('start_offset_s')),
+          formField('Duration (s)', duration, fe.el('duration_s'))),
+        fe.general, h('div', { class: 'row' }, submit, cancel), result));
+    return {
+      open(r) {
+        current = r;
+        fe.clear();
+        put(result);
+        put(about, 'Recording ', h('code', null, r.id), ` of session ${r.session}`, r.spec?.label ? ` (${r.spec.label})` : '', `: ${plural(r.events, 'event')}, ${fmtSecs(r.duration_s)}.`);
+        box.hidden = false;
+        target.dataset.options = '';
+        fill();
+        box.scrollIntoView({ block: 'nearest' });
+        target.focus();
+      },
+      close,
+      showing: () => current?.id,
+      refresh() { if (current) fill(); },
+    };
+  }
+
+  async function load() {
+    if (busy) return;
+    const [rr, ss, so] = await Promise.allSettled([api('/api/v1/recordings'), api('/api/v1/sessions'), api('/api/v1/sources')]);
+    if (!ctx.alive || busy) return;
+    if (ss.status === 'fulfilled') sessions = (ss.value.sessions || []).map((s) => s.id);
+    if (so.status === 'fulfilled') sources = (so.value.sources || []).map((s) => s.id);
+    form.sessions(sessions);
+    replay.refresh();
+    if (rr.status === 'rejected') { put(listBox, errBox(rr.reason)); return; }
+    const list = rr.value.recordings || [];
+    put(listBox, list.length ? table(['Session', 'Label', 'State', 'Events', 'Size', 'Duration', 'Started', ''], list.map(row), 'recording-list') : empty('No recordings yet.'));
+  }
+  await load();
+  ctx.every(load, 2000);
+  setPage('recordings');
+}
+
+// The session page's card of its running recordings and the recording playing into it.
+function sessionPlayback(id) {
+  const recBox = h('div', { test: 'session-recordings' });
+  const none = h('p', { class: 'muted small', test: 'replay-none' }, 'Nothing is playing into this session. ', h('a', { href: '#/recordings' }, 'Recordings'), ' can be replayed into it.');
+  const state = h('span', { test: 'replay-state' }), of = h('span', { class: 'small' });
+  const position = h('span', { test: 'replay-position' }), played = h('span', { test: 'replay-played' }), meta = h('span', { class: 'small', test: 'replay-meta' });
+  const bar = h('progress', { class: 'replay-bar', test: 'replay-progress', max: '1', value: 0 });
+  const err = h('p', { class: 'small error-text', test: 'replay-error' });
+  const pause = h('button', { class: 'btn', test: 'replay-pause', mut: true }, 'Pause');
+  const resume = h('button', { class: 'btn', test: 'replay-resume', mut: true }, 'Resume');
+  const stop = h('button', { class: 'btn danger', test: 'replay-stop', mut: true }, 'Stop');
+  const seek = h('input', { class: 'seek', type: 'number', test: 'replay-seek', min: 0, step: 'any', placeholder: 'seconds', 'aria-label': 'position to seek to, in seconds', mut: true });
+  const seekGo = h('button', { class: 'btn', test: 'replay-seek-go', mut: true }, 'Seek');
+  const replayBox = h('div', { test: 'session-replay', hidden: true },
+    h('div', { class: 'dist-head' }, h('h3', null, 'Replay'), state, of),
+    kv([['position', position], ['played', played]]), bar, h('p', { class: 'muted' }, meta), err,
+    h('div', { class: 'row' }, pause, resume, stop, h('div', { class: 'spacer' }), seek, seekGo));
+  const el = card('Recording and replay', recBox, h('hr', { class: 'sep' }), none, replayBox);
+  let last = null, busy = false;
+
+  function show(r) {
+    last = r;
+    replayBox.hidden = !r;
+    none.hidden = !!r;
+    if (!r) return;
+    put(state, playPill(r.state));
+    put(of, 'of ', h('a', { href: '#/recordings', test: 'replay-recording' }, r.recording));
+    position.textContent = `${r.position_s.toFixed(1)} s / ${r.duration_s.toFixed(1)} s`;
+    played.textContent = `${fmtNum(r.played)} / ${fmtNum(r.total)}`;
+    meta.textContent = [r.rate === 0 ? 'as fast as possible' : `rate ${r.rate}×`, r.loop && `loop (${fmtNum(r.loops)} so far)`, r.reanalyze && `re-analysed with ${r.reanalyze}`,
+      r.started_at && `started ${fmtTime(r.started_at)}`].filter(Boolean).join(' · ');
+    bar.value = r.duration_s > 0 ? Math.min(1, r.position_s / r.duration_s) : r.state === 'finished' ? 1 : 0;
+    err.textContent = r.error ? 'error: ' + r.error : '';
+    const ended = r.state === 'finished' || r.state === 'stopped';
+    setOff(pause, r.state !== 'playing');
+    setOff(resume, r.state !== 'paused');
+    setOff(stop, ended);
+    setOff(seek, ended);
+    setOff(seekGo, ended);
+    seek.max = String(r.duration_s);
+  }
+  async function control(action, body) {
+    busy = true;
+    try {
+      const r = await api(`/api/v1/sessions/${enc(id)}/replay/${action}`, { method: 'POST', body });
+      show(r);
+      setStatus(`replay ${action}: ${r.state}`);
+    } catch (e) { setStatus(`replay ${action} failed: ${e.message}`, 'err'); }
+    busy = false;
+  }
+  pause.addEventListener('click', () => control('pause'));
+  resume.addEventListener('click', () => control('resume'));
+  stop.addEventListener('click', () => control('stop'));
+  const doSeek = () => {
+    const v = Number(seek.value);
+    if (seek.value.trim() === '' || !(v >= 0)) { err.textContent = 'seek: seconds from the start of the window, 0 or more'; return; }
+    control('seek', { position_s: v });
+  };
+  seekGo.addEventListener('click', doSeek);
+  seek.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') doSeek(); });
+
+  async function stopRecording(rid) {
+    try {
+      const i = await api(`/api/v1/recordings/${enc(rid)}/stop`, { method: 'POST' });
+      setStatus(`recording ${rid} ${i.state}: ${plural(i.events, 'event')}`);
+    } catch (e) { setStatus(`stopping ${rid} failed: ${e.message}`, 'err'); }
+  }
+  // With the session's status: its running recordings' counters come from their own list.
+  async function update(s) {
+    if (!busy) show(s.replay || null);
+    const ids = s.recordings || [];
+    if (!ids.length) { put(recBox, h('p', { class: 'muted small' }, 'No recording running. ', h('a', { href: '#/recordings/' + enc(id), test: 'session-record-link' }, 'Start one'), '.')); return; }
+    let infos = [];
+    try { infos = (await api(`/api/v1/sessions/${enc(id)}/recordings`)).recordings || []; } catch { /* ids alone */ }
+    const byId = Object.fromEntries(infos.map((r) => [r.id, r]));
+    put(recBox, h('ul', { class: 'events-mini' }, ids.map((rid) => {
+      const r = byId[rid];
+      return h('li', { test: 'session-recording', 'data-id': rid }, playPill(r?.state || 'recording'), ' ', h('code', null, rid), r?.spec?.label ? ` ${r.spec.label}` : '',
+        r ? h('span', { class: 'muted' }, ` · ${plural(r.events, 'event')} · ${fmtBytes(r.bytes)}`) : null, ' ',
+        h('button', { class: 'btn small', test: 'session-recording-stop', mut: true, onclick: () => stopRecording(rid) }, 'Stop'));
+    })));
+  }
+  // While it plays, the position is read more often than the session.
+  async function poll() {
+    if (busy || last?.state !== 'playing') return;
+    try { const r = await api(`/api/v1/sessions/${enc(id)}/replay`); if (!busy) show(r); } catch { /* the session poll says more */ }
+  }
+  return { el, update, poll };
 }
 
 /* ---------- API reference ---------- */

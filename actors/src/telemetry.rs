@@ -78,6 +78,7 @@ pub fn describe() {
     crate::system::describe();
     crate::input::describe();
     crate::rules::engine::describe();
+    crate::recording::recorder::describe();
     describe_gauge!(SESSIONS_OPEN, "Sessions currently open.");
     describe_counter!(
         SESSION_MAILBOX_DROPPED,

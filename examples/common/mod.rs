@@ -7,6 +7,9 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+#[allow(dead_code)] // the fan-out benchmark's
+pub mod floor;
+
 use synopticon::configuration::Settings;
 use synopticon::startup::Application;
 

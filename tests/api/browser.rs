@@ -379,10 +379,14 @@ async fn the_dashboard_creates_a_session_follows_its_events_and_draws_a_line_on_
 async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anything() {
     check_tools();
     let hash = synopticon::auth::tokens::hash_hex;
+    let recordings =
+        std::env::temp_dir().join(format!("synopticon-recordings-{}", uuid::Uuid::new_v4()));
     let server = ServerProcess::start(&format!(
         "[server]\nport = 0\nmode = \"production\"\n[log]\nlevel = \"warn,synopticon::startup=info\"\n\
+         [recording]\ndir = \"{}\"\n\
          [[auth.tokens]]\nid = \"browser-admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
          [[auth.tokens]]\nid = \"browser-viewer\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+        recordings.display(),
         hash(ADMIN),
         hash(VIEWER)
     ));
@@ -398,6 +402,45 @@ async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anythin
         )
         .await;
     assert_eq!(made.status, 201, "{}", made.body);
+    // A recording of the session, stopped, playing into it (slowly, then paused), and one
+    // still running: the viewer sees their controls, every one disabled.
+    let record = |spec: Value| {
+        let admin = &admin;
+        async move {
+            let r = admin
+                .post(&format!("/api/v1/sessions/{existing}/recordings"), &spec)
+                .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.body["id"].as_str().expect("a recording id").to_string()
+        }
+    };
+    let stopped = record(json!({"label": "before"})).await;
+    admin
+        .publish(existing, json!([{"event": "trial_start", "data": {}}]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admin
+        .publish(existing, json!([{"event": "trial_end", "data": {}}]))
+        .await;
+    let r = admin
+        .post(&format!("/api/v1/recordings/{stopped}/stop"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let running = record(json!({"label": "now"})).await;
+    let r = admin
+        .post(
+            &format!("/api/v1/sessions/{existing}/replay"),
+            &json!({"recording": stopped, "rate": 0.01}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = admin
+        .post(
+            &format!("/api/v1/sessions/{existing}/replay/pause"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.body["state"], "paused", "{}", r.body);
 
     let run = run_script(
         "auth.mjs",
@@ -413,6 +456,8 @@ async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anythin
             ("SOURCE_ID", source),
             ("VIEWER_SESSION_ID", "browser-by-viewer"),
             ("ADMIN_SESSION_ID", "browser-by-admin"),
+            ("RECORDING_ID", &stopped),
+            ("RUNNING_RECORDING_ID", &running),
         ],
     )
     .await;
@@ -431,7 +476,7 @@ async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anythin
         "the prompt stays after a wrong token"
     );
     assert_eq!(r["viewer_role_text"], "read-only (viewer)");
-    for page in ["sessions", "session", "source"] {
+    for page in ["sessions", "session", "recordings", "source"] {
         assert_eq!(
             r["viewer_enabled_controls"][page],
             json!([]),
@@ -442,6 +487,26 @@ async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anythin
         r["viewer_writes"],
         json!([]),
         "write requests sent with the viewer token"
+    );
+    // What the viewer was shown: the replay and the recordings, with their controls off.
+    assert_eq!(r["viewer_replay_state"], "paused");
+    assert!(
+        strings(&r["viewer_disabled_replay_controls"]).len() >= 5,
+        "the replay's controls a viewer sees, disabled: {}",
+        r["viewer_disabled_replay_controls"]
+    );
+    let mut rows = strings(&r["viewer_recordings"]);
+    rows.sort_unstable();
+    let mut both = vec![stopped.as_str(), running.as_str()];
+    both.sort_unstable();
+    assert_eq!(rows, both, "the recordings a viewer sees");
+    assert_eq!(r["viewer_download_enabled"], true, "a viewer may download");
+    assert!(
+        r["viewer_download_status"]
+            .as_str()
+            .is_some_and(|t| t.contains("downloaded")),
+        "a viewer's download: {}",
+        r["viewer_download_status"]
     );
     assert_eq!(r["admin_role_text"], "admin");
     assert!(
@@ -475,6 +540,23 @@ async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anythin
         "{}",
         src.body
     );
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/recordings/{running}"))
+            .await
+            .body["state"],
+        "recording"
+    );
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/recordings/{stopped}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(kept["replay"]["state"], "paused", "{kept}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&recordings);
     eprintln!("auth: {:?}", run.elapsed);
 }
 
@@ -1123,4 +1205,149 @@ async fn the_live_events_page_follows_a_session_over_sse_with_a_token() {
     .await
     .with_token(ADMIN);
     sse_events_page(&app, ADMIN, "events-sse-token").await;
+}
+
+/* ---------- recordings (tests/browser/recordings.mjs) ---------- */
+
+#[tokio::test]
+async fn the_recordings_page_records_a_session_downloads_it_and_replays_it_into_another() {
+    check_tools();
+    // With a token: the download is fetched with it (a plain link would get a 401).
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
+    })
+    .await
+    .with_token(ADMIN);
+    let (session, target) = ("browser-study", "browser-replayed");
+    let run = run_script(
+        "recordings.mjs",
+        &[
+            ("BASE_URL", &app.address),
+            ("SESSION_ID", session),
+            ("TARGET_ID", target),
+            ("TOKEN", ADMIN),
+        ],
+    )
+    .await;
+    let r = run.ok();
+    eprintln!("results: {r}");
+
+    // The bad glob: refused, the reason under the events field, nothing started.
+    let bad = r["bad_events_error"].as_str().unwrap_or_default();
+    assert!(
+        bad.contains("recording.events[0]") && bad.contains("bad glob!"),
+        "[data-test=rec-error-events]: {bad:?}"
+    );
+    assert_eq!(r["recordings_after_bad"], 0);
+    assert_eq!(r["events_error_after_success"], "");
+    // Started from the form: running, on the session's status, counting what matches.
+    let rid = r["rid"].as_str().expect("the recording's id");
+    assert_eq!(r["row_state"], "recording");
+    assert_eq!(r["recordings_in_session_status"], json!([rid]));
+    assert_eq!(
+        r["counts_seen"],
+        json!(["0", "5", "12"]),
+        "[data-test=recording-events] as events were published"
+    );
+    // Stopped from the page; what the server kept is what the form asked for.
+    assert_eq!(r["stopped_state"], "stopped");
+    assert_eq!(
+        r["stop_hidden"], true,
+        "Stop is offered on a stopped recording"
+    );
+    let info = app.get(&format!("/api/v1/recordings/{rid}")).await;
+    assert_eq!(info.status, 404, "deleted at the end: {}", info.body);
+    let kept = &r["over_rest"];
+    assert_eq!(kept["state"], "stopped", "{kept}");
+    assert_eq!(kept["session"], session);
+    assert_eq!(kept["events"], 12, "{kept}");
+    assert_eq!(kept["stop_reason"], "stopped over REST");
+    assert_eq!(kept["spec"]["events"], json!(["study_*"]));
+    assert_eq!(kept["spec"]["label"], "P07 run 1");
+    assert_eq!(
+        kept["spec"]["metadata"],
+        json!({"participant": "P07", "condition": "B"})
+    );
+
+    // The browser's download: the whole file, an MCAP file with the 12 events.
+    let download = &r["download"];
+    assert_eq!(
+        download["magic"], true,
+        "the file's first bytes: {download}"
+    );
+    assert_eq!(download["size"], kept["bytes"], "{download}");
+    assert_eq!(
+        download["file"], kept["file"],
+        "the file's name: {download}"
+    );
+    let file = PathBuf::from(download["path"].as_str().expect("the downloaded file"));
+    let read = crate::recording::read_mcap(&file, false);
+    let recorded: Vec<&str> = read["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["topic"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("/events/"))
+        })
+        .filter_map(|m| m["data"]["event"].as_str())
+        .collect();
+    let mut want = vec!["study_tick"; 5];
+    want.extend(["study_tock"; 7]);
+    assert_eq!(recorded, want, "the events in the downloaded file");
+    assert_eq!(read["metadata"]["study"]["participant"], "P07");
+    let _ = std::fs::remove_dir_all(file.parent().expect("the downloads folder"));
+
+    // Played as fast as possible into the other session: finished, every event played.
+    assert!(
+        r["replay_result"]
+            .as_str()
+            .is_some_and(|t| t.contains("12 events") && t.contains(target)),
+        "[data-test=replay-result]: {}",
+        r["replay_result"]
+    );
+    let done = &r["replay_finished"];
+    assert_eq!(done["state"], "finished", "{done}");
+    assert_eq!(done["played"], "12 / 12", "{done}");
+    assert_eq!(done["recording"], rid, "{done}");
+    let first = &r["target_after_first_replay"];
+    assert_eq!(first["replay"]["state"], "finished", "{first}");
+    assert_eq!(first["events_received"], 12, "{first}");
+
+    // At real time and looping: paused, moved to the start, resumed and stopped from the view.
+    assert_eq!(
+        r["control_states"],
+        json!(["playing", "paused", "playing", "stopped"])
+    );
+    assert_eq!(r["paused_over_rest"], "paused");
+    let held = &r["played_while_paused"];
+    assert!(
+        held[0].is_u64() && held[0] == held[1],
+        "events played while paused: {held}"
+    );
+    assert_eq!(r["resume_enabled_while_paused"], true);
+    assert_eq!(r["pause_enabled_while_paused"], false);
+    assert!(
+        r["position_over_rest_after_seek"]
+            .as_f64()
+            .is_some_and(|p| p < 0.05),
+        "position after seeking to 0: {}",
+        r["position_over_rest_after_seek"]
+    );
+    assert_eq!(r["stopped_over_rest"]["state"], "stopped");
+    assert_eq!(r["stopped_over_rest"]["loop"], true);
+    assert_eq!(
+        r["controls_after_stop"],
+        json!([]),
+        "replay controls still enabled once stopped"
+    );
+    let status = app.status(target).await;
+    assert_eq!(status["replay"]["state"], "stopped", "{status}");
+    assert_eq!(r["after_delete"], 404);
+    assert_eq!(
+        app.get("/api/v1/recordings").await.body["recordings"],
+        json!([])
+    );
 }

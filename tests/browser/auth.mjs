@@ -2,8 +2,9 @@
 // token refused, a viewer token read-only (no control can change anything, and no write
 // request leaves the page), then an admin token creating a session.
 // Env: BASE_URL, CHROMIUM, ARTIFACTS, ADMIN_TOKEN, VIEWER_TOKEN, WRONG_TOKEN,
-// SESSION_ID (exists), SOURCE_ID (exists), VIEWER_SESSION_ID (the viewer tries to create
-// it), ADMIN_SESSION_ID (the admin creates it).
+// SESSION_ID (exists, with a paused replay), SOURCE_ID (exists), VIEWER_SESSION_ID (the
+// viewer tries to create it), ADMIN_SESSION_ID (the admin creates it), RECORDING_ID (a
+// stopped recording), RUNNING_RECORDING_ID (a running one).
 import { env, sleep, run, until, text, onPage } from './lib.mjs';
 
 const BASE = env('BASE_URL');
@@ -14,6 +15,8 @@ const SESSION = env('SESSION_ID');
 const SOURCE = env('SOURCE_ID');
 const VIEWER_SESSION = env('VIEWER_SESSION_ID');
 const ADMIN_SESSION = env('ADMIN_SESSION_ID');
+const RECORDING = env('RECORDING_ID');
+const RUNNING_RECORDING = env('RUNNING_RECORDING_ID');
 
 const modalShown = (page) => page.$eval('[data-test=token-modal]', (m) => !m.hidden);
 
@@ -62,7 +65,7 @@ await run('auth', async ({ page, results, step, shot, fail }) => {
   await onPage(page, 'sessions');
   await until(page, `the row of session ${SESSION}`, (id) => !!document.querySelector(`[data-test=session-row][data-id="${id}"]`), { args: [SESSION] });
   // Every control that writes: absent, hidden or disabled.
-  const enabledWriteControls = () => page.$$eval('button.mut, [data-test=new-session-submit], [data-test=new-session-validate], [data-test=session-close], [data-test=distributor-enable], [data-test=distributor-disable], [data-test=distributor-apply], [data-test=routing-save], [data-test=draw-line], [data-test=draw-zone], [data-test=shape-save], [data-test=shape-delete]',
+  const enabledWriteControls = () => page.$$eval('button.mut, [data-test=new-session-submit], [data-test=new-session-validate], [data-test=session-close], [data-test=distributor-enable], [data-test=distributor-disable], [data-test=distributor-apply], [data-test=routing-save], [data-test=draw-line], [data-test=draw-zone], [data-test=shape-save], [data-test=shape-delete], input.mut, [data-test=rec-submit], [data-test=recording-stop], [data-test=recording-delete], [data-test=recording-replay], [data-test=replay-pause], [data-test=replay-resume], [data-test=replay-stop], [data-test=replay-seek-go]',
     (els) => els.filter((e) => !e.disabled && !e.hidden && e.offsetParent !== null).map((e) => e.dataset.test || e.textContent.trim()));
   results.viewer_enabled_controls = { sessions: await enabledWriteControls() };
   // Try anyway: the id, the disabled button, Enter in the field.
@@ -77,11 +80,35 @@ await run('auth', async ({ page, results, step, shot, fail }) => {
   await page.click(`[data-test=session-row][data-id="${SESSION}"] a[href^="#/sessions/"]`);
   await onPage(page, 'session');
   await until(page, 'the distributor cards', () => document.querySelectorAll('[data-test=distributor]').length > 0);
+  results.viewer_replay_state = await until(page, 'the replay card ([data-test=replay-state])', () => document.querySelector('[data-test=replay-state]')?.textContent.trim() || false);
   results.viewer_enabled_controls.session = await enabledWriteControls();
+  results.viewer_disabled_replay_controls = await page.$$eval('[data-test=session-replay] button, [data-test=session-replay] input, [data-test=session-recording-stop]',
+    (els) => els.filter((e) => e.disabled).map((e) => e.dataset.test));
   await page.click('[data-test=distributor][data-kind=sse] [data-test=distributor-disable]').catch(() => {});
   await page.click('[data-test=session-close]').catch(() => {});
+  await page.click('[data-test=replay-resume]').catch(() => {});
   await sleep(500);
   await shot('viewer-session');
+
+  step('viewer: recordings page');
+  await page.click('[data-test=nav-recordings]');
+  await onPage(page, 'recordings');
+  const rowOf = (id) => `[data-test=recording-row][data-id="${id}"]`;
+  await until(page, 'both recordings in the table', (a, b) => !!document.querySelector(a) && !!document.querySelector(b), { args: [rowOf(RECORDING), rowOf(RUNNING_RECORDING)] });
+  results.viewer_recordings = await page.$$eval('[data-test=recording-row]', (rs) => rs.map((r) => r.dataset.id));
+  results.viewer_enabled_controls.recordings = await enabledWriteControls();
+  results.viewer_download_enabled = await page.$eval(`${rowOf(RECORDING)} [data-test=recording-download]`, (a) => !a.disabled && a.offsetParent !== null);
+  await page.click(`${rowOf(RUNNING_RECORDING)} [data-test=recording-stop]`).catch(() => {});
+  await page.click(`${rowOf(RECORDING)} [data-test=recording-replay]`).catch(() => {});
+  await page.click('[data-test=rec-submit]').catch(() => {});
+  // Reading is allowed: the download is fetched with the viewer's token.
+  await page.click(`${rowOf(RECORDING)} [data-test=recording-download]`);
+  results.viewer_download_status = await until(page, 'the download in the status line', () => {
+    const t = document.querySelector('[data-test=status]')?.textContent.trim();
+    return /download/.test(t || '') && t;
+  }, { timeout: 5000 });
+  await sleep(300);
+  await shot('viewer-recordings');
 
   step('viewer: source page');
   await page.goto(`${BASE}/#/sources/${encodeURIComponent(SOURCE)}`, { waitUntil: 'domcontentloaded' });

@@ -14,6 +14,7 @@ pub mod actor;
 pub mod breaker;
 pub mod http;
 pub mod live;
+pub mod mmsg;
 pub mod mqtt;
 pub mod queue;
 pub mod redis;

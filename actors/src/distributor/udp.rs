@@ -86,6 +86,9 @@ pub fn encode_binary(event: &Event) -> Bytes {
 pub struct UdpProtocol {
     config: UdpConfig,
     resolved: Vec<SocketAddr>,
+    /// The resolved targets of each family, ready for one `sendmmsg` per datagram.
+    by_v4: super::mmsg::Targets,
+    by_v6: super::mmsg::Targets,
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     telemetry: Arc<DistributorTelemetry>,
@@ -167,6 +170,17 @@ impl UdpProtocol {
         if self.resolved.iter().any(SocketAddr::is_ipv6) && self.v6.is_none() {
             self.v6 = bind("[::]:0");
         }
+        let family = |v4: bool| {
+            super::mmsg::Targets::new(
+                self.resolved
+                    .iter()
+                    .filter(|a| a.is_ipv4() == v4)
+                    .copied()
+                    .collect(),
+            )
+        };
+        self.by_v4 = family(true);
+        self.by_v6 = family(false);
     }
 }
 
@@ -249,6 +263,8 @@ impl Protocol for UdpProtocol {
         let mut protocol = Self {
             config,
             resolved: Vec::new(),
+            by_v4: Default::default(),
+            by_v6: Default::default(),
             v4: None,
             v6: None,
             telemetry,
@@ -279,14 +295,17 @@ impl Protocol for UdpProtocol {
                 self.unusable.join("; ")
             )));
         }
+        // One system call per family for all its targets.
         let mut errors = Vec::new();
-        for target in &self.resolved {
-            let socket = if target.is_ipv4() { &self.v4 } else { &self.v6 };
+        for (socket, targets) in [(&self.v4, &mut self.by_v4), (&self.v6, &mut self.by_v6)] {
+            if targets.is_empty() {
+                continue;
+            }
             let Some(socket) = socket else {
-                errors.push(format!("{target}: no local socket"));
+                errors.push("no local socket for the targets".to_string());
                 continue;
             };
-            if let Err(e) = socket.send_to(&datagram, target) {
+            for (target, e) in targets.send(socket, &datagram) {
                 errors.push(format!("{target}: {e}"));
             }
         }

@@ -14,14 +14,16 @@ use crate::guardrails::Guardrails;
 use crate::telemetry::DistributorTelemetry;
 use crate::validation::FieldReader;
 
-/// Default frames a WebSocket client may have waiting.
-pub const DEFAULT_CLIENT_QUEUE: u64 = 1024;
+/// Default frames a WebSocket client may have waiting: high, so that the byte bound does
+/// the work (1,024 frames of 100 bytes were 100 KB, and clients only a moment behind lost
+/// frames).
+pub const DEFAULT_CLIENT_QUEUE: u64 = 65_536;
 /// Default overflows in a row before a client is cut off.
 pub const DEFAULT_MAX_CLIENT_DROPS: u64 = 1024;
 /// Default client limit per distributor.
 pub const DEFAULT_MAX_CLIENTS: u64 = 1000;
-/// Default bytes of frames a client may have waiting (8 MiB).
-pub const DEFAULT_CLIENT_QUEUE_BYTES: u64 = 8 << 20;
+/// Default bytes of frames a client may have waiting (2 MiB: twice Centrifugo's 1 MB).
+pub const DEFAULT_CLIENT_QUEUE_BYTES: u64 = 2 << 20;
 
 /// Reads the fan-out fields shared by the WebSocket and SSE distributors.
 pub(crate) fn read_fanout(r: &mut FieldReader<'_>, path: &str, rails: &Guardrails) -> FanoutConfig {

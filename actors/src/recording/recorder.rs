@@ -28,6 +28,14 @@ use crate::messages::AnalysedFrame;
 /// Metric: what recordings wrote and dropped.
 pub const RECORDING_MESSAGES: &str = "synopticon_recording_messages_total";
 
+/// Describes the recordings' metric.
+pub fn describe() {
+    metrics::describe_counter!(
+        RECORDING_MESSAGES,
+        "Messages (events, detections, frames) of a session's recordings by outcome: written to the MCAP file, or dropped because the recording's queue (recording.queue) was full."
+    );
+}
+
 /// What the session hands over.
 enum Item {
     Event(Arc<Event>),
@@ -71,6 +79,8 @@ pub struct Recorder {
     file: String,
     auto: bool,
     continues: Option<String>,
+    /// Messages its full queue dropped (the metric).
+    dropped_metric: metrics::Counter,
 }
 
 /// What the file says about itself.
@@ -137,6 +147,7 @@ impl Recorder {
             file,
             auto: start.auto,
             continues: start.continues,
+            dropped_metric: metrics::counter!(RECORDING_MESSAGES, "session" => start.session.to_string(), "outcome" => "dropped"),
         });
         let thread = Writing {
             writer,
@@ -149,6 +160,7 @@ impl Recorder {
             channels: HashMap::new(),
             schemas: HashMap::new(),
             last_log: 0,
+            written: metrics::counter!(RECORDING_MESSAGES, "session" => start.session.to_string(), "outcome" => "written"),
         };
         let on_done = start.on_done;
         std::thread::Builder::new()
@@ -207,8 +219,7 @@ impl Recorder {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let before = self.progress.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(RECORDING_MESSAGES, "session" => self.session.to_string(), "outcome" => "dropped")
-                    .increment(1);
+                self.dropped_metric.increment(1);
                 if before.is_power_of_two() || before == 0 {
                     tracing::warn!(recording = %self.id, dropped = before + 1, "a recording's queue is full: events are dropped");
                 }
@@ -296,6 +307,8 @@ struct Writing {
     schemas: HashMap<&'static str, u16>,
     /// Log times never go back: readers that order by log time see the session's order.
     last_log: u64,
+    /// Messages written (the metric).
+    written: metrics::Counter,
 }
 
 /// Most event channels one recording opens; further event types share `/events/_other`.
@@ -424,6 +437,7 @@ impl Writing {
                 data,
             )
             .map_err(|e| e.to_string())?;
+        self.written.increment(1);
         let p = &self.progress;
         if p.first_ns.load(Ordering::Relaxed) == 0 {
             p.first_ns.store(log, Ordering::Relaxed);
