@@ -38,6 +38,8 @@ use crate::{routes, telemetry};
 
 /// How often histogram summaries are maintained.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the recordings' files to be finished.
+const RECORDING_FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for each session to close.
 const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often live connections of expired tokens are closed.
@@ -784,6 +786,15 @@ pub async fn graceful_shutdown(state: &AppState, server: &ServerHandle) {
     state.inputs.stop_all();
     state.rules.stop_all();
     state.sources.stop_all();
+    // Files finished (with their index) before the sessions go; they go on after a restart.
+    state
+        .rails
+        .recordings
+        .stop_all(
+            synopticon_actors::recording::hub::SHUTDOWN,
+            RECORDING_FINISH_TIMEOUT,
+        )
+        .await;
     let closed = tokio::time::timeout(
         SESSION_CLOSE_TIMEOUT,
         state.sessions.close_all(CloseReason::ServerShutdown),

@@ -640,8 +640,20 @@ impl WsConnection {
                     .tokens
                     .register_live(&p.principal, &p.address, &queue, p.state.live_limits)
             {
+                // The old feed is gone and the new one is not allowed (the token was
+                // revoked meanwhile, or a limit): the connection ends, saying why.
                 queue.close(CloseReason::ClientGone);
-                return act.refuse(ctx, format!("cannot resume: {limit:?}"));
+                let why = if matches!(limit, LiveLimit::Revoked) {
+                    "token_revoked"
+                } else {
+                    "connection_limit"
+                };
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some(why.into()),
+                }));
+                ctx.stop();
+                return;
             }
             act.stream = Some(ctx.add_stream(queue.feed()));
             act.queue = queue;

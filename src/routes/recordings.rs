@@ -131,7 +131,11 @@ async fn import(
         .get("name")
         .map(|n| n.chars().take(200).collect::<String>())
         .unwrap_or_else(|| "an upload".into());
-    let info = state.rails.recordings.import(&body, &name).await?;
+    let hub = state.rails.recordings.clone();
+    let info = web::block(move || hub.import(&body, &name))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    state.rails.recordings.keep_imported(&info).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/recordings/{}", info.id)))
         .json(info))

@@ -92,7 +92,11 @@ async fn stop(app: &TestApp, rid: &str) -> Value {
 #[tokio::test]
 async fn a_recording_keeps_every_event_in_order_with_schemas_and_metadata() {
     let app = spawn_app().await;
-    app.create_session(json!({"id": "study", "enabledDistributors": ["websocket"]}))
+    // A webhook configured (not enabled) with a secret header and a broker URL with a
+    // password: neither may reach the file.
+    app.create_session(json!({"id": "study", "enabledDistributors": ["websocket"],
+        "distributors": {"http": {"baseUrl": "http://127.0.0.1:9", "headers": {"X-Api-Key": "s3cret-key"}},
+            "mqtt": {"broker": "mqtt://lab:hunter2@127.0.0.1:1883"}}}))
         .await;
     // Before the recording: not in it.
     app.publish("study", json!([{"event": "warmup", "data": {}}]))
@@ -178,6 +182,11 @@ async fn a_recording_keeps_every_event_in_order_with_schemas_and_metadata() {
     let config: Value =
         serde_json::from_str(meta["session"]["config"].as_str().expect("config")).expect("json");
     assert_eq!(config["id"], "study");
+    let text = meta["session"]["config"].as_str().unwrap_or_default();
+    assert!(
+        !text.contains("s3cret-key") && !text.contains("hunter2"),
+        "{text}"
+    );
     assert_eq!(config["enabledDistributors"], json!(["websocket"]));
     assert!(meta["models"].is_object());
     assert_eq!(meta["study"]["participant"], "P07");
@@ -779,9 +788,51 @@ async fn a_recording_cut_by_sigkill_is_readable_and_goes_on_after_the_restart() 
     assert_eq!(next["session"], "trial");
     assert_eq!(next["spec"]["label"], "P12");
     app.publish("trial", batch("sample", 5)).await;
-    let next_id = next["id"].as_str().expect("id");
-    let done = stop(&app, next_id).await;
-    assert_eq!(done["events"], 5, "{done}");
+    let next_id = next["id"].as_str().expect("id").to_string();
+
+    // A clean stop (SIGTERM) finishes the file, with its index, and the recording goes
+    // on after the restart, once.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut server = server;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while server.child.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finished = read_mcap(&dir.join(next["file"].as_str().expect("file")), false);
+    assert_eq!(events_of(&finished).len(), 5, "a complete, indexed file");
+    let server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    let before = app.get(&format!("/api/v1/recordings/{next_id}")).await.body;
+    assert_eq!(before["state"], "stopped", "{before}");
+    assert_eq!(before["events"], 5);
+    let list = app.get("/api/v1/recordings").await.body;
+    let continuing: Vec<&Value> = list["recordings"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["continues"] == next_id.as_str())
+        .collect();
+    assert_eq!(continuing.len(), 1, "{list}");
+    assert_eq!(continuing[0]["state"], "recording");
+    drop(server);
+    let server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    let list = app.get("/api/v1/recordings").await.body;
+    let again = list["recordings"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["continues"] == next_id.as_str())
+        .count();
+    assert_eq!(again, 1, "continued once, not at every start: {list}");
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -51,6 +51,8 @@ impl Targets {
             iov_base: datagram.as_ptr() as *mut libc::c_void,
             iov_len: datagram.len(),
         };
+        // One pointer shared by every header (the kernel only reads it).
+        let iov_ptr: *mut libc::iovec = &mut iov;
         let mut messages: Vec<libc::mmsghdr> = self
             .raw
             .iter_mut()
@@ -60,7 +62,7 @@ impl Targets {
                 let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
                 header.msg_name = (addr as *mut libc::sockaddr_storage).cast();
                 header.msg_namelen = *len;
-                header.msg_iov = &mut iov;
+                header.msg_iov = iov_ptr;
                 header.msg_iovlen = 1;
                 libc::mmsghdr {
                     msg_hdr: header,
@@ -85,6 +87,14 @@ impl Targets {
                 let error = io::Error::last_os_error();
                 if error.kind() == io::ErrorKind::Interrupted {
                     continue;
+                }
+                // A full socket buffer stays full for the rest: they fail now, not one
+                // system call each.
+                if error.kind() == io::ErrorKind::WouldBlock {
+                    for addr in &self.addrs[done..] {
+                        failed.push((*addr, io::Error::from(io::ErrorKind::WouldBlock)));
+                    }
+                    break;
                 }
                 // The first message not sent failed: say so, go on with the next.
                 failed.push((self.addrs[done], error));

@@ -62,12 +62,19 @@ struct Hub {
     store: OnceLock<Arc<Store>>,
     /// Model name → file, for the checksums a recording's metadata carries.
     models: Vec<(String, PathBuf)>,
+    /// Recordings deleted: a late write of their state must not bring them back.
+    deleted: Mutex<std::collections::HashSet<String>>,
     /// File → (size, modified, SHA-256): a model is hashed once.
     checksums: Checksums,
 }
 
 /// File → (size, modified, SHA-256).
 type Checksums = Mutex<HashMap<PathBuf, (u64, Option<SystemTime>, String)>>;
+
+/// Why recordings stop when the server shuts down cleanly: they go on after the restart.
+pub const SHUTDOWN: &str = "the server shut down";
+/// What that becomes once a restart has continued them.
+const RESTARTED: &str = "the server shut down; continued after the restart";
 
 /// How often the keeper writes running recordings' counters to the store.
 const KEEP_EVERY: Duration = Duration::from_secs(2);
@@ -89,6 +96,7 @@ impl RecordingHub {
                 notes_rx: Mutex::new(Some(rx)),
                 store: OnceLock::new(),
                 models,
+                deleted: Mutex::new(std::collections::HashSet::new()),
                 checksums: Mutex::new(HashMap::new()),
             })),
         }
@@ -164,16 +172,22 @@ impl RecordingHub {
             "spec".into(),
             text(&serde_json::to_value(spec).unwrap_or(Value::Null)),
         );
+        // Passwords, tokens and secret headers are hidden, as in every answer: the file
+        // goes to anyone who may read the session.
+        let mut shown = serde_json::to_value(config).unwrap_or(Value::Null);
+        crate::secrets::redact(&mut shown);
         let mut session = BTreeMap::new();
-        session.insert(
-            "config".into(),
-            text(&serde_json::to_value(config).unwrap_or(Value::Null)),
-        );
+        session.insert("config".into(), text(&shown));
+        // Hashed at start (attach_store), never here: this runs on the session's thread.
         let mut models = BTreeMap::new();
+        let sums = hub.checksums.lock();
         for (name, path) in &hub.models {
-            let sum = checksum(&hub.checksums, path).unwrap_or_else(|e| format!("unreadable: {e}"));
+            let sum = sums
+                .get(path)
+                .map_or_else(|| "not hashed".to_string(), |(_, _, sum)| sum.clone());
             models.insert(name.clone(), format!("{} {}", sum, path.display()));
         }
+        drop(sums);
         let mut metadata = vec![
             ("synopticon".to_string(), synopticon),
             ("session".to_string(), session),
@@ -198,12 +212,39 @@ impl RecordingHub {
             return Ok(Vec::new());
         };
         let _ = hub.store.set(store.clone());
+        // The models' checksums, once, off the async threads (files of hundreds of MB).
+        let (models, hashing) = (hub.models.clone(), hub.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for (_, path) in &models {
+                if let Err(e) = checksum(&hashing.checksums, path) {
+                    tracing::debug!(model = %path.display(), error = %e, "a model's checksum cannot be taken");
+                }
+            }
+        })
+        .await;
         let mut resume = Vec::new();
         for (id, body) in store.list(Kind::Recording).await? {
             let Ok(mut info) = serde_json::from_value::<RecordingInfo>(body) else {
                 tracing::warn!(recording = %id, "a recording in the store cannot be read; left as it is");
                 continue;
             };
+            // Finished at a clean shutdown: it goes on in a new file, once.
+            if info.state == RecordingState::Stopped
+                && info.stop_reason.as_deref() == Some(SHUTDOWN)
+            {
+                info.stop_reason = Some(RESTARTED.into());
+                store
+                    .put(
+                        Kind::Recording,
+                        &id,
+                        &serde_json::to_value(&info).unwrap_or(Value::Null),
+                    )
+                    .await?;
+                if !info.auto {
+                    resume.push(info);
+                }
+                continue;
+            }
             let running = matches!(
                 info.state,
                 RecordingState::Recording | RecordingState::Stopping
@@ -211,6 +252,8 @@ impl RecordingHub {
             if !running || hub.active.lock().contains_key(&id) {
                 continue;
             }
+            // One a user had asked to stop is not started again.
+            let asked_to_stop = info.state == RecordingState::Stopping;
             info.state = RecordingState::Interrupted;
             info.stop_reason = Some("the server stopped while recording".into());
             info.stopped_at.get_or_insert_with(Utc::now);
@@ -225,7 +268,7 @@ impl RecordingHub {
                 )
                 .await?;
             tracing::warn!(recording = %id, "recording interrupted by a restart: readable up to its last flush");
-            if !info.auto {
+            if !info.auto && !asked_to_stop {
                 resume.push(info);
             }
         }
@@ -235,11 +278,14 @@ impl RecordingHub {
         Ok(resume)
     }
 
-    /// Writes a recording's state to the store now.
+    /// Writes a recording's state to the store now (not one deleted meanwhile).
     pub async fn keep(&self, recorder: &Recorder) -> Result<(), RecordingError> {
         let hub = self.hub()?;
         if let Some(store) = hub.store.get() {
             let info = recorder.info();
+            if hub.deleted.lock().contains(&info.id) {
+                return Ok(());
+            }
             store
                 .put(
                     Kind::Recording,
@@ -247,13 +293,39 @@ impl RecordingHub {
                     &serde_json::to_value(&info).unwrap_or(Value::Null),
                 )
                 .await?;
+            // Deleted while it was being written: undone.
+            if hub.deleted.lock().contains(&info.id) {
+                store.delete(Kind::Recording, &info.id).await?;
+            }
         }
         Ok(())
     }
 
+    /// Stops every running recording (the server is shutting down), waits at most
+    /// `deadline` for their files to be finished, and keeps their final state.
+    pub async fn stop_all(&self, reason: &str, deadline: Duration) {
+        let Some(hub) = &self.inner else { return };
+        let running: Vec<_> = hub.active.lock().values().cloned().collect();
+        for r in &running {
+            r.stop(reason);
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        for r in running {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if !r.finished(left).await {
+                tracing::warn!(recording = %r.id(), "a recording's file was not finished in time; it will read as interrupted");
+                continue;
+            }
+            if let Err(error) = self.keep(&r).await {
+                tracing::warn!(recording = %r.id(), %error, "cannot keep a recording's final state");
+            }
+        }
+    }
+
     /// Takes in an MCAP file recorded elsewhere (`synopticon replay` sends the file it
-    /// plays): checked by reading it, kept like a finished recording, ready to replay.
-    pub async fn import(&self, bytes: &[u8], name: &str) -> Result<RecordingInfo, RecordingError> {
+    /// plays): checked by reading it and written to the folder. Reading and writing block:
+    /// call it off the async threads, then [`keep_imported`](Self::keep_imported).
+    pub fn import(&self, bytes: &[u8], name: &str) -> Result<RecordingInfo, RecordingError> {
         let hub = self.hub()?;
         let recorded = super::reader::read_bytes(bytes).map_err(RecordingError::Invalid)?;
         let frames: usize = recorded.detections.values().map(Vec::len).sum();
@@ -315,16 +387,26 @@ impl RecordingHub {
                 .truncated
                 .map(|cut| format!("the file was cut short; read up to: {cut}")),
         };
+        Ok(info)
+    }
+
+    /// Keeps an imported recording in the store; its file goes when that fails.
+    pub async fn keep_imported(&self, info: &RecordingInfo) -> Result<(), RecordingError> {
+        let hub = self.hub()?;
         if let Some(store) = hub.store.get() {
-            store
+            let kept = store
                 .put(
                     Kind::Recording,
-                    &id,
-                    &serde_json::to_value(&info).unwrap_or(Value::Null),
+                    &info.id,
+                    &serde_json::to_value(info).unwrap_or(Value::Null),
                 )
-                .await?;
+                .await;
+            if let Err(e) = kept {
+                let _ = std::fs::remove_file(hub.settings.dir.join(&info.file));
+                return Err(e.into());
+            }
         }
-        Ok(info)
+        Ok(())
     }
 
     /// A running (or finishing) recording.
@@ -438,7 +520,11 @@ impl RecordingHub {
             });
             let over = s.max_total_bytes.is_some_and(|max| total > max);
             if old || over {
-                remove(hub, &info).await?;
+                // One that cannot be deleted does not stop the others.
+                if let Err(error) = remove(hub, &info).await {
+                    tracing::warn!(recording = %info.id, %error, "retention cannot delete a recording");
+                    continue;
+                }
                 total = total.saturating_sub(info.bytes);
                 tracing::info!(recording = %info.id, old, over, "recording deleted by retention");
                 deleted.push(info.id);
@@ -449,18 +535,23 @@ impl RecordingHub {
 }
 
 async fn remove(hub: &Hub, info: &RecordingInfo) -> Result<(), RecordingError> {
+    // The file first: a file left behind by a failed unlink is one retention still sees.
+    match std::fs::remove_file(hub.settings.dir.join(&info.file)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(RecordingError::Unavailable(format!(
+                "cannot delete {}: {e}",
+                info.file
+            )))
+        }
+    }
+    hub.deleted.lock().insert(info.id.clone());
+    hub.active.lock().remove(&info.id);
     if let Some(store) = hub.store.get() {
         store.delete(Kind::Recording, &info.id).await?;
     }
-    hub.active.lock().remove(&info.id);
-    match std::fs::remove_file(hub.settings.dir.join(&info.file)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RecordingError::Unavailable(format!(
-            "cannot delete {}: {e}",
-            info.file
-        ))),
-    }
+    Ok(())
 }
 
 /// Writes recordings to the store as they change, and applies retention.

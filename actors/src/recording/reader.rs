@@ -89,6 +89,9 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Recorded, String> {
         if topic.starts_with("/events/") {
             let envelope: Envelope = serde_json::from_slice(&message.data)
                 .map_err(|e| format!("{topic}: an event that is not an event envelope: {e}"))?;
+            // Replayed events enter a session like posted ones: the same names only.
+            crate::session::routing::check_event_name(&envelope.event)
+                .map_err(|e| format!("{topic}: event {:?}: {e}", envelope.event))?;
             let ts = DateTime::parse_from_rfc3339(envelope.ts)
                 .map_err(|e| format!("{topic}: ts {:?}: {e}", envelope.ts))?
                 .with_timezone(&Utc);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +24,19 @@ use super::{schemas, RecordingInfo, RecordingSettings, RecordingSpec, RecordingS
 use crate::event::Event;
 use crate::glob::Glob;
 use crate::messages::AnalysedFrame;
+
+/// Recordings running that keep their sources' frames or detections: sources build what
+/// a recording keeps of a frame only while there is one.
+static FRAME_RECORDERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any running recording keeps frames or detections.
+pub fn frames_wanted() -> bool {
+    FRAME_RECORDERS.load(Ordering::Relaxed) > 0
+}
+
+/// Pictures (decoded frames can be megabytes) waiting for one recording's writer; beyond,
+/// a frame is kept without its picture, counted as dropped.
+const MAX_QUEUED_PICTURES: usize = 32;
 
 /// Metric: what recordings wrote and dropped.
 pub const RECORDING_MESSAGES: &str = "synopticon_recording_messages_total";
@@ -57,6 +70,8 @@ struct Progress {
     stop: AtomicBool,
     done: AtomicBool,
     end: Mutex<End>,
+    /// Pictures queued for the writer.
+    pictures: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -163,13 +178,26 @@ impl Recorder {
             written: metrics::counter!(RECORDING_MESSAGES, "session" => start.session.to_string(), "outcome" => "written"),
         };
         let on_done = start.on_done;
-        std::thread::Builder::new()
+        let wants_frames = recorder.wants_frames();
+        if wants_frames {
+            FRAME_RECORDERS.fetch_add(1, Ordering::Relaxed);
+        }
+        let spawned = std::thread::Builder::new()
             .name(format!("rec-{}", start.id))
             .spawn(move || {
                 thread.run();
+                if wants_frames {
+                    FRAME_RECORDERS.fetch_sub(1, Ordering::Relaxed);
+                }
                 on_done();
-            })
-            .map_err(|e| format!("cannot start the recording's thread: {e}"))?;
+            });
+        if let Err(e) = spawned {
+            if wants_frames {
+                FRAME_RECORDERS.fetch_sub(1, Ordering::Relaxed);
+            }
+            let _ = std::fs::remove_file(settings.dir.join(&recorder.file));
+            return Err(format!("cannot start the recording's thread: {e}"));
+        }
         Ok(recorder)
     }
 
@@ -206,24 +234,49 @@ impl Recorder {
         self.send(Item::Event(event.clone()));
     }
 
-    /// Queues a source's analysed frame if the recording keeps frames or detections.
+    /// Queues a source's analysed frame if the recording keeps frames or detections. Its
+    /// picture is kept only for a recording of frames, and only while few wait.
     pub fn offer_frame(&self, frame: &Arc<AnalysedFrame>) {
         if self.is_stopping() || !self.wants_frames() {
             return;
         }
-        self.send(Item::Frame(frame.clone()));
+        let has_picture = frame.picture.is_some();
+        let keep_picture = self.spec.frames
+            && has_picture
+            && self.progress.pictures.fetch_add(1, Ordering::AcqRel) < MAX_QUEUED_PICTURES;
+        if self.spec.frames && has_picture && !keep_picture {
+            self.progress.pictures.fetch_sub(1, Ordering::AcqRel);
+            self.count_drop();
+        }
+        let frame = if keep_picture || !has_picture {
+            frame.clone()
+        } else {
+            Arc::new(AnalysedFrame {
+                picture: None,
+                ..(**frame).clone()
+            })
+        };
+        if !self.send(Item::Frame(frame)) && keep_picture {
+            self.progress.pictures.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
-    fn send(&self, item: Item) {
+    /// Queues `item`; false (counted) when the queue is full.
+    fn send(&self, item: Item) -> bool {
         match self.tx.try_send(item) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let before = self.progress.dropped.fetch_add(1, Ordering::Relaxed);
-                self.dropped_metric.increment(1);
-                if before.is_power_of_two() || before == 0 {
-                    tracing::warn!(recording = %self.id, dropped = before + 1, "a recording's queue is full: events are dropped");
-                }
+                self.count_drop();
+                false
             }
+        }
+    }
+
+    fn count_drop(&self) {
+        let before = self.progress.dropped.fetch_add(1, Ordering::Relaxed);
+        self.dropped_metric.increment(1);
+        if before.is_power_of_two() || before == 0 {
+            tracing::warn!(recording = %self.id, dropped = before + 1, "a recording's queue is full: events or frames are dropped");
         }
     }
 
@@ -503,6 +556,7 @@ impl Writing {
             let Some(picture) = &frame.picture else {
                 return Ok(());
             };
+            self.progress.pictures.fetch_sub(1, Ordering::AcqRel);
             let jpeg = match crate::rules::capture::frame_jpeg(
                 picture,
                 &self.frame_ref_dirs,
@@ -511,6 +565,7 @@ impl Writing {
                 Ok(jpeg) => jpeg,
                 Err(error) => {
                     tracing::debug!(source = %frame.source, %error, "a frame could not be recorded");
+                    self.progress.dropped.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
             };

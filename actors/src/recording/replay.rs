@@ -134,7 +134,7 @@ pub fn cues_of_events(recorded: &Recorded, request: &ReplayRequest) -> Vec<Cue> 
         return Vec::new();
     };
     let (from, to) = window(first, request);
-    recorded
+    let mut cues: Vec<Cue> = recorded
         .events
         .iter()
         .filter(|e| e.log_ns >= from && e.log_ns <= to)
@@ -155,12 +155,15 @@ pub fn cues_of_events(recorded: &Recorded, request: &ReplayRequest) -> Vec<Cue> 
                 },
             },
         })
-        .collect()
+        .collect();
+    // In time order (a file from elsewhere need not be): the player relies on it.
+    cues.sort_by_key(|c| c.at_ns);
+    cues
 }
 
 /// The window `[from, to]` in log-time nanoseconds, from the first message's time.
 fn window(first: u64, request: &ReplayRequest) -> (u64, u64) {
-    let from = first + (request.start_offset_s * 1e9) as u64;
+    let from = first.saturating_add((request.start_offset_s * 1e9) as u64);
     let to = match request.duration_s {
         Some(d) => from.saturating_add((d * 1e9) as u64),
         None => u64::MAX,
@@ -209,7 +212,7 @@ pub fn cues_of_reanalysis(
     let Some(start) = frames.first().map(|f| f.at_ns) else {
         return Vec::new();
     };
-    raised
+    let mut cues: Vec<Cue> = raised
         .into_iter()
         .filter(|(_, e)| globs.iter().any(|g| g.matches(&e.name)))
         .filter_map(|(i, mut event)| {
@@ -230,7 +233,10 @@ pub fn cues_of_reanalysis(
                 event,
             })
         })
-        .collect()
+        .collect();
+    // Frame times can go back (an edge device's clock): in time order, stably.
+    cues.sort_by_key(|c| c.at_ns);
+    cues
 }
 
 /// A player's state.
@@ -294,6 +300,8 @@ pub struct Player {
     commands: Mutex<Vec<Command>>,
     wake: Notify,
     position_ns: AtomicU64,
+    /// Its task is over.
+    exited: std::sync::atomic::AtomicBool,
 }
 
 impl Player {
@@ -318,6 +326,7 @@ impl Player {
             commands: Mutex::new(Vec::new()),
             wake: Notify::new(),
             position_ns: AtomicU64::new(0),
+            exited: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -337,6 +346,10 @@ impl Player {
     }
 
     fn command(&self, c: Command) {
+        // A player whose task is over takes no more commands (nothing would read them).
+        if self.exited.load(Ordering::Acquire) {
+            return;
+        }
         self.commands.lock().push(c);
         self.wake.notify_one();
     }
@@ -393,6 +406,20 @@ where
     F: Fn(Vec<IncomingEvent>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    run_player(player.clone(), cues, rate, looping, publish).await;
+    player.exited.store(true, Ordering::Release);
+}
+
+async fn run_player<F, Fut>(
+    player: Arc<Player>,
+    cues: Vec<Cue>,
+    rate: f64,
+    looping: bool,
+    publish: F,
+) where
+    F: Fn(Vec<IncomingEvent>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let scale = |ns: u64| -> Duration {
         if rate > 0.0 {
             Duration::from_nanos((ns as f64 / rate) as u64)
@@ -414,7 +441,16 @@ where
                 }
                 Command::Pause => {
                     if paused_at.is_none() {
-                        paused_at = Some(player.position_ns.load(Ordering::Relaxed));
+                        // Held where the playhead is, not at the last event sent: resuming
+                        // waits only what was left of the gap.
+                        let mut at = player.position_ns.load(Ordering::Relaxed);
+                        if rate > 0.0 {
+                            let ran = (origin.elapsed().as_nanos() as f64 * rate) as u64;
+                            let due = cues.get(next).map_or(u64::MAX, |c| c.at_ns);
+                            at = at.max(ran.min(due));
+                        }
+                        player.position_ns.store(at, Ordering::Relaxed);
+                        paused_at = Some(at);
                         player.set_state(PlayState::Paused);
                     }
                 }
@@ -447,7 +483,7 @@ where
                 player.status.lock().loops += 1;
                 continue;
             }
-            player.set_state(PlayState::Finished);
+            player.show(&[PlayState::Playing], PlayState::Finished);
             return;
         }
         let due = origin + scale(cues[next].at_ns);

@@ -286,6 +286,10 @@ impl SessionActor {
         if let Some(spec) = session.config.recording.clone() {
             if let Err(error) = session.record(spec, true, None) {
                 tracing::error!(session = %session.id, %error, "the session's template asks for a recording that cannot start");
+                session.rails.system.emit(
+                    "recording.failed",
+                    json!({"session": &*session.id, "error": error.to_string()}),
+                );
             }
         }
         Ok(session)

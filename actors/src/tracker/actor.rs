@@ -284,7 +284,8 @@ impl TrackerActor {
             *self.shared.latest.write() = Some(picture.clone());
         }
         // What recordings keep of the frame (a scratch tracker has no one to give it to).
-        let analysed = (self.sink.is_some() && !self.quiet).then(|| {
+        let wanted = crate::recording::recorder::frames_wanted();
+        let analysed = (wanted && self.sink.is_some() && !self.quiet).then(|| {
             Arc::new(AnalysedFrame {
                 source: self.id.clone(),
                 number,
