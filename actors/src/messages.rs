@@ -220,6 +220,8 @@ pub struct RestoreSession {
     pub config: crate::session::spec::SessionConfig,
     /// Where its numbers continue.
     pub seq: crate::session::SeqStart,
+    /// Its WebSocket history as the store kept it (`historyStore: "store"`).
+    pub kept: Option<Value>,
 }
 
 /// Registry → session: the sources it now listens to (shown in its status).

@@ -142,7 +142,7 @@ impl Handler<CreateSession> for SessionRegistry {
         let Some(config) = config else {
             return Err(RegistryError::Invalid(report));
         };
-        self.start(config, SeqStart::default())
+        self.start(config, SeqStart::default(), None)
     }
 }
 
@@ -152,6 +152,7 @@ impl SessionRegistry {
         &mut self,
         config: SessionConfig,
         seq: SeqStart,
+        kept: Option<serde_json::Value>,
     ) -> Result<SessionStatus, RegistryError> {
         if self.sessions.contains_key(&config.id) {
             return Err(RegistryError::Conflict(config.id));
@@ -162,12 +163,15 @@ impl SessionRegistry {
         let id = config.id.clone();
         let drops = Arc::new(MailboxDrops::new(&id));
         let frames = Arc::new(AtomicUsize::new(0));
+        let restored =
+            kept.and_then(|doc| crate::session::kept::restore(&Arc::from(id.as_str()), &doc));
         let session = SessionActor::new(
             config,
             self.settings.redaction_key.clone(),
             self.settings.rails.clone(),
             seq,
             self.settings.store.clone(),
+            restored,
         )
         .map_err(RegistryError::Invalid)?
         .counting_mailbox_drops(drops.clone(), self.settings.session_mailbox)
@@ -199,7 +203,7 @@ impl Handler<RestoreSession> for SessionRegistry {
     type Result = Result<SessionStatus, RegistryError>;
 
     fn handle(&mut self, msg: RestoreSession, _: &mut Self::Context) -> Self::Result {
-        self.start(msg.config, msg.seq)
+        self.start(msg.config, msg.seq, msg.kept)
     }
 }
 

@@ -233,10 +233,11 @@ impl Sessions {
             last,
             reserved: last + SEQ_BLOCK,
         };
+        let kept = self.store.get(Kind::History, &config.id).await?;
         Ok(self
             .ask(
                 "the session registry",
-                self.registry.send(RestoreSession { config, seq }),
+                self.registry.send(RestoreSession { config, seq, kept }),
             )
             .await??)
     }
@@ -306,6 +307,7 @@ impl Sessions {
         }
         // Forgotten by the store first: a session the store still held would come back.
         self.store.delete(Kind::Session, id).await?;
+        self.store.delete(Kind::History, id).await?;
         self.close_unkept(id).await
     }
 
@@ -333,6 +335,13 @@ impl Sessions {
             )
             .await
             .unwrap_or_default();
+        // Kept histories are written before the sessions go (a clean shutdown loses none).
+        if reason == CloseReason::ServerShutdown {
+            let flushing = sessions
+                .iter()
+                .map(|s| tokio::time::timeout(self.timeout, s.send(crate::session::FlushHistory)));
+            futures_util::future::join_all(flushing).await;
+        }
         let closing = sessions
             .iter()
             .map(|s| tokio::time::timeout(self.timeout, s.send(CloseSession(reason))));
@@ -491,8 +500,17 @@ impl Sessions {
         events: Vec<IncomingEvent>,
     ) -> Result<Vec<RoutedEvent>, SessionsError> {
         let session = self.find(id).await?;
-        self.ask("the session", session.send(PublishEvents(events)))
-            .await
+        let asked = events.len();
+        let routed = self
+            .ask("the session", session.send(PublishEvents(events)))
+            .await?;
+        // A session sealed for the shutdown takes nothing more.
+        if asked > 0 && routed.is_empty() {
+            return Err(SessionsError::Unavailable(format!(
+                "session {id:?} is closing: the server is shutting down"
+            )));
+        }
+        Ok(routed)
     }
 
     /// Starts recording a session; the recording is kept in the store before this

@@ -62,6 +62,8 @@ pub enum Kind {
     Digest,
     /// A recording of a session (instance-owned: its file is on this machine).
     Recording,
+    /// A session's WebSocket history kept across restarts (instance-owned).
+    History,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Rule => "rule",
             Kind::Digest => "digest",
             Kind::Recording => "recording",
+            Kind::History => "history",
         }
     }
 
@@ -82,11 +85,11 @@ impl Kind {
     fn owned(self) -> bool {
         matches!(
             self,
-            Kind::Session | Kind::Source | Kind::Digest | Kind::Recording
+            Kind::Session | Kind::Source | Kind::Digest | Kind::Recording | Kind::History
         )
     }
 
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Session,
         Kind::Source,
         Kind::Template,
@@ -95,6 +98,7 @@ impl Kind {
         Kind::Rule,
         Kind::Digest,
         Kind::Recording,
+        Kind::History,
     ];
 }
 
@@ -751,7 +755,7 @@ impl Store {
     }
 
     /// Every kind of document record, for tools.
-    pub fn kinds() -> [Kind; 8] {
+    pub fn kinds() -> [Kind; 9] {
         Kind::ALL
     }
 }

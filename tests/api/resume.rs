@@ -187,3 +187,99 @@ async fn a_subscribe_op_with_since_resumes_an_open_socket() {
     })
     .await;
 }
+
+/// Stops a server process with `signal` and waits for it.
+fn stop_process(server: &mut ServerProcess, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while server.child.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_history_kept_in_the_store_lets_clients_resume_across_restarts() {
+    let store = crate::store::TestStore::sqlite();
+    let config = format!("[server]\nport = 0\n{}", store.config());
+    let mut server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    app.create_session(json!({"id": "study", "enabledDistributors": ["websocket"],
+        "distributors": {"websocket": {"historySize": 100, "historyStore": "store"}}}))
+        .await;
+    post(&app, 1, 10).await;
+    let epoch = app.status("study").await["epoch"]
+        .as_str()
+        .expect("an epoch")
+        .to_string();
+
+    // A clean stop: the history and the exact last number are kept.
+    stop_process(&mut server, "-TERM");
+    let mut server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    let status = app.status("study").await;
+    assert_eq!(
+        status["epoch"],
+        epoch.as_str(),
+        "the same epoch after the restart"
+    );
+    let mut ws = app.ws("study", &format!("?since=4&epoch={epoch}")).await;
+    let resumed = resume_frame(&mut ws).await;
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    assert_eq!(resumed["replayed"], 6);
+    let seqs: Vec<u64> = ws
+        .events(6)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, [5, 6, 7, 8, 9, 10]);
+    let n: Vec<u64> = app
+        .publish(
+            "study",
+            json!([{"event": "gaze_sample", "data": {"n": 11}}]),
+        )
+        .await["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(
+        n,
+        [11],
+        "numbers go on from the last one after a clean stop"
+    );
+    assert_eq!(ws.next_event().await.expect("live")["seq"], 11);
+    drop(ws);
+
+    // SIGKILL after the history was written (every second): still the same epoch, and
+    // what was written comes back.
+    // The history is written every second; two seconds cover a write after event 11.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    stop_process(&mut server, "-KILL");
+    let server = ServerProcess::start(&config);
+    let app = TestApp::on(server.app.port);
+    assert_eq!(app.status("study").await["epoch"], epoch.as_str());
+    let mut ws = app.ws("study", &format!("?since=9&epoch={epoch}")).await;
+    let resumed = resume_frame(&mut ws).await;
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    let seqs: Vec<u64> = ws
+        .events(2)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, [10, 11]);
+
+    // Closing the session forgets its kept history.
+    assert_eq!(app.delete("/api/v1/sessions/study").await.status, 200);
+    drop(server);
+}

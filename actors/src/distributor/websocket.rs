@@ -66,6 +66,9 @@ pub struct WebSocketConfig {
     pub history_size: usize,
     /// And none older than this (`historyMaxAgeMs`; 0: no age limit).
     pub history_max_age: Option<std::time::Duration>,
+    /// The history is also kept in the store, with the session's epoch, so clients resume
+    /// across restarts (`historyStore`: `memory` or `store`; the session keeps it).
+    pub history_in_store: bool,
 }
 
 /// The WebSocket protocol half of a distributor.
@@ -100,6 +103,7 @@ impl Protocol for WebSocketProtocol {
             fanout: read_fanout(r, path, rails),
             history_size: r.u64_capped("historySize", 0, DEFAULT_HISTORY, rails.history()) as usize,
             history_max_age: (max_age > 0).then(|| std::time::Duration::from_millis(max_age)),
+            history_in_store: r.choice("historyStore", &["memory", "store"], "memory") == "store",
         }
     }
 

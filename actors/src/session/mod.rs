@@ -2,6 +2,7 @@
 //! counters. Sessions share nothing with each other, so a slow or failing session cannot
 //! touch another.
 
+pub mod kept;
 pub mod placeholders;
 pub mod redaction;
 pub mod routing;
@@ -30,7 +31,7 @@ use crate::recording::hub::RecordingError;
 use crate::recording::recorder::Recorder;
 use crate::recording::replay::{Player, ReplayStatus};
 use crate::recording::RecordingSpec;
-use crate::store::Store;
+use crate::store::{Kind, Store};
 use crate::telemetry::{DistributorCounters, DistributorTelemetry, LastError, SessionTelemetry};
 use crate::validation::Report;
 use redaction::Redactor;
@@ -95,9 +96,9 @@ pub struct SessionStatus {
     pub mailbox_dropped: u64,
     /// Sequence number of the latest event (0 before the first).
     pub last_seq: u64,
-    /// Changes whenever the session's live history starts empty (it is kept in memory: at
-    /// every start of the server): a client resuming with another epoch missed events the
-    /// server no longer has.
+    /// Changes whenever the session's live history starts empty (at every start of the
+    /// server, unless its WebSocket distributor keeps the history in the store): a client
+    /// resuming with another epoch missed events the server no longer has.
     pub epoch: Arc<str>,
     /// Every enabled distributor.
     pub distributors: Vec<DistributorStatus>,
@@ -140,6 +141,11 @@ pub struct SessionActor {
     frame_demand: Arc<AtomicUsize>,
     /// The recording playing into it.
     replay: Option<Arc<Player>>,
+    /// Its WebSocket history, kept in the store (`historyStore: "store"`).
+    kept: Option<kept::KeptHistory>,
+    /// Its kept history was written for a clean shutdown: it takes no more events (their
+    /// numbers would come again after the restart).
+    sealed: bool,
 }
 
 /// Messages a session's mailbox holds: producers posting over REST wait for room (their
@@ -238,8 +244,23 @@ impl SessionActor {
         rails: Arc<Guardrails>,
         seq: SeqStart,
         store: Arc<Store>,
+        restored: Option<kept::Restored>,
     ) -> Result<Self, Report> {
         let id: Arc<str> = config.id.as_str().into();
+        let keeps =
+            kept::wanted(config.distributors.get(&DistributorKind::Websocket)).filter(|_| {
+                config
+                    .enabled_distributors
+                    .contains(&DistributorKind::Websocket)
+            });
+        // A kept history brings its epoch back: clients resume across the restart.
+        let (epoch, restored) = match (keeps, restored) {
+            (Some(_), Some(r)) => (r.epoch, r.events),
+            _ => (
+                Arc::from(&uuid::Uuid::new_v4().simple().to_string()[..12]),
+                Vec::new(),
+            ),
+        };
         let mut session = Self {
             reservation: Reservation {
                 store,
@@ -255,13 +276,15 @@ impl SessionActor {
             seq: seq.last,
             telemetry: SessionTelemetry::opened(&id, config.template.as_deref()),
             created_at: Utc::now(),
-            epoch: Arc::from(&uuid::Uuid::new_v4().simple().to_string()[..12]),
+            epoch,
             closed: false,
             mailbox_drops: None,
             mailbox: SESSION_MAILBOX,
             recorders: Vec::new(),
             frame_demand: Arc::new(AtomicUsize::new(0)),
             replay: None,
+            kept: keeps.map(kept::KeptHistory::new),
+            sealed: false,
             id,
             config,
         };
@@ -280,6 +303,19 @@ impl SessionActor {
             if let Err(report) = session.start_distributor(kind, &cfg) {
                 session.shutdown_all(CloseReason::SessionClosed);
                 return Err(report);
+            }
+        }
+        // The kept history goes back into the WebSocket distributor (no client is attached
+        // yet), for clients resuming across the restart.
+        if let Some(slot) = session.slots.get(&DistributorKind::Websocket) {
+            for event in &restored {
+                slot.telemetry.routed();
+                if let Pushed::Queued { was_empty: true } = slot.queue.push(event.clone()) {
+                    slot.link.wake();
+                }
+                if let Some(k) = &mut session.kept {
+                    k.push(event);
+                }
             }
         }
         // Its template records it: from its first event, at every start.
@@ -405,6 +441,39 @@ impl SessionActor {
         }));
     }
 
+    /// Writes the kept history to the store if it changed (at most one write at a time).
+    fn keep_history(&mut self, ctx: &mut Context<Self>) {
+        let Some(k) = &mut self.kept else { return };
+        if !k.dirty || k.writing {
+            return;
+        }
+        k.dirty = false;
+        k.writing = true;
+        let doc = k.document(&self.epoch);
+        let (store, id) = (self.reservation.store.clone(), self.id.clone());
+        let write = async move { store.put(Kind::History, &id, &doc).await };
+        ctx.spawn(write.into_actor(self).map(|written, act, _| {
+            if let Some(k) = &mut act.kept {
+                k.writing = false;
+                if let Err(error) = written {
+                    k.dirty = true;
+                    tracing::warn!(session = %act.id, %error, "cannot keep the WebSocket history; trying again in a second");
+                }
+            }
+        }));
+    }
+
+    /// Whether the WebSocket distributor's settings now keep the history, and how much.
+    fn update_kept(&mut self) {
+        let wanted = kept::wanted(self.config.distributors.get(&DistributorKind::Websocket))
+            .filter(|_| self.slots.contains_key(&DistributorKind::Websocket));
+        match (wanted, &mut self.kept) {
+            (None, _) => self.kept = None,
+            (Some(size), Some(k)) => k.resize(size),
+            (Some(size), None) => self.kept = Some(kept::KeptHistory::new(size)),
+        }
+    }
+
     fn slot(&self, kind: DistributorKind) -> Result<&Slot, SessionError> {
         self.slots.get(&kind).ok_or(SessionError::NotEnabled(kind))
     }
@@ -417,6 +486,7 @@ impl Actor for SessionActor {
         // Producers wait for the reply (sequence numbers), so the mailbox bound is their
         // back-pressure; sized for bursts of REST batches.
         ctx.set_mailbox_capacity(self.mailbox);
+        ctx.run_interval(kept::KEEP_EVERY, |act, ctx| act.keep_history(ctx));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -432,6 +502,9 @@ impl Handler<PublishEvents> for SessionActor {
     type Result = MessageResult<PublishEvents>;
 
     fn handle(&mut self, msg: PublishEvents, ctx: &mut Self::Context) -> Self::Result {
+        if self.sealed {
+            return MessageResult(Vec::new());
+        }
         let mut routed = Vec::with_capacity(msg.0.len());
         let now = Utc::now();
         for mut incoming in msg.0 {
@@ -453,6 +526,15 @@ impl Handler<PublishEvents> for SessionActor {
             self.telemetry.received();
             for r in &self.recorders {
                 r.offer(&event);
+            }
+            if let Some(k) = &mut self.kept {
+                let to_ws = match self.router.route(&name) {
+                    Some(set) => set.contains(DistributorKind::Websocket),
+                    None => true,
+                };
+                if to_ws {
+                    k.push(&event);
+                }
             }
             let targets = match self.router.route(&name) {
                 Some(set) => set.intersect(self.enabled),
@@ -508,6 +590,33 @@ impl Handler<StartRecording> for SessionActor {
     fn handle(&mut self, msg: StartRecording, _: &mut Self::Context) -> Self::Result {
         self.prune_recorders();
         self.record(msg.spec, false, msg.continues)
+    }
+}
+
+/// Server → session: write the kept history now (a clean shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushHistory;
+
+impl Handler<FlushHistory> for SessionActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushHistory, _: &mut Self::Context) -> Self::Result {
+        let doc = self.kept.as_ref().map(|k| k.document(&self.epoch));
+        // Sealed, its exact last number is kept: after the restart its numbers go on from
+        // there, so a resuming client misses nothing that was never sent.
+        self.sealed = doc.is_some();
+        let (store, id, last) = (self.reservation.store.clone(), self.id.clone(), self.seq);
+        Box::pin(async move {
+            let Some(doc) = doc else { return };
+            let kept = async {
+                store.put(Kind::History, &id, &doc).await?;
+                store.reserve_seq(&id, last).await
+            };
+            if let Err(error) = kept.await {
+                tracing::warn!(session = %id, %error, "cannot keep the WebSocket history at shutdown");
+            }
+        })
     }
 }
 
@@ -625,6 +734,7 @@ impl Handler<PutDistributor> for SessionActor {
             }
         };
         self.config.distributors.insert(msg.kind, msg.config);
+        self.update_kept();
         self.rails.system.emit(
             &format!("distributor.{action}"),
             json!({"session": &*self.id, "distributor": msg.kind}),
@@ -647,6 +757,7 @@ impl Handler<DisableDistributor> for SessionActor {
             .ok_or(SessionError::NotEnabled(msg.0))?;
         slot.link.shutdown(CloseReason::DistributorDisabled);
         self.enabled = self.slots.keys().copied().collect();
+        self.update_kept();
         tracing::info!(session = %self.id, distributor = %msg.0, "distributor disabled");
         self.rails.system.emit(
             "distributor.disabled",
