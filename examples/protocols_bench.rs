@@ -151,6 +151,22 @@ struct Row {
     max: f64,
 }
 
+/// Waits until the peer has `expected` messages, or none came for 3 s; when the last
+/// one came.
+async fn last_arrival(seen: &Seen, expected: u64) -> Instant {
+    let mut last = (seen.count.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = seen.count.load(Ordering::Relaxed);
+        if now >= expected || last.1.elapsed() > Duration::from_secs(3) {
+            return last.1;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+}
+
 /// `events` datagrams of the distributor's size (an envelope of `{"i": N}`), each sent
 /// to every address in one sendmmsg call, as fast as the receivers keep up.
 async fn bare_udp(addrs: &[String], seen: Arc<Seen>, events: u64) -> Row {
@@ -170,20 +186,10 @@ async fn bare_udp(addrs: &[String], seen: Arc<Seen>, events: u64) -> Row {
         }
     });
     let expected = events * fanout;
-    let mut last = (seen.count.load(Ordering::Relaxed), Instant::now());
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = seen.count.load(Ordering::Relaxed);
-        if now >= expected || last.1.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-    }
+    let last = last_arrival(&seen, expected).await;
     sender.join().unwrap();
     let received = seen.count.load(Ordering::Relaxed);
-    let elapsed = (last.1 - started).as_secs_f64().max(0.001);
+    let elapsed = (last - started).as_secs_f64().max(0.001);
     Row {
         name: format!("bare sendmmsg loop, {fanout} targets (floor)"),
         rate: received as f64 / elapsed,
@@ -251,23 +257,13 @@ async fn run(
         }
     }
     let expected = posted * fanout;
-    let mut last = (seen.count.load(Ordering::Relaxed), Instant::now());
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = seen.count.load(Ordering::Relaxed);
-        if now >= expected || last.1.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-    }
+    let last = last_arrival(&seen, expected).await;
     let received = seen.count.load(Ordering::Relaxed);
-    let elapsed = (last.1 - started).as_secs_f64().max(
+    let elapsed = (last - started).as_secs_f64().max(
         started
             .elapsed()
             .as_secs_f64()
-            .min((last.1 - started).as_secs_f64() + 0.02),
+            .min((last - started).as_secs_f64() + 0.02),
     );
     let rate = received as f64 / elapsed;
 

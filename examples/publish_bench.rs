@@ -1,7 +1,8 @@
 //! Producer benchmark: how many events one producer gets into a session, over REST (one
 //! event per POST, and batches) and over the live WebSocket (`{"op": "publish", "batch":
-//! [...]}`, acknowledged), in the same run against the same server; and how fast a
-//! recording of a fifth as many events replays into a session at `rate` 0.
+//! [...]}`, acknowledged) and over the UDP ingest port, in the same run against the same
+//! server; and how fast a recording of a fifth as many events replays into a session at
+//! `rate` 0.
 //!
 //! `cargo run --release --example publish_bench -- [--seconds 3] [--events 1000000] [--batch 1000] [--write-docs]`
 
@@ -85,6 +86,62 @@ async fn ws_batches(port: u16, events: u64, batch: u64) -> f64 {
     accepted as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The JSON answer of a GET (`null` when there is none).
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// `events` JSON datagrams from one socket to the UDP ingest port, as fast as it sends
+/// them: events/s the session took (first datagram to last event in), and how many.
+async fn udp_ingest(client: &reqwest::Client, base: &str, port: u16, events: u64) -> (f64, u64) {
+    let made = client
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&json!({"id": "udp"}))
+        .send()
+        .await
+        .expect("session");
+    assert!(made.status().is_success());
+    // The ingest port looks the open sessions up every second.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let received = |client: reqwest::Client, url: String| async move {
+        get_json(&client, &url).await["events_received"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let url = format!("{base}/api/v1/sessions/udp");
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket");
+        for n in 1..=events {
+            let datagram = json!({"session": "udp", "event": "gaze_sample", "producer": "bench", "pseq": n,
+                "data": {"participant": "P001", "n": n, "x": 0.4183, "y": 0.5721, "pupil": 3.12}});
+            let _ = socket.send_to(datagram.to_string().as_bytes(), ("127.0.0.1", port));
+        }
+    });
+    let mut last = (0u64, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = received(client.clone(), url.clone()).await;
+        if now >= events || last.1.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let _ = sender.join();
+    let got = received(client.clone(), url).await;
+    let took = (last.1 - started).as_secs_f64().max(0.001);
+    (got as f64 / took, got)
+}
+
 /// Records `events` posted in batches, then replays the recording at `rate` 0 into
 /// another session: the events it holds, and the replay's events/s (POST of the replay to
 /// its end, as the session counts them).
@@ -121,14 +178,7 @@ async fn replay_rate(client: &reqwest::Client, base: &str, events: u64, batch: u
     )
     .await;
     loop {
-        let status: Value = client
-            .get(format!("{base}/api/v1/sessions/replayed/replay"))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .unwrap_or(Value::Null);
+        let status = get_json(client, &format!("{base}/api/v1/sessions/replayed/replay")).await;
         if status["state"] != "playing" || started.elapsed() > Duration::from_secs(300) {
             let played = status["played"].as_u64().unwrap_or(0);
             return (recorded, played as f64 / started.elapsed().as_secs_f64());
@@ -141,7 +191,15 @@ async fn replay_rate(client: &reqwest::Client, base: &str, events: u64, batch: u
 async fn main() {
     let (f, docs) = flags(&[("seconds", 3), ("events", 1_000_000), ("batch", 1000)]);
     let (seconds, events, batch) = (f["seconds"], f["events"], f["batch"]);
-    let port = start_server_with(|s| {
+    let udp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port");
+    let port = start_server_with(move |s| {
+        s.udp_ingest.enabled = true;
+        s.udp_ingest.port = udp_port;
+        s.udp_ingest.events_per_sec = 10_000_000.0;
+        s.udp_ingest.event_burst = 1_000_000.0;
         s.inference.models.clear();
         s.inference.default_model = String::new();
         s.server.max_events_per_request = 100_000;
@@ -165,12 +223,15 @@ async fn main() {
     let batched = rest_batches(&client, &url, seconds, batch).await;
     let ws = ws_batches(port, events, batch).await;
     let (recorded, replayed) = replay_rate(&client, &base, events / 5, batch).await;
+    let udp_sent = events / 5;
+    let (udp, udp_in) = udp_ingest(&client, &base, udp_port, udp_sent).await;
     let table = format!(
         "{}; one producer, {}-byte events, {} build.\n\n\
          | Path | Events/s |\n|---|---|\n\
          | REST, one event per POST | {single:.0} |\n\
          | REST, {} events per POST | {batched:.0} |\n\
          | WebSocket `publish`, {} events per frame, acknowledged, {} events | {ws:.0} |\n\
+         | UDP ingest, JSON datagrams from one socket ({udp_in} of {udp_sent} taken in) | {udp:.0} |\n\
          | Replay of a recording at `rate` 0 ({recorded} events, into a session) | {replayed:.0} |\n",
         machine(),
         sample(0).to_string().len(),

@@ -220,21 +220,13 @@ fn main() -> ExitCode {
                 create,
                 token,
             };
-            let ran = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(synopticon::replay_cli::run(args)));
-            match ran {
-                Ok(summary) => {
-                    eprintln!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            summary(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(synopticon::replay_cli::run(args))),
+            )
         }
         Command::Key {
             action: KeyAction::New,
@@ -279,6 +271,11 @@ where
         Ok(runtime) => runtime.block_on(run(settings)),
         Err(e) => Err(e.into()),
     };
+    summary(result)
+}
+
+/// A command's summary line (stderr: stdout may carry its output), or its error.
+fn summary(result: anyhow::Result<String>) -> ExitCode {
     match result {
         Ok(summary) => {
             eprintln!("{summary}");

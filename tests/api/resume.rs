@@ -188,23 +188,6 @@ async fn a_subscribe_op_with_since_resumes_an_open_socket() {
     .await;
 }
 
-/// Stops a server process with `signal` and waits for it.
-fn stop_process(server: &mut ServerProcess, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &server.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while server.child.try_wait().expect("wait").is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[tokio::test]
 async fn a_history_kept_in_the_store_lets_clients_resume_across_restarts() {
     let store = crate::store::TestStore::sqlite();
@@ -221,7 +204,7 @@ async fn a_history_kept_in_the_store_lets_clients_resume_across_restarts() {
         .to_string();
 
     // A clean stop: the history and the exact last number are kept.
-    stop_process(&mut server, "-TERM");
+    crate::store::stop(&mut server, "-TERM");
     let mut server = ServerProcess::start(&config);
     let app = TestApp::on(server.app.port);
     let status = app.status("study").await;
@@ -264,7 +247,7 @@ async fn a_history_kept_in_the_store_lets_clients_resume_across_restarts() {
     // what was written comes back.
     // The history is written every second; two seconds cover a write after event 11.
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
-    stop_process(&mut server, "-KILL");
+    crate::store::stop(&mut server, "-KILL");
     let server = ServerProcess::start(&config);
     let app = TestApp::on(server.app.port);
     assert_eq!(app.status("study").await["epoch"], epoch.as_str());

@@ -107,7 +107,8 @@ fn server_on(store: &TestStore) -> ServerProcess {
     ))
 }
 
-fn stop(server: &mut ServerProcess, signal: &str) {
+/// Stops a server process with `signal` (`-TERM`, `-KILL`) and waits until it is gone.
+pub(crate) fn stop(server: &mut ServerProcess, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &server.child.id().to_string()])
         .status()

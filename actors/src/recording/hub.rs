@@ -233,13 +233,7 @@ impl RecordingHub {
                 && info.stop_reason.as_deref() == Some(SHUTDOWN)
             {
                 info.stop_reason = Some(RESTARTED.into());
-                store
-                    .put(
-                        Kind::Recording,
-                        &id,
-                        &serde_json::to_value(&info).unwrap_or(Value::Null),
-                    )
-                    .await?;
+                put_info(&store, &info).await?;
                 if !info.auto {
                     resume.push(info);
                 }
@@ -260,13 +254,7 @@ impl RecordingHub {
             if let Ok(m) = std::fs::metadata(hub.settings.dir.join(&info.file)) {
                 info.bytes = m.len();
             }
-            store
-                .put(
-                    Kind::Recording,
-                    &id,
-                    &serde_json::to_value(&info).unwrap_or(Value::Null),
-                )
-                .await?;
+            put_info(&store, &info).await?;
             tracing::warn!(recording = %id, "recording interrupted by a restart: readable up to its last flush");
             if !info.auto && !asked_to_stop {
                 resume.push(info);
@@ -286,13 +274,7 @@ impl RecordingHub {
             if hub.deleted.lock().contains(&info.id) {
                 return Ok(());
             }
-            store
-                .put(
-                    Kind::Recording,
-                    &info.id,
-                    &serde_json::to_value(&info).unwrap_or(Value::Null),
-                )
-                .await?;
+            put_info(store, &info).await?;
             // Deleted while it was being written: undone.
             if hub.deleted.lock().contains(&info.id) {
                 store.delete(Kind::Recording, &info.id).await?;
@@ -394,13 +376,7 @@ impl RecordingHub {
     pub async fn keep_imported(&self, info: &RecordingInfo) -> Result<(), RecordingError> {
         let hub = self.hub()?;
         if let Some(store) = hub.store.get() {
-            let kept = store
-                .put(
-                    Kind::Recording,
-                    &info.id,
-                    &serde_json::to_value(info).unwrap_or(Value::Null),
-                )
-                .await;
+            let kept = put_info(store, info).await;
             if let Err(e) = kept {
                 let _ = std::fs::remove_file(hub.settings.dir.join(&info.file));
                 return Err(e.into());
@@ -532,6 +508,17 @@ impl RecordingHub {
         }
         Ok(deleted)
     }
+}
+
+/// Keeps `info` in the store.
+async fn put_info(store: &Store, info: &RecordingInfo) -> Result<(), StoreError> {
+    store
+        .put(
+            Kind::Recording,
+            &info.id,
+            &serde_json::to_value(info).unwrap_or(Value::Null),
+        )
+        .await
 }
 
 async fn remove(hub: &Hub, info: &RecordingInfo) -> Result<(), RecordingError> {

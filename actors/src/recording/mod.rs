@@ -111,23 +111,7 @@ pub fn parse_spec(at: &str, v: &Value, report: &mut Report) -> RecordingSpec {
     let mut spec = RecordingSpec::default();
     let mut r = FieldReader::new(at, v, report);
     if let Some(events) = r.raw("events") {
-        match events.as_array() {
-            Some(list) if !list.is_empty() => {
-                spec.events = Vec::new();
-                for (i, item) in list.iter().enumerate() {
-                    match item.as_str() {
-                        Some(p) if is_valid_pattern(p) => spec.events.push(p.to_string()),
-                        _ => r.report().error(format!(
-                            "{at}.events[{i}]: an event type or glob (\"face_*\"), got {item}"
-                        )),
-                    }
-                }
-            }
-            _ => r.report().error(format!(
-                "{at}.events: a non-empty list of event types or globs, got {}",
-                kind_of(events)
-            )),
-        }
+        spec.events = event_globs(&format!("{at}.events"), events, r.report());
     }
     spec.detections = r.bool("detections", true);
     spec.frames = r.bool("frames", false);
@@ -159,6 +143,27 @@ pub fn parse_spec(at: &str, v: &Value, report: &mut Report) -> RecordingSpec {
     }
     r.finish();
     spec
+}
+
+/// A non-empty list of event types or globs at `at`; what is wrong goes to `report`.
+pub(crate) fn event_globs(at: &str, value: &Value, report: &mut Report) -> Vec<String> {
+    let Some(list) = value.as_array().filter(|l| !l.is_empty()) else {
+        report.error(format!(
+            "{at}: a non-empty list of event types or globs, got {}",
+            kind_of(value)
+        ));
+        return vec!["*".into()];
+    };
+    let mut globs = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        match item.as_str() {
+            Some(p) if is_valid_pattern(p) => globs.push(p.to_string()),
+            _ => report.error(format!(
+                "{at}[{i}]: an event type or glob (\"face_*\"), got {item}"
+            )),
+        }
+    }
+    globs
 }
 
 /// Where a recording stands.

@@ -20,9 +20,9 @@ use tokio::time::Instant;
 
 use super::reader::Recorded;
 use crate::event::{Origin, ReplayMark};
-use crate::glob::{is_valid_pattern, Glob};
+use crate::glob::Glob;
 use crate::messages::IncomingEvent;
-use crate::validation::{kind_of, FieldReader, Report};
+use crate::validation::{FieldReader, Report};
 
 /// What to play.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,26 +77,10 @@ pub fn parse_request(v: &Value, report: &mut Report) -> ReplayRequest {
         .has("duration_s")
         .then(|| number(&mut r, "duration_s", 0.0, 1e9, 0.0));
     let looping = r.bool("loop", false);
-    let mut events = vec!["*".to_string()];
-    if let Some(list) = r.raw("events") {
-        match list.as_array() {
-            Some(items) if !items.is_empty() => {
-                events.clear();
-                for (i, item) in items.iter().enumerate() {
-                    match item.as_str() {
-                        Some(p) if is_valid_pattern(p) => events.push(p.to_string()),
-                        _ => r.report().error(format!(
-                            "replay.events[{i}]: an event type or glob, got {item}"
-                        )),
-                    }
-                }
-            }
-            _ => r.report().error(format!(
-                "replay.events: a non-empty list of event types or globs, got {}",
-                kind_of(list)
-            )),
-        }
-    }
+    let events = match r.raw("events") {
+        Some(list) => super::event_globs("replay.events", list, r.report()),
+        None => vec!["*".to_string()],
+    };
     let reanalyze = r.string("reanalyze");
     let from_source = r.string("from_source");
     if from_source.is_some() && reanalyze.is_none() {
