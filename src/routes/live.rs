@@ -190,6 +190,19 @@ struct FrameMetrics {
     latency: Histogram,
     /// Frames sent on this connection, for sampling the latency.
     frames: std::cell::Cell<u32>,
+    /// Sent frames not yet added to the shared counter: every connection of a session
+    /// shares one, and adding to it per frame from two cores is what it would cost.
+    pending: std::cell::Cell<u64>,
+}
+
+/// Frames a connection counts before adding them to the shared counter (and it adds
+/// what it has whenever it is idle or closes).
+const COUNT_EVERY: u64 = 64;
+
+impl Drop for FrameMetrics {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// One frame in this many has its latency recorded (the histogram's shape needs no more,
@@ -202,12 +215,25 @@ impl FrameMetrics {
             sent: metrics::counter!(LIVE_FRAMES, "session" => session.to_string(), "distributor" => kind.as_str(), "outcome" => "sent"),
             latency: metrics::histogram!(DELIVERY_LATENCY, "distributor" => kind.as_str()),
             frames: std::cell::Cell::new(0),
+            pending: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Adds the frames counted here to the shared counter.
+    fn flush(&self) {
+        let n = self.pending.replace(0);
+        if n > 0 {
+            self.sent.increment(n);
         }
     }
 
     fn record(&self, frame: &Frame) {
         if frame.seq > 0 {
-            self.sent.increment(1);
+            let pending = self.pending.get() + 1;
+            self.pending.set(pending);
+            if pending >= COUNT_EVERY {
+                self.flush();
+            }
             let n = self.frames.get().wrapping_add(1);
             self.frames.set(n);
             if n % LATENCY_SAMPLE == 1 {
@@ -686,6 +712,7 @@ impl Actor for WsConnection {
             self.reply(ctx, notice);
         }
         ctx.run_interval(self.heartbeat, |act, ctx| {
+            act.metrics.flush();
             if act.last_seen.elapsed() > act.timeout {
                 tracing::debug!(session = %act.session, client = act.queue.id, "WebSocket client timed out");
                 ctx.close(Some(ws::CloseReason {
@@ -700,6 +727,7 @@ impl Actor for WsConnection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.flush();
         self.queue.close(CloseReason::ClientGone);
     }
 }
@@ -855,7 +883,8 @@ impl Stream for SseBody {
                     reason.as_str()
                 )))));
             }
-            Poll::Pending => {}
+            // Caught up: what was sent is counted now.
+            Poll::Pending => self.metrics.flush(),
         }
         match self.heartbeat.poll_tick(cx) {
             Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(b": heartbeat\n\n")))),
