@@ -163,6 +163,29 @@ impl<P: Protocol> DistributorActor<P> {
                     return;
                 }
             }
+            // Protocols that send several events in one call get a batch (not while the
+            // breaker probes with one).
+            if P::BATCH > 1 && permit == Permit::Allow && self.queue.len() > 1 {
+                let mut batch = Vec::with_capacity(P::BATCH.min(self.queue.len()));
+                while batch.len() < P::BATCH {
+                    match self.queue.pop() {
+                        Some(e) => batch.push(e),
+                        None => break,
+                    }
+                }
+                match catch_unwind(AssertUnwindSafe(|| self.protocol.deliver_many(&batch))) {
+                    Ok(outcomes) => {
+                        for (outcome, event) in outcomes.into_iter().zip(&batch) {
+                            self.account(outcome, &event.accepted_at);
+                        }
+                    }
+                    Err(panic) => {
+                        self.on_panic(panic, true, ctx);
+                        return;
+                    }
+                }
+                continue;
+            }
             let Some(event) = self.queue.pop() else {
                 return;
             };

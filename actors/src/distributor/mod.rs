@@ -320,6 +320,24 @@ pub trait Protocol: Sized + Unpin + 'static {
     /// Delivers one event.
     fn deliver(&mut self, event: &Arc<Event>) -> Delivery;
 
+    /// Most events [`deliver_many`](Self::deliver_many) takes at once; 1 for protocols
+    /// that deliver one at a time.
+    const BATCH: usize = 1;
+
+    /// Delivers several events at once, done on return (no answer awaited): one outcome
+    /// per event, in order. Only called when [`BATCH`](Self::BATCH) is above 1.
+    fn deliver_many(&mut self, events: &[Arc<Event>]) -> Vec<Outcome> {
+        events
+            .iter()
+            .map(|e| match self.deliver(e) {
+                Delivery::Done(outcome) => outcome,
+                Delivery::Later(_) => {
+                    Outcome::Failed("the protocol cannot deliver in batches".into())
+                }
+            })
+            .collect()
+    }
+
     /// Applies new settings in place.
     fn reconfigure(&mut self, config: Self::Config);
 
