@@ -66,9 +66,6 @@ pub struct WebSocketConfig {
     pub history_size: usize,
     /// And none older than this (`historyMaxAgeMs`; 0: no age limit).
     pub history_max_age: Option<std::time::Duration>,
-    /// The history is also kept in the store, with the session's epoch, so clients resume
-    /// across restarts (`historyStore`: `memory` or `store`; the session keeps it).
-    pub history_in_store: bool,
 }
 
 /// The WebSocket protocol half of a distributor.
@@ -99,11 +96,13 @@ impl Protocol for WebSocketProtocol {
             }
         }
         let max_age = r.u64("historyMaxAgeMs", 0, 30 * 86_400_000, 0);
+        // `historyStore` (`memory` or `store`) is checked here; the session acts on it, as
+        // it keeps the history in the store (session::kept).
+        r.choice("historyStore", &["memory", "store"], "memory");
         WebSocketConfig {
             fanout: read_fanout(r, path, rails),
             history_size: r.u64_capped("historySize", 0, DEFAULT_HISTORY, rails.history()) as usize,
             history_max_age: (max_age > 0).then(|| std::time::Duration::from_millis(max_age)),
-            history_in_store: r.choice("historyStore", &["memory", "store"], "memory") == "store",
         }
     }
 

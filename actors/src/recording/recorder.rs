@@ -173,6 +173,7 @@ impl Recorder {
             flush_every: settings.flush_interval,
             frame_ref_dirs: settings.frame_ref_dirs.clone(),
             channels: HashMap::new(),
+            event_channels: HashMap::new(),
             schemas: HashMap::new(),
             last_log: 0,
             written: metrics::counter!(RECORDING_MESSAGES, "session" => start.session.to_string(), "outcome" => "written"),
@@ -356,6 +357,8 @@ struct Writing {
     frame_ref_dirs: Vec<PathBuf>,
     /// Topic → channel id.
     channels: HashMap<String, u16>,
+    /// Event type → its channel id.
+    event_channels: HashMap<Arc<str>, u16>,
     /// Schema name → schema id.
     schemas: HashMap<&'static str, u16>,
     /// Log times never go back: readers that order by log time see the session's order.
@@ -507,16 +510,20 @@ impl Writing {
     }
 
     fn write_event(&mut self, event: &Event) -> Result<(), String> {
-        let topic = if self.channels.len() < MAX_EVENT_CHANNELS
-            || self
-                .channels
-                .contains_key(&format!("/events/{}", event.name))
-        {
-            format!("/events/{}", event.name)
-        } else {
-            "/events/_other".to_string()
+        // Looked up by event type: no topic string is made per event.
+        let channel = match self.event_channels.get(&*event.name) {
+            Some(id) => *id,
+            None => {
+                let topic = if self.event_channels.len() < MAX_EVENT_CHANNELS {
+                    format!("/events/{}", event.name)
+                } else {
+                    "/events/_other".to_string()
+                };
+                let id = self.channel(&topic, schemas::EVENT)?;
+                self.event_channels.insert(event.name.clone(), id);
+                id
+            }
         };
-        let channel = self.channel(&topic, schemas::EVENT)?;
         // Logged at the time the session accepted it (its arrival), published at its own.
         let accepted = Utc::now()
             - chrono::Duration::from_std(event.accepted_at.elapsed()).unwrap_or_default();

@@ -527,19 +527,18 @@ impl Handler<PublishEvents> for SessionActor {
             for r in &self.recorders {
                 r.offer(&event);
             }
-            if let Some(k) = &mut self.kept {
-                let to_ws = match self.router.route(&name) {
-                    Some(set) => set.contains(DistributorKind::Websocket),
-                    None => true,
-                };
-                if to_ws {
-                    k.push(&event);
-                }
-            }
             let targets = match self.router.route(&name) {
                 Some(set) => set.intersect(self.enabled),
                 None => self.enabled,
             };
+            // The kept history holds what the WebSocket distributor holds.
+            if let Some(k) = self
+                .kept
+                .as_mut()
+                .filter(|_| targets.contains(DistributorKind::Websocket))
+            {
+                k.push(&event);
+            }
             for kind in targets.iter() {
                 let Some(slot) = self.slots.get(&kind) else {
                     continue;
