@@ -265,54 +265,29 @@ fn parse(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refus
     Ok((session, event, d.pseq.map(|p| (d.producer, p))))
 }
 
-/// The binary format (docs/PROTOCOLS.md#udp): the session by its hash, the producer's
-/// number in `seq`.
+/// The binary format (docs/PROTOCOLS.md#udp), read by the distributor's own reader: the
+/// session by its hash, the producer's number in `seq`.
 fn parse_binary(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refusal)> {
-    let malformed = |why: &str| (None, Refusal::Malformed(why.to_string()));
-    if bytes.len() < 40 {
-        return Err(malformed("shorter than the 40-byte header"));
-    }
-    let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]) as usize;
-    let u32_at =
-        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[i..i + 8]);
-        u64::from_be_bytes(b)
-    };
-    if bytes[4] != 1 || bytes[5] != 1 {
-        return Err(malformed("version and payload format must be 1"));
-    }
-    let header = u16_at(6);
-    let (name_len, payload_len) = (u16_at(32), u32_at(36) as usize);
-    if header < 40 || header + name_len + payload_len != bytes.len() {
-        return Err(malformed(
-            "the lengths do not add up to the datagram's size",
-        ));
-    }
-    let Some(session) = known.by_hash.get(&u32_at(8)).cloned() else {
+    let d = synopticon_actors::distributor::udp::decode_binary(bytes)
+        .map_err(|why| (None, Refusal::Malformed(why)))?;
+    let Some(session) = known.by_hash.get(&d.session_hash).cloned() else {
         return Err((None, Refusal::UnknownSession));
     };
     let bad = |why: String| (Some(session.clone()), Refusal::Malformed(why));
-    let name = std::str::from_utf8(&bytes[header..header + name_len])
-        .map_err(|_| bad("the event name is not UTF-8".into()))?;
-    check_event_name(name).map_err(bad)?;
-    let payload = std::str::from_utf8(&bytes[header + name_len..])
-        .map_err(|_| bad("the payload is not UTF-8".into()))?;
-    let raw: Box<serde_json::value::RawValue> =
-        serde_json::from_str(payload).map_err(|e| bad(format!("the payload is not JSON: {e}")))?;
+    check_event_name(d.name).map_err(bad)?;
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_str(d.payload)
+        .map_err(|e| bad(format!("the payload is not JSON: {e}")))?;
     let data = synopticon_actors::json::compact(raw).map_err(|e| bad(e.to_string()))?;
-    let micros = u64_at(24) as i64;
-    let ts = (micros != 0)
-        .then(|| Utc.timestamp_micros(micros).single())
+    let ts = (d.ts_micros != 0)
+        .then(|| Utc.timestamp_micros(d.ts_micros).single())
         .flatten();
     let event = IncomingEvent {
-        name: name.to_string(),
+        name: d.name.to_string(),
         data: data.into(),
         ts,
         origin: Default::default(),
     };
-    Ok((session, event, Some((None, u64_at(12)))))
+    Ok((session, event, Some((None, d.seq))))
 }
 
 /// Hands what arrived to the sessions: each session's datagrams in one message, in order.

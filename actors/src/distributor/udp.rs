@@ -83,6 +83,58 @@ pub fn encode_binary(event: &Event) -> Bytes {
 }
 
 /// The UDP protocol half of a distributor.
+/// A datagram in the binary format, read back (what the UDP ingest port takes).
+#[derive(Debug, PartialEq)]
+pub struct Binary<'a> {
+    /// FNV-1a 32 of the session id.
+    pub session_hash: u32,
+    /// The sender's number for it.
+    pub seq: u64,
+    /// Event type.
+    pub name: &'a str,
+    /// The JSON payload, as sent.
+    pub payload: &'a str,
+    /// Microseconds since the Unix epoch; 0: none given.
+    pub ts_micros: i64,
+}
+
+/// Reads a datagram written by [`encode_binary`] (or a producer following
+/// docs/PROTOCOLS.md#udp); the first problem is the error.
+pub fn decode_binary(bytes: &[u8]) -> Result<Binary<'_>, String> {
+    if bytes.len() < HEADER_LEN || bytes[..4] != MAGIC {
+        return Err(format!(
+            "shorter than the {HEADER_LEN}-byte header, or not starting with SYNO"
+        ));
+    }
+    let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]) as usize;
+    let u32_at =
+        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_be_bytes(b)
+    };
+    if bytes[4] != VERSION || bytes[5] != PAYLOAD_JSON {
+        return Err("version and payload format must be 1".into());
+    }
+    let header = u16_at(6);
+    let (name_len, payload_len) = (u16_at(32), u32_at(36) as usize);
+    if header < HEADER_LEN || header + name_len + payload_len != bytes.len() {
+        return Err("the lengths do not add up to the datagram's size".into());
+    }
+    let name = std::str::from_utf8(&bytes[header..header + name_len])
+        .map_err(|_| "the event name is not UTF-8".to_string())?;
+    let payload = std::str::from_utf8(&bytes[header + name_len..])
+        .map_err(|_| "the payload is not UTF-8".to_string())?;
+    Ok(Binary {
+        session_hash: u32_at(8),
+        seq: u64_at(12),
+        name,
+        payload,
+        ts_micros: u64_at(24) as i64,
+    })
+}
+
 pub struct UdpProtocol {
     config: UdpConfig,
     resolved: Vec<SocketAddr>,
@@ -378,6 +430,31 @@ impl Protocol for UdpProtocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_datagram_reads_back_as_written() {
+        let event = Event::new(
+            "eye".into(),
+            7,
+            "pupil_data".into(),
+            chrono::DateTime::from_timestamp_micros(1_764_000_000_000_000).expect("time"),
+            crate::json::to_raw(&serde_json::json!({"d": 3.2})).into(),
+        );
+        let bytes = encode_binary(&event);
+        let read = decode_binary(&bytes).expect("readable");
+        assert_eq!(
+            read,
+            Binary {
+                session_hash: fnv1a32("eye"),
+                seq: 7,
+                name: "pupil_data",
+                payload: r#"{"d":3.2}"#,
+                ts_micros: 1_764_000_000_000_000,
+            }
+        );
+        assert!(decode_binary(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_binary(b"SYNO").is_err());
+    }
 
     #[test]
     fn fnv1a_matches_reference_values() {
