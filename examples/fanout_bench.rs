@@ -11,8 +11,11 @@
 //! millisecond by default) and measure, per frame, the time from the producer's POST to the
 //! client's receipt (producer and clients share this process's monotonic clock).
 //!
-//! `cargo run --release --example fanout_bench -- [--clients 100] [--seconds 5] [--rate 10000] [--history N] [--write-docs]`
+//! `cargo run --release --example fanout_bench -- [--clients 100] [--seconds 5] [--rate 10000] [--history N] [--only LIST] [--rounds 3] [--write-docs]`
 //! `--history N` sets the WebSocket history (`historySize`) of the session, to compare.
+//! `--only synopticon` (or `floor`, `recording`, comma-separated) runs only those, to
+//! profile one alone; it never writes the docs. `--rounds N` runs every server N times in
+//! turn and reports medians (one run's tail is as much the machine's moment as the server).
 //! `--write-docs` replaces the table between the fanout markers in docs/PERFORMANCE.md.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +42,11 @@ struct Args {
     write_docs: bool,
     /// The WebSocket distributor's `historySize` (the server's default when absent).
     history: Option<u64>,
+    /// Which servers to run (`--only floor,synopticon,recording`; all by default), to
+    /// profile one alone.
+    only: Option<Vec<String>>,
+    /// Rounds of all servers in turn (`--rounds`, 3); figures are medians.
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -48,6 +56,8 @@ fn args() -> Args {
         rate: 10_000,
         write_docs: false,
         history: None,
+        only: None,
+        rounds: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +72,12 @@ fn args() -> Args {
             "--rate" => a.rate = num(),
             "--write-docs" => a.write_docs = true,
             "--history" => a.history = Some(num()),
+            "--rounds" => a.rounds = (num() as usize).max(1),
+            "--only" => {
+                a.only = it
+                    .next()
+                    .map(|v| v.split(',').map(str::to_string).collect())
+            }
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -186,6 +202,15 @@ enum Server {
 }
 
 impl Server {
+    /// Its name for `--only`.
+    fn flag(self) -> &'static str {
+        match self {
+            Server::Floor => "floor",
+            Server::Synopticon => "synopticon",
+            Server::Recording => "recording",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Server::Floor => "floor (bare broadcast server)",
@@ -386,52 +411,90 @@ async fn main() {
     let dir = recordings.display().to_string();
     let port = common::start_server_with(move |s| s.recording.dir = dir);
     let (floor_port, floor_lost) = floor::start(0);
-    let mut rows = Vec::new();
-    for server in [Server::Floor, Server::Synopticon, Server::Recording] {
-        let p = if server == Server::Floor {
-            floor_port
-        } else {
-            port
-        };
-        let m = measure(&a, server, p, &floor_lost).await;
-        println!(
-            "{}: {:.0} deliveries/s, p99 {:.2} ms, {} dropped",
-            server.name(),
-            m.throughput,
-            m.p99,
-            m.dropped
-        );
-        rows.push((server, m));
+    let servers: Vec<Server> = [Server::Floor, Server::Synopticon, Server::Recording]
+        .into_iter()
+        .filter(|server| {
+            a.only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == server.flag()))
+        })
+        .collect();
+    // Rounds of every server in turn: one run's tail says more about the machine's
+    // moment than about the server, so each figure is the median of its rounds.
+    let mut runs: Vec<Vec<Measured>> = servers.iter().map(|_| Vec::new()).collect();
+    for round in 1..=a.rounds {
+        for (i, server) in servers.iter().enumerate() {
+            let p = if *server == Server::Floor {
+                floor_port
+            } else {
+                port
+            };
+            let m = measure(&a, *server, p, &floor_lost).await;
+            println!(
+                "round {round}, {}: {:.0} deliveries/s, p99 {:.2} ms, {} dropped",
+                server.name(),
+                m.throughput,
+                m.p99,
+                m.dropped
+            );
+            runs[i].push(m);
+        }
     }
     let _ = std::fs::remove_dir_all(&recordings);
-    let floor = &rows[0].1;
+    // Without the floor (`--only`), ratios are to the first server run.
+    let Some(floor_runs) = runs.first() else {
+        return;
+    };
+    let median = |ms: &[Measured], f: fn(&Measured) -> f64| {
+        let mut v: Vec<f64> = ms.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let floor_throughput = median(floor_runs, |m| m.throughput);
+    let floor_p99 = median(floor_runs, |m| m.p99);
     let mut table = format!(
-        "{machine}, release build; servers and {clients} clients in one process on loopback, one after the other.\n\n\
+        "{machine}, release build; servers and {clients} clients in one process on loopback, one after the other, \
+{rounds} rounds in turn; each figure is the median of the rounds.\n\n\
 | Server | Fan-out at max rate | vs floor | Frames dropped | At {rate:.0} events/s: received | p50 / p99 / p99.9 / max (POST → client) | p99 vs floor | Server p99 (accepted → written) |\n|---|---|---|---|---|---|---|---|\n",
         machine = machine(),
         clients = a.clients,
-        rate = floor.rate,
+        rounds = a.rounds,
+        rate = median(floor_runs, |m| m.rate),
     );
-    for (server, m) in &rows {
+    for (server, ms) in servers.iter().zip(&runs) {
+        // The latency columns come from the round with the median p99.
+        let mut by_p99: Vec<&Measured> = ms.iter().collect();
+        by_p99.sort_by(|x, y| x.p99.total_cmp(&y.p99));
+        let m = by_p99[by_p99.len() / 2];
+        let throughput = median(ms, |m| m.throughput);
         table.push_str(&format!(
             "| {} | {:.0} deliveries/s ({:.0} events/s) | {:.2} | {} | {} of {} | {:.2} / {:.2} / {:.2} / {:.2} ms | {:.2} | {} |\n",
             server.name(),
-            m.throughput,
-            m.accepted,
-            m.throughput / floor.throughput,
-            m.dropped,
-            m.received,
-            m.expected,
+            throughput,
+            median(ms, |m| m.accepted),
+            throughput / floor_throughput,
+            ms.iter().map(|m| m.dropped).sum::<u64>(),
+            ms.iter().map(|m| m.received).sum::<u64>(),
+            ms.iter().map(|m| m.expected).sum::<u64>(),
             m.p50,
             m.p99,
             m.p999,
             m.max,
-            m.p99 / floor.p99,
+            m.p99 / floor_p99,
             m.server_p99.clone().map_or("—".into(), |p| format!("{p} ms")),
         ));
     }
+    table.push_str("\nEach round against the floor's run in the same round (throughput, p99):\n\n");
+    for (server, ms) in servers.iter().zip(&runs).skip(1) {
+        let rounds: Vec<String> = ms
+            .iter()
+            .zip(floor_runs)
+            .map(|(m, f)| format!("{:.2} / {:.2}", m.throughput / f.throughput, m.p99 / f.p99))
+            .collect();
+        table.push_str(&format!("- {}: {}\n", server.name(), rounds.join(", ")));
+    }
     println!("{table}");
-    if a.write_docs {
+    if a.write_docs && a.only.is_none() {
         write_docs("fanout", &table);
     }
     std::process::exit(0);

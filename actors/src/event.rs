@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -33,8 +34,9 @@ pub struct Event {
     origin: Origin,
     /// Monotonic arrival time, the start of the delivery-latency measurement.
     pub accepted_at: Instant,
-    /// The JSON envelope, serialized on first use and shared afterwards.
-    json: OnceLock<Bytes>,
+    /// The JSON envelope, serialized on first use and shared afterwards (as text: live
+    /// connections send it as a text frame without checking it is UTF-8 again).
+    json: OnceLock<ByteString>,
     /// The payload alone, as bytes, made on first use and shared afterwards.
     data_bytes: OnceLock<Bytes>,
 }
@@ -151,6 +153,11 @@ impl Event {
 
     /// `{"session","seq","event","ts","data"}` as compact JSON, serialized once.
     pub fn json(&self) -> &Bytes {
+        self.json_text().as_bytes()
+    }
+
+    /// [`Self::json`] as text.
+    pub fn json_text(&self) -> &ByteString {
         self.json.get_or_init(|| {
             let envelope = Envelope {
                 session: &self.session,
@@ -161,7 +168,7 @@ impl Event {
                 replay: self.origin.replay.as_deref(),
             };
             // Serializing raw JSON and plain strings cannot fail.
-            Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+            ByteString::from(serde_json::to_string(&envelope).unwrap_or_default())
         })
     }
 }

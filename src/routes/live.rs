@@ -14,7 +14,6 @@ use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use bytes::Bytes;
-use bytestring::ByteString;
 use futures_util::Stream;
 use metrics::{describe_counter, Counter, Histogram};
 use serde::Deserialize;
@@ -736,10 +735,7 @@ impl Actor for WsConnection {
 impl StreamHandler<Frame> for WsConnection {
     fn handle(&mut self, frame: Frame, ctx: &mut Self::Context) {
         self.metrics.record(&frame);
-        match ByteString::try_from(frame.bytes) {
-            Ok(text) => ctx.text(text),
-            Err(_) => tracing::error!(session = %self.session, "dropped a frame that is not UTF-8"),
-        }
+        ctx.text(frame.text);
     }
 
     /// The queue was closed by the server: say why in the close frame.
@@ -869,7 +865,7 @@ impl Stream for SseBody {
         match Pin::new(&mut self.feed).poll_next(cx) {
             Poll::Ready(Some(frame)) => {
                 self.metrics.record(&frame);
-                return Poll::Ready(Some(Ok(frame.bytes)));
+                return Poll::Ready(Some(Ok(frame.text.into_bytes())));
             }
             Poll::Ready(None) => {
                 self.finished = true;

@@ -8,13 +8,12 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures_util::task::AtomicWaker;
+use bytestring::ByteString;
 use futures_util::Stream;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -29,8 +28,8 @@ use crate::telemetry::{DistributorTelemetry, LiveClientDisconnected};
 pub struct Frame {
     /// Session sequence number of the event.
     pub seq: u64,
-    /// Encoded bytes, shared with every other client receiving the same event.
-    pub bytes: Bytes,
+    /// Encoded text, shared with every other client receiving the same event.
+    pub text: ByteString,
     /// When the event arrived, to measure delivery latency at write time.
     pub accepted_at: Instant,
 }
@@ -105,6 +104,14 @@ impl Subscription {
     pub fn from_devices<S: AsRef<str>>(mut self, patterns: Option<&[S]>) -> Self {
         self.devices = patterns.map(|list| list.iter().map(|p| Glob::new(p.as_ref())).collect());
         self
+    }
+
+    /// Whether every event is wanted, whatever its name or origin.
+    pub fn takes_everything(&self) -> bool {
+        self.include.is_none()
+            && self.exclude.is_empty()
+            && self.sources.is_none()
+            && self.devices.is_none()
     }
 
     /// Whether an event named `name`, raised by `origin`, is wanted.
@@ -209,14 +216,87 @@ impl Subscription {
     }
 }
 
+/// A client's frames in order: single frames, and runs of frames shared by every client
+/// that takes a whole batch (one reference count per run, not one per frame and client).
+#[derive(Debug)]
+enum Chunk {
+    One(Frame),
+    Run { frames: Arc<[Frame]>, next: usize },
+}
+
+/// Frames waiting for (or taken by) a client, with their count and bytes.
+#[derive(Debug, Default)]
+struct Waiting {
+    chunks: VecDeque<Chunk>,
+    frames: usize,
+    bytes: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, chunk: Chunk, frames: usize, bytes: usize) {
+        self.chunks.push_back(chunk);
+        self.frames += frames;
+        self.bytes += bytes;
+    }
+
+    /// Takes the oldest frame off (a run's is cloned: the run stays shared).
+    fn pop(&mut self) -> Option<Frame> {
+        let frame = match self.chunks.front_mut()? {
+            Chunk::Run { frames, next } => {
+                let frame = frames.get(*next).cloned();
+                *next += 1;
+                if *next >= frames.len() {
+                    self.chunks.pop_front();
+                }
+                frame?
+            }
+            Chunk::One(_) => match self.chunks.pop_front() {
+                Some(Chunk::One(frame)) => frame,
+                _ => return None,
+            },
+        };
+        self.frames -= 1;
+        self.bytes -= frame.text.len();
+        Some(frame)
+    }
+
+    /// Drops the oldest frame without handing it out.
+    fn evict(&mut self) {
+        let size = match self.chunks.front_mut() {
+            None => return,
+            Some(Chunk::One(frame)) => {
+                let size = frame.text.len();
+                self.chunks.pop_front();
+                size
+            }
+            Some(Chunk::Run { frames, next }) => {
+                let size = frames.get(*next).map_or(0, |f| f.text.len());
+                *next += 1;
+                if *next >= frames.len() {
+                    self.chunks.pop_front();
+                }
+                size
+            }
+        };
+        self.frames -= 1;
+        self.bytes -= size;
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[derive(Debug)]
 struct QueueState {
-    frames: VecDeque<Frame>,
-    /// Bytes of the frames waiting.
-    bytes: usize,
+    waiting: Waiting,
     closed: Option<CloseReason>,
     /// Overflows since the consumer last took a frame.
     overflows_in_a_row: u64,
+    /// The consumer's waker while it waits on an empty queue: a push wakes it only then
+    /// (a consumer with frames in hand polls again anyway), so a busy connection costs
+    /// the distributor no wake-up per frame.
+    parked: Option<Waker>,
 }
 
 /// The bounded, drop-oldest queue between a distributor and one live connection.
@@ -225,7 +305,6 @@ pub struct ClientQueue {
     /// Number of the client within its distributor (for logs).
     pub id: u64,
     state: Mutex<QueueState>,
-    waker: AtomicWaker,
     capacity: usize,
     /// Most bytes of frames waiting: a client that stops reading holds at most this much
     /// however large the events (the frame count alone would allow gigabytes).
@@ -234,6 +313,9 @@ pub struct ClientQueue {
     subscription: RwLock<Subscription>,
     /// Frames evicted because the client was not reading.
     dropped: AtomicU64,
+    /// Set when the queue is closed on a client that must not get its backlog (stuck,
+    /// or its token revoked): the feed drops what it had taken too.
+    discard: AtomicBool,
 }
 
 /// What happened to a frame offered to a client.
@@ -256,16 +338,16 @@ impl ClientQueue {
         Self {
             id,
             state: Mutex::new(QueueState {
-                frames: VecDeque::with_capacity(capacity.min(64)),
-                bytes: 0,
+                waiting: Waiting::default(),
                 closed: None,
                 overflows_in_a_row: 0,
+                parked: None,
             }),
-            waker: AtomicWaker::new(),
             capacity: capacity.max(1),
             max_bytes: usize::MAX,
             subscription: RwLock::new(subscription),
             dropped: AtomicU64::new(0),
+            discard: AtomicBool::new(false),
         }
     }
 
@@ -286,28 +368,45 @@ impl ClientQueue {
 
     /// Queues a frame whatever the subscription (protocol preambles, comments).
     pub fn push(&self, frame: Frame) -> Offer {
+        let size = frame.text.len();
+        self.enqueue(Chunk::One(frame), 1, size)
+    }
+
+    /// Queues a run of frames shared with other clients (all of a batch the client
+    /// wants), `bytes` their total size.
+    fn push_run(&self, frames: Arc<[Frame]>, bytes: usize) -> Offer {
+        let count = frames.len();
+        if count == 0 {
+            return Offer::Filtered;
+        }
+        self.enqueue(Chunk::Run { frames, next: 0 }, count, bytes)
+    }
+
+    /// Queues `chunk` of `count` frames and `size` bytes, then evicts the oldest frames
+    /// while over either bound (never the newest one); each frame of the chunk that had
+    /// to push others out counts as one overflow.
+    fn enqueue(&self, chunk: Chunk, count: usize, size: usize) -> Offer {
         let mut state = self.state.lock();
         if state.closed.is_some() {
             return Offer::Closed;
         }
-        let size = frame.bytes.len();
-        let mut evicted = 0;
-        while !state.frames.is_empty()
-            && (state.frames.len() >= self.capacity || state.bytes + size > self.max_bytes)
+        state.waiting.push(chunk, count, size);
+        let mut evicted = 0u64;
+        while state.waiting.frames > 1
+            && (state.waiting.frames > self.capacity || state.waiting.bytes > self.max_bytes)
         {
-            if let Some(old) = state.frames.pop_front() {
-                state.bytes -= old.bytes.len();
-            }
+            state.waiting.evict();
             evicted += 1;
         }
         if evicted > 0 {
-            state.overflows_in_a_row += 1;
+            state.overflows_in_a_row += evicted.min(count as u64);
             self.dropped.fetch_add(evicted, Ordering::Relaxed);
         }
-        state.bytes += size;
-        state.frames.push_back(frame);
+        let parked = state.parked.take();
         drop(state);
-        self.waker.wake();
+        if let Some(waker) = parked {
+            waker.wake();
+        }
         if evicted > 0 {
             Offer::Evicted(evicted)
         } else {
@@ -324,8 +423,8 @@ impl ClientQueue {
     pub fn room(&self) -> (usize, usize) {
         let state = self.state.lock();
         (
-            self.capacity.saturating_sub(state.frames.len()),
-            self.max_bytes.saturating_sub(state.bytes),
+            self.capacity.saturating_sub(state.waiting.frames),
+            self.max_bytes.saturating_sub(state.waiting.bytes),
         )
     }
 
@@ -345,11 +444,14 @@ impl ClientQueue {
             CloseReason::SlowConsumer | CloseReason::TokenRevoked
         ) {
             // A stuck client will not read the backlog anyway, and a revoked one may not.
-            state.frames.clear();
-            state.bytes = 0;
+            state.waiting.clear();
+            self.discard.store(true, Ordering::Relaxed);
         }
+        let parked = state.parked.take();
         drop(state);
-        self.waker.wake();
+        if let Some(waker) = parked {
+            waker.wake();
+        }
     }
 
     /// Why the queue was closed, once it is.
@@ -403,15 +505,23 @@ impl ClientQueue {
     pub fn feed(self: &Arc<Self>) -> ClientFeed {
         ClientFeed {
             queue: self.clone(),
+            taken: Waiting::default(),
         }
     }
 }
 
 /// A client's frames as a stream; ends after the queue is closed and drained. Dropping it
 /// (the connection went away) closes the queue, so the distributor forgets the client.
+///
+/// The feed takes everything queued at once (one lock for many frames, the queue's
+/// storage swapped with its own empty one) and hands the frames out from there; the
+/// connection asks for the next frame only when its socket takes more, so a client that
+/// does not read holds at most the queue's bound waiting plus one bound taken.
 #[derive(Debug)]
 pub struct ClientFeed {
     queue: Arc<ClientQueue>,
+    /// Frames taken off the queue, in order, not yet handed out.
+    taken: Waiting,
 }
 
 impl ClientFeed {
@@ -425,23 +535,28 @@ impl Stream for ClientFeed {
     type Item = Frame;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
-        let queue = &self.queue;
-        for attempt in 0..2 {
-            {
-                let mut state = queue.state.lock();
-                if let Some(frame) = state.frames.pop_front() {
-                    state.bytes -= frame.bytes.len();
-                    state.overflows_in_a_row = 0;
-                    return Poll::Ready(Some(frame));
-                }
-                if state.closed.is_some() {
-                    return Poll::Ready(None);
-                }
-            }
-            if attempt == 0 {
-                // Register, then look again, so a frame offered in between is not missed.
-                queue.waker.register(cx.waker());
-            }
+        let this = self.get_mut();
+        if this.queue.discard.load(Ordering::Relaxed) {
+            this.taken.clear();
+        }
+        if let Some(frame) = this.taken.pop() {
+            return Poll::Ready(Some(frame));
+        }
+        let mut state = this.queue.state.lock();
+        if state.waiting.frames > 0 {
+            // `taken` is empty: the queue gets it back as its (empty) storage.
+            std::mem::swap(&mut state.waiting, &mut this.taken);
+            state.overflows_in_a_row = 0;
+            drop(state);
+            return Poll::Ready(this.taken.pop());
+        }
+        if state.closed.is_some() {
+            return Poll::Ready(None);
+        }
+        // Parked under the lock a push takes: a frame queued after this look wakes us.
+        match &mut state.parked {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            parked => *parked = Some(cx.waker().clone()),
         }
         Poll::Pending
     }
@@ -517,14 +632,61 @@ impl LiveFanout {
     /// Offers one event's frame to every client; counts evictions and cuts off stuck
     /// clients. Returns the number of clients that took the frame.
     pub fn publish(&mut self, name: &str, origin: &Origin, frame: &Frame) -> usize {
+        self.offer_each(|client| (client.offer(name, origin, frame.clone()), 1))
+    }
+
+    /// Offers several events at once: `events[i]` (name and origin) raised `frames[i]`,
+    /// `bytes` their total size. A client that wants them all shares the run (one
+    /// reference count, one lock); one that wants some gets its own run of those.
+    /// Returns the deliveries made.
+    pub fn publish_batch(
+        &mut self,
+        events: &[(&str, &Origin)],
+        frames: &Arc<[Frame]>,
+        bytes: usize,
+    ) -> usize {
+        self.offer_each(|client| {
+            let subscription = client.subscription.read();
+            if subscription.takes_everything() {
+                drop(subscription);
+                return (client.push_run(frames.clone(), bytes), frames.len());
+            }
+            let wanted: Vec<bool> = events
+                .iter()
+                .map(|(name, origin)| subscription.accepts(name, origin))
+                .collect();
+            drop(subscription);
+            if wanted.iter().all(|w| *w) {
+                return (client.push_run(frames.clone(), bytes), frames.len());
+            }
+            if !wanted.iter().any(|w| *w) {
+                return (Offer::Filtered, 0);
+            }
+            let own: Vec<Frame> = frames
+                .iter()
+                .zip(&wanted)
+                .filter(|(_, w)| **w)
+                .map(|(f, _)| f.clone())
+                .collect();
+            let size = own.iter().map(|f| f.text.len()).sum();
+            let count = own.len();
+            (client.push_run(own.into(), size), count)
+        })
+    }
+
+    /// Runs `offer` for every client (what it did, and how many frames it offered);
+    /// counts evictions, cuts off clients stuck for `maxClientDrops` overflows, forgets
+    /// closed ones. Returns the frames taken.
+    fn offer_each(&mut self, mut offer: impl FnMut(&ClientQueue) -> (Offer, usize)) -> usize {
         let mut taken = 0;
         let mut evicted = 0;
         let mut any_closed = false;
         for client in &self.clients {
-            match client.offer(name, origin, frame.clone()) {
-                Offer::Queued => taken += 1,
+            let (outcome, count) = offer(client);
+            match outcome {
+                Offer::Queued => taken += count,
                 Offer::Evicted(n) => {
-                    taken += 1;
+                    taken += count;
                     evicted += n;
                     let limit = self.config.max_client_drops;
                     if limit > 0 && client.overflows_in_a_row() >= limit {
@@ -606,7 +768,7 @@ mod tests {
     fn frame(seq: u64) -> Frame {
         Frame {
             seq,
-            bytes: Bytes::from(format!("{seq}")),
+            text: ByteString::from(format!("{seq}")),
             accepted_at: Instant::now(),
         }
     }
@@ -708,6 +870,100 @@ mod tests {
         assert_eq!(counters.connected_clients, 1);
         assert_eq!(counters.slow_client_disconnects, 1);
         assert_eq!(counters.client_frames_dropped, 3);
+    }
+
+    /// Counts its wake-ups.
+    struct Counting(AtomicU64);
+
+    impl futures_util::task::ArcWake for Counting {
+        fn wake_by_ref(me: &Arc<Self>) {
+            me.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_parked_feed_is_woken_once_and_takes_everything_queued_in_order() {
+        let q = Arc::new(ClientQueue::new(1, 100, Subscription::all()));
+        let mut feed = q.feed();
+        let wakes = Arc::new(Counting(AtomicU64::new(0)));
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut feed).poll_next(&mut cx).is_pending());
+        for seq in 1..=5 {
+            q.push(frame(seq));
+        }
+        // Only the first push found the feed waiting.
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert_eq!(q.room().0, 95);
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(f)) = Pin::new(&mut feed).poll_next(&mut cx) {
+            got.push(f.seq);
+            // The first take emptied the queue at once.
+            assert_eq!(q.room(), (100, usize::MAX));
+        }
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+        // Parked again: the next push wakes it again.
+        q.push(frame(6));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn frames_taken_by_a_feed_are_dropped_when_its_client_is_cut_off() {
+        let q = Arc::new(ClientQueue::new(1, 100, Subscription::all()));
+        let mut feed = q.feed();
+        for seq in 1..=3 {
+            q.push(frame(seq));
+        }
+        let first = futures_util::FutureExt::now_or_never(feed.next()).flatten();
+        assert_eq!(first.map(|f| f.seq), Some(1));
+        q.close(CloseReason::TokenRevoked);
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(feed.next()),
+            Some(None)
+        ));
+    }
+
+    #[test]
+    fn a_batch_is_shared_by_clients_taking_all_and_filtered_for_the_others() {
+        let telemetry = Arc::new(DistributorTelemetry::new(
+            "t".into(),
+            DistributorKind::Websocket,
+        ));
+        let mut fanout = LiveFanout::new(
+            FanoutConfig {
+                client_queue_capacity: 4,
+                client_queue_bytes: usize::MAX,
+                max_client_drops: 0,
+                max_clients: 10,
+            },
+            telemetry.clone(),
+        );
+        let all = fanout.attach(Subscription::all()).unwrap();
+        let faces = fanout.attach(Subscription::only(&["face_*"])).unwrap();
+        let nothing = fanout.attach(Subscription::only(&["gaze"])).unwrap();
+        let names = ["face_seen", "tick", "face_lost"];
+        let origin = none();
+        let events: Vec<(&str, &Origin)> = names.iter().map(|n| (*n, &origin)).collect();
+        let frames: Arc<[Frame]> = (1..=3).map(frame).collect();
+        let bytes = frames.iter().map(|f| f.text.len()).sum();
+        assert_eq!(fanout.publish_batch(&events, &frames, bytes), 3 + 2);
+        // One more batch than the queue holds: the oldest go, counted per frame.
+        let more: Arc<[Frame]> = (4..=6).map(frame).collect();
+        let more_events: Vec<(&str, &Origin)> = ["tick"; 3].iter().map(|n| (*n, &origin)).collect();
+        fanout.publish_batch(&more_events, &more, 3);
+        let drain = |q: &Arc<ClientQueue>| {
+            let mut feed = q.feed();
+            let mut seqs = Vec::new();
+            while let Some(f) = futures_util::FutureExt::now_or_never(feed.next()).flatten() {
+                seqs.push(f.seq);
+            }
+            seqs
+        };
+        assert_eq!(drain(&all), [3, 4, 5, 6]);
+        assert_eq!(all.dropped(), 2);
+        assert_eq!(drain(&faces), [1, 3]);
+        assert!(drain(&nothing).is_empty());
+        assert_eq!(telemetry.counters().client_frames_dropped, 2);
     }
 
     #[test]

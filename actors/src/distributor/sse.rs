@@ -3,10 +3,11 @@
 //! `Last-Event-ID` without a gap.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 use parking_lot::Mutex;
 
 use super::live::{ClientQueue, FanoutConfig, Frame, LiveFanout};
@@ -54,7 +55,7 @@ pub(crate) struct Retained {
 impl Retained {
     /// Bytes charged to the memory budget.
     fn weight(&self) -> usize {
-        self.frame.bytes.len() + self.name.len() + std::mem::size_of::<Retained>()
+        self.frame.text.len() + self.name.len() + std::mem::size_of::<Retained>()
     }
 }
 
@@ -141,7 +142,7 @@ impl History {
             .take_while(|e| e.frame.seq > last)
             .filter(|e| queue.wants(&e.name, &e.origin))
             .map_while(|e| {
-                let size = e.frame.bytes.len();
+                let size = e.frame.text.len();
                 (slots > 0 && size <= room).then(|| {
                     slots -= 1;
                     room -= size;
@@ -198,18 +199,12 @@ pub struct SseProtocol {
 }
 
 /// Encodes one event as an SSE block: `id`, `event` (`name`), `data` (the JSON envelope).
-pub fn encode(event: &Event, name: &str) -> Bytes {
-    let json = event.json();
-    let mut buf = BytesMut::with_capacity(json.len() + name.len() + 40);
-    buf.put_slice(b"id: ");
-    buf.put_slice(event.seq.to_string().as_bytes());
-    buf.put_slice(b"\nevent: ");
-    buf.put_slice(name.as_bytes());
-    buf.put_slice(b"\ndata: ");
+pub fn encode(event: &Event, name: &str) -> ByteString {
+    let json = event.json_text();
+    let mut buf = String::with_capacity(json.len() + name.len() + 40);
     // Compact JSON never contains a raw newline, so one `data:` line holds it all.
-    buf.put_slice(json);
-    buf.put_slice(b"\n\n");
-    buf.freeze()
+    let _ = write!(buf, "id: {}\nevent: {name}\ndata: {json}\n\n", event.seq);
+    buf.into()
 }
 
 fn read_event_names(r: &mut FieldReader<'_>, path: &str) -> Vec<(Glob, String)> {
@@ -319,7 +314,7 @@ impl Protocol for SseProtocol {
             .map_or(&*event.name, |(_, n)| n.as_str());
         let frame = Frame {
             seq: event.seq,
-            bytes: encode(event, name),
+            text: encode(event, name),
             accepted_at: event.accepted_at,
         };
         self.latest = self.latest.max(event.seq);
@@ -367,7 +362,7 @@ impl Protocol for SseProtocol {
         preamble.push('\n');
         queue.push(Frame {
             seq: 0,
-            bytes: Bytes::from(preamble),
+            text: preamble.into(),
             accepted_at: std::time::Instant::now(),
         });
         for frame in replay {
@@ -399,7 +394,7 @@ mod tests {
             Utc::now(),
             crate::json::to_raw(&serde_json::json!({"t": "a\nb"})).into(),
         );
-        let text = String::from_utf8(encode(&ev, "zone_enter").to_vec()).unwrap();
+        let text = encode(&ev, "zone_enter").to_string();
         let lines: Vec<&str> = text.split('\n').collect();
         assert_eq!(lines[0], "id: 12");
         assert_eq!(lines[1], "event: zone_enter");

@@ -68,6 +68,15 @@ pub struct WebSocketConfig {
     pub history_max_age: Option<std::time::Duration>,
 }
 
+/// An event's frame: its envelope, shared.
+fn frame_of(event: &Arc<Event>) -> Frame {
+    Frame {
+        seq: event.seq,
+        text: event.json_text().clone(),
+        accepted_at: event.accepted_at,
+    }
+}
+
 /// The WebSocket protocol half of a distributor.
 pub struct WebSocketProtocol {
     fanout: LiveFanout,
@@ -75,6 +84,22 @@ pub struct WebSocketProtocol {
     config: WebSocketConfig,
     /// Sequence number of the latest event delivered.
     latest: u64,
+}
+
+impl WebSocketProtocol {
+    /// Notes `event` as the latest and keeps it for clients that reconnect.
+    fn keep(&mut self, event: &Arc<Event>, frame: Frame) {
+        self.latest = self.latest.max(event.seq);
+        if self.config.history_size > 0 {
+            let entry = Retained {
+                name: event.name.clone(),
+                origin: event.origin().clone(),
+                frame,
+            };
+            self.history
+                .push(entry, self.config.history_size, self.config.history_max_age);
+        }
+    }
 }
 
 impl Protocol for WebSocketProtocol {
@@ -121,23 +146,25 @@ impl Protocol for WebSocketProtocol {
     }
 
     fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
-        let frame = Frame {
-            seq: event.seq,
-            bytes: event.json().clone(),
-            accepted_at: event.accepted_at,
-        };
-        self.latest = self.latest.max(event.seq);
+        let frame = frame_of(event);
         self.fanout.publish(&event.name, event.origin(), &frame);
-        if self.config.history_size > 0 {
-            let entry = Retained {
-                name: event.name.clone(),
-                origin: event.origin().clone(),
-                frame,
-            };
-            self.history
-                .push(entry, self.config.history_size, self.config.history_max_age);
-        }
+        self.keep(event, frame);
         Delivery::Done(Outcome::Delivered)
+    }
+
+    /// Events that queued up go to each client as one shared run.
+    const BATCH: usize = 64;
+
+    fn deliver_many(&mut self, events: &[Arc<Event>]) -> Vec<Outcome> {
+        let frames: Arc<[Frame]> = events.iter().map(frame_of).collect();
+        let bytes = frames.iter().map(|f| f.text.len()).sum();
+        let named: Vec<(&str, &crate::event::Origin)> =
+            events.iter().map(|e| (&*e.name, e.origin())).collect();
+        self.fanout.publish_batch(&named, &frames, bytes);
+        for (event, frame) in events.iter().zip(frames.iter()) {
+            self.keep(event, frame.clone());
+        }
+        vec![Outcome::Delivered; events.len()]
     }
 
     fn reconfigure(&mut self, config: WebSocketConfig) {
@@ -159,7 +186,7 @@ impl Protocol for WebSocketProtocol {
                 "last_seq": self.latest, "reason": missed.join("; ")});
             queue.push(Frame {
                 seq: 0,
-                bytes: bytes::Bytes::from(notice.to_string()),
+                text: notice.to_string().into(),
                 accepted_at: std::time::Instant::now(),
             });
             for frame in replay {
