@@ -127,6 +127,10 @@ enum Command {
         /// Re-analyse the recorded detections with this source's current lines and zones.
         #[arg(long)]
         reanalyze: Option<String>,
+        /// With --reanalyze: play the re-analysed events alone, without a dry run of the
+        /// rules in force.
+        #[arg(long)]
+        no_rules: bool,
         /// Create the session if it does not exist.
         #[arg(long)]
         create: bool,
@@ -204,6 +208,7 @@ fn main() -> ExitCode {
             start_offset,
             duration,
             reanalyze,
+            no_rules,
             create,
             token,
         } => {
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
                 start_offset_s: start_offset,
                 duration_s: duration,
                 reanalyze,
+                rules: !no_rules,
                 create,
                 token,
             };

@@ -32,6 +32,8 @@ pub struct ReplayArgs {
     pub duration_s: Option<f64>,
     /// Re-analyse the recorded detections with this source's lines and zones.
     pub reanalyze: Option<String>,
+    /// With `reanalyze`: a dry run of the rules in force too.
+    pub rules: bool,
     /// Create the session if it does not exist.
     pub create: bool,
     /// Bearer token.
@@ -183,6 +185,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<String> {
     }
     if let Some(source) = &args.reanalyze {
         request["reanalyze"] = json!(source);
+        request["rules"] = json!(args.rules);
     }
     let path = format!("/api/v1/sessions/{session}/replay");
     let (status, started) = client.json("POST", &path, Some(request)).await?;

@@ -1406,6 +1406,7 @@ async function pageRecordings(ctx, view, session) {
     const rate = h('input', { id: 'rp-rate', test: 'replay-rate', type: 'number', min: 0, max: 1000, step: 'any', value: '1' });
     const loop = h('input', { type: 'checkbox', test: 'replay-loop' });
     const reanalyze = h('select', { id: 'rp-reanalyze', test: 'replay-reanalyze' });
+    const rules = h('input', { type: 'checkbox', test: 'replay-rules', checked: true });
     const events = h('input', { id: 'rp-events', test: 'replay-events', placeholder: 'every recorded event', autocomplete: 'off', spellcheck: 'false' });
     const offset = h('input', { id: 'rp-offset', test: 'replay-offset', type: 'number', min: 0, step: 'any', placeholder: '0' });
     const duration = h('input', { id: 'rp-duration', test: 'replay-duration', type: 'number', min: 0, step: 'any', placeholder: 'to the end' });
@@ -1425,7 +1426,7 @@ async function pageRecordings(ctx, view, session) {
       if (!sid) { fe.show('Choose a session.', null, 'session'); return; }
       const b = { recording: current.id, loop: loop.checked };
       if (rate.value.trim()) b.rate = Number(rate.value);
-      if (reanalyze.value) b.reanalyze = reanalyze.value;
+      if (reanalyze.value) { b.reanalyze = reanalyze.value; b.rules = rules.checked; }
       if (events.value.trim()) b.events = globList(events.value);
       if (offset.value.trim()) b.start_offset_s = Number(offset.value);
       if (duration.value.trim()) b.duration_s = Number(duration.value);
@@ -1444,6 +1445,7 @@ async function pageRecordings(ctx, view, session) {
         formField('Rate', rate, fe.el('rate'), '1: real time, 2: twice as fast, 0: as fast as the session takes them.'),
         h('div', { class: 'field' }, h('label', { class: 'check' }, loop, 'Loop (start again at the end)'), fe.el('loop')),
         formField('Re-analyse with source', reanalyze, fe.el('reanalyze'), "The recorded detections go through this source's lines and zones as they are now."),
+        h('div', { class: 'field' }, h('label', { class: 'check' }, rules, 'Dry-run the rules on the re-analysed events (rule_matched events; nothing acts)'), fe.el('rules')),
         h('details', null, h('summary', null, 'Events, window'),
           formField('Events', events, fe.el('events'), 'Event types or globs, comma-separated.'),
           formField('Start at (s from the first message)', offset, fe.el('start_offset_s')),

@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::recording::replay::{self, Player, ReplayRequest};
 use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
+use synopticon_actors::rules::engine::RuleEngine;
 use synopticon_actors::validation::Report;
 
 use super::{redacted_json, Api};
@@ -253,7 +254,8 @@ async fn replay_start(
         None => None,
     };
     let request_for_cues = request.clone();
-    let cues = web::block(move || cues(&path, &request_for_cues, source))
+    let rules = state.rules.clone();
+    let cues = web::block(move || cues(&path, &request_for_cues, source, &rules))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| {
@@ -270,11 +272,12 @@ async fn replay_start(
 }
 
 /// The cues of a replay: the recorded events, or what the recorded detections raise
-/// through `source`'s configuration now.
+/// through `source`'s configuration now (and the matches of a dry run of the rules).
 fn cues(
     path: &std::path::Path,
     request: &ReplayRequest,
     source: Option<synopticon_actors::source::SourceConfig>,
+    rules: &RuleEngine,
 ) -> Result<Vec<replay::Cue>, String> {
     let recorded = reader::read(path)?;
     let Some(config) = source else {
@@ -292,7 +295,11 @@ fn cues(
         ));
     }
     let envelopes: Vec<Value> = frames.iter().map(|f| f.envelope.clone()).collect();
-    let raised = synopticon_actors::tracker::actor::replay_indexed(config, &envelopes)?;
+    let id = config.id.clone();
+    let mut raised = synopticon_actors::tracker::actor::replay_indexed(config, &envelopes)?;
+    if request.rules {
+        raised = rules.dry_run(&id, raised);
+    }
     Ok(replay::cues_of_reanalysis(&frames, raised, request))
 }
 

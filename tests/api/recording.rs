@@ -628,6 +628,68 @@ async fn a_replay_keeps_the_spacing_and_can_be_paused_resumed_moved_and_stopped(
     assert_eq!(unknown.status, 404);
 }
 
+#[tokio::test]
+async fn re_analysis_tries_the_rules_in_force_without_acting() {
+    let app = spawn_app().await;
+    let rid = record_the_walk(&app).await;
+    // A rule whose action would put an event into another session: in a re-analysis it
+    // shows what it would do, and does not.
+    app.create_session(json!({"id": "alerts"})).await;
+    let put = app
+        .put(
+            "/api/v1/rules/door-in",
+            &json!({"match": {"event": "LINE_CROSS", "lines": ["door"], "direction": "in"},
+                "actions": [{"type": "session", "session": "alerts"}, "json_log"]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let body = json!({"recording": rid, "rate": 0, "reanalyze": "door-cam"});
+    let events = replay_into(&app, "dry", body.clone()).await;
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["track_started", "line_cross", "rule_matched", "track_ended"],
+        "{events:?}"
+    );
+    let (crossing, matched) = (&events[1], &events[2]);
+    assert_eq!(matched["data"]["rule"], "door-in");
+    assert_eq!(matched["data"]["event"], "line_cross");
+    assert_eq!(matched["data"]["dry_run"], true);
+    assert_eq!(matched["data"]["actions"], json!(["session", "json_log"]));
+    assert_eq!(matched["data"]["source"], "door-cam");
+    assert_eq!(matched["data"]["data"]["line_id"], "door");
+    // At the crossing's recorded time, marked as the crossing is.
+    assert_eq!(matched["ts"], crossing["ts"]);
+    assert_eq!(matched["replay"], crossing["replay"]);
+    // The same matches every run.
+    let again = replay_into(&app, "dry2", body).await;
+    assert_eq!(
+        serde_json::to_string(&comparable(&events)).expect("json"),
+        serde_json::to_string(&comparable(&again)).expect("json")
+    );
+    // Nothing acted: the rule counted no match and the alerts session got nothing.
+    let rule = app.get("/api/v1/rules/door-in").await.body;
+    assert_eq!(rule["matched"], 0, "{rule}");
+    let alerts = app.status("alerts").await;
+    assert_eq!(alerts["events_received"], 0, "{alerts}");
+    // Without the rules, the re-analysed events alone.
+    let plain = replay_into(
+        &app,
+        "plain",
+        json!({"recording": rid, "rate": 0, "reanalyze": "door-cam", "rules": false}),
+    )
+    .await;
+    assert_eq!(plain.len(), 3, "{plain:?}");
+    let r = app
+        .post(
+            "/api/v1/sessions/plain/replay",
+            &json!({"recording": rid, "rules": true}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.to_string().contains("replay.rules"), "{}", r.body);
+}
+
 /// What re-analysis must reproduce byte for byte: each event without the numbering of
 /// the session it went into.
 fn comparable(events: &[Value]) -> Vec<Value> {

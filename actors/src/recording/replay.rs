@@ -44,6 +44,9 @@ pub struct ReplayRequest {
     pub reanalyze: Option<String>,
     /// Re-analysis: whose detections in the recording (the same source by default).
     pub from_source: Option<String>,
+    /// Re-analysis: a dry run of the rules in force over the re-analysed events, each
+    /// match played as a `rule_matched` event (`rules`, true by default); nothing acts.
+    pub rules: bool,
 }
 
 /// Highest rate.
@@ -87,6 +90,11 @@ pub fn parse_request(v: &Value, report: &mut Report) -> ReplayRequest {
         r.report()
             .error("replay.from_source: only with reanalyze (the source to re-analyse with)");
     }
+    if r.has("rules") && reanalyze.is_none() {
+        r.report()
+            .error("replay.rules: only with reanalyze (rules are tried on re-analysed events)");
+    }
+    let rules = r.bool("rules", true);
     r.finish();
     ReplayRequest {
         recording,
@@ -97,6 +105,7 @@ pub fn parse_request(v: &Value, report: &mut Report) -> ReplayRequest {
         events,
         reanalyze,
         from_source,
+        rules,
     }
 }
 
@@ -548,6 +557,7 @@ mod tests {
             events: vec!["*".into()],
             reanalyze: None,
             from_source: None,
+            rules: true,
         };
         let player = Player::new(&request, &cues);
         let seen = Arc::new(Mutex::new(Vec::new()));

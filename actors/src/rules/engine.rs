@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use metrics::{counter, describe_counter, Counter};
@@ -58,51 +58,66 @@ struct Rule {
     cooled: AtomicU64,
     m_fired: Counter,
     m_cooled: Counter,
-    last_fired: Mutex<Option<Instant>>,
-    /// Source + track (or zone, or line) → when the rule last fired for it.
-    keys: Mutex<HashMap<String, Instant>>,
+    cooldowns: Mutex<Cooldowns>,
     actions: Vec<ActionRuntime>,
     /// Whether an action draws on the event's frame.
     uses_frame: bool,
 }
 
-impl Rule {
-    /// Whether a cooldown holds the rule back for this event; records the firing if not.
-    fn cooled_down(&self, e: &EventView<'_>) -> bool {
-        let now = Instant::now();
-        let rule_cd = self.config.cooldown;
-        let track_cd = self.config.track_cooldown;
-        let mut last = self.last_fired.lock();
-        if !rule_cd.is_zero() && last.is_some_and(|t| now.duration_since(t) < rule_cd) {
+/// When a rule last fired, overall and per object: times are durations on one clock (the
+/// process's monotonic clock live, the recorded event times in a dry run).
+#[derive(Debug, Default)]
+struct Cooldowns {
+    last: Option<Duration>,
+    /// Source + track (or zone, or line) → when the rule last fired for it.
+    keys: HashMap<String, Duration>,
+}
+
+impl Cooldowns {
+    /// Whether `config`'s cooldowns hold the rule back at `now` for this event; records
+    /// the firing if not. A time before the last firing counts as within it.
+    fn held(&mut self, config: &RuleConfig, e: &EventView<'_>, now: Duration) -> bool {
+        let since = |t: Duration| now.saturating_sub(t);
+        let (rule_cd, track_cd) = (config.cooldown, config.track_cooldown);
+        if !rule_cd.is_zero() && self.last.is_some_and(|t| since(t) < rule_cd) {
             return true;
         }
-        let key = cooldown_key(e);
         if !track_cd.is_zero() {
-            if let Some(key) = &key {
-                let mut keys = self.keys.lock();
-                if keys
-                    .get(key)
-                    .is_some_and(|t| now.duration_since(*t) < track_cd)
-                {
+            if let Some(key) = cooldown_key(e) {
+                let keys = &mut self.keys;
+                if keys.get(&key).is_some_and(|t| since(*t) < track_cd) {
                     return true;
                 }
                 if keys.len() >= MAX_KEYS {
-                    keys.retain(|_, t| now.duration_since(*t) < track_cd);
+                    keys.retain(|_, t| since(*t) < track_cd);
                 }
                 if keys.len() >= MAX_KEYS {
                     // Still full of live keys: the older half goes (those objects may
                     // fire again sooner than their cooldown), so the map stays bounded.
-                    let mut times: Vec<Instant> = keys.values().copied().collect();
+                    let mut times: Vec<Duration> = keys.values().copied().collect();
                     let middle = times.len() / 2;
                     let (_, median, _) = times.select_nth_unstable(middle);
                     let median = *median;
                     keys.retain(|_, t| *t > median);
                 }
-                keys.insert(key.clone(), now);
+                keys.insert(key, now);
             }
         }
-        *last = Some(now);
+        self.last = Some(now);
         false
+    }
+}
+
+/// The live clock of cooldowns: time since the first rule looked at it.
+fn monotonic() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+impl Rule {
+    /// Whether a cooldown holds the rule back for this event; records the firing if not.
+    fn cooled_down(&self, e: &EventView<'_>) -> bool {
+        self.cooldowns.lock().held(&self.config, e, monotonic())
     }
 
     fn status(&self) -> Value {
@@ -203,8 +218,7 @@ impl RuleEngine {
             declared,
             fired: AtomicU64::new(0),
             cooled: AtomicU64::new(0),
-            last_fired: Mutex::new(None),
-            keys: Mutex::new(HashMap::new()),
+            cooldowns: Mutex::new(Cooldowns::default()),
             uses_frame,
             actions,
         };
@@ -272,6 +286,73 @@ impl RuleEngine {
             .collect()
     }
 
+    /// A dry run of the rules in force over `events` raised by `source` (each with the
+    /// index of what raised it): after each event, a `rule_matched` event per rule it
+    /// would fire (its record, `dry_run: true` and the actions that would run), with
+    /// cooldowns kept apart from the live ones and timed by the events' own times, so the
+    /// same events give the same matches every run. Nothing acts, no counter moves.
+    pub fn dry_run(
+        &self,
+        source: &str,
+        events: Vec<(usize, IncomingEvent)>,
+    ) -> Vec<(usize, IncomingEvent)> {
+        let rules = self.rules.read();
+        let mut cooldowns: HashMap<&str, Cooldowns> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for (i, event) in events {
+            let name = super::normalize(&event.name);
+            let mut data: Option<Value> = None;
+            let mut matched = Vec::new();
+            for rule in rules.values() {
+                if !rule.config.enabled || !rule.config.matcher.takes_name(&name) {
+                    continue;
+                }
+                let data = data.get_or_insert_with(|| {
+                    serde_json::from_str(event.data.get()).unwrap_or(Value::Null)
+                });
+                let at = event.ts.unwrap_or_default();
+                let view = EventView {
+                    name: &name,
+                    data,
+                    source: Some(event.origin.source.as_deref().unwrap_or(source)),
+                    device: event.origin.device.as_deref(),
+                    at,
+                };
+                if rule.config.matcher.check(&view).is_err() {
+                    continue;
+                }
+                let now = at
+                    .signed_duration_since(chrono::DateTime::UNIX_EPOCH)
+                    .to_std()
+                    .unwrap_or_default();
+                let held = cooldowns
+                    .entry(&rule.name)
+                    .or_default()
+                    .held(&rule.config, &view, now);
+                if held {
+                    continue;
+                }
+                let mut record = Matched::new(rule.name.clone(), &view, None).record();
+                record["dry_run"] = json!(true);
+                record["actions"] = json!(rule
+                    .config
+                    .actions
+                    .iter()
+                    .map(ActionConfig::kind)
+                    .collect::<Vec<_>>());
+                matched.push(IncomingEvent {
+                    name: "rule_matched".into(),
+                    data: crate::json::to_raw(&record).into(),
+                    ts: Some(at),
+                    origin: event.origin.clone(),
+                });
+            }
+            out.push((i, event));
+            out.extend(matched.into_iter().map(|m| (i, m)));
+        }
+        out
+    }
+
     /// Offers events of a source (or device) to every rule; matches are queued to their
     /// actions. Never waits.
     pub fn offer(
@@ -328,5 +409,46 @@ impl RuleEngine {
         for rule in self.rules.read().values() {
             rule.actions.iter().for_each(ActionRuntime::stop);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crossing(track: u64) -> Value {
+        json!({"line_id": "door", "direction": "in", "track_id": track})
+    }
+
+    #[test]
+    fn cooldowns_follow_the_clock_they_are_given() {
+        let config = RuleConfig::parse(
+            "r",
+            &json!({"match": {"events": ["line_cross"]}, "cooldownSecs": 1,
+                "trackCooldownSecs": 10, "actions": ["json_log"]}),
+        )
+        .expect("a valid rule");
+        let mut cd = Cooldowns::default();
+        let secs = Duration::from_secs_f64;
+        let fires = |cd: &mut Cooldowns, track: u64, at: f64| {
+            let data = crossing(track);
+            let view = EventView {
+                name: "line_cross",
+                data: &data,
+                source: Some("door-cam"),
+                device: None,
+                at: Utc::now(),
+            };
+            !cd.held(&config, &view, secs(at))
+        };
+        assert!(fires(&mut cd, 1, 100.0));
+        // The rule rests a second, whatever the object.
+        assert!(!fires(&mut cd, 2, 100.5));
+        assert!(fires(&mut cd, 2, 101.2));
+        // Track 1 rests ten seconds.
+        assert!(!fires(&mut cd, 1, 105.0));
+        assert!(fires(&mut cd, 1, 110.1));
+        // A time before the last firing (a clock gone back) is within the cooldown.
+        assert!(!fires(&mut cd, 3, 50.0));
     }
 }
