@@ -92,6 +92,20 @@ fn recording_error(e: crate::recording::hub::RecordingError) -> SessionsError {
     }
 }
 
+/// A replay's batch into its session; waiting for the session is the back-pressure, and a
+/// session stuck for ten request timeouts ends the replay.
+async fn publish_to(
+    session: &Addr<SessionActor>,
+    batch: Vec<IncomingEvent>,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout * 10, session.send(PublishEvents(batch))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err("the session closed".to_string()),
+        Err(_) => Err("the session did not take events in time".to_string()),
+    }
+}
+
 /// The sessions of this server.
 #[derive(Clone)]
 pub struct Sessions {
@@ -558,17 +572,20 @@ impl Sessions {
             cues,
             rate,
             looping,
-            move |batch| {
+            {
+                let session = session.clone();
+                move |batch| {
+                    let session = session.clone();
+                    async move { publish_to(&session, batch, timeout).await }
+                }
+            },
+            move || {
                 let session = session.clone();
                 async move {
-                    // Waiting for the session is the back-pressure; a stuck one ends it.
-                    match tokio::time::timeout(timeout * 10, session.send(PublishEvents(batch)))
+                    session
+                        .send(crate::session::Room)
                         .await
-                    {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(_)) => Err("the session closed".to_string()),
-                        Err(_) => Err("the session did not take events in time".to_string()),
-                    }
+                        .map_err(|_| "the session closed".to_string())
                 }
             },
         ));

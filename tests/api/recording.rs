@@ -629,6 +629,41 @@ async fn a_replay_keeps_the_spacing_and_can_be_paused_resumed_moved_and_stopped(
 }
 
 #[tokio::test]
+async fn as_fast_as_possible_is_as_fast_as_the_outputs_take_them() {
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "orig"})).await;
+    let rec = start_recording(&app, "orig", json!({})).await;
+    let rid = rec["id"].as_str().expect("id").to_string();
+    app.publish("orig", batch("sample", 300)).await;
+    stop(&app, &rid).await;
+    // A webhook one request at a time behind a queue of 10: at rate 0 the replay
+    // sends no more than the queue has room for, so nothing is dropped.
+    let receiver = crate::webhook::Receiver::start(0, vec![]);
+    app.create_session(json!({"id": "slow", "enabledDistributors": ["http"],
+        "distributors": {"http": {"baseUrl": receiver.url(), "maxInFlight": 1, "queueCapacity": 10}}}))
+        .await;
+    let r = app
+        .post(
+            "/api/v1/sessions/slow/replay",
+            &json!({"recording": rid, "rate": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let got = wait_until("the webhook to get all 300", DEADLINE, || async {
+        let got = receiver.requests();
+        (got.len() >= 300).then_some(got)
+    })
+    .await;
+    let seqs: Vec<u64> = got.iter().map(|g| g.seq).collect();
+    assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+    let samples: Vec<Value> = got.iter().map(|g| g.body["data"]["i"].clone()).collect();
+    assert_eq!(samples, (0..300).map(|i| json!(i)).collect::<Vec<_>>());
+    let http = app.distributor("slow", "http").await;
+    assert_eq!(http["dropped"], 0, "{http}");
+    assert_eq!(app.status("slow").await["replay"]["played"], 300);
+}
+
+#[tokio::test]
 async fn re_analysis_tries_the_rules_in_force_without_acting() {
     let app = spawn_app().await;
     let rid = record_the_walk(&app).await;

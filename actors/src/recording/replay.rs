@@ -390,29 +390,48 @@ impl Player {
 
 /// Most events published in one batch.
 const BATCH: usize = 1000;
+/// At rate 0, how often the player asks again for room in the session's outputs ...
+const ROOM_POLL: Duration = Duration::from_millis(2);
+/// ... and how long it waits for an output that makes none before it sends anyway (that
+/// output's queue policy then applies, and what it drops is counted).
+const ROOM_WAIT: Duration = Duration::from_secs(5);
 
 /// Plays `cues` through `publish` until the end (or forever with `loop`), obeying the
 /// player's commands. `publish` waits for the session (its back-pressure) and fails when
-/// the session is gone.
-pub async fn play<F, Fut>(player: Arc<Player>, cues: Vec<Cue>, rate: f64, looping: bool, publish: F)
-where
-    F: Fn(Vec<IncomingEvent>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    run_player(player.clone(), cues, rate, looping, publish).await;
-    player.exited.store(true, Ordering::Release);
-}
-
-async fn run_player<F, Fut>(
+/// the session is gone. At rate 0, `room` says how many more events the session's
+/// outputs take now, and no batch is larger: as fast as possible is as fast as they go.
+pub async fn play<F, Fut, R, RFut>(
     player: Arc<Player>,
     cues: Vec<Cue>,
     rate: f64,
     looping: bool,
     publish: F,
+    room: R,
 ) where
     F: Fn(Vec<IncomingEvent>) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
+    R: Fn() -> RFut,
+    RFut: std::future::Future<Output = Result<usize, String>>,
 {
+    run_player(player.clone(), cues, rate, looping, publish, room).await;
+    player.exited.store(true, Ordering::Release);
+}
+
+async fn run_player<F, Fut, R, RFut>(
+    player: Arc<Player>,
+    cues: Vec<Cue>,
+    rate: f64,
+    looping: bool,
+    publish: F,
+    room: R,
+) where
+    F: Fn(Vec<IncomingEvent>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+    R: Fn() -> RFut,
+    RFut: std::future::Future<Output = Result<usize, String>>,
+{
+    // Since when the outputs have had no room (rate 0).
+    let mut starved: Option<Instant> = None;
     let scale = |ns: u64| -> Duration {
         if rate > 0.0 {
             Duration::from_nanos((ns as f64 / rate) as u64)
@@ -486,8 +505,28 @@ async fn run_player<F, Fut>(
             let _ = tokio::time::timeout(due - now, player.wake.notified()).await;
             continue;
         }
+        let mut limit = BATCH;
+        if rate == 0.0 {
+            match room().await {
+                Err(error) => {
+                    let mut s = player.status.lock();
+                    s.error = Some(error);
+                    s.state = PlayState::Stopped;
+                    return;
+                }
+                Ok(0) if starved.get_or_insert_with(Instant::now).elapsed() < ROOM_WAIT => {
+                    // Wakes for a command, or to ask again.
+                    let _ = tokio::time::timeout(ROOM_POLL, player.wake.notified()).await;
+                    continue;
+                }
+                Ok(free) => {
+                    starved = None;
+                    limit = free.clamp(1, BATCH);
+                }
+            }
+        }
         let mut end = next;
-        while end < cues.len() && end - next < BATCH && origin + scale(cues[end].at_ns) <= now {
+        while end < cues.len() && end - next < limit && origin + scale(cues[end].at_ns) <= now {
             end += 1;
         }
         let batch: Vec<IncomingEvent> = cues[next..end].iter().map(|c| c.event.clone()).collect();
@@ -563,18 +602,25 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let started = tokio::time::Instant::now();
         let log = seen.clone();
-        play(player.clone(), cues, 2.0, false, move |batch| {
-            let log = log.clone();
-            async move {
-                for e in batch {
-                    log.lock().push((
-                        started.elapsed().as_millis() as u64,
-                        e.data.get().to_string(),
-                    ));
+        play(
+            player.clone(),
+            cues,
+            2.0,
+            false,
+            move |batch| {
+                let log = log.clone();
+                async move {
+                    for e in batch {
+                        log.lock().push((
+                            started.elapsed().as_millis() as u64,
+                            e.data.get().to_string(),
+                        ));
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        })
+            },
+            || async { Ok(usize::MAX) },
+        )
         .await;
         let seen = seen.lock().clone();
         let times: Vec<u64> = seen.iter().map(|(t, _)| *t).collect();

@@ -634,6 +634,27 @@ impl Handler<AttachReplay> for SessionActor {
     }
 }
 
+/// Player → session: how many more events every distributor that is making progress
+/// (its breaker closed) has room for in its queue (`usize::MAX` with none). A replay at
+/// rate 0 sends no more than that at a time, so "as fast as possible" is as fast as the
+/// outputs take the events, not faster (their queues would drop the surplus).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Room;
+
+impl Handler<Room> for SessionActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Room, _: &mut Self::Context) -> usize {
+        self.slots
+            .values()
+            .filter(|slot| slot.telemetry.breaker_state() == BreakerState::Closed)
+            .map(|slot| slot.queue.capacity().saturating_sub(slot.queue.len()))
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+}
+
 /// Server → session: the player running on it, if any.
 #[derive(Message)]
 #[rtype(result = "Option<Arc<Player>>")]
