@@ -1351,3 +1351,62 @@ async fn the_recordings_page_records_a_session_downloads_it_and_replays_it_into_
         json!([])
     );
 }
+
+#[tokio::test]
+async fn re_analysis_from_the_recordings_page_dry_runs_the_rules_unless_told_not_to() {
+    check_tools();
+    let app = spawn_app().await;
+    let rid = crate::recording::record_the_walk(&app).await;
+    let put = app
+        .put(
+            "/api/v1/rules/door-in",
+            &json!({"match": {"event": "line_cross", "lines": ["door"]},
+                "actions": ["json_log"]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    let target = "browser-reanalysed";
+    app.create_session(json!({"id": target, "enabledDistributors": ["websocket"]}))
+        .await;
+    let run = run_script(
+        "reanalysis.mjs",
+        &[
+            ("BASE_URL", &app.address),
+            ("RECORDING_ID", &rid),
+            ("SOURCE_ID", "door-cam"),
+            ("TARGET_ID", target),
+        ],
+    )
+    .await;
+    let r = run.ok();
+    eprintln!("results: {r}");
+    assert_eq!(
+        r["first"]["checked_by_default"], true,
+        "the dry-run box is on by default"
+    );
+    // The re-analysed walk and, after its crossing, what the rule would have done.
+    assert_eq!(
+        names(&r["after_first"]),
+        ["track_started", "line_cross", "rule_matched", "track_ended"]
+    );
+    let matched = r["matched_text"].as_str().unwrap_or_default();
+    assert!(
+        matched.contains("\"dry_run\":true") && matched.contains("door-in"),
+        "the rule_matched row: {matched}"
+    );
+    // Then without it: the same three events again, no match.
+    assert_eq!(
+        names(&r["after_second"]),
+        [
+            "track_started",
+            "line_cross",
+            "rule_matched",
+            "track_ended",
+            "track_started",
+            "line_cross",
+            "track_ended"
+        ]
+    );
+    // Nothing acted either time.
+    assert_eq!(app.get("/api/v1/rules/door-in").await.body["matched"], 0);
+}

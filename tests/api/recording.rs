@@ -400,7 +400,7 @@ fn walk_with_pictures() -> Vec<Value> {
         .collect()
 }
 
-async fn record_the_walk(app: &TestApp) -> String {
+pub(crate) async fn record_the_walk(app: &TestApp) -> String {
     door_cam_with(app, "50%").await;
     app.create_session(json!({"id": "lab", "sources": ["door-cam"]}))
         .await;
