@@ -426,15 +426,17 @@ async fn main() {
     );
     for r in &rows {
         table.push_str(&format!(
-            "| {} | {:.0} {} | {} of {} | {:.2} / {:.2} / {:.2} ms |\n",
+            "| {} | {:.0} {} | {} of {} | {} |\n",
             r.name.replace("bench ", "").replace("qos", "QoS "),
             r.rate,
             r.unit,
             r.received,
             r.expected,
-            r.p50,
-            r.p99,
-            r.max
+            if r.p50.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{:.2} / {:.2} / {:.2} ms", r.p50, r.p99, r.max)
+            }
         ));
     }
     table.push_str(&format!(

@@ -582,10 +582,13 @@ impl Sessions {
             move || {
                 let session = session.clone();
                 async move {
-                    session
-                        .send(crate::session::Room)
+                    match tokio::time::timeout(timeout * 10, session.send(crate::session::Room))
                         .await
-                        .map_err(|_| "the session closed".to_string())
+                    {
+                        Ok(Ok(room)) => Ok(room),
+                        Ok(Err(_)) => Err("the session closed".to_string()),
+                        Err(_) => Err("the session did not answer in time".to_string()),
+                    }
                 }
             },
         ));

@@ -316,6 +316,9 @@ pub struct ClientQueue {
     /// Set when the queue is closed on a client that must not get its backlog (stuck,
     /// or its token revoked): the feed drops what it had taken too.
     discard: AtomicBool,
+    /// Set by the feed whenever it hands a frame out: a client working through what it
+    /// took is reading, and its overflows in a row start again from zero.
+    progressed: AtomicBool,
 }
 
 /// What happened to a frame offered to a client.
@@ -348,6 +351,7 @@ impl ClientQueue {
             subscription: RwLock::new(subscription),
             dropped: AtomicU64::new(0),
             discard: AtomicBool::new(false),
+            progressed: AtomicBool::new(false),
         }
     }
 
@@ -399,6 +403,9 @@ impl ClientQueue {
             evicted += 1;
         }
         if evicted > 0 {
+            if self.progressed.swap(false, Ordering::Relaxed) {
+                state.overflows_in_a_row = 0;
+            }
             state.overflows_in_a_row += evicted.min(count as u64);
             self.dropped.fetch_add(evicted, Ordering::Relaxed);
         }
@@ -411,6 +418,14 @@ impl ClientQueue {
             Offer::Evicted(evicted)
         } else {
             Offer::Queued
+        }
+    }
+
+    /// The consumer handed a frame out (written only when it was not already set, so a
+    /// busy connection does not write the flag's cache line per frame).
+    fn note_progress(&self) {
+        if !self.progressed.load(Ordering::Relaxed) {
+            self.progressed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -540,6 +555,7 @@ impl Stream for ClientFeed {
             this.taken.clear();
         }
         if let Some(frame) = this.taken.pop() {
+            this.queue.note_progress();
             return Poll::Ready(Some(frame));
         }
         let mut state = this.queue.state.lock();
@@ -905,6 +921,49 @@ mod tests {
         // Parked again: the next push wakes it again.
         q.push(frame(6));
         assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_client_reading_what_it_took_is_not_cut_off_and_one_that_stops_is() {
+        let telemetry = Arc::new(DistributorTelemetry::new(
+            "t".into(),
+            DistributorKind::Websocket,
+        ));
+        let mut fanout = LiveFanout::new(
+            FanoutConfig {
+                client_queue_capacity: 4,
+                client_queue_bytes: usize::MAX,
+                max_client_drops: 3,
+                max_clients: 10,
+            },
+            telemetry,
+        );
+        let q = fanout.attach(Subscription::all()).unwrap();
+        let mut feed = q.feed();
+        let next = |feed: &mut ClientFeed| {
+            futures_util::FutureExt::now_or_never(feed.next())
+                .flatten()
+                .map(|f| f.seq)
+        };
+        for seq in 1..=4 {
+            fanout.publish("e", &none(), &frame(seq));
+        }
+        // The feed takes all four at once, then works through them.
+        assert_eq!(next(&mut feed), Some(1));
+        for seq in 5..=8 {
+            fanout.publish("e", &none(), &frame(seq));
+        }
+        // Behind, but reading: each overflow comes after a frame read.
+        for seq in 9..=14 {
+            fanout.publish("e", &none(), &frame(seq));
+            assert!(next(&mut feed).is_some());
+            assert_eq!(q.close_reason(), None, "cut off while reading (seq {seq})");
+        }
+        // Stopped reading: once full, three overflows in a row, and it is cut off.
+        for seq in 15..=20 {
+            fanout.publish("e", &none(), &frame(seq));
+        }
+        assert_eq!(q.close_reason(), Some(CloseReason::SlowConsumer));
     }
 
     #[test]

@@ -445,6 +445,10 @@ async fn run_player<F, Fut, R, RFut>(
     let mut paused_at: Option<u64> = None;
     loop {
         let commands: Vec<Command> = std::mem::take(&mut *player.commands.lock());
+        if !commands.is_empty() {
+            // Time paused or moved is not time waited for room.
+            starved = None;
+        }
         for c in commands {
             match c {
                 Command::Stop => {
@@ -514,14 +518,19 @@ async fn run_player<F, Fut, R, RFut>(
                     s.state = PlayState::Stopped;
                     return;
                 }
-                Ok(0) if starved.get_or_insert_with(Instant::now).elapsed() < ROOM_WAIT => {
-                    // Wakes for a command, or to ask again.
-                    let _ = tokio::time::timeout(ROOM_POLL, player.wake.notified()).await;
-                    continue;
+                Ok(0) => {
+                    let since = *starved.get_or_insert_with(Instant::now);
+                    if since.elapsed() < ROOM_WAIT {
+                        // Wakes for a command, or to ask again.
+                        let _ = tokio::time::timeout(ROOM_POLL, player.wake.notified()).await;
+                        continue;
+                    }
+                    // An output that makes no room holds the others back no longer: whole
+                    // batches, until it makes room again (its queue drops what it must).
                 }
                 Ok(free) => {
                     starved = None;
-                    limit = free.clamp(1, BATCH);
+                    limit = free.min(BATCH);
                 }
             }
         }

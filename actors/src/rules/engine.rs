@@ -296,14 +296,16 @@ impl RuleEngine {
         source: &str,
         events: Vec<(usize, IncomingEvent)>,
     ) -> Vec<(usize, IncomingEvent)> {
-        let rules = self.rules.read();
+        // A copy of the rules in force: a long re-analysis holds no lock the live path
+        // (or a rule's change) waits on.
+        let rules: Vec<Arc<Rule>> = self.rules.read().values().cloned().collect();
         let mut cooldowns: HashMap<&str, Cooldowns> = HashMap::new();
         let mut out = Vec::with_capacity(events.len());
         for (i, event) in events {
             let name = super::normalize(&event.name);
             let mut data: Option<Value> = None;
             let mut matched = Vec::new();
-            for rule in rules.values() {
+            for rule in &rules {
                 if !rule.config.enabled || !rule.config.matcher.takes_name(&name) {
                     continue;
                 }
