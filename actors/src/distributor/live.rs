@@ -781,6 +781,22 @@ mod tests {
         Origin::default()
     }
 
+    /// A fan-out of client queues of `capacity` frames (no byte bound) that cuts a client
+    /// off after `max_drops` overflows in a row, and its counters.
+    fn fanout(capacity: usize, max_drops: u64) -> (LiveFanout, Arc<DistributorTelemetry>) {
+        let telemetry = Arc::new(DistributorTelemetry::new(
+            "t".into(),
+            DistributorKind::Websocket,
+        ));
+        let config = FanoutConfig {
+            client_queue_capacity: capacity,
+            client_queue_bytes: usize::MAX,
+            max_client_drops: max_drops,
+            max_clients: 10,
+        };
+        (LiveFanout::new(config, telemetry.clone()), telemetry)
+    }
+
     fn frame(seq: u64) -> Frame {
         Frame {
             seq,
@@ -854,19 +870,7 @@ mod tests {
 
     #[test]
     fn slow_client_is_cut_off_without_touching_the_fast_one() {
-        let telemetry = Arc::new(DistributorTelemetry::new(
-            "t".into(),
-            DistributorKind::Websocket,
-        ));
-        let mut fanout = LiveFanout::new(
-            FanoutConfig {
-                client_queue_capacity: 2,
-                client_queue_bytes: usize::MAX,
-                max_client_drops: 3,
-                max_clients: 10,
-            },
-            telemetry.clone(),
-        );
+        let (mut fanout, telemetry) = fanout(2, 3);
         let slow = fanout.attach(Subscription::all()).unwrap();
         let fast = fanout.attach(Subscription::all()).unwrap();
         let mut fast_feed = fast.feed();
@@ -925,19 +929,7 @@ mod tests {
 
     #[test]
     fn a_client_reading_what_it_took_is_not_cut_off_and_one_that_stops_is() {
-        let telemetry = Arc::new(DistributorTelemetry::new(
-            "t".into(),
-            DistributorKind::Websocket,
-        ));
-        let mut fanout = LiveFanout::new(
-            FanoutConfig {
-                client_queue_capacity: 4,
-                client_queue_bytes: usize::MAX,
-                max_client_drops: 3,
-                max_clients: 10,
-            },
-            telemetry,
-        );
+        let (mut fanout, _) = fanout(4, 3);
         let q = fanout.attach(Subscription::all()).unwrap();
         let mut feed = q.feed();
         let next = |feed: &mut ClientFeed| {
@@ -984,19 +976,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_shared_by_clients_taking_all_and_filtered_for_the_others() {
-        let telemetry = Arc::new(DistributorTelemetry::new(
-            "t".into(),
-            DistributorKind::Websocket,
-        ));
-        let mut fanout = LiveFanout::new(
-            FanoutConfig {
-                client_queue_capacity: 4,
-                client_queue_bytes: usize::MAX,
-                max_client_drops: 0,
-                max_clients: 10,
-            },
-            telemetry.clone(),
-        );
+        let (mut fanout, telemetry) = fanout(4, 0);
         let all = fanout.attach(Subscription::all()).unwrap();
         let faces = fanout.attach(Subscription::only(&["face_*"])).unwrap();
         let nothing = fanout.attach(Subscription::only(&["gaze"])).unwrap();

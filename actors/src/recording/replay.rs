@@ -388,6 +388,15 @@ impl Player {
     }
 }
 
+/// Marks its player's task as over when dropped.
+struct Exited(Arc<Player>);
+
+impl Drop for Exited {
+    fn drop(&mut self) {
+        self.0.exited.store(true, Ordering::Release);
+    }
+}
+
 /// Most events published in one batch.
 const BATCH: usize = 1000;
 /// At rate 0, how often the player asks again for room in the session's outputs ...
@@ -413,23 +422,8 @@ pub async fn play<F, Fut, R, RFut>(
     R: Fn() -> RFut,
     RFut: std::future::Future<Output = Result<usize, String>>,
 {
-    run_player(player.clone(), cues, rate, looping, publish, room).await;
-    player.exited.store(true, Ordering::Release);
-}
-
-async fn run_player<F, Fut, R, RFut>(
-    player: Arc<Player>,
-    cues: Vec<Cue>,
-    rate: f64,
-    looping: bool,
-    publish: F,
-    room: R,
-) where
-    F: Fn(Vec<IncomingEvent>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-    R: Fn() -> RFut,
-    RFut: std::future::Future<Output = Result<usize, String>>,
-{
+    // However the player ends (finished, stopped, its task dropped), it says so.
+    let _exited = Exited(player.clone());
     // Since when the outputs have had no room (rate 0).
     let mut starved: Option<Instant> = None;
     let scale = |ns: u64| -> Duration {
