@@ -849,7 +849,11 @@ async fn a_recording_cut_by_sigkill_is_readable_and_goes_on_after_the_restart() 
     }
     // Flushed within the interval: the server's own reader sees all 300 on disk.
     wait_until("300 events flushed to disk", DEADLINE, || async {
-        let read = synopticon_actors::recording::reader::read(&file).ok()?;
+        let read = synopticon_actors::recording::reader::read(
+            &file,
+            &synopticon_actors::recording::reader::Keep::everything(),
+        )
+        .ok()?;
         (read.events.len() == 300).then_some(())
     })
     .await;

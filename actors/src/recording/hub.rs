@@ -309,7 +309,8 @@ impl RecordingHub {
     /// call it off the async threads, then [`keep_imported`](Self::keep_imported).
     pub fn import(&self, bytes: &[u8], name: &str) -> Result<RecordingInfo, RecordingError> {
         let hub = self.hub()?;
-        let recorded = super::reader::read_bytes(bytes).map_err(RecordingError::Invalid)?;
+        let recorded = super::reader::read_bytes(bytes, &super::reader::Keep::everything())
+            .map_err(RecordingError::Invalid)?;
         let frames: usize = recorded.detections.values().map(Vec::len).sum();
         if recorded.events.is_empty() && frames == 0 {
             return Err(RecordingError::Invalid(

@@ -1,7 +1,7 @@
 //! Reading a recording back: its events and its sources' detections, in the order they
 //! were written. A file a crash cut short is read up to its last whole chunk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::glob::Glob;
 use crate::json::SharedData;
 
 /// One recorded event.
@@ -40,13 +41,37 @@ pub struct RecordedFrame {
     pub envelope: Value,
 }
 
-/// What a recording holds.
+/// What to keep of a recording while reading it: a replay needs the events it plays, or
+/// one source's detections, not the whole file decoded in memory.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    /// Events whose type matches one of these (none: no event).
+    pub events: Vec<Glob>,
+    /// Detections of the sources matching this (`None`: no detections).
+    pub detections: Option<Glob>,
+}
+
+impl Keep {
+    /// Every event and every source's detections.
+    pub fn everything() -> Self {
+        Self {
+            events: vec![Glob::new("*")],
+            detections: Some(Glob::new("*")),
+        }
+    }
+}
+
+/// What a recording holds (what was kept of it).
 #[derive(Debug, Default)]
 pub struct Recorded {
     /// Events, in the order the session accepted them.
     pub events: Vec<RecordedEvent>,
+    /// When the first event of the file was recorded (kept or not), in nanoseconds.
+    pub first_event_ns: Option<u64>,
     /// Per source: its frames' detections, in order.
     pub detections: BTreeMap<String, Vec<RecordedFrame>>,
+    /// Every source with detections in the file (kept or not).
+    pub detection_sources: BTreeSet<String>,
     /// Metadata records by name.
     pub metadata: BTreeMap<String, BTreeMap<String, String>>,
     /// Whether the file ended properly (false: cut short, read up to there).
@@ -65,14 +90,14 @@ struct Envelope<'a> {
     data: &'a RawValue,
 }
 
-/// Reads the file at `path`.
-pub fn read(path: &Path) -> Result<Recorded, String> {
+/// Reads the file at `path`, keeping what `keep` says.
+pub fn read(path: &Path, keep: &Keep) -> Result<Recorded, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    read_bytes(&bytes)
+    read_bytes(&bytes, keep)
 }
 
-/// Reads a recording held in memory.
-pub fn read_bytes(bytes: &[u8]) -> Result<Recorded, String> {
+/// Reads a recording held in memory, keeping what `keep` says.
+pub fn read_bytes(bytes: &[u8], keep: &Keep) -> Result<Recorded, String> {
     let mut out = Recorded::default();
     let stream =
         mcap::MessageStream::new_with_options(bytes, mcap::read::Options::IgnoreEndMagic.into())
@@ -86,7 +111,11 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Recorded, String> {
             }
         };
         let topic = message.channel.topic.as_str();
-        if topic.starts_with("/events/") {
+        if let Some(name) = topic.strip_prefix("/events/") {
+            out.first_event_ns.get_or_insert(message.log_time);
+            if !keep.events.iter().any(|g| g.matches(name)) {
+                continue;
+            }
             let envelope: Envelope = serde_json::from_slice(&message.data)
                 .map_err(|e| format!("{topic}: an event that is not an event envelope: {e}"))?;
             // Replayed events enter a session like posted ones: the same names only.
@@ -107,6 +136,12 @@ pub fn read_bytes(bytes: &[u8]) -> Result<Recorded, String> {
             .strip_prefix("/sources/")
             .and_then(|rest| rest.strip_suffix("/detections"))
         {
+            if !out.detection_sources.contains(source) {
+                out.detection_sources.insert(source.to_string());
+            }
+            if !keep.detections.as_ref().is_some_and(|g| g.matches(source)) {
+                continue;
+            }
             let envelope: Value = serde_json::from_slice(&message.data)
                 .map_err(|e| format!("{topic}: not JSON: {e}"))?;
             out.detections

@@ -123,7 +123,7 @@ pub struct Cue {
 pub fn cues_of_events(recorded: &Recorded, request: &ReplayRequest) -> Vec<Cue> {
     let globs: Vec<Glob> = request.events.iter().map(|p| Glob::new(p)).collect();
     let recording: Arc<str> = request.recording.as_str().into();
-    let Some(first) = recorded.events.first().map(|e| e.log_ns) else {
+    let Some(first) = recorded.first_event_ns else {
         return Vec::new();
     };
     let (from, to) = window(first, request);
@@ -172,7 +172,11 @@ pub fn frames_in_window<'a>(
     request: &ReplayRequest,
 ) -> Result<Vec<&'a super::reader::RecordedFrame>, String> {
     let frames = recorded.detections.get(source).ok_or_else(|| {
-        let known: Vec<&str> = recorded.detections.keys().map(String::as_str).collect();
+        let known: Vec<&str> = recorded
+            .detection_sources
+            .iter()
+            .map(String::as_str)
+            .collect();
         format!(
             "the recording holds no detections of source {source:?} (it has: {})",
             if known.is_empty() {
