@@ -5,7 +5,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
-use synopticon_actors::glob::Glob;
 use synopticon_actors::recording::replay::{self, Player, ReplayRequest};
 use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
 use synopticon_actors::rules::engine::RuleEngine;
@@ -281,24 +280,14 @@ fn cues(
     rules: &RuleEngine,
 ) -> Result<Vec<replay::Cue>, String> {
     let Some(config) = source else {
-        // Only the events the replay plays are decoded and kept.
-        let keep = reader::Keep {
-            events: request.events.iter().map(|p| Glob::new(p)).collect(),
-            detections: None,
-        };
-        let recorded = reader::read(path, &keep)?;
+        let recorded = reader::read(path, &request.keep(None))?;
         return Ok(replay::cues_of_events(&recorded, request));
     };
     let from = request
         .from_source
         .clone()
         .unwrap_or_else(|| config.id.clone());
-    // Only the detections re-analysed are decoded and kept.
-    let keep = reader::Keep {
-        events: Vec::new(),
-        detections: Some(Glob::new(&from)),
-    };
-    let recorded = reader::read(path, &keep)?;
+    let recorded = reader::read(path, &request.keep(Some(&from)))?;
     let frames = replay::frames_in_window(&recorded, &from, request)?;
     if frames.len() > MAX_REANALYSED_FRAMES {
         return Err(format!(

@@ -111,13 +111,15 @@ pub fn read_bytes(bytes: &[u8], keep: &Keep) -> Result<Recorded, String> {
             }
         };
         let topic = message.channel.topic.as_str();
-        if let Some(name) = topic.strip_prefix("/events/") {
+        if topic.starts_with("/events/") {
             out.first_event_ns.get_or_insert(message.log_time);
-            if !keep.events.iter().any(|g| g.matches(name)) {
-                continue;
-            }
+            // By the envelope's type, not the topic's: types past the channel limit share
+            // `/events/_other`.
             let envelope: Envelope = serde_json::from_slice(&message.data)
                 .map_err(|e| format!("{topic}: an event that is not an event envelope: {e}"))?;
+            if !keep.events.iter().any(|g| g.matches(&envelope.event)) {
+                continue;
+            }
             // Replayed events enter a session like posted ones: the same names only.
             crate::session::routing::check_event_name(&envelope.event)
                 .map_err(|e| format!("{topic}: event {:?}: {e}", envelope.event))?;
@@ -180,4 +182,59 @@ fn metadata(bytes: &[u8]) -> BTreeMap<String, BTreeMap<String, String>> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file with events on `/events/{type}` channels and one on the shared
+    /// `/events/_other` (types past the channel limit).
+    fn file() -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = mcap::Writer::new(&mut out).expect("writer");
+        let mut channel = |topic: &str| {
+            w.add_channel(0, topic, "json", &BTreeMap::new())
+                .expect("channel")
+        };
+        let (gaze, other) = (channel("/events/gaze"), channel("/events/_other"));
+        let envelope = |seq: u64, event: &str| {
+            format!(
+                r#"{{"session":"s","seq":{seq},"event":"{event}","ts":"2026-11-28T10:00:00.000Z","data":{{"i":{seq}}}}}"#
+            )
+        };
+        for (seq, channel, event) in [
+            (1, gaze, "gaze"),
+            (2, other, "rare_marker"),
+            (3, gaze, "gaze"),
+        ] {
+            let header = mcap::records::MessageHeader {
+                channel_id: channel,
+                sequence: seq as u32,
+                log_time: seq * 1_000_000,
+                publish_time: seq * 1_000_000,
+            };
+            w.write_to_known_channel(&header, envelope(seq, event).as_bytes())
+                .expect("message");
+        }
+        w.finish().expect("finish");
+        drop(w);
+        out.into_inner()
+    }
+
+    #[test]
+    fn events_are_kept_by_their_type_whatever_channel_carries_them() {
+        let bytes = file();
+        let keep = Keep {
+            events: vec![Glob::new("rare_*")],
+            detections: None,
+        };
+        let read = read_bytes(&bytes, &keep).expect("readable");
+        let names: Vec<&str> = read.events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["rare_marker"]);
+        // The window still starts at the file's first event, kept or not.
+        assert_eq!(read.first_event_ns, Some(1_000_000));
+        let all = read_bytes(&bytes, &Keep::everything()).expect("readable");
+        assert_eq!(all.events.len(), 3);
+    }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::reader::Recorded;
+use super::reader::{Keep, Recorded};
 use crate::event::{Origin, ReplayMark};
 use crate::glob::Glob;
 use crate::messages::IncomingEvent;
@@ -118,10 +118,27 @@ pub struct Cue {
     pub event: IncomingEvent,
 }
 
-/// The recorded events of `request`'s window matching its globs, as cues. Their `ts` is
-/// the time of publication (they happen again), the mark keeps the recorded one.
+impl ReplayRequest {
+    /// What to read of the recording: the events the replay plays (its globs), or, when it
+    /// re-analyses the detections of `source`, only those.
+    pub fn keep(&self, source: Option<&str>) -> Keep {
+        match source {
+            None => Keep {
+                events: self.events.iter().map(|p| Glob::new(p)).collect(),
+                detections: None,
+            },
+            Some(source) => Keep {
+                events: Vec::new(),
+                detections: Some(Glob::new(source)),
+            },
+        }
+    }
+}
+
+/// The recorded events of `request`'s window, as cues (`recorded` read with
+/// [`ReplayRequest::keep`]: only the events its globs take). Their `ts` is the time of
+/// publication (they happen again), the mark keeps the recorded one.
 pub fn cues_of_events(recorded: &Recorded, request: &ReplayRequest) -> Vec<Cue> {
-    let globs: Vec<Glob> = request.events.iter().map(|p| Glob::new(p)).collect();
     let recording: Arc<str> = request.recording.as_str().into();
     let Some(first) = recorded.first_event_ns else {
         return Vec::new();
@@ -131,7 +148,6 @@ pub fn cues_of_events(recorded: &Recorded, request: &ReplayRequest) -> Vec<Cue> 
         .events
         .iter()
         .filter(|e| e.log_ns >= from && e.log_ns <= to)
-        .filter(|e| globs.iter().any(|g| g.matches(&e.name)))
         .map(|e| Cue {
             at_ns: e.log_ns - from,
             event: IncomingEvent {
