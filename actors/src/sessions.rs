@@ -92,18 +92,38 @@ fn recording_error(e: crate::recording::hub::RecordingError) -> SessionsError {
     }
 }
 
-/// A replay's batch into its session; waiting for the session is the back-pressure, and a
-/// session stuck for ten request timeouts ends the replay.
+/// What a replay asks its session; a session stuck for ten request timeouts ends the
+/// replay.
+async fn ask_for_replay<M>(
+    session: &Addr<SessionActor>,
+    msg: M,
+    timeout: Duration,
+) -> Result<M::Result, String>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    SessionActor: Handler<M>,
+{
+    match tokio::time::timeout(timeout * 10, session.send(msg)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => Err("the session closed".to_string()),
+        Err(_) => Err("the session did not answer in time".to_string()),
+    }
+}
+
+/// A replay's batch into its session (waiting for it is the back-pressure).
 async fn publish_to(
     session: &Addr<SessionActor>,
     batch: Vec<IncomingEvent>,
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout * 10, session.send(PublishEvents(batch))).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err("the session closed".to_string()),
-        Err(_) => Err("the session did not take events in time".to_string()),
+    let asked = batch.len();
+    let routed = ask_for_replay(session, PublishEvents(batch), timeout).await?;
+    // A session sealed for the shutdown takes nothing more (as `Sessions::publish`).
+    if asked > 0 && routed.is_empty() {
+        return Err("the session is closing: the server is shutting down".to_string());
     }
+    Ok(())
 }
 
 /// The sessions of this server.
@@ -581,15 +601,7 @@ impl Sessions {
             },
             move || {
                 let session = session.clone();
-                async move {
-                    match tokio::time::timeout(timeout * 10, session.send(crate::session::Room))
-                        .await
-                    {
-                        Ok(Ok(room)) => Ok(room),
-                        Ok(Err(_)) => Err("the session closed".to_string()),
-                        Err(_) => Err("the session did not answer in time".to_string()),
-                    }
-                }
+                async move { ask_for_replay(&session, crate::session::Room, timeout).await }
             },
         ));
         Ok(())

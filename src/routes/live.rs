@@ -680,7 +680,7 @@ impl WsConnection {
                 // revoked meanwhile, or a limit): the connection ends, saying why.
                 queue.close(CloseReason::ClientGone);
                 let why = if matches!(limit, LiveLimit::Revoked) {
-                    "token_revoked"
+                    CloseReason::TokenRevoked.as_str()
                 } else {
                     "connection_limit"
                 };
@@ -726,7 +726,6 @@ impl Actor for WsConnection {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.metrics.flush();
         self.queue.close(CloseReason::ClientGone);
     }
 }

@@ -149,7 +149,9 @@ impl<P: Protocol> DistributorActor<P> {
         if self.shutting_down || self.restart_pending || self.wake_scheduled {
             return;
         }
-        for _ in 0..DRAIN_BATCH {
+        // Events taken in this go (a batch counts all its events).
+        let mut taken = 0;
+        while taken < DRAIN_BATCH {
             if self.in_flight >= self.common.max_in_flight || self.queue.is_empty() {
                 return;
             }
@@ -173,6 +175,7 @@ impl<P: Protocol> DistributorActor<P> {
                         None => break,
                     }
                 }
+                taken += batch.len();
                 match catch_unwind(AssertUnwindSafe(|| self.protocol.deliver_many(&batch))) {
                     Ok(outcomes) => {
                         for (outcome, event) in outcomes.into_iter().zip(&batch) {
@@ -180,7 +183,7 @@ impl<P: Protocol> DistributorActor<P> {
                         }
                     }
                     Err(panic) => {
-                        self.on_panic(panic, true, ctx);
+                        self.on_panic(panic, batch.len(), ctx);
                         return;
                     }
                 }
@@ -189,6 +192,7 @@ impl<P: Protocol> DistributorActor<P> {
             let Some(event) = self.queue.pop() else {
                 return;
             };
+            taken += 1;
             let attempt = catch_unwind(AssertUnwindSafe(|| self.protocol.deliver(&event)));
             match attempt {
                 Ok(Delivery::Done(outcome)) => self.account(outcome, &event.accepted_at),
@@ -203,12 +207,12 @@ impl<P: Protocol> DistributorActor<P> {
                                 act.account(outcome, &accepted_at);
                                 act.drain(ctx);
                             }
-                            Err(panic) => act.on_panic(panic, true, ctx),
+                            Err(panic) => act.on_panic(panic, 1, ctx),
                         }
                     }));
                 }
                 Err(panic) => {
-                    self.on_panic(panic, true, ctx);
+                    self.on_panic(panic, 1, ctx);
                     return;
                 }
             }
@@ -271,14 +275,9 @@ impl<P: Protocol> DistributorActor<P> {
         });
     }
 
-    /// A panic escaped protocol code: count the event in hand (if any) as failed and stop,
-    /// so the supervisor restarts the actor.
-    fn on_panic(
-        &mut self,
-        panic: Box<dyn Any + Send>,
-        event_in_hand: bool,
-        ctx: &mut Context<Self>,
-    ) {
+    /// A panic escaped protocol code: count the events in hand (one, a batch's, or none)
+    /// as failed and stop, so the supervisor restarts the actor.
+    fn on_panic(&mut self, panic: Box<dyn Any + Send>, in_hand: usize, ctx: &mut Context<Self>) {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -286,11 +285,8 @@ impl<P: Protocol> DistributorActor<P> {
             .unwrap_or_else(|| "unknown panic".into());
         let cause = format!("panicked: {message}");
         self.telemetry.set_last_error(&cause);
-        if event_in_hand {
-            self.telemetry.failed(&cause);
-        }
         // Deliveries still running die with the context: they are failures too.
-        for _ in 0..self.in_flight {
+        for _ in 0..in_hand + self.in_flight {
             self.telemetry.failed(&cause);
         }
         self.in_flight = 0;
@@ -389,7 +385,7 @@ impl<P: Protocol> Handler<Reconfigure<P::Config>> for DistributorActor<P> {
         let result = catch_unwind(AssertUnwindSafe(|| self.protocol.reconfigure(protocol)));
         match result {
             Ok(()) => self.drain(ctx),
-            Err(panic) => self.on_panic(panic, false, ctx),
+            Err(panic) => self.on_panic(panic, 0, ctx),
         }
     }
 }
@@ -408,7 +404,7 @@ impl<P: Protocol> Handler<InjectPanic> for DistributorActor<P> {
     fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
         let result: Result<(), _> = catch_unwind(|| panic!("fault injected by the debug hook"));
         if let Err(panic) = result {
-            self.on_panic(panic, false, ctx);
+            self.on_panic(panic, 0, ctx);
         }
     }
 }

@@ -351,30 +351,10 @@ impl Protocol for UdpProtocol {
         protocol
     }
 
+    /// One event is a batch of one.
     fn deliver(&mut self, event: &Arc<Event>) -> Delivery {
-        let datagram = match self.datagram(event) {
-            Ok(d) => d,
-            Err(outcome) => return Delivery::Done(outcome),
-        };
-        // One system call per family for all its targets.
-        let mut errors = Vec::new();
-        for (socket, targets) in [(&self.v4, &mut self.by_v4), (&self.v6, &mut self.by_v6)] {
-            if targets.is_empty() {
-                continue;
-            }
-            let Some(socket) = socket else {
-                errors.push("no local socket for the targets".to_string());
-                continue;
-            };
-            for (target, e) in targets.send(socket, &datagram) {
-                errors.push(format!("{target}: {e}"));
-            }
-        }
-        Delivery::Done(if errors.is_empty() {
-            Outcome::Delivered
-        } else {
-            Outcome::Failed(format!("UDP send failed: {}", errors.join("; ")))
-        })
+        let outcome = self.deliver_many(std::slice::from_ref(event)).pop();
+        Delivery::Done(outcome.unwrap_or(Outcome::Delivered))
     }
 
     /// Up to 64 events per call: their datagrams go to every target in as few

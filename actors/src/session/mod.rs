@@ -59,6 +59,20 @@ struct Slot {
     telemetry: Arc<DistributorTelemetry>,
 }
 
+impl Slot {
+    /// Routes `event` into the distributor's queue: wakes it when the queue was empty,
+    /// counts what the queue's policy drops.
+    fn enqueue(&self, event: &Arc<Event>) {
+        self.telemetry.routed();
+        match self.queue.push(event.clone()) {
+            Pushed::Queued { was_empty: true } => self.link.wake(),
+            Pushed::Queued { was_empty: false } => {}
+            Pushed::Evicted(_) => self.telemetry.dropped(1, "queue full, oldest evicted"),
+            Pushed::Refused => self.telemetry.dropped(1, "queue full, newest refused"),
+        }
+    }
+}
+
 /// Status of one distributor.
 #[derive(Debug, Clone, Serialize)]
 pub struct DistributorStatus {
@@ -309,10 +323,7 @@ impl SessionActor {
         // yet), for clients resuming across the restart.
         if let Some(slot) = session.slots.get(&DistributorKind::Websocket) {
             for event in &restored {
-                slot.telemetry.routed();
-                if let Pushed::Queued { was_empty: true } = slot.queue.push(event.clone()) {
-                    slot.link.wake();
-                }
+                slot.enqueue(event);
                 if let Some(k) = &mut session.kept {
                     k.push(event);
                 }
@@ -543,13 +554,7 @@ impl Handler<PublishEvents> for SessionActor {
                 let Some(slot) = self.slots.get(&kind) else {
                     continue;
                 };
-                slot.telemetry.routed();
-                match slot.queue.push(event.clone()) {
-                    Pushed::Queued { was_empty: true } => slot.link.wake(),
-                    Pushed::Queued { was_empty: false } => {}
-                    Pushed::Evicted(_) => slot.telemetry.dropped(1, "queue full, oldest evicted"),
-                    Pushed::Refused => slot.telemetry.dropped(1, "queue full, newest refused"),
-                }
+                slot.enqueue(&event);
             }
             routed.push(RoutedEvent {
                 seq: self.seq,
