@@ -268,13 +268,7 @@ async fn measure(a: &Args, server: Server, port: u16, floor_lost: &AtomicU64) ->
         if let Some(n) = a.history {
             session["distributors"]["websocket"]["historySize"] = json!(n);
         }
-        let created = http
-            .post(format!("{base}/api/v1/sessions"))
-            .json(&session)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
+        common::create_session(&http, &base, &session).await;
         if server == Server::Recording {
             let r = http
                 .post(format!("{base}/api/v1/sessions/bench/recordings"))

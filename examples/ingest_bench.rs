@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{machine, percentile_ms, start_server_with, write_docs};
+use common::{create_session, get_json, machine, percentile_ms, start_server_with, write_docs};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -76,17 +76,6 @@ fn envelope(n: u64) -> String {
     .to_string()
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Value {
-    client
-        .get(url)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("JSON")
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
@@ -122,16 +111,14 @@ async fn main() {
         "{}",
         created.text().await.unwrap_or_default()
     );
-    client
-        .post(format!("{base}/api/v1/sessions"))
-        .json(
-            &json!({"id": "bench", "sources": ["bench-cam"], "enabledDistributors": ["websocket"],
+    create_session(
+        &client,
+        &base,
+        &json!({"id": "bench", "sources": ["bench-cam"], "enabledDistributors": ["websocket"],
             "distributors": {"websocket": {"clientQueueCapacity": 100000}},
             "eventRouting": {"detections": ["websocket"], "*": []}}),
-        )
-        .send()
-        .await
-        .expect("session");
+    )
+    .await;
 
     let redis = redis::Client::open(REDIS).expect("redis");
     let mut conn = redis
@@ -139,7 +126,7 @@ async fn main() {
         .await
         .expect("Redis on 6379");
     let acknowledged = |client: reqwest::Client, base: String| async move {
-        get(&client, &format!("{base}/api/v1/inputs/bench")).await["acknowledged"]
+        get_json(&client, &format!("{base}/api/v1/inputs/bench")).await["acknowledged"]
             .as_u64()
             .unwrap_or(0)
     };
@@ -168,7 +155,7 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     let throughput = a.envelopes as f64 / elapsed.as_secs_f64();
-    let rule = get(&client, &format!("{base}/api/v1/rules/crossings")).await;
+    let rule = get_json(&client, &format!("{base}/api/v1/rules/crossings")).await;
     println!(
         "throughput: {} envelopes (10 detections each) in {:.2} s = {:.0}/s (XADD took {:.2} s); rule matched {} line crossings",
         a.envelopes,

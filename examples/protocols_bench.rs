@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{machine, percentile_ms, start_server, write_docs};
+use common::{create_session, machine, percentile_ms, start_server, write_docs};
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -255,13 +255,7 @@ async fn run(
     config.as_object_mut().unwrap().remove("kind");
     config["queueCapacity"] = json!(100_000);
     let body = json!({"id": session, "enabledDistributors": [kind], "distributors": {kind.clone(): config}});
-    let created = http
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    create_session(http, base, &body).await;
     let url = format!("{base}/api/v1/sessions/{session}/events");
     tokio::time::sleep(Duration::from_millis(300)).await;
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{flags, machine, start_server_with, write_docs};
+use common::{create_session, flags, get_json, machine, start_server_with, write_docs};
 
 fn sample(n: u64) -> Value {
     json!({"event": "gaze_sample", "data": {"participant": "P001", "n": n, "x": 0.4183, "y": 0.5721, "pupil": 3.12}})
@@ -86,28 +86,10 @@ async fn ws_batches(port: u16, events: u64, batch: u64) -> f64 {
     accepted as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The JSON answer of a GET (`null` when there is none).
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    client
-        .get(url)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .unwrap_or(Value::Null)
-}
-
 /// `events` JSON datagrams from one socket to the UDP ingest port, as fast as it sends
 /// them: events/s the session took (first datagram to last event in), and how many.
 async fn udp_ingest(client: &reqwest::Client, base: &str, port: u16, events: u64) -> (f64, u64) {
-    let made = client
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&json!({"id": "udp"}))
-        .send()
-        .await
-        .expect("session");
-    assert!(made.status().is_success());
+    create_session(client, base, &json!({"id": "udp"})).await;
     // The ingest port looks the open sessions up every second.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let received = |client: reqwest::Client, url: String| async move {
@@ -211,13 +193,12 @@ async fn main() {
     });
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let made = client
-        .post(format!("{base}/api/v1/sessions"))
-        .json(&json!({"id": "bench", "enabledDistributors": ["websocket"]}))
-        .send()
-        .await
-        .expect("session");
-    assert!(made.status().is_success());
+    create_session(
+        &client,
+        &base,
+        &json!({"id": "bench", "enabledDistributors": ["websocket"]}),
+    )
+    .await;
     let url = format!("{base}/api/v1/sessions/bench/events");
     let single = rest_single(&client, &url, seconds).await;
     let batched = rest_batches(&client, &url, seconds, batch).await;

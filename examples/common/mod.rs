@@ -91,6 +91,38 @@ pub fn write_docs(name: &str, table: &str) {
 
 /// `--name N` flags (numbers) and `--write-docs`, over the defaults given; `--bench`
 /// (which `cargo bench` passes) is ignored.
+/// The JSON answer of a GET (`null` when there is none).
+#[allow(dead_code)] // not every example asks
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Creates a session from `body` on the server at `base`; panics with the answer unless
+/// it is 201.
+#[allow(dead_code)] // not every example makes sessions
+pub async fn create_session(client: &reqwest::Client, base: &str, body: &serde_json::Value) {
+    let made = client
+        .post(format!("{base}/api/v1/sessions"))
+        .json(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = made.status();
+    assert_eq!(
+        status,
+        201,
+        "POST /api/v1/sessions: {}",
+        made.text().await.unwrap_or_default()
+    );
+}
+
 #[allow(dead_code)] // not every example uses it
 pub fn flags(defaults: &[(&str, u64)]) -> (std::collections::HashMap<String, u64>, bool) {
     let mut values: std::collections::HashMap<String, u64> =

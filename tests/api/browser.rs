@@ -65,7 +65,8 @@ struct ScriptRun {
 }
 
 impl ScriptRun {
-    /// The results, after asserting the script finished every step (exit 0, `"ok": true`).
+    /// The results (printed), after asserting the script finished every step (exit 0,
+    /// `"ok": true`).
     fn ok(&self) -> &Value {
         assert!(
             self.exit == Some(0) && self.result["ok"] == true,
@@ -77,6 +78,8 @@ impl ScriptRun {
             self.result,
             self.log
         );
+        // Shown with the test's output when a later assertion fails.
+        eprintln!("{} results: {}", self.script, self.result);
         let errors = &self.result["page_errors"];
         assert!(
             errors.as_array().is_none_or(Vec::is_empty),
@@ -218,7 +221,6 @@ async fn the_dashboard_creates_a_session_follows_its_events_and_draws_a_line_on_
     )
     .await;
     let r = run.ok();
-    eprintln!("results: {r}");
 
     // Overview.
     assert!(
@@ -462,7 +464,6 @@ async fn the_dashboard_asks_for_a_token_and_a_viewer_token_cannot_change_anythin
     )
     .await;
     let r = run.ok();
-    eprintln!("results: {r}");
 
     assert!(
         r["wrong_token_message"]
@@ -1231,7 +1232,6 @@ async fn the_recordings_page_records_a_session_downloads_it_and_replays_it_into_
     )
     .await;
     let r = run.ok();
-    eprintln!("results: {r}");
 
     // The bad glob: refused, the reason under the events field, nothing started.
     let bad = r["bad_events_error"].as_str().unwrap_or_default();
@@ -1379,7 +1379,6 @@ async fn re_analysis_from_the_recordings_page_dry_runs_the_rules_unless_told_not
     )
     .await;
     let r = run.ok();
-    eprintln!("results: {r}");
     assert_eq!(
         r["first"]["checked_by_default"], true,
         "the dry-run box is on by default"

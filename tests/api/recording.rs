@@ -81,6 +81,16 @@ async fn start_recording(app: &TestApp, session: &str, spec: Value) -> Value {
     r.body
 }
 
+/// A new session `id` with `events` published while it was recorded: the recording's id.
+async fn recorded(app: &TestApp, id: &str, events: Value) -> String {
+    app.create_session(json!({"id": id})).await;
+    let rec = start_recording(app, id, json!({})).await;
+    let rid = rec["id"].as_str().expect("id").to_string();
+    app.publish(id, events).await;
+    stop(app, &rid).await;
+    rid
+}
+
 async fn stop(app: &TestApp, rid: &str) -> Value {
     let r = app
         .post(&format!("/api/v1/recordings/{rid}/stop"), &json!({}))
@@ -631,11 +641,7 @@ async fn a_replay_keeps_the_spacing_and_can_be_paused_resumed_moved_and_stopped(
 #[tokio::test]
 async fn as_fast_as_possible_is_as_fast_as_the_outputs_take_them() {
     let app = spawn_app().await;
-    app.create_session(json!({"id": "orig"})).await;
-    let rec = start_recording(&app, "orig", json!({})).await;
-    let rid = rec["id"].as_str().expect("id").to_string();
-    app.publish("orig", batch("sample", 300)).await;
-    stop(&app, &rid).await;
+    let rid = recorded(&app, "orig", batch("sample", 300)).await;
     // A webhook one request at a time behind a queue of 10: at rate 0 the replay
     // sends no more than the queue has room for, so nothing is dropped.
     let receiver = crate::webhook::Receiver::start(0, vec![]);
@@ -893,20 +899,8 @@ async fn a_recording_cut_by_sigkill_is_readable_and_goes_on_after_the_restart() 
 
     // A clean stop (SIGTERM) finishes the file, with its index, and the recording goes
     // on after the restart, once.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
     let mut server = server;
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while server.child.try_wait().expect("wait").is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::store::stop(&mut server, "-TERM");
     let finished = read_mcap(&dir.join(next["file"].as_str().expect("file")), false);
     assert_eq!(events_of(&finished).len(), 5, "a complete, indexed file");
     let server = ServerProcess::start(&config);
@@ -961,11 +955,7 @@ async fn replay_cli(args: &[&str]) -> (bool, String) {
 #[tokio::test]
 async fn the_replay_command_plays_a_file_into_a_running_server() {
     let app = spawn_app().await;
-    app.create_session(json!({"id": "field"})).await;
-    let rec = start_recording(&app, "field", json!({})).await;
-    let rid = rec["id"].as_str().expect("id").to_string();
-    app.publish("field", batch("gaze_data", 40)).await;
-    stop(&app, &rid).await;
+    let rid = recorded(&app, "field", batch("gaze_data", 40)).await;
     let file = download(&app, &rid).await;
     let file_arg = file.display().to_string();
 

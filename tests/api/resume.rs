@@ -13,6 +13,15 @@ async fn post(app: &TestApp, from: u64, to: u64) {
     app.publish("study", json!(batch)).await;
 }
 
+/// The seqs of the next `n` events on `ws`.
+async fn seqs_of(ws: &mut WsClient, n: usize) -> Vec<u64> {
+    ws.events(n)
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect()
+}
+
 async fn resume_frame(ws: &mut WsClient) -> Value {
     let frame = ws.next_json().await.expect("a frame after the hello");
     assert_eq!(frame["op"], "resume", "{frame}");
@@ -42,8 +51,7 @@ async fn a_websocket_client_that_reconnects_gets_what_it_missed_in_order_then_li
     assert_eq!(resumed["recovered"], true, "{resumed}");
     assert_eq!(resumed["replayed"], 3);
     assert_eq!(resumed["since"], 5);
-    let missed = back.events(3).await;
-    let seqs: Vec<u64> = missed.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    let seqs = seqs_of(&mut back, 3).await;
     assert_eq!(seqs, [6, 7, 8], "every missed event, in order");
     post(&app, 9, 9).await;
     assert_eq!(
@@ -63,12 +71,7 @@ async fn a_websocket_client_that_reconnects_gets_what_it_missed_in_order_then_li
         resumed["reason"], "events 10 to 12 are no longer retained",
         "{resumed}"
     );
-    let seqs: Vec<u64> = late
-        .events(4)
-        .await
-        .iter()
-        .filter_map(|e| e["seq"].as_u64())
-        .collect();
+    let seqs = seqs_of(&mut late, 4).await;
     assert_eq!(seqs, [13, 14, 15, 16]);
 
     // A resume point from another epoch (a restart without history) is said so.
@@ -153,12 +156,7 @@ async fn a_subscribe_op_with_since_resumes_an_open_socket() {
     let resumed = resume_frame(&mut ws).await;
     assert_eq!(resumed["recovered"], true, "{resumed}");
     assert_eq!(resumed["replayed"], 4);
-    let seqs: Vec<u64> = ws
-        .events(4)
-        .await
-        .iter()
-        .filter_map(|e| e["seq"].as_u64())
-        .collect();
+    let seqs = seqs_of(&mut ws, 4).await;
     assert_eq!(seqs, [3, 4, 5, 6], "what it missed, in order");
     post(&app, 7, 7).await;
     assert_eq!(
@@ -217,12 +215,7 @@ async fn a_history_kept_in_the_store_lets_clients_resume_across_restarts() {
     let resumed = resume_frame(&mut ws).await;
     assert_eq!(resumed["recovered"], true, "{resumed}");
     assert_eq!(resumed["replayed"], 6);
-    let seqs: Vec<u64> = ws
-        .events(6)
-        .await
-        .iter()
-        .filter_map(|e| e["seq"].as_u64())
-        .collect();
+    let seqs = seqs_of(&mut ws, 6).await;
     assert_eq!(seqs, [5, 6, 7, 8, 9, 10]);
     let n: Vec<u64> = app
         .publish(
@@ -254,12 +247,7 @@ async fn a_history_kept_in_the_store_lets_clients_resume_across_restarts() {
     let mut ws = app.ws("study", &format!("?since=9&epoch={epoch}")).await;
     let resumed = resume_frame(&mut ws).await;
     assert_eq!(resumed["recovered"], true, "{resumed}");
-    let seqs: Vec<u64> = ws
-        .events(2)
-        .await
-        .iter()
-        .filter_map(|e| e["seq"].as_u64())
-        .collect();
+    let seqs = seqs_of(&mut ws, 2).await;
     assert_eq!(seqs, [10, 11]);
 
     // Closing the session forgets its kept history.

@@ -183,23 +183,32 @@ fn raw_address(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn several_datagrams_reach_every_address_in_order() {
-        let receivers: Vec<UdpSocket> = (0..2)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+    /// `n` receivers on loopback (reads time out after 5 s), and their addresses as targets.
+    fn receivers(n: usize) -> (Vec<UdpSocket>, Targets) {
+        let receivers: Vec<UdpSocket> = (0..n)
+            .map(|_| {
+                let r = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                r.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .expect("timeout");
+                r
+            })
             .collect();
-        let mut targets = Targets::new(
+        let targets = Targets::new(
             receivers
                 .iter()
                 .map(|r| r.local_addr().expect("addr"))
                 .collect(),
         );
+        (receivers, targets)
+    }
+
+    #[test]
+    fn several_datagrams_reach_every_address_in_order() {
+        let (receivers, mut targets) = receivers(2);
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let sent: [&[u8]; 3] = [b"one", b"two", b"three"];
         assert!(targets.send_many(&socket, &sent).is_empty());
         for r in &receivers {
-            r.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .expect("timeout");
             let mut got = Vec::new();
             for _ in 0..3 {
                 let mut buf = [0u8; 16];
@@ -212,20 +221,7 @@ mod tests {
 
     #[test]
     fn one_call_reaches_every_address_of_both_families() {
-        let receivers: Vec<UdpSocket> = ["127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"]
-            .iter()
-            .map(|a| UdpSocket::bind(a).expect("bind"))
-            .collect();
-        for r in &receivers {
-            r.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .expect("timeout");
-        }
-        let mut targets = Targets::new(
-            receivers
-                .iter()
-                .map(|r| r.local_addr().expect("addr"))
-                .collect(),
-        );
+        let (receivers, mut targets) = receivers(3);
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         assert!(targets.send(&socket, b"hello").is_empty());
         for r in &receivers {
