@@ -382,6 +382,13 @@ pub struct ServerSettings {
     /// `local_testing`, `http://localhost:*` and `http://127.0.0.1:*`; in production none.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Names the server answers to, from a request's `Host`: `name` (any port),
+    /// `name:port`, `*.domain` or `*`. Empty: without authentication (`local_testing`)
+    /// `localhost`, `127.0.0.1`, `[::1]` with any port and `server.host`; with
+    /// authentication any host. Others get 421 (a page of a name that resolves here —
+    /// DNS rebinding — gets nothing).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// How long a request waits for an actor's answer.
     pub request_timeout_ms: u64,
     /// How long a request body may take to arrive in full (408 beyond, connection closed).
@@ -660,6 +667,9 @@ impl Settings {
         }
         if u.enabled && self.server.production() && u.host != "127.0.0.1" && u.host != "::1" {
             r.warn("udp_ingest: open beyond this machine in production; datagrams carry no token, so anyone who reaches the port can publish into any session they name");
+        }
+        for problem in crate::cors::HostList::check(&s.allowed_hosts) {
+            r.error(problem);
         }
         for problem in crate::cors::OriginList::check(&s.cors_origins) {
             r.error(problem);

@@ -1,18 +1,39 @@
 //! Cross-origin access: which web pages on other origins may call the API (`fetch`,
-//! `EventSource`) and open its WebSockets (`server.cors_origins`; docs/API.md#cors).
+//! `EventSource`) and open its WebSockets (`server.cors_origins`), and which names the
+//! server answers to (`server.allowed_hosts`; docs/SECURITY.md#pages-on-other-sites).
 //!
-//! Browsers enforce CORS for `fetch` and `EventSource` from the headers [`layer`] adds;
-//! they do not for WebSockets, so a WebSocket handshake from a page is checked here
-//! ([`OriginList::check_handshake`]) against the same list.
+//! Browsers enforce CORS for reading answers (`fetch`, `EventSource`) from the headers
+//! [`layer`] adds, but they send "simple" requests (a form post, a `text/plain` body) to
+//! any origin without asking first, and they do not apply CORS to WebSockets at all. So
+//! [`refuse_cross_site`] runs before everything else: a request naming a host the server
+//! does not answer to (DNS rebinding) is refused, and so is every state-changing request
+//! from a page outside the allowed origins, whatever the mode. A WebSocket handshake from
+//! a page is checked against the same list ([`OriginList::check_handshake`]).
 
 use std::sync::Arc;
 
 use actix_cors::Cors;
-use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, ConnectionType, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, ResponseError};
+use metrics::{counter, describe_counter};
 
 use crate::configuration::Settings;
 use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Requests refused because of the host they named or the page that sent them.
+pub const CROSS_SITE_REFUSED: &str = "synopticon_http_cross_site_refused_total";
+
+/// Describes this module's metric.
+pub fn describe_metrics() {
+    describe_counter!(
+        CROSS_SITE_REFUSED,
+        "Requests refused before any route: a Host outside server.allowed_hosts (reason=host, 421), or a state-changing request from a page outside server.cors_origins (reason=origin, 403)."
+    );
+}
 
 /// The origins allowed besides the server's own.
 #[derive(Debug, Clone, Default)]
@@ -102,16 +123,258 @@ impl OriginList {
             return Ok(());
         };
         let origin = origin.to_str().unwrap_or_default();
-        let own = req.connection_info();
-        let same = origin
-            .split_once("://")
-            .is_some_and(|(_, host)| host.eq_ignore_ascii_case(own.host()));
-        if same || self.allows(origin) {
+        if same_origin(req, origin) || self.allows(origin) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
                 "a page from {origin} may not open this WebSocket: add it to server.cors_origins"
             )))
+        }
+    }
+}
+
+/// The names (and ports) the server answers to, from `Host`: a page whose own name
+/// resolves to this server (DNS rebinding) names its own host, and is refused.
+#[derive(Debug, Clone, Default)]
+pub struct HostList {
+    /// Hosts with any port: `localhost`, `127.0.0.1`, `[::1]` (lowercase, IPv6 bracketed).
+    any_port: Vec<String>,
+    /// `host:port` entries.
+    exact: Vec<(String, u16)>,
+    /// `*.example.org` entries, kept as `.example.org`.
+    suffixes: Vec<String>,
+    /// `*`: any host.
+    everyone: bool,
+}
+
+/// The names of this machine a browser can reach a loopback server by.
+const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+impl HostList {
+    /// `server.allowed_hosts`; when empty, the mode's default: without authentication
+    /// (`local_testing`) this machine's loopback names with any port and the configured
+    /// `server.host`; with authentication (`production`) any host, since every request
+    /// needs a token a rebinding page does not have.
+    pub fn from_settings(settings: &Settings) -> Self {
+        let listed = &settings.server.allowed_hosts;
+        let entries: Vec<String> = if !listed.is_empty() {
+            listed.clone()
+        } else if settings.auth_enabled() {
+            vec!["*".into()]
+        } else {
+            let mut local: Vec<String> = LOOPBACK_NAMES.iter().map(|s| s.to_string()).collect();
+            let host = settings.server.host.trim();
+            let unspecified = host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified());
+            if !host.is_empty() && !unspecified {
+                local.push(match host.parse::<std::net::Ipv6Addr>() {
+                    Ok(v6) => format!("[{v6}]"),
+                    Err(_) => host.to_string(),
+                });
+            }
+            local
+        };
+        let mut list = HostList::default();
+        for entry in entries {
+            let entry = entry.trim().to_ascii_lowercase();
+            if entry == "*" {
+                list.everyone = true;
+            } else if let Some(domain) = entry.strip_prefix("*.") {
+                list.suffixes.push(format!(".{domain}"));
+            } else {
+                match split_authority(&entry) {
+                    Some((host, Some(port))) => list.exact.push((host, port)),
+                    Some((host, None)) => list.any_port.push(host),
+                    None => {}
+                }
+            }
+        }
+        list
+    }
+
+    /// Problems with `server.allowed_hosts` entries.
+    pub fn check(entries: &[String]) -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e.as_str() != "*")
+            .filter_map(|e| {
+                let name = e.strip_prefix("*.").map(|rest| format!("x.{rest}"));
+                let ok = split_authority(name.as_deref().unwrap_or(e)).is_some();
+                (!ok).then(|| {
+                    format!("server.allowed_hosts: {e:?} must be a host name or address, host:port, *.domain or \"*\" (IPv6 in brackets: \"[::1]\")")
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a request naming `authority` (a `Host` header) is for this server.
+    pub fn allows(&self, authority: &str) -> bool {
+        if self.everyone {
+            return true;
+        }
+        let Some((host, port)) = split_authority(authority) else {
+            return false;
+        };
+        self.any_port.contains(&host)
+            || port.is_some_and(|p| self.exact.iter().any(|(h, ep)| *h == host && *ep == p))
+            || self.suffixes.iter().any(|s| host.ends_with(s.as_str()))
+    }
+}
+
+/// `host[:port]` as a lowercase host (IPv6 kept in brackets, a final dot dropped) and its
+/// port; `None` when it is not one.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let authority = authority.trim().to_ascii_lowercase();
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        (format!("[{inside}]"), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (authority.clone(), None),
+        }
+    };
+    if authority.starts_with('[') && port.is_none() && !authority.ends_with(']') {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    let host = host.strip_suffix('.').unwrap_or(&host).to_string();
+    let valid = !host.is_empty()
+        && (host.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+    valid.then_some((host, port))
+}
+
+/// The host a request names: its `Host` header, and the authority of an absolute
+/// request target (HTTP/2's `:authority`) when there is one. Never `X-Forwarded-Host` or
+/// `Forwarded`, which any page may set on a request to its own origin.
+fn named_hosts(req: &HttpRequest) -> Vec<&str> {
+    let mut hosts: Vec<&str> = req
+        .headers()
+        .get_all(header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect();
+    if let Some(authority) = req.uri().authority() {
+        hosts.push(authority.as_str());
+    }
+    hosts
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is the server itself, as the request names it.
+fn same_origin(req: &HttpRequest, origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = |scheme: &str| {
+        if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        }
+    };
+    let Some((origin_host, origin_port)) = split_authority(authority) else {
+        return false;
+    };
+    let origin_port = origin_port.unwrap_or(default_port(scheme));
+    let own_scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let hosts = named_hosts(req);
+    !hosts.is_empty()
+        && hosts.iter().all(|h| {
+            split_authority(h).is_some_and(|(host, port)| {
+                host == origin_host && port.unwrap_or(default_port(own_scheme)) == origin_port
+            })
+        })
+}
+
+/// Methods that change nothing; every other one is "state-changing".
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Why a request is refused before any route, if it is.
+fn cross_site_refusal(req: &HttpRequest, state: &AppState) -> Option<(&'static str, ApiError)> {
+    let hosts = named_hosts(req);
+    if hosts.is_empty() {
+        return Some((
+            "host",
+            ApiError::MisdirectedRequest("the request names no host: send a Host header".into()),
+        ));
+    }
+    if let Some(bad) = hosts.iter().find(|h| !state.hosts.allows(h)) {
+        return Some((
+            "host",
+            ApiError::MisdirectedRequest(format!(
+                "this server does not answer to the host {:?}; add it to server.allowed_hosts if it names this server",
+                bad.chars().take(256).collect::<String>()
+            )),
+        ));
+    }
+    if is_safe(req.method()) {
+        return None;
+    }
+    match req.headers().get(header::ORIGIN) {
+        Some(origin) => {
+            let origin = origin.to_str().unwrap_or("(not text)");
+            (!same_origin(req, origin) && !state.origins.allows(origin)).then(|| {
+                (
+                    "origin",
+                    ApiError::Forbidden(format!(
+                        "a page from {:?} may not change anything here: add its origin to server.cors_origins",
+                        origin.chars().take(256).collect::<String>()
+                    )),
+                )
+            })
+        }
+        // A browser that sends no Origin still says where the request comes from.
+        None => req
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+            .then(|| {
+                (
+                    "origin",
+                    ApiError::Forbidden(
+                        "a page on another site may not change anything here".into(),
+                    ),
+                )
+            }),
+    }
+}
+
+/// Runs before everything else (CORS included): refuses a request naming a host outside
+/// `server.allowed_hosts` (421), and a state-changing one from a page outside
+/// `server.cors_origins` (403), in every mode. The refusal closes the connection, since
+/// the body is never read.
+pub async fn refuse_cross_site<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let refusal = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| cross_site_refusal(req.request(), state));
+    match refusal {
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+        Some((reason, error)) => {
+            counter!(CROSS_SITE_REFUSED, "reason" => reason).increment(1);
+            let mut response = error.error_response();
+            response
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+            Ok(req.into_response(response))
         }
     }
 }

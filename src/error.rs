@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 404: no such resource (or one outside the token's scope).
     #[error("{0}")]
     NotFound(String),
+    /// 421: the request names a host this server does not answer to (`server.allowed_hosts`).
+    #[error("{0}")]
+    MisdirectedRequest(String),
     /// 405: the path exists but not with this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -116,6 +119,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,

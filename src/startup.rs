@@ -66,6 +66,8 @@ pub struct AppState {
     pub snapshots: std::sync::Mutex<std::collections::HashMap<String, Snapshot>>,
     /// Origins whose pages may call the API and open its WebSockets.
     pub origins: Arc<crate::cors::OriginList>,
+    /// Names the server answers to (`server.allowed_hosts`).
+    pub hosts: crate::cors::HostList,
     /// Where the server's own events go (the system session).
     pub system: synopticon_actors::system::SystemFeed,
     /// Every session operation.
@@ -405,6 +407,7 @@ impl Application {
             }));
         }
         let origins = Arc::new(crate::cors::OriginList::from_settings(&settings));
+        let hosts = crate::cors::HostList::from_settings(&settings);
         let state = web::Data::new(AppState {
             system: feed,
             sessions,
@@ -428,6 +431,7 @@ impl Application {
             inflight,
             live_limits,
             origins,
+            hosts,
             openapi: std::sync::OnceLock::new(),
             snapshots: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
@@ -438,6 +442,11 @@ impl Application {
                 .app_data(app_state.clone())
                 .wrap(actix_web::middleware::from_fn(crate::auth::inflight::bound))
                 .wrap(crate::cors::layer(origins.clone()))
+                // Outermost: a request for another host, or from a page that may not
+                // change anything, is refused before CORS or any route sees it.
+                .wrap(actix_web::middleware::from_fn(
+                    crate::cors::refuse_cross_site,
+                ))
                 .configure(|cfg| {
                     routes::configure(cfg, &app_state.settings);
                 })

@@ -1,8 +1,8 @@
 //! Detection over REST: `POST /api/v1/detect` (one image), `POST /api/v1/batch` (several)
 //! and `GET /api/pipelines` (the loaded models).
 //!
-//! Images arrive as the raw body (JPEG or PNG, any content type) or as multipart form
-//! files. Size and format are checked here, before anything is queued; decoding and
+//! Images arrive as the raw body (JPEG or PNG, sent as `image/jpeg`, `image/png` or
+//! `application/octet-stream`) or as multipart form files. Size and format are checked here, before anything is queued; decoding and
 //! inference happen on the model's own thread, never on an HTTP worker.
 
 use std::time::Duration;
@@ -129,6 +129,7 @@ async fn detect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::require_media_type(&req, IMAGE_TYPES)?;
     let query = DetectQuery::parse(&req)?;
     let model = state.models.get(query.model.as_deref())?;
     let limits = state.settings.inference.limits();
@@ -148,13 +149,13 @@ async fn batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = DetectQuery::parse(&req)?;
-    let model = state.models.get(query.model.as_deref())?;
     if !is_multipart(&req) {
         return Err(ApiError::UnsupportedMediaType(
             "a batch is a multipart/form-data request with one file per image".into(),
         ));
     }
+    let query = DetectQuery::parse(&req)?;
+    let model = state.models.get(query.model.as_deref())?;
     let limits = state.settings.inference.limits();
     let max = state.settings.inference.max_batch_images;
     let uploads = read_uploads(&req, payload, &limits, max).await?;
@@ -247,6 +248,14 @@ fn name_error(error: ApiError, name: Option<&str>) -> ApiError {
         other => other,
     }
 }
+
+/// What the detect routes take as a body: an image, or a multipart form of them.
+const IMAGE_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "application/octet-stream",
+    "multipart/form-data",
+];
 
 fn is_multipart(req: &HttpRequest) -> bool {
     req.headers()

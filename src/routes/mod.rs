@@ -189,7 +189,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
     cfg.app_data(
         web::JsonConfig::default()
             .limit(limit)
-            .content_type_required(false)
+            // A body without a JSON type is refused: browsers send `text/plain` and form
+            // bodies to any origin without asking first.
+            .content_type_required(true)
             .error_handler(move |err, _| json_error(err, limit).into()),
     )
     .app_data(web::PayloadConfig::default().limit(limit))
@@ -233,6 +235,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) -> Vec<Route
 pub fn describe_metrics() {
     live::describe_metrics();
     crate::auth::guard::describe_metrics();
+    crate::cors::describe_metrics();
     crate::udp_ingest::describe();
 }
 
@@ -241,11 +244,82 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             body_too_large(limit)
         }
+        JsonPayloadError::ContentType => not_json_type(),
+        JsonPayloadError::Deserialize(e) if e.is_eof() && e.column() == 0 => empty_body(),
         JsonPayloadError::Deserialize(e) => {
             ApiError::BadRequest(format!("request body is not valid JSON: {e}"))
         }
         other => ApiError::BadRequest(format!("cannot read request body: {other}")),
     }
+}
+
+/// The 415 of a route that takes JSON, sent something else.
+fn not_json_type() -> ApiError {
+    ApiError::UnsupportedMediaType(
+        "this route takes a JSON body: send it with Content-Type: application/json".into(),
+    )
+}
+
+/// The 400 of a route that needs a body, sent none.
+fn empty_body() -> ApiError {
+    ApiError::BadRequest("the request body is empty: this route takes a JSON body".into())
+}
+
+/// Whether the request says its body is JSON (`application/json`, `*/*+json`).
+fn is_json(req: &HttpRequest) -> bool {
+    use actix_web::HttpMessage;
+    matches!(req.mime_type(), Ok(Some(mime)) if mime.subtype() == actix_web::mime::JSON || mime.suffix() == Some(actix_web::mime::JSON))
+}
+
+/// A body a route may go without (`null` when empty); one that is there must say it is
+/// JSON (415 otherwise) and be JSON (400).
+pub fn optional_json(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Null);
+    }
+    if !is_json(req) {
+        return Err(not_json_type());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+}
+
+/// A JSON body a route needs, read whole within `limit` bytes: its type is checked before
+/// anything is read (415), and an empty one is refused (400).
+pub async fn read_json_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    if !is_json(req) {
+        return Err(not_json_type());
+    }
+    let body = read_body(req, payload, limit, || body_too_large(limit)).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(empty_body());
+    }
+    Ok(body)
+}
+
+/// A route that takes a binary body of one of `types` (e.g. `image/jpeg`): any other
+/// declared type, or none, is a 415 that names them.
+pub fn require_media_type(req: &HttpRequest, types: &[&str]) -> Result<(), ApiError> {
+    use actix_web::HttpMessage;
+    let declared = req.mime_type().ok().flatten();
+    let essence = declared
+        .as_ref()
+        .map(|m| format!("{}/{}", m.type_(), m.subtype()).to_ascii_lowercase());
+    if essence.as_deref().is_some_and(|e| types.contains(&e)) {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "this route takes {}; the request says {}",
+        types.join(", "),
+        match req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+            Some(t) => format!("Content-Type: {:?}", t.to_str().unwrap_or("(not text)")),
+            None => "no Content-Type".into(),
+        }
+    )))
 }
 
 /// No such route. With authentication on, a caller without a valid token learns nothing,

@@ -3,14 +3,14 @@
 //! (docs/RECORDING.md).
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::recording::replay::{self, Player, ReplayRequest};
 use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
 use synopticon_actors::rules::engine::RuleEngine;
 use synopticon_actors::validation::Report;
 
-use super::{redacted_json, Api};
+use super::{optional_json, redacted_json, Api};
 use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -57,22 +57,14 @@ pub fn configure(api: &mut Api) {
     );
 }
 
-/// A JSON body, or `null` when there is none.
-fn body_json(body: &web::Bytes) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
-}
-
 async fn start(
     state: web::Data<AppState>,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
-    let spec = parse_spec("recording", &body_json(&body)?, &mut report);
+    let spec = parse_spec("recording", &optional_json(&req, &body)?, &mut report);
     if !report.is_valid() {
         return Err(ApiError::invalid("invalid recording", report));
     }
@@ -105,14 +97,18 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(json!({"recordings": seen})))
 }
 
+/// What an import takes: MCAP has no registered media type.
+const MCAP_TYPES: &[&str] = &["application/octet-stream", "application/x-mcap"];
+
 /// An MCAP file recorded elsewhere (the body, `application/octet-stream`), kept as a
 /// finished recording to replay; `?name=` says where it came from.
 async fn import(
     state: web::Data<AppState>,
-    req: actix_web::HttpRequest,
+    req: HttpRequest,
     payload: web::Payload,
     query: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
+    super::require_media_type(&req, MCAP_TYPES)?;
     let limit = usize::try_from(
         state
             .settings
@@ -233,11 +229,12 @@ const MAX_REANALYSED_FRAMES: usize = 1_000_000;
 async fn replay_start(
     state: web::Data<AppState>,
     principal: Principal,
+    req: HttpRequest,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
-    let request = replay::parse_request(&body_json(&body)?, &mut report);
+    let request = replay::parse_request(&optional_json(&req, &body)?, &mut report);
     if !report.is_valid() {
         return Err(ApiError::invalid("invalid replay", report));
     }
@@ -331,6 +328,7 @@ async fn replay_stop(
 /// `pause`, `resume`, `stop`, or `seek` with `{"position_s": S}`.
 async fn replay_control(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -341,7 +339,7 @@ async fn replay_control(
         "resume" => player.resume(),
         "stop" => player.stop(),
         "seek" => {
-            let body = body_json(&body)?;
+            let body = optional_json(&req, &body)?;
             let Some(position) = body
                 .get("position_s")
                 .and_then(Value::as_f64)

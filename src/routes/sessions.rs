@@ -15,7 +15,7 @@ use synopticon_actors::session::routing::check_event_name;
 use synopticon_actors::session::SessionStatus;
 use synopticon_actors::validation::{kind_of, Report};
 
-use super::{body_too_large, read_body, redacted_json, Api};
+use super::{body_too_large, optional_json, read_body, read_json_body, redacted_json, Api};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope};
@@ -310,12 +310,7 @@ async fn put_distributor(
     let limit = state.settings.server.max_body_bytes;
     let body = read_body(&req, payload, limit, || body_too_large(limit)).await?;
     // An empty body enables the distributor with the settings the session holds for it.
-    let config = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
-    };
+    let config = optional_json(&req, &body)?;
     check_outputs_scope(&state, &principal, &id, Some(kind)).await?;
     let change = state.sessions.put_distributor(&id, kind, config).await?;
     audit::record(
@@ -368,8 +363,7 @@ async fn post_events(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = state.settings.server.max_body_bytes;
-    let body = read_body(&req, payload, limit, || body_too_large(limit)).await?;
+    let body = read_json_body(&req, payload, state.settings.server.max_body_bytes).await?;
     // An unknown session is a 404 before the events are checked.
     state.sessions.status(&id).await?;
     let events = parse_events(&body, state.settings.server.max_events_per_request)?;

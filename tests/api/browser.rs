@@ -659,6 +659,63 @@ async fn a_page_on_another_loopback_port_may_use_a_local_testing_server() {
 }
 
 #[tokio::test]
+async fn a_page_on_another_site_cannot_drive_a_local_testing_server() {
+    check_tools();
+    // `make run`: local_testing, no authentication.
+    let app = spawn_app().await;
+    app.create_session(json!({"id": "target", "template": "local_testing"}))
+        .await;
+    let run = run_script(
+        "crosssite.mjs",
+        &[("BASE_URL", &app.address), ("SESSION_ID", "target")],
+    )
+    .await;
+    let r = run.ok().clone();
+    let attempts = &r["page"]["attempts"];
+    for attempt in [
+        "text_plain",
+        "no_type",
+        "events_text_plain",
+        "form_text_plain",
+        "form_urlencoded",
+    ] {
+        assert_eq!(
+            attempts[attempt]["sent"], true,
+            "the browser sent {attempt}: {attempts}"
+        );
+    }
+    // Nothing the page sent changed anything: no session, no event.
+    let listed = app.get("/api/v1/sessions").await;
+    let ids: Vec<&str> = listed.body["sessions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(
+        ids.iter().all(|id| !id.starts_with("csrf-")),
+        "a page on another site created a session: {ids:?}"
+    );
+    assert_eq!(app.status("target").await["events_received"], 0);
+    // The rebound name gets nothing: not the dashboard, not the API, not a read.
+    let rebound = &r["rebound"];
+    assert_eq!(rebound["status"], 421, "the page itself: {rebound}");
+    assert_eq!(rebound["post"]["status"], 421, "its POST: {rebound}");
+    assert_eq!(rebound["read"]["status"], 421, "its GET: {rebound}");
+    // Each refusal is counted, by why.
+    let metrics = app.metrics().await;
+    let refused = |reason: &str| {
+        crate::helpers::metric_value(
+            &metrics,
+            &format!("synopticon_http_cross_site_refused_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(refused("origin") >= 5.0, "{metrics}");
+    assert!(refused("host") >= 3.0, "{metrics}");
+}
+
+#[tokio::test]
 async fn a_production_server_refuses_pages_from_origins_it_does_not_list() {
     check_tools();
     let app = spawn_app_with(|s| {

@@ -4,6 +4,7 @@
 mod analyze;
 mod browser;
 mod config;
+mod cross_site;
 mod devices;
 mod edge;
 mod egress;

@@ -26,12 +26,13 @@ export class StepError extends Error {
 }
 
 /**
- * Runs `body(ctx)` with a browser and a 1280x800 page, the whole under `deadlineMs`.
+ * Runs `body(ctx)` with a browser (Chromium's own switches in `args`) and a 1280x800
+ * page, the whole under `deadlineMs`.
  * Prints `{"ok": true, ...results}` or `{"ok": false, "step", "error", ...results}` as the
  * last stdout line and exits 0 / 1. ctx: {browser, page, results, step(name), shot(name),
  * fail(msg), pageErrors, consoleErrors}.
  */
-export async function run(name, body, { deadlineMs = 60000 } = {}) {
+export async function run(name, body, { deadlineMs = 60000, args = [] } = {}) {
   const started = Date.now();
   const results = { test: name, steps: [] };
   const artifacts = env('ARTIFACTS');
@@ -56,7 +57,7 @@ export async function run(name, body, { deadlineMs = 60000 } = {}) {
     browser = await puppeteer.launch({
       executablePath: env('CHROMIUM', '/usr/bin/chromium'),
       headless: true,
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--no-first-run'],
+      args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--no-first-run', ...args],
       protocolTimeout: 30000,
     });
     const page = await browser.newPage();
