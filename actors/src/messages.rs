@@ -156,6 +156,9 @@ pub enum FrameRef {
 pub struct AnalysedFrame {
     /// Source id.
     pub source: Arc<str>,
+    /// The serial of the registered device the source belongs to, if any: a recording
+    /// holding the frame is then the device's data too (device-scoped tokens).
+    pub device: Option<Arc<str>>,
     /// Frame number within the source.
     pub number: u64,
     /// The frame's time (the source's clock: an edge device's timestamp).

@@ -146,6 +146,11 @@ impl TokenScope {
         allowed(&self.sources, id)
     }
 
+    /// Whether the token's live feeds carry events of type `name` (its `events` globs).
+    pub fn allows_event(&self, name: &str) -> bool {
+        allowed(&self.events, name)
+    }
+
     /// Whether the token sees the device with serial `serial`.
     pub fn allows_device(&self, serial: &str) -> bool {
         allowed(&self.devices, serial)

@@ -11,7 +11,7 @@ use synopticon_actors::rules::engine::RuleEngine;
 use synopticon_actors::validation::Report;
 
 use super::{optional_json, redacted_json, Api};
-use crate::auth::{Access, Principal, ResourceScope, Role};
+use crate::auth::{Access, Principal, ResourceScope, Role, TokenScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -74,14 +74,38 @@ async fn start(
         .json(info))
 }
 
-/// A recording the caller may see (its session is in the token's scope), or 404.
+/// Whether a token sees a recording: only as far as its live feed of the recorded session
+/// would have carried all of it (docs/SECURITY.md#recordings). The session must be in its
+/// scope; a recording taken in from a file needs a token without any scope; and a token
+/// limited to some sources, devices or events sees a recording only when every source,
+/// device and event type the recording holds lies within those limits (one whose
+/// contents are not known, it does not see).
+pub(super) fn may_see(scope: &TokenScope, info: &RecordingInfo) -> bool {
+    if !scope.allows_session(&info.session) {
+        return false;
+    }
+    if info.is_imported() {
+        return scope.is_unlimited();
+    }
+    if scope.sources.is_none() && scope.devices.is_none() && scope.events.is_none() {
+        return true;
+    }
+    info.holds.as_ref().is_some_and(|holds| {
+        holds.complete
+            && holds.sources.iter().all(|s| scope.allows_source(s))
+            && holds.devices.iter().all(|d| scope.allows_device(d))
+            && holds.events.iter().all(|e| scope.allows_event(e))
+    })
+}
+
+/// A recording the caller may see ([`may_see`]), or 404, exactly as one that does not exist.
 async fn visible(
     state: &AppState,
     principal: &Principal,
     rid: &str,
 ) -> Result<RecordingInfo, ApiError> {
     let info = state.rails.recordings.get(rid).await?;
-    if principal.scope.allows_session(&info.session) {
+    if may_see(&principal.scope, &info) {
         Ok(info)
     } else {
         Err(ApiError::NotFound(format!("recording {rid:?} not found")))
@@ -92,7 +116,7 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpRe
     let all = state.rails.recordings.list().await?;
     let seen: Vec<_> = all
         .into_iter()
-        .filter(|r| principal.scope.allows_session(&r.session))
+        .filter(|r| may_see(&principal.scope, r))
         .collect();
     Ok(HttpResponse::Ok().json(json!({"recordings": seen})))
 }
@@ -140,10 +164,14 @@ async fn import(
 
 async fn of_session(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let all = state.rails.recordings.list().await?;
-    let of: Vec<_> = all.into_iter().filter(|r| r.session == *id).collect();
+    let of: Vec<_> = all
+        .into_iter()
+        .filter(|r| r.session == *id && may_see(&principal.scope, r))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"recordings": of})))
 }
 
@@ -199,8 +227,15 @@ async fn download(
             info.id
         ))
     })?;
-    let length = file.metadata().await.map(|m| m.len()).ok();
-    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+    let length = file
+        .metadata()
+        .await
+        .map(|m| m.len())
+        .map_err(|e| ApiError::Internal(format!("the file of recording {:?}: {e}", info.id)))?;
+    // A running recording grows. Whose data its first `length` bytes hold was noted before
+    // they were written: asked again now, and not a byte more is sent.
+    visible(&state, &principal, &rid).await?;
+    let chunks = futures_util::stream::unfold(Some(file.take(length)), |file| async move {
         let mut file = file?;
         let mut buf = web::BytesMut::with_capacity(1 << 18);
         match file.read_buf(&mut buf).await {
@@ -216,10 +251,8 @@ async fn download(
             "Content-Disposition",
             format!("attachment; filename=\"{}\"", info.file),
         ))
-        .insert_header(("Cache-Control", "no-store"));
-    if let Some(n) = length {
-        response.no_chunking(n);
-    }
+        .insert_header(("Cache-Control", "no-store"))
+        .no_chunking(length);
     Ok(response.streaming(chunks))
 }
 
@@ -260,6 +293,9 @@ async fn replay_start(
             r.error(e);
             ApiError::invalid("the recording cannot be replayed", r)
         })?;
+    // A running recording may have grown while it was read: what was read was noted
+    // before it was written, so the token must still see all of it now.
+    visible(&state, &principal, &request.recording).await?;
     let player = Player::new(&request, &cues);
     state
         .sessions

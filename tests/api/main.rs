@@ -19,6 +19,7 @@ mod mqtt;
 mod pipeline;
 mod publish;
 mod recording;
+mod recording_scopes;
 mod redis;
 mod resume;
 mod rules;

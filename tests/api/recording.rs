@@ -73,7 +73,7 @@ fn events_of(read: &Value) -> Vec<Value> {
         .collect()
 }
 
-async fn start_recording(app: &TestApp, session: &str, spec: Value) -> Value {
+pub(crate) async fn start_recording(app: &TestApp, session: &str, spec: Value) -> Value {
     let r = app
         .post(&format!("/api/v1/sessions/{session}/recordings"), &spec)
         .await;
@@ -91,7 +91,7 @@ async fn recorded(app: &TestApp, id: &str, events: Value) -> String {
     rid
 }
 
-async fn stop(app: &TestApp, rid: &str) -> Value {
+pub(crate) async fn stop(app: &TestApp, rid: &str) -> Value {
     let r = app
         .post(&format!("/api/v1/recordings/{rid}/stop"), &json!({}))
         .await;

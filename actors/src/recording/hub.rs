@@ -353,7 +353,7 @@ impl RecordingHub {
             state: RecordingState::Stopped,
             started_at,
             stopped_at: Some(now),
-            stop_reason: Some(format!("imported from {name}")),
+            stop_reason: Some(format!("{}{name}", super::IMPORTED_FROM)),
             file,
             bytes: bytes.len() as u64,
             events: recorded.events.len() as u64,
@@ -369,6 +369,10 @@ impl RecordingHub {
             error: recorded
                 .truncated
                 .map(|cut| format!("the file was cut short; read up to: {cut}")),
+            // A file says what it likes about itself: whose data it holds is not taken
+            // from it, and only an unscoped token sees it.
+            holds: None,
+            imported: true,
         };
         Ok(info)
     }

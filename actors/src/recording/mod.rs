@@ -19,7 +19,7 @@ pub mod recorder;
 pub mod replay;
 pub mod schemas;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -225,6 +225,82 @@ pub struct RecordingInfo {
     /// The latest write error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whose data it holds: a token sees the recording only when its live feed of the
+    /// session would have carried all of it (docs/SECURITY.md). `None`: not known (a
+    /// recording from before this was kept, or one taken in from a file).
+    #[serde(default)]
+    pub holds: Option<Contents>,
+    /// Taken in from a file (`POST /api/v1/recordings`) rather than recorded here.
+    #[serde(default)]
+    pub imported: bool,
+}
+
+impl RecordingInfo {
+    /// Whether it came from a file, also for one kept before `imported` existed.
+    pub fn is_imported(&self) -> bool {
+        self.imported
+            || self
+                .stop_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(IMPORTED_FROM))
+    }
+}
+
+/// How an imported recording's `stop_reason` starts.
+pub(crate) const IMPORTED_FROM: &str = "imported from ";
+
+/// Most names one list of [`Contents`] holds; past it the list is not `complete`.
+pub const MAX_CONTENT_NAMES: usize = 4096;
+
+/// Whose data a recording holds, by what raised it: the same marks live feeds filter on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contents {
+    /// Sources whose events, detections or frames it holds.
+    pub sources: BTreeSet<String>,
+    /// Serials of devices whose events (or whose source's frames) it holds.
+    pub devices: BTreeSet<String>,
+    /// Event types it holds.
+    pub events: BTreeSet<String>,
+    /// False when a list outgrew [`MAX_CONTENT_NAMES`]: then only a token that no source,
+    /// device or event scope limits sees the recording.
+    pub complete: bool,
+}
+
+impl Contents {
+    /// Nothing yet, every list complete.
+    pub fn empty() -> Self {
+        Self {
+            complete: true,
+            ..Self::default()
+        }
+    }
+
+    /// Adds `name` to `list` (one of this struct's); false when it did not fit.
+    fn add(list: &mut BTreeSet<String>, complete: &mut bool, name: &str) {
+        if list.contains(name) {
+            return;
+        }
+        if list.len() >= MAX_CONTENT_NAMES {
+            *complete = false;
+            return;
+        }
+        list.insert(name.to_string());
+    }
+
+    /// Notes a source.
+    pub fn add_source(&mut self, id: &str) {
+        Self::add(&mut self.sources, &mut self.complete, id);
+    }
+
+    /// Notes a device.
+    pub fn add_device(&mut self, serial: &str) {
+        Self::add(&mut self.devices, &mut self.complete, serial);
+    }
+
+    /// Notes an event type.
+    pub fn add_event(&mut self, name: &str) {
+        Self::add(&mut self.events, &mut self.complete, name);
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct RecordedEvent {
     pub ts_text: Arc<str>,
     /// Its payload.
     pub data: SharedData,
+    /// What raised it, as recorded (nothing for events clients posted).
+    pub origin: crate::event::Origin,
 }
 
 /// One analysed frame's detections.
@@ -88,6 +90,16 @@ struct Envelope<'a> {
     ts: &'a str,
     #[serde(borrow)]
     data: &'a RawValue,
+    #[serde(default)]
+    origin: Option<RecordedOrigin>,
+}
+
+/// An event's `origin` in a recording.
+#[derive(Deserialize)]
+struct RecordedOrigin {
+    source: Option<String>,
+    device: Option<String>,
+    channel: Option<String>,
 }
 
 /// Reads the file at `path`, keeping what `keep` says.
@@ -133,6 +145,14 @@ pub fn read_bytes(bytes: &[u8], keep: &Keep) -> Result<Recorded, String> {
                 ts,
                 ts_text: envelope.ts.into(),
                 data: Arc::from(envelope.data.to_owned()),
+                origin: envelope
+                    .origin
+                    .map_or_else(Default::default, |o| crate::event::Origin {
+                        source: o.source.map(Arc::from),
+                        device: o.device.map(Arc::from),
+                        channel: o.channel.map(Arc::from),
+                        replay: None,
+                    }),
             });
         } else if let Some(source) = topic
             .strip_prefix("/sources/")

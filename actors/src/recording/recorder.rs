@@ -6,7 +6,7 @@
 //! and every `flush_interval` closes the open chunk and flushes the file, so a crash loses
 //! at most that much and leaves a file readable up to its last whole chunk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -20,8 +20,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::{schemas, RecordingInfo, RecordingSettings, RecordingSpec, RecordingState};
-use crate::event::Event;
+use super::{schemas, Contents, RecordingInfo, RecordingSettings, RecordingSpec, RecordingState};
+use crate::event::{Event, Origin};
 use crate::glob::Glob;
 use crate::messages::AnalysedFrame;
 
@@ -72,6 +72,9 @@ struct Progress {
     end: Mutex<End>,
     /// Pictures queued for the writer.
     pictures: AtomicUsize,
+    /// Whose data the file holds: noted before each message is written, so it always
+    /// covers what is on disk.
+    holds: Mutex<Contents>,
 }
 
 #[derive(Default)]
@@ -150,7 +153,10 @@ impl Recorder {
             .flush()
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let (tx, rx) = sync_channel(settings.queue.max(1));
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress {
+            holds: Mutex::new(Contents::empty()),
+            ..Progress::default()
+        });
         let recorder = Arc::new(Recorder {
             id: start.id.as_str().into(),
             session: start.session.into(),
@@ -174,6 +180,7 @@ impl Recorder {
             frame_ref_dirs: settings.frame_ref_dirs.clone(),
             channels: HashMap::new(),
             event_channels: HashMap::new(),
+            noted: HashSet::new(),
             schemas: HashMap::new(),
             last_log: 0,
             written: metrics::counter!(RECORDING_MESSAGES, "session" => start.session.to_string(), "outcome" => "written"),
@@ -342,6 +349,8 @@ impl Recorder {
             auto: self.auto,
             continues: self.continues.clone(),
             error: end.error.clone(),
+            holds: Some(p.holds.lock().clone()),
+            imported: false,
         }
     }
 }
@@ -359,6 +368,8 @@ struct Writing {
     channels: HashMap<String, u16>,
     /// Event type → its channel id.
     event_channels: HashMap<Arc<str>, u16>,
+    /// Sources and devices already in the progress's `holds` (no lock per message).
+    noted: HashSet<(bool, Arc<str>)>,
     /// Schema name → schema id.
     schemas: HashMap<&'static str, u16>,
     /// Log times never go back: readers that order by log time see the session's order.
@@ -509,11 +520,31 @@ impl Writing {
         }
     }
 
+    /// Notes a source (`device` false) or a device in what the file holds, once.
+    fn note(&mut self, device: bool, id: &Arc<str>) {
+        if self.noted.insert((device, id.clone())) {
+            let mut holds = self.progress.holds.lock();
+            if device {
+                holds.add_device(id);
+            } else {
+                holds.add_source(id);
+            }
+        }
+    }
+
     fn write_event(&mut self, event: &Event) -> Result<(), String> {
+        let origin = event.origin();
+        if let Some(source) = &origin.source {
+            self.note(false, source);
+        }
+        if let Some(device) = &origin.device {
+            self.note(true, device);
+        }
         // Looked up by event type: no topic string is made per event.
         let channel = match self.event_channels.get(&*event.name) {
             Some(id) => *id,
             None => {
+                self.progress.holds.lock().add_event(&event.name);
                 let topic = if self.event_channels.len() < MAX_EVENT_CHANNELS {
                     format!("/events/{}", event.name)
                 } else {
@@ -529,12 +560,13 @@ impl Writing {
             - chrono::Duration::from_std(event.accepted_at.elapsed()).unwrap_or_default();
         // Publish time as the envelope writes `ts`: to the millisecond.
         let published = event.ts.timestamp_millis().max(0) as u64 * 1_000_000;
+        let with_origin = recorded_origin(event.json(), origin);
         self.put(
             channel,
             event.seq as u32,
             nanos(accepted),
             published,
-            event.json(),
+            with_origin.as_deref().unwrap_or(event.json()),
         )?;
         let p = &self.progress;
         p.events.fetch_add(1, Ordering::Relaxed);
@@ -546,6 +578,10 @@ impl Writing {
     }
 
     fn write_frame(&mut self, frame: &AnalysedFrame) -> Result<(), String> {
+        self.note(false, &frame.source);
+        if let Some(device) = &frame.device {
+            self.note(true, device);
+        }
         let log = nanos(Utc::now());
         let at = nanos(frame.at);
         let sequence = frame.number as u32;
@@ -610,6 +646,32 @@ impl Writing {
         }
         Ok(())
     }
+}
+
+/// The envelope of an event that something inside the server raised, with an `origin`
+/// saying what (its source, device, channel), so that a replay gives the event the marks
+/// live feeds filter on; `None` for an event a client posted (the envelope as it is).
+fn recorded_origin(envelope: &[u8], origin: &Origin) -> Option<Vec<u8>> {
+    if origin.source.is_none() && origin.device.is_none() && origin.channel.is_none() {
+        return None;
+    }
+    let mut marks = serde_json::Map::new();
+    for (key, value) in [
+        ("source", &origin.source),
+        ("device", &origin.device),
+        ("channel", &origin.channel),
+    ] {
+        if let Some(v) = value {
+            marks.insert(key.into(), Value::String(v.to_string()));
+        }
+    }
+    let body = envelope.strip_suffix(b"}")?;
+    let mut out = Vec::with_capacity(envelope.len() + 64);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b",\"origin\":");
+    out.extend_from_slice(&serde_json::to_vec(&Value::Object(marks)).unwrap_or_default());
+    out.push(b'}');
+    Some(out)
 }
 
 /// A frame's detections as the detection envelope an edge device sends: what a source's

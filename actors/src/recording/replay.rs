@@ -154,13 +154,15 @@ pub fn cues_of_events(recorded: &Recorded, request: &ReplayRequest) -> Vec<Cue> 
                 name: e.name.clone(),
                 data: e.data.clone(),
                 ts: None,
+                // The recorded marks come back: live feeds filter a replayed event by its
+                // source and device as they did the live one.
                 origin: Origin {
                     replay: Some(Arc::new(ReplayMark {
                         recording: recording.clone(),
                         original_seq: e.seq,
                         original_ts: e.ts_text.clone(),
                     })),
-                    ..Origin::default()
+                    ..e.origin.clone()
                 },
             },
         })

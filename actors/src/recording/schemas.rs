@@ -35,6 +35,15 @@ pub fn event() -> Value {
                     "original_seq": {"type": "integer"},
                     "original_ts": {"type": "string", "format": "date-time"}
                 }
+            },
+            "origin": {
+                "type": "object",
+                "description": "in recordings only: what inside the server raised the event (live feeds filter on it; a replay gives it back)",
+                "properties": {
+                    "source": {"type": "string", "description": "the vision source"},
+                    "device": {"type": "string", "description": "the serial of the device it is about"},
+                    "channel": {"type": "string", "description": "the device channel"}
+                }
             }
         }
     })

@@ -288,6 +288,7 @@ impl TrackerActor {
         let analysed = (wanted && self.sink.is_some() && !self.quiet).then(|| {
             Arc::new(AnalysedFrame {
                 source: self.id.clone(),
+                device: self.config.device_serial.as_deref().map(Arc::from),
                 number,
                 at,
                 width: frame.width,
