@@ -238,11 +238,12 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
             Some(Role::Admin)
         }
         Access::Metrics if !state.settings.auth.metrics_public => {
-            // Metric labels name every session and source: not for a token limited to some.
-            if principal.scope.sessions.is_some() || principal.scope.sources.is_some() {
+            // Metric labels name every session, source and distributor, and count every
+            // event type's traffic: not for a token limited in any way.
+            if !principal.scope.is_unlimited() {
                 refused("403", "scope");
                 return Err(ApiError::Forbidden(format!(
-                    "token {:?} is scoped; /metrics names every session and source",
+                    "token {:?} is scoped; /metrics names every session and source and needs a token without a scope",
                     principal.token_id
                 )));
             }

@@ -1629,6 +1629,56 @@ async fn tokens_made_over_rest_survive_a_restart_without_their_secret_on_disk() 
 }
 
 #[tokio::test]
+async fn metrics_need_a_token_without_any_scope() {
+    let kinds: [(&str, fn(&mut TokenConfig)); 4] = [
+        ("sessions", |t| t.sessions = Some(vec!["lab-*".into()])),
+        ("sources", |t| t.sources = Some(vec!["cam-*".into()])),
+        ("devices", |t| t.devices = Some(vec!["LAB-*".into()])),
+        ("events", |t| t.events = Some(vec!["face_*".into()])),
+    ];
+    let tokens: Vec<TokenConfig> = kinds
+        .iter()
+        .map(|(kind, limit)| {
+            let mut t = token_config(
+                kind,
+                "viewer",
+                &format!("syn_metrics-{kind}-000000000000000000000000000000"),
+            );
+            limit(&mut t);
+            t
+        })
+        .collect();
+    let app = spawn_app_with(move |s| {
+        secure(s);
+        s.auth.tokens.extend(tokens);
+    })
+    .await;
+    for (kind, _) in kinds {
+        let scoped = app.with_token(&format!(
+            "syn_metrics-{kind}-000000000000000000000000000000"
+        ));
+        let answer = scoped.get("/metrics").await;
+        assert_eq!(
+            answer.status, 403,
+            "a {kind}-scoped viewer: {}",
+            answer.body
+        );
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("scope")),
+            "{}",
+            answer.body
+        );
+    }
+    let unscoped = app.with_token(VIEWER).metrics().await;
+    assert!(
+        unscoped.contains("synopticon_"),
+        "an unscoped viewer reads them"
+    );
+}
+
+#[tokio::test]
 async fn scoped_tokens_learn_nothing_about_the_rest_from_health_metrics_validation_or_statuses() {
     // Stream sources need a model by name; this one fails at once (no runtime), which is
     // all the test needs: the sources exist and their captures fail, naming their URLs.
