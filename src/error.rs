@@ -175,6 +175,7 @@ impl From<SessionsError> for ApiError {
     fn from(e: SessionsError) -> Self {
         match e {
             SessionsError::NotFound(_) => Self::NotFound(e.to_string()),
+            SessionsError::ServerOnly(_) => Self::Forbidden(e.to_string()),
             SessionsError::Invalid(report) => {
                 Self::invalid("invalid session configuration", report)
             }

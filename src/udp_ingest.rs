@@ -28,6 +28,11 @@ use tokio::sync::mpsc;
 pub const UDP_INGEST: &str = "synopticon_udp_ingest_datagrams_total";
 /// Datagrams a producer numbered but that never arrived.
 pub const UDP_GAPS: &str = "synopticon_udp_ingest_gaps_total";
+/// Producers whose numbering started over (went back, or jumped past [`GAP_WINDOW`]).
+pub const UDP_RESTARTS: &str = "synopticon_udp_ingest_producer_restarts_total";
+/// The largest jump in a producer's numbering counted as lost datagrams: beyond it, the
+/// producer started over (a restart, a new counter), and nothing is counted as lost.
+pub const GAP_WINDOW: u64 = 65_536;
 
 /// Describes the metrics.
 pub fn describe() {
@@ -38,6 +43,10 @@ pub fn describe() {
     describe_counter!(
         UDP_GAPS,
         "Datagrams UDP producers numbered (pseq) that never arrived, by session."
+    );
+    describe_counter!(
+        UDP_RESTARTS,
+        "UDP producers whose numbering started over (went back, or jumped further than 65,536), by session."
     );
 }
 
@@ -126,6 +135,8 @@ enum Refusal {
     Malformed(String),
     TooLarge,
     UnknownSession,
+    /// The system session: only the server writes into it.
+    ServerOnly,
     Rate,
 }
 
@@ -135,6 +146,7 @@ impl Refusal {
             Self::Malformed(_) => "malformed",
             Self::TooLarge => "too_large",
             Self::UnknownSession => "unknown_session",
+            Self::ServerOnly => "server_only",
             Self::Rate => "rate",
         }
     }
@@ -210,8 +222,13 @@ async fn receive(
                 producers.clear();
             }
             if let Some(last) = producers.insert(key, pseq) {
-                if pseq > last + 1 {
-                    counter!(UDP_GAPS, "session" => session.to_string()).increment(pseq - last - 1);
+                match pseq.checked_sub(last) {
+                    Some(0 | 1) => {}
+                    Some(step) if step <= GAP_WINDOW => {
+                        counter!(UDP_GAPS, "session" => session.to_string()).increment(step - 1);
+                    }
+                    // Back, or further than any loss: the producer started over.
+                    _ => counter!(UDP_RESTARTS, "session" => session.to_string()).increment(1),
                 }
             }
         }
@@ -250,6 +267,7 @@ fn parse(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refus
         return Err((None, Refusal::UnknownSession));
     };
     let session = session.clone();
+    server_only(&session)?;
     check_event_name(&d.event).map_err(|e| (Some(session.clone()), Refusal::Malformed(e)))?;
     let data = match d.data {
         Some(raw) => synopticon_actors::json::compact(raw)
@@ -265,6 +283,15 @@ fn parse(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refus
     Ok((session, event, d.pseq.map(|p| (d.producer, p))))
 }
 
+/// Refuses a datagram for the system session: anyone who reaches the port could otherwise
+/// put `session.closed` or `token.deleted` into the feed monitoring trusts.
+fn server_only(session: &Arc<str>) -> Result<(), (Option<Arc<str>>, Refusal)> {
+    if &**session == synopticon_actors::system::SYSTEM_SESSION {
+        return Err((Some(session.clone()), Refusal::ServerOnly));
+    }
+    Ok(())
+}
+
 /// The binary format (docs/PROTOCOLS.md#udp), read by the distributor's own reader: the
 /// session by its hash, the producer's number in `seq`.
 fn parse_binary(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>, Refusal)> {
@@ -273,6 +300,7 @@ fn parse_binary(bytes: &[u8], known: &Known) -> Result<Parsed, (Option<Arc<str>>
     let Some(session) = known.by_hash.get(&d.session_hash).cloned() else {
         return Err((None, Refusal::UnknownSession));
     };
+    server_only(&session)?;
     let bad = |why: String| (Some(session.clone()), Refusal::Malformed(why));
     check_event_name(d.name).map_err(bad)?;
     let raw: Box<serde_json::value::RawValue> = serde_json::from_str(d.payload)

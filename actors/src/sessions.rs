@@ -41,6 +41,10 @@ pub enum SessionsError {
     /// The session is built in and stays (409).
     #[error("session {0:?} is built in: it cannot be closed (its distributors and routing can be changed)")]
     BuiltIn(String),
+    /// Only the server writes into this session (403): the system session's events are
+    /// what the dashboard and building monitoring trust.
+    #[error("session {0:?} carries the server's own events: only the server writes into it")]
+    ServerOnly(String),
     /// The session limit is reached (503).
     #[error("the server already has its maximum of {0} sessions")]
     Full(usize),
@@ -533,6 +537,11 @@ impl Sessions {
         id: &str,
         events: Vec<IncomingEvent>,
     ) -> Result<Vec<RoutedEvent>, SessionsError> {
+        // Clients publish through here (REST, WebSocket, UDP): the server's own events go
+        // into the system session by the system feed, never this way.
+        if id == crate::system::SYSTEM_SESSION {
+            return Err(SessionsError::ServerOnly(id.to_string()));
+        }
         let session = self.find(id).await?;
         let asked = events.len();
         let routed = self
@@ -580,6 +589,9 @@ impl Sessions {
         rate: f64,
         looping: bool,
     ) -> Result<(), SessionsError> {
+        if id == crate::system::SYSTEM_SESSION {
+            return Err(SessionsError::ServerOnly(id.to_string()));
+        }
         let session = self.find(id).await?;
         self.ask(
             "the session",

@@ -501,6 +501,9 @@ impl WsConnection {
             Ok(events) => events,
             Err(e) => return self.publish_failed(ctx, reference.as_ref(), e),
         };
+        if let Err(e) = super::sessions::check_publish_scope(&p.principal, &events) {
+            return self.publish_failed(ctx, reference.as_ref(), e);
+        }
         if let Err(e) =
             crate::auth::guard::limit_events_at(&p.state, &p.address, &p.principal, events.len())
         {

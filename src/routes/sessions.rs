@@ -367,9 +367,30 @@ async fn post_events(
     // An unknown session is a 404 before the events are checked.
     state.sessions.status(&id).await?;
     let events = parse_events(&body, state.settings.server.max_events_per_request)?;
+    check_publish_scope(&principal, &events)?;
     limit_events(&state, &req, &principal, events.len())?;
     let routed = state.sessions.publish(&id, events).await?;
     Ok(HttpResponse::Accepted().json(json!({"accepted": routed.len(), "events": routed})))
+}
+
+/// A token limited to some events publishes only those, as its live feeds receive only
+/// those (403 naming the first outside, nothing accepted).
+pub fn check_publish_scope(
+    principal: &Principal,
+    events: &[IncomingEvent],
+) -> Result<(), ApiError> {
+    match events
+        .iter()
+        .find(|e| !principal.scope.allows_event(&e.name))
+    {
+        None => Ok(()),
+        Some(e) => Err(ApiError::Forbidden(format!(
+            "token {:?} may not publish {:?}: it is limited to the events {:?}",
+            principal.token_id,
+            e.name,
+            principal.scope.events.clone().unwrap_or_default()
+        ))),
+    }
 }
 
 /// Checks every event of a request; all problems are reported together (422). Each

@@ -1630,7 +1630,8 @@ async fn tokens_made_over_rest_survive_a_restart_without_their_secret_on_disk() 
 
 #[tokio::test]
 async fn metrics_need_a_token_without_any_scope() {
-    let kinds: [(&str, fn(&mut TokenConfig)); 4] = [
+    type Limit = fn(&mut TokenConfig);
+    let kinds: [(&str, Limit); 4] = [
         ("sessions", |t| t.sessions = Some(vec!["lab-*".into()])),
         ("sources", |t| t.sources = Some(vec!["cam-*".into()])),
         ("devices", |t| t.devices = Some(vec!["LAB-*".into()])),

@@ -379,3 +379,176 @@ async fn without_the_system_session_its_id_stays_reserved_and_secrets_never_reac
         "no password in the feed: {opened}"
     );
 }
+
+const OPERATOR: &str = "syn_system-operator-00000000000000000000000000000";
+/// An operator limited to `face_*` events.
+const FACES: &str = "syn_system-faces-000000000000000000000000000000000";
+
+#[tokio::test]
+async fn only_the_server_writes_into_the_system_session() {
+    let port = crate::udp_ingest::free_udp_port();
+    let app = spawn_app_with(move |s| {
+        s.server.mode = "production".into();
+        let mut faces = token_config("faces", "operator", FACES);
+        faces.events = Some(vec!["face_*".into()]);
+        s.auth.tokens = vec![
+            token_config("admin", "admin", ADMIN),
+            token_config("operator", "operator", OPERATOR),
+            faces,
+        ];
+        s.udp_ingest.enabled = true;
+        s.udp_ingest.port = port;
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    let mut monitor = admin
+        .ws("system", "?events=session.closed,breaker.*,token.*,forged")
+        .await;
+
+    // REST, even for an admin.
+    for token in [ADMIN, OPERATOR] {
+        let forged = app
+            .with_token(token)
+            .post(
+                "/api/v1/sessions/system/events",
+                &json!({"event": "session.closed", "data": {"id": "study-001", "reason": "forged"}}),
+            )
+            .await;
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        assert!(forged.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only the server"));
+    }
+    // A WebSocket publish.
+    monitor
+        .send(
+            json!({"op": "publish", "event": "breaker.opened", "data": {"session": "x"}, "ref": 7}),
+        )
+        .await;
+    let refused = monitor.next_json().await.expect("an answer");
+    assert_eq!(refused["op"], "error", "{refused}");
+    assert_eq!(refused["status"], 403, "{refused}");
+    assert_eq!(refused["ref"], 7);
+    // UDP, JSON and binary: rejected and counted (sent until the port knows the session).
+    let producer = std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket");
+    let target = format!("127.0.0.1:{port}");
+    let json_datagram =
+        json!({"session": "system", "event": "token.deleted", "data": {"id": "admin"}}).to_string();
+    let binary = crate::udp_ingest::binary("system", 1, "session.closed", &json!({"id": "x"}), 0);
+    wait_until(
+        "both datagrams refused as server-only",
+        DEADLINE,
+        || async {
+            producer
+                .send_to(json_datagram.as_bytes(), &target)
+                .expect("send");
+            producer.send_to(&binary, &target).expect("send");
+            let metrics = admin.metrics().await;
+            (crate::udp_ingest::series(&metrics, "system", "rejected", "server_only") >= 2)
+                .then_some(())
+        },
+    )
+    .await;
+    // A replay into it.
+    admin.create_session(json!({"id": "src"})).await;
+    let rec = crate::recording::start_recording(&admin, "src", json!({})).await;
+    let rid = rec["id"].as_str().expect("id").to_string();
+    admin
+        .publish("src", json!([{"event": "forged", "data": {}}]))
+        .await;
+    crate::recording::stop(&admin, &rid).await;
+    let replay = admin
+        .post(
+            "/api/v1/sessions/system/replay",
+            &json!({"recording": rid, "rate": 0}),
+        )
+        .await;
+    assert_eq!(replay.status, 403, "{}", replay.body);
+    // A rule routing into it.
+    let rule = admin
+        .put(
+            "/api/v1/rules/into-system",
+            &json!({"match": {"event": "*"}, "actions": [{"type": "session", "session": "system"}]}),
+        )
+        .await;
+    assert_eq!(rule.status, 422, "{}", rule.body);
+    assert!(
+        rule.body.to_string().contains("only the server"),
+        "{}",
+        rule.body
+    );
+    // Nothing forged reached the feed; a real token change does.
+    let made = admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"id": "witness", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let next = monitor.next_event().await.expect("an event");
+    assert_eq!(
+        next["event"], "token.created",
+        "the first event the feed carries: {next}"
+    );
+    assert_eq!(next["data"]["id"], "witness");
+}
+
+#[tokio::test]
+async fn an_events_scoped_token_publishes_only_its_events() {
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        let mut faces = token_config("faces", "operator", FACES);
+        faces.events = Some(vec!["face_*".into()]);
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN), faces];
+    })
+    .await;
+    let admin = app.with_token(ADMIN);
+    admin
+        .create_session(json!({"id": "lab", "enabledDistributors": ["websocket"]}))
+        .await;
+    let faces = app.with_token(FACES);
+    let outside = faces
+        .post(
+            "/api/v1/sessions/lab/events",
+            &json!([{"event": "face_seen", "data": {}}, {"event": "gaze_secret", "data": {}}]),
+        )
+        .await;
+    assert_eq!(outside.status, 403, "{}", outside.body);
+    assert!(outside.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("gaze_secret"));
+    let inside = faces
+        .post(
+            "/api/v1/sessions/lab/events",
+            &json!([{"event": "face_seen", "data": {}}]),
+        )
+        .await;
+    assert_eq!(inside.status, 202, "{}", inside.body);
+    let mut ws = faces.ws("lab", "").await;
+    ws.send(json!({"op": "publish", "event": "gaze_secret", "data": {}, "ref": "g"}))
+        .await;
+    let refused = ws.next_json().await.expect("an answer");
+    assert_eq!(
+        (
+            refused["op"].clone(),
+            refused["status"].clone(),
+            refused["ref"].clone()
+        ),
+        (json!("error"), json!(403), json!("g")),
+        "{refused}"
+    );
+    ws.send(json!({"op": "publish", "event": "face_again", "data": {}, "ack": true}))
+        .await;
+    // The event itself may come first: the answer is the next control frame.
+    let acked = loop {
+        let frame = ws.next_json().await.expect("an answer");
+        if frame.get("op").is_some() {
+            break frame;
+        }
+    };
+    assert_eq!(acked["op"], "ack", "{acked}");
+    // Only the two face events were accepted, in all.
+    assert_eq!(admin.status("lab").await["events_received"], 2);
+}

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
@@ -26,7 +26,7 @@ fn fnv1a32(text: &str) -> u32 {
 
 /// A datagram in the documented binary format, written here from the table in
 /// docs/PROTOCOLS.md (not with the server's encoder).
-fn binary(session: &str, seq: u64, name: &str, payload: &Value, micros: i64) -> Vec<u8> {
+pub(crate) fn binary(session: &str, seq: u64, name: &str, payload: &Value, micros: i64) -> Vec<u8> {
     let payload = payload.to_string();
     let mut d = Vec::new();
     d.extend_from_slice(b"SYNO");
@@ -45,7 +45,7 @@ fn binary(session: &str, seq: u64, name: &str, payload: &Value, micros: i64) -> 
     d
 }
 
-fn series(metrics: &str, session: &str, outcome: &str, reason: &str) -> u64 {
+pub(crate) fn series(metrics: &str, session: &str, outcome: &str, reason: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with("synopticon_udp_ingest_datagrams_total{"))
@@ -172,4 +172,64 @@ async fn datagrams_reach_their_session_in_order_and_every_refusal_and_gap_is_cou
         app.status("eye").await["events_received"].as_u64(),
         Some(accepted)
     );
+}
+
+#[tokio::test]
+async fn a_numbering_that_jumps_or_goes_back_is_a_producer_restart_not_a_loss() {
+    let port = free_udp_port();
+    let app = spawn_app_with(move |s| {
+        s.udp_ingest.enabled = true;
+        s.udp_ingest.port = port;
+    })
+    .await;
+    app.create_session(json!({"id": "eye", "enabledDistributors": ["websocket"]}))
+        .await;
+    let mut consumer = app.ws("eye", "").await;
+    let producer = UdpSocket::bind("127.0.0.1:0").expect("a socket");
+    let target = format!("127.0.0.1:{port}");
+    let numbered = |pseq: u64| {
+        json!({"session": "eye", "event": "gaze_data", "data": {"n": pseq}, "producer": "t", "pseq": pseq})
+            .to_string()
+    };
+    // Until the port knows the session (it looks sessions up every second).
+    wait_until("the first datagram taken", DEADLINE, || async {
+        producer
+            .send_to(numbered(1).as_bytes(), &target)
+            .expect("sent");
+        let m = app.metrics().await;
+        (series(&m, "eye", "accepted", "") > 0).then_some(())
+    })
+    .await;
+    let accepted_before = series(&app.metrics().await, "eye", "accepted", "");
+    // 2^63 after 1: a new counter, not 9.2e18 lost datagrams. Then 3 lost; then back to 1.
+    for pseq in [1u64 << 63, (1u64 << 63) + 4, 1, 2] {
+        producer
+            .send_to(numbered(pseq).as_bytes(), &target)
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let metrics = wait_until("the four datagrams", DEADLINE, || async {
+        let m = app.metrics().await;
+        (series(&m, "eye", "accepted", "") == accepted_before + 4).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "synopticon_udp_ingest_gaps_total{session=\"eye\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "synopticon_udp_ingest_producer_restarts_total{session=\"eye\"}"
+        ),
+        Some(2.0),
+        "the jump and the way back: {metrics}"
+    );
+    let total = accepted_before as usize + 4;
+    let events = consumer.events(total).await;
+    assert_eq!(events.len(), total);
 }

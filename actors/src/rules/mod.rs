@@ -575,6 +575,12 @@ fn action(at: &str, v: &Value, report: &mut Report) -> Option<ActionConfig> {
         "session" => {
             only(&["session"], report);
             match map.get("session").and_then(Value::as_str) {
+                Some(crate::system::SYSTEM_SESSION) => {
+                    report.error(format!(
+                        "{at}.session: \"system\" carries the server's own events; only the server writes into it"
+                    ));
+                    None
+                }
                 Some(s) if crate::session::spec::check_session_id(s).is_ok() => {
                     Some(ActionConfig::Session {
                         session: s.to_string(),
