@@ -580,7 +580,8 @@ impl Sessions {
     }
 
     /// Plays cues into a session: the player is attached to it (its status shows it)
-    /// and runs until the end, a stop, or the session's end.
+    /// and runs until the end, a stop, or the session's end; `pace` charges its events to
+    /// whoever started it.
     pub async fn start_replay(
         &self,
         id: &str,
@@ -588,6 +589,7 @@ impl Sessions {
         cues: Vec<crate::recording::replay::Cue>,
         rate: f64,
         looping: bool,
+        pace: Option<crate::recording::replay::Pace>,
     ) -> Result<(), SessionsError> {
         if id == crate::system::SYSTEM_SESSION {
             return Err(SessionsError::ServerOnly(id.to_string()));
@@ -604,6 +606,7 @@ impl Sessions {
             cues,
             rate,
             looping,
+            pace,
             {
                 let session = session.clone();
                 move |batch| {

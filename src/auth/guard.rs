@@ -411,6 +411,44 @@ pub fn limit_events(
     }
 }
 
+/// The pace of a replay started by `principal` from `address`: its events are charged to
+/// that caller's event budget (its token's bucket and its address's ceiling, or the
+/// address's bucket without a token), at most a bucket at a time, and the replay waits
+/// when the budget is spent. `None` when events are not rate-limited.
+pub fn replay_pace(
+    state: &web::Data<AppState>,
+    address: String,
+    principal: Principal,
+) -> Option<synopticon_actors::recording::replay::Pace> {
+    state.limits.as_ref()?;
+    let state = state.clone();
+    Some(std::sync::Arc::new(move |wanted: usize| {
+        let Some(limits) = &state.limits else {
+            return Ok(wanted);
+        };
+        let authenticated = principal.authenticated;
+        let burst = if authenticated {
+            limits
+                .events_by_token
+                .burst()
+                .min(limits.events_per_address.burst())
+        } else {
+            limits.events_by_address.burst()
+        };
+        let n = (wanted as f64).min(burst).floor().max(1.0);
+        if authenticated {
+            limits.events_by_token.take(&principal.token_id, n)?;
+            if let Err(wait) = limits.events_per_address.take(&address, n) {
+                limits.events_by_token.refund(&principal.token_id, n);
+                return Err(wait);
+            }
+        } else {
+            limits.events_by_address.take(&address, n)?;
+        }
+        Ok(n as usize)
+    }))
+}
+
 fn too_many(wait: Duration, what: &str) -> ApiError {
     let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
     ApiError::TooManyRequests {

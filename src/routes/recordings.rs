@@ -299,7 +299,18 @@ async fn replay_start(
     let player = Player::new(&request, &cues);
     state
         .sessions
-        .start_replay(&id, player.clone(), cues, request.rate, request.looping)
+        .start_replay(
+            &id,
+            player.clone(),
+            cues,
+            request.rate,
+            request.looping,
+            crate::auth::guard::replay_pace(
+                &state,
+                crate::auth::guard::address_key(&req),
+                principal.clone(),
+            ),
+        )
         .await?;
     Ok(redacted_json(StatusCode::CREATED, &player.status()))
 }
@@ -376,15 +387,15 @@ async fn replay_control(
         "stop" => player.stop(),
         "seek" => {
             let body = optional_json(&req, &body)?;
+            let length = player.status().duration_s;
             let Some(position) = body
                 .get("position_s")
                 .and_then(Value::as_f64)
-                .filter(|p| *p >= 0.0)
+                .filter(|p| (0.0..=length).contains(p))
             else {
                 let mut r = Report::default();
                 r.error(format!(
-                    "seek.position_s: seconds from the start of the window (0 to {:.3}), got {}",
-                    player.status().duration_s,
+                    "seek.position_s: seconds from the start of the window (0 to {length:.3}), got {}",
                     body.get("position_s").unwrap_or(&Value::Null)
                 ));
                 return Err(ApiError::invalid("invalid seek", r));

@@ -1031,3 +1031,115 @@ async fn the_replay_command_plays_a_file_into_a_running_server() {
     let _ = std::fs::remove_file(not_mcap);
     let _ = std::fs::remove_file(file);
 }
+
+#[tokio::test]
+async fn a_looping_replay_waits_between_passes_and_a_fast_one_pays_its_starters_event_budget() {
+    // A one-event recording looped: passes start at least a second apart, at any rate.
+    let app = spawn_app().await;
+    let rid = recorded(&app, "one", json!([{"event": "blip", "data": {}}])).await;
+    for (session, rate) in [("loop-1", 1.0), ("loop-0", 0.0)] {
+        app.create_session(json!({"id": session})).await;
+        let started = std::time::Instant::now();
+        let r = app
+            .post(
+                &format!("/api/v1/sessions/{session}/replay"),
+                &json!({"recording": rid, "rate": rate, "loop": true}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        // At least two passes, then the count against the time it took.
+        let status = wait_until("a second pass", DEADLINE, || async {
+            let s = app.status(session).await["replay"].clone();
+            (s["played"].as_u64() >= Some(2)).then_some(s)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let played = app.status(session).await["replay"]["played"]
+            .as_u64()
+            .unwrap_or(0);
+        let elapsed = started.elapsed().as_secs_f64();
+        // One event per pass, a pass per second at most (the first at once).
+        assert!(
+            played as f64 <= elapsed.floor() + 1.0,
+            "rate {rate}: {played} events in {elapsed:.2} s ({status})"
+        );
+        assert!(played >= 2);
+        let stopped = app
+            .post(
+                &format!("/api/v1/sessions/{session}/replay/stop"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(stopped.status, 200, "{}", stopped.body);
+    }
+    // Seeking past the window is refused, naming it.
+    let far = app
+        .post(
+            "/api/v1/sessions/loop-1/replay/seek",
+            &json!({"position_s": 1e308}),
+        )
+        .await;
+    assert_eq!(far.status, 422, "{}", far.body);
+
+    // As fast as possible in production: no faster than the starter's event budget.
+    const ADMIN: &str = "syn_replay-budget-admin-0000000000000000000000000000";
+    let app = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.auth.tokens = vec![token_config("admin", "operator", ADMIN)];
+        s.rate_limit.events_per_sec = 100.0;
+        s.rate_limit.event_burst = 100.0;
+        s.rate_limit.requests_per_sec = 10_000.0;
+        s.rate_limit.request_burst = 10_000.0;
+    })
+    .await
+    .with_token(ADMIN);
+    app.create_session(json!({"id": "many"})).await;
+    let rec = start_recording(&app, "many", json!({})).await;
+    let many = rec["id"].as_str().expect("id").to_string();
+    for _ in 0..5 {
+        // Each batch is charged: paced by the test so it is taken.
+        wait_until("room in the budget", DEADLINE, || async {
+            let r = app
+                .post("/api/v1/sessions/many/events", &batch("sample", 60))
+                .await;
+            (r.status == 202).then_some(())
+        })
+        .await;
+    }
+    stop(&app, &many).await;
+    app.create_session(json!({"id": "fast"})).await;
+    // The budget refills fully before the replay starts.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let r = app
+        .post(
+            "/api/v1/sessions/fast/replay",
+            &json!({"recording": many, "rate": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_until("the first batch", DEADLINE, || async {
+        let s = app.status("fast").await["replay"].clone();
+        (s["played"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = app.status("fast").await["replay"].clone();
+    let elapsed = started.elapsed().as_secs_f64();
+    let played = status["played"].as_u64().unwrap_or(0);
+    // The burst at once, then 100 a second: a load can only make it slower.
+    assert!(
+        played as f64 <= 100.0 + 100.0 * elapsed + 1.0,
+        "{played} events in {elapsed:.2} s with a budget of 100/s: {status}"
+    );
+    let done = wait_until(
+        "the whole recording, paced",
+        Duration::from_secs(15),
+        || async {
+            let s = app.status("fast").await["replay"].clone();
+            (s["state"] == "finished").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(done["played"], 300, "nothing lost to the pace: {done}");
+}

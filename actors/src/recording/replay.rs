@@ -421,21 +421,35 @@ impl Drop for Exited {
 
 /// Most events published in one batch.
 const BATCH: usize = 1000;
+/// The shortest wait for the starter's event budget (a refill of one event can be sooner).
+const PACE_MIN_WAIT: Duration = Duration::from_millis(5);
 /// At rate 0, how often the player asks again for room in the session's outputs ...
 const ROOM_POLL: Duration = Duration::from_millis(2);
 /// ... and how long it waits for an output that makes none before it sends anyway (that
 /// output's queue policy then applies, and what it drops is counted).
 const ROOM_WAIT: Duration = Duration::from_secs(5);
 
-/// Plays `cues` through `publish` until the end (or forever with `loop`), obeying the
-/// player's commands. `publish` waits for the session (its back-pressure) and fails when
-/// the session is gone. At rate 0, `room` says how many more events the session's
-/// outputs take now, and no batch is larger: as fast as possible is as fast as they go.
+/// The shortest time between the starts of two passes of a looping replay, however short
+/// its window and whatever its rate: a one-event recording looped as fast as possible
+/// would otherwise publish tens of thousands of events a second.
+pub const LOOP_FLOOR: Duration = Duration::from_secs(1);
+
+/// What replayed events cost whoever started the replay (their event rate limit): how
+/// many of `wanted` may be published now, or how long until one may.
+pub type Pace = Arc<dyn Fn(usize) -> Result<usize, Duration> + Send + Sync>;
+
+/// Plays `cues` through `publish` until the end (or forever with `loop`, a pass starting
+/// no sooner than the window's length at `rate` and [`LOOP_FLOOR`] after the one before),
+/// obeying the player's commands. `publish` waits for the session (its back-pressure) and
+/// fails when the session is gone. At rate 0, `room` says how many more events the
+/// session's outputs take now, and no batch is larger: as fast as possible is as fast as
+/// they go. `pace`, when given, is asked before each batch and may make it smaller or wait.
 pub async fn play<F, Fut, R, RFut>(
     player: Arc<Player>,
     cues: Vec<Cue>,
     rate: f64,
     looping: bool,
+    pace: Option<Pace>,
     publish: F,
     room: R,
 ) where
@@ -510,6 +524,14 @@ pub async fn play<F, Fut, R, RFut>(
         }
         if next >= cues.len() {
             if looping && !cues.is_empty() {
+                // The next pass starts a whole window (at this rate) after this one did.
+                let length = cues.last().map_or(0, |c| c.at_ns);
+                let again = origin + scale(length).max(LOOP_FLOOR);
+                let now = Instant::now();
+                if again > now {
+                    let _ = tokio::time::timeout(again - now, player.wake.notified()).await;
+                    continue;
+                }
                 next = 0;
                 origin = Instant::now();
                 player.status.lock().loops += 1;
@@ -553,6 +575,17 @@ pub async fn play<F, Fut, R, RFut>(
         let mut end = next;
         while end < cues.len() && end - next < limit && origin + scale(cues[end].at_ns) <= now {
             end += 1;
+        }
+        if let Some(pace) = &pace {
+            match pace(end - next) {
+                Ok(n) if n > 0 => end = next + n.min(end - next),
+                refused => {
+                    // Over the starter's event rate: wait for it (or a command).
+                    let wait = refused.err().unwrap_or_default().max(PACE_MIN_WAIT);
+                    let _ = tokio::time::timeout(wait, player.wake.notified()).await;
+                    continue;
+                }
+            }
         }
         let batch: Vec<IncomingEvent> = cues[next..end].iter().map(|c| c.event.clone()).collect();
         let at = cues[end - 1].at_ns;
@@ -632,6 +665,7 @@ mod tests {
             cues,
             2.0,
             false,
+            None,
             move |batch| {
                 let log = log.clone();
                 async move {
