@@ -156,6 +156,11 @@ pub struct DeviceConfig {
     pub channel_prefix: String,
     /// Devices the registry holds at most (then 503).
     pub max_devices: u64,
+    /// Devices inputs may register on their own (`unknownDevices = "create"`), in all:
+    /// whoever writes to an input's stream or topic could otherwise fill the registry.
+    pub max_auto_registered: usize,
+    /// Unknown devices inputs may register per minute, in all (a burst of as many).
+    pub auto_registered_per_minute: f64,
 }
 
 /// `[system]`: the built-in `system` session carrying the server's own events.
@@ -374,6 +379,9 @@ pub struct ServerSettings {
     pub max_events_per_request: usize,
     /// Vision sources allowed at once (each holds threads and perhaps an ffmpeg).
     pub max_sources: usize,
+    /// Of those, the last slots only sources and devices made over REST (or declared) may
+    /// take: devices inputs register on their own never do.
+    pub reserved_sources: usize,
     /// Folders `file` and `folder` sources may read from; empty: any path the server
     /// can read (an operator could then replay any image or video on the machine).
     #[serde(default)]
@@ -866,6 +874,18 @@ impl Settings {
         if self.devices.max_devices == 0 {
             r.error("devices.max_devices: must be at least 1");
         }
+        let per_minute = self.devices.auto_registered_per_minute;
+        if !(per_minute.is_finite() && per_minute >= 0.0) {
+            r.error("devices.auto_registered_per_minute: must be 0 (none) or more");
+        }
+        if self.server.reserved_sources >= self.server.max_sources {
+            r.warn(format!(
+                "server.reserved_sources ({}) is not below server.max_sources ({}): {} are kept, so devices inputs register have one slot",
+                self.server.reserved_sources,
+                self.server.max_sources,
+                self.reserved_sources()
+            ));
+        }
         let redis = &self.redis.url;
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             r.error(format!(
@@ -1073,6 +1093,14 @@ impl Settings {
     /// Whether requests need a token.
     pub fn auth_enabled(&self) -> bool {
         self.auth.enabled.resolve(self.server.local_testing())
+    }
+
+    /// Source slots kept for the API: `server.reserved_sources`, leaving at least one
+    /// for devices inputs register.
+    pub fn reserved_sources(&self) -> usize {
+        self.server
+            .reserved_sources
+            .min(self.server.max_sources.saturating_sub(1))
     }
 
     /// Whether requests and ingestion are rate-limited.

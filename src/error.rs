@@ -293,7 +293,9 @@ impl From<SourceError> for ApiError {
             SourceError::Invalid(report) => Self::invalid("invalid source request", report),
             SourceError::Conflict(_) | SourceError::WrongKind(_) => Self::Conflict(e.to_string()),
             SourceError::NotFound(_) => Self::NotFound(e.to_string()),
-            SourceError::Unavailable(_) | SourceError::Full(_) => Self::Unavailable(e.to_string()),
+            SourceError::Unavailable(_) | SourceError::Full(_) | SourceError::Reserved { .. } => {
+                Self::Unavailable(e.to_string())
+            }
         }
     }
 }

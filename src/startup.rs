@@ -19,7 +19,7 @@ use synopticon_actors::distributor::CloseReason;
 use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
-use synopticon_actors::input::{Inputs, Processor};
+use synopticon_actors::input::{AutoRegistration, Inputs, Processor};
 use synopticon_actors::registry::SetRuleEngine;
 use synopticon_actors::registry::{RegistrySettings, SessionRegistry};
 use synopticon_actors::rules::actions::Context as RuleContext;
@@ -321,6 +321,7 @@ impl Application {
                 channel_prefix: settings.devices.channel_prefix.clone(),
                 instance: settings.store.instance.clone(),
                 max_devices: settings.devices.max_devices,
+                reserved_sources: settings.reserved_sources(),
             },
         ));
         let failed = devices
@@ -333,7 +334,15 @@ impl Application {
             tracing::error!(device = %serial, %error, "a device's source could not start");
         }
         let inputs = Arc::new(Inputs::new(
-            Arc::new(Processor::new(sources.clone(), devices.clone())),
+            Arc::new(Processor::new(
+                sources.clone(),
+                devices.clone(),
+                AutoRegistration {
+                    max_devices: settings.devices.max_auto_registered,
+                    per_minute: settings.devices.auto_registered_per_minute,
+                    reserved_sources: settings.reserved_sources(),
+                },
+            )),
             rails.egress.clone(),
             settings.store.instance.clone(),
             actors.handle(),

@@ -1164,9 +1164,9 @@ async function pageInputs(ctx, view) {
       const r = await api('/api/v1/inputs');
       const rows = (r.inputs || []).map((i) => h('tr', { test: 'input-row', 'data-name': i.name }, h('td', null, h('b', null, i.name), h('div', { class: 'muted small' }, i.origin || '')),
         h('td', null, i.kind), h('td', null, pill(i.connected ? 'connected' : 'disconnected')),
-        ...['lag', 'pending', 'received', 'acknowledged', 'duplicates', 'dead_lettered', 'failed'].map((k) => h('td', { class: 'num' }, fmtNum(i[k]))),
+        ...['lag', 'pending', 'received', 'acknowledged', 'duplicates', 'dead_lettered', 'failed', 'devices_created', 'devices_limited'].map((k) => h('td', { class: 'num' }, fmtNum(i[k]))),
         h('td', { class: 'small error-text' }, i.last_error ? `${clip(i.last_error.message || String(i.last_error), 160)} ${i.last_error.at ? '(' + fmtTime(i.last_error.at) + ')' : ''}` : '')));
-      put(box, rows.length ? table(['Name', 'Kind', 'State', 'Lag', 'Pending', 'Received', 'Acked', 'Duplicates', 'Dead-lettered', 'Failed', 'Last error'], rows, 'input-list') : empty('No inputs configured.'));
+      put(box, rows.length ? table(['Name', 'Kind', 'State', 'Lag', 'Pending', 'Received', 'Acked', 'Duplicates', 'Dead-lettered', 'Failed', 'Devices registered', 'Devices over a limit', 'Last error'], rows, 'input-list') : empty('No inputs configured.'));
     } catch (e) { put(box, e.status === 403 ? empty('Inputs span every source: reading them needs a token without a scope.') : errBox(e)); }
   }
   await load();

@@ -402,3 +402,141 @@ async fn a_processor_killed_mid_stream_counts_every_crossing_once_after_its_rest
     assert_eq!(pending.count(), 0);
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// A server whose edge input reads `stream`, registering unknown devices.
+async fn flooded_server(
+    stream: &str,
+    tweak: impl FnOnce(&mut synopticon::configuration::Settings) + Send + 'static,
+) -> TestApp {
+    let app = spawn_app_with(tweak).await;
+    let put = app
+        .put(
+            "/api/v1/inputs/edge",
+            &json!({"kind": "redis_stream", "url": SHARED, "stream": stream, "blockMs": 100,
+                "deviceTemplate": {"source": {"detections_events": false}}}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    app
+}
+
+/// `n` envelopes from `n` made-up devices.
+fn flood(stream: &str, n: usize) {
+    let mut conn = redis();
+    for i in 0..n {
+        let text = envelope(&format!("FAKE-{i:03}"), "cam", 0, Some(200.0)).to_string();
+        xadd(&mut conn, stream, "json", &text);
+    }
+}
+
+fn registered_by_inputs(devices: &Value) -> usize {
+    devices["devices"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|d| d["registered_by"] == "input:edge")
+        .count()
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_devices_leaves_the_api_its_source_slots() {
+    let stream = unique("flood");
+    let app = flooded_server(&stream, |s| {
+        s.server.max_sources = 12;
+        s.server.reserved_sources = 4;
+        s.devices.auto_registered_per_minute = 10_000.0;
+    })
+    .await;
+    flood(&stream, 30);
+    let status = input_status(&app, "edge", |s| s["acknowledged"] == 30).await;
+    // 12 slots, 4 kept for the API: 8 devices registered, every other one refused and
+    // counted, no device record left without its source.
+    assert_eq!(status["devices_created"], 8, "{status}");
+    assert_eq!(status["devices_limited"], 22, "{status}");
+    assert_eq!(status["dead_lettered"], 22, "{status}");
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("server.reserved_sources")),
+        "{status}"
+    );
+    let devices = app.get("/api/v1/devices").await.body;
+    assert_eq!(registered_by_inputs(&devices), 8, "{devices}");
+    assert_eq!(devices["devices"].as_array().map(Vec::len), Some(8));
+    // The API still makes sources, up to the last slot.
+    for i in 0..4 {
+        let made = app
+            .post(
+                "/api/v1/sources",
+                &json!({"id": format!("api-{i}"), "kind": "external"}),
+            )
+            .await;
+        assert_eq!(made.status, 201, "source {i}: {}", made.body);
+    }
+    let full = app
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "api-4", "kind": "external"}),
+        )
+        .await;
+    assert_eq!(full.status, 503, "{}", full.body);
+    // A client cannot claim to be an input's device.
+    let forged = app
+        .post(
+            "/api/v1/devices",
+            &json!({"serial": "MINE", "registered_by": "input:edge"}),
+        )
+        .await;
+    assert_eq!(forged.status, 422, "{}", forged.body);
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "synopticon_input_unknown_devices_total{input=\"edge\",outcome=\"limited\"}"
+        ),
+        Some(22.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn devices_inputs_register_have_their_own_ceiling_and_rate() {
+    let stream = unique("ceiling");
+    let app = flooded_server(&stream, |s| {
+        s.devices.max_auto_registered = 3;
+        s.devices.auto_registered_per_minute = 10_000.0;
+    })
+    .await;
+    flood(&stream, 10);
+    let status = input_status(&app, "edge", |s| s["acknowledged"] == 10).await;
+    assert_eq!(status["devices_created"], 3, "{status}");
+    assert_eq!(status["devices_limited"], 7, "{status}");
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("devices.max_auto_registered")),
+        "{status}"
+    );
+    // REST registrations do not count against it.
+    let made = app
+        .post("/api/v1/devices", &json!({"serial": "BY-HAND"}))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+
+    let stream = unique("rate");
+    let app = flooded_server(&stream, |s| {
+        s.devices.auto_registered_per_minute = 2.0;
+    })
+    .await;
+    flood(&stream, 6);
+    let status = input_status(&app, "edge", |s| s["acknowledged"] == 6).await;
+    // A burst of two, then about one every half minute: none within this test.
+    assert_eq!(status["devices_created"], 2, "{status}");
+    assert_eq!(status["devices_limited"], 4, "{status}");
+    assert!(
+        status["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("devices.auto_registered_per_minute")),
+        "{status}"
+    );
+}

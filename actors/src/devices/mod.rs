@@ -32,7 +32,11 @@ pub const FIELDS: &[&str] = &[
     "source",
 ];
 /// Fields the server sets.
-pub const READ_ONLY: &[&str] = &["instance", "created_at", "updated_at"];
+pub const READ_ONLY: &[&str] = &["instance", "created_at", "updated_at", REGISTERED_BY];
+/// The field naming the input that registered a device on its own (absent for devices
+/// registered over REST): such devices have their own ceiling, and their sources never
+/// take the source slots kept for the API.
+pub const REGISTERED_BY: &str = "registered_by";
 /// Largest device record, as JSON.
 pub const MAX_DEVICE_BYTES: usize = 64 * 1024;
 /// Most detection classes.

@@ -61,6 +61,9 @@ pub struct DeviceSettings {
     pub instance: String,
     /// Devices the registry holds at most.
     pub max_devices: u64,
+    /// Source slots a device registered by an input never takes (`server.reserved_sources`):
+    /// they stay for sources and devices made over REST.
+    pub reserved_sources: usize,
 }
 
 /// Fields whose change the device's source must follow.
@@ -154,13 +157,36 @@ impl DeviceRegistry {
         shown
     }
 
+    /// Devices inputs registered on their own (`registered_by` set).
+    pub async fn count_registered_by_inputs(&self) -> Result<usize, DeviceError> {
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .filter(|d| d[super::REGISTERED_BY].is_string())
+            .count())
+    }
+
     /// Registers a device; it is kept, announced and, when it streams, its source started.
     pub async fn create(&self, body: &Value) -> Result<DeviceChange, DeviceError> {
+        self.create_by(body, None).await
+    }
+
+    /// [`create`](Self::create), for a device an input registers on its own
+    /// (`registered_by` names it).
+    pub async fn create_by(
+        &self,
+        body: &Value,
+        registered_by: Option<&str>,
+    ) -> Result<DeviceChange, DeviceError> {
         let _one = self.writing.lock().await;
-        let device = register(body, &self.settings.instance, Utc::now(), || {
+        let mut device = register(body, &self.settings.instance, Utc::now(), || {
             uuid::Uuid::new_v4().to_string()
         })
         .map_err(DeviceError::Invalid)?;
+        if let Some(by) = registered_by {
+            device[super::REGISTERED_BY] = Value::String(by.to_string());
+        }
         let held = self.store.device_count().await?;
         if held >= self.settings.max_devices {
             return Err(DeviceError::Full(self.settings.max_devices));
@@ -347,9 +373,15 @@ impl DeviceRegistry {
         if running {
             let _ = self.sources.remove(&id);
         }
+        // A device an input registered leaves the slots kept for the API free.
+        let leave = if new[super::REGISTERED_BY].is_string() {
+            self.settings.reserved_sources
+        } else {
+            0
+        };
         let started = source_config(new).and_then(|config| {
             self.sources
-                .add(config)
+                .add_leaving(config, leave)
                 .map(|_| ())
                 .map_err(|e| source_error_text(&e))
         });

@@ -51,7 +51,7 @@ pub fn describe() {
     );
     describe_counter!(
         INPUT_DEVICES,
-        "Unknown devices an input met: created (registered from its device template) or refused."
+        "Unknown devices an input met: created (registered from its device template), refused, or limited (refused by devices.max_auto_registered, devices.auto_registered_per_minute or server.reserved_sources; also counted as refused)."
     );
     describe_gauge!(
         INPUT_CONNECTED,
@@ -255,8 +255,11 @@ pub struct InputStatus {
     pub failed: u64,
     /// Unknown devices registered.
     pub devices_created: u64,
-    /// Unknown devices refused.
+    /// Unknown devices refused (by the input's `unknownDevices`, or a limit).
     pub devices_refused: u64,
+    /// Of those, refused by a limit on registering devices (their ceiling, their rate,
+    /// the source slots kept for the API).
+    pub devices_limited: u64,
     /// Redis Streams: delivered, not yet acknowledged (group-wide).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<u64>,
@@ -288,6 +291,7 @@ pub struct InputStats {
     failed: AtomicU64,
     devices_created: AtomicU64,
     devices_refused: AtomicU64,
+    devices_limited: AtomicU64,
     pending: AtomicU64,
     lag: AtomicU64,
     streams: bool,
@@ -305,6 +309,7 @@ struct InputMetrics {
     failed: Counter,
     created: Counter,
     refused: Counter,
+    limited: Counter,
     connected: Gauge,
     pending: Gauge,
     lag: Gauge,
@@ -326,6 +331,7 @@ impl InputStats {
             failed: AtomicU64::new(0),
             devices_created: AtomicU64::new(0),
             devices_refused: AtomicU64::new(0),
+            devices_limited: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             lag: AtomicU64::new(0),
             streams,
@@ -340,6 +346,7 @@ impl InputStats {
                 failed: outcome("failed"),
                 created: counter!(INPUT_DEVICES, "input" => name.to_string(), "outcome" => "created"),
                 refused: counter!(INPUT_DEVICES, "input" => name.to_string(), "outcome" => "refused"),
+                limited: counter!(INPUT_DEVICES, "input" => name.to_string(), "outcome" => "limited"),
                 connected: gauge!(INPUT_CONNECTED, &labels),
                 pending: gauge!(INPUT_PENDING, &labels),
                 lag: gauge!(INPUT_LAG, &labels),
@@ -426,6 +433,7 @@ impl InputStats {
             failed: get(&self.failed),
             devices_created: get(&self.devices_created),
             devices_refused: get(&self.devices_refused),
+            devices_limited: get(&self.devices_limited),
             pending: self.streams.then(|| get(&self.pending)),
             lag: self.streams.then(|| get(&self.lag)),
             last_error: self.last_error.lock().clone(),
@@ -467,22 +475,86 @@ enum Route {
     Refused(String),
 }
 
+/// How far inputs may register unknown devices on their own: whoever can write to a
+/// stream or a topic could otherwise register devices (and start their sources) until
+/// the server holds no more, and the API's own requests get 503.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoRegistration {
+    /// Devices inputs registered, in all, at most (`devices.max_auto_registered`).
+    pub max_devices: usize,
+    /// Registrations per minute, in all (`devices.auto_registered_per_minute`); a burst
+    /// of as many.
+    pub per_minute: f64,
+    /// Source slots such a device never takes (`server.reserved_sources`).
+    pub reserved_sources: usize,
+}
+
 /// Routes envelopes to the tracker of their device's source.
 pub struct Processor {
     sources: Arc<SourceHub>,
     devices: Arc<DeviceRegistry>,
     /// (device_id, camera_id) → its route, and when it was found.
     routes: Mutex<HashMap<(String, String), (Route, Instant)>>,
+    /// The limits on registering unknown devices.
+    auto: AutoRegistration,
+    /// Registrations the rate still allows now, and when that was worked out.
+    allowance: Mutex<(f64, Instant)>,
 }
 
 impl Processor {
-    /// A processor feeding `sources`, registering unknown devices in `devices`.
-    pub fn new(sources: Arc<SourceHub>, devices: Arc<DeviceRegistry>) -> Self {
+    /// A processor feeding `sources`, registering unknown devices in `devices` within
+    /// `auto`.
+    pub fn new(
+        sources: Arc<SourceHub>,
+        devices: Arc<DeviceRegistry>,
+        auto: AutoRegistration,
+    ) -> Self {
         Self {
             sources,
             devices,
             routes: Mutex::new(HashMap::new()),
+            auto,
+            allowance: Mutex::new((auto.per_minute, Instant::now())),
         }
+    }
+
+    /// Why an unknown device may not be registered now, if it may not: the rate, the
+    /// ceiling, or the source slots kept for the API.
+    async fn over_limit(&self) -> Result<Option<String>, Failure> {
+        {
+            let mut allowance = self.allowance.lock();
+            let (left, since) = *allowance;
+            let left = (left + since.elapsed().as_secs_f64() * self.auto.per_minute / 60.0)
+                .min(self.auto.per_minute);
+            if left < 1.0 {
+                *allowance = (left, Instant::now());
+                return Ok(Some(format!(
+                    "inputs register at most {} unknown devices a minute (devices.auto_registered_per_minute)",
+                    self.auto.per_minute
+                )));
+            }
+            *allowance = (left, Instant::now());
+        }
+        let held = self
+            .devices
+            .count_registered_by_inputs()
+            .await
+            .map_err(|e| Failure::Later(e.to_string()))?;
+        if held >= self.auto.max_devices {
+            return Ok(Some(format!(
+                "inputs have registered their maximum of {} devices (devices.max_auto_registered)",
+                self.auto.max_devices
+            )));
+        }
+        if !self.sources.has_room_leaving(self.auto.reserved_sources) {
+            return Ok(Some(format!(
+                "the source slots left are kept for the API (server.reserved_sources = {})",
+                self.auto.reserved_sources
+            )));
+        }
+        // Taken from the rate only now: a refusal by the ceiling costs nothing.
+        self.allowance.lock().0 -= 1.0;
+        Ok(None)
     }
 
     /// Hands one message to its source's tracker.
@@ -663,13 +735,24 @@ impl Processor {
         if let Err(e) = check_serial(device_id) {
             return Err(refuse(format!("source.device_id: {e}")));
         }
+        if let Some(why) = self.over_limit().await? {
+            InputStats::bump(&stats.devices_limited, &stats.m.limited, 1);
+            let message = format!("device {device_id} is unknown and was not registered: {why}");
+            stats.error(&input.name, message.clone());
+            return Err(refuse(message));
+        }
         let mut body = input.device_template.clone();
         body.insert("serial".into(), json!(device_id));
         body.entry("kind").or_insert(json!("edge"));
         body.insert("stream_url".into(), json!("external"));
         body.insert("stream_on".into(), json!(true));
         body.entry("ai_enabled").or_insert(json!(true));
-        match self.devices.create(&Value::Object(body)).await {
+        let by = format!("input:{}", input.name);
+        match self
+            .devices
+            .create_by(&Value::Object(body), Some(&by))
+            .await
+        {
             Ok(change) => {
                 InputStats::bump(&stats.devices_created, &stats.m.created, 1);
                 tracing::info!(input = %input.name, device = %device_id, "an unknown device was registered");

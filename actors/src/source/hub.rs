@@ -43,6 +43,15 @@ pub enum SourceError {
     /// The hub holds its maximum number of sources.
     #[error("the server already runs its maximum of {0} sources (server.max_sources)")]
     Full(usize),
+    /// Only the slots kept for the API are left (503): a device an input registered does
+    /// not take them.
+    #[error("of the {max} sources the server runs (server.max_sources), the last {reserved} are kept for the API (server.reserved_sources)")]
+    Reserved {
+        /// `server.max_sources`.
+        max: usize,
+        /// The slots kept.
+        reserved: usize,
+    },
 }
 
 /// A source as the REST API shows it.
@@ -216,7 +225,22 @@ impl SourceHub {
     }
 
     /// Creates and starts a source.
-    pub fn add(&self, mut config: SourceConfig) -> Result<SourceReport, SourceError> {
+    pub fn add(&self, config: SourceConfig) -> Result<SourceReport, SourceError> {
+        self.add_leaving(config, 0)
+    }
+
+    /// Whether a source that must leave `leave` slots free would fit now.
+    pub fn has_room_leaving(&self, leave: usize) -> bool {
+        self.sources.lock().len() + leave < self.max_sources
+    }
+
+    /// Creates and starts a source, if `leave` slots stay free after it (a device an
+    /// input registered leaves the slots kept for the API).
+    pub fn add_leaving(
+        &self,
+        mut config: SourceConfig,
+        leave: usize,
+    ) -> Result<SourceReport, SourceError> {
         let (report, resolved) = self.checked(&config);
         if !report.is_valid() {
             return Err(SourceError::Invalid(report));
@@ -233,6 +257,12 @@ impl SourceHub {
         // Each source starts a thread: bounded, so no request can exhaust them.
         if sources.len() >= self.max_sources {
             return Err(SourceError::Full(self.max_sources));
+        }
+        if sources.len() + leave >= self.max_sources {
+            return Err(SourceError::Reserved {
+                max: self.max_sources,
+                reserved: leave,
+            });
         }
         let model = match config.kind {
             SourceKind::External => None,
