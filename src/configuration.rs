@@ -191,7 +191,7 @@ pub struct RecordingConfig {
     /// Recordings running at once.
     pub max_active: usize,
     /// Largest MCAP file `POST /api/v1/recordings` takes in (what `synopticon replay`
-    /// sends), in MiB.
+    /// sends), in MiB: as sent, and as its chunks unpack.
     pub max_import_mb: u64,
 }
 
@@ -1061,6 +1061,7 @@ impl Settings {
             max_total_bytes: (r.max_total_mb > 0).then(|| r.max_total_mb.saturating_mul(1 << 20)),
             max_active: r.max_active,
             frame_ref_dirs: self.rules.frame_ref_dirs.iter().map(Into::into).collect(),
+            max_import_bytes: r.max_import_mb.saturating_mul(1 << 20),
         }
     }
 

@@ -196,6 +196,7 @@ impl From<synopticon_actors::recording::hub::RecordingError> for ApiError {
         use synopticon_actors::recording::hub::RecordingError as E;
         match e {
             E::NotFound(_) => Self::NotFound(e.to_string()),
+            E::TooLarge(m) => Self::PayloadTooLarge(format!("{m} (recording.max_import_mb)")),
             E::Conflict(m) => Self::Conflict(m),
             E::Unavailable(m) => Self::Unavailable(m),
             E::Invalid(m) => {

@@ -87,7 +87,7 @@ fn recording_error(e: crate::recording::hub::RecordingError) -> SessionsError {
         E::NotFound(id) => SessionsError::NotFound(id),
         E::Conflict(m) => SessionsError::Busy(m),
         E::Unavailable(m) => SessionsError::Unavailable(m),
-        E::Invalid(m) => {
+        E::Invalid(m) | E::TooLarge(m) => {
             let mut report = Report::default();
             report.error(m);
             SessionsError::Invalid(report)

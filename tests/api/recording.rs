@@ -1143,3 +1143,67 @@ async fn a_looping_replay_waits_between_passes_and_a_fast_one_pays_its_starters_
     .await;
     assert_eq!(done["played"], 300, "nothing lost to the pace: {done}");
 }
+
+/// An MCAP file of one zstd chunk holding `unpacked` bytes of zeros in one event: a few
+/// kilobytes as sent.
+fn compressed_zeros(unpacked: usize) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = mcap::WriteOptions::new()
+        .compression(Some(mcap::Compression::Zstd))
+        .chunk_size(Some(u64::MAX))
+        .create(&mut out)
+        .expect("writer");
+    let channel = w
+        .add_channel(
+            0,
+            "/events/zeros",
+            "json",
+            &std::collections::BTreeMap::new(),
+        )
+        .expect("channel");
+    let mut data = br#"{"session":"bomb","seq":1,"event":"zeros","ts":"2026-12-01T10:00:00.000Z","data":{"pad":""#.to_vec();
+    data.resize(data.len() + unpacked, b'0');
+    data.extend_from_slice(br#""}}"#);
+    let header = mcap::records::MessageHeader {
+        channel_id: channel,
+        sequence: 1,
+        log_time: 1,
+        publish_time: 1,
+    };
+    w.write_to_known_channel(&header, &data).expect("message");
+    w.finish().expect("finish");
+    drop(w);
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn an_import_is_bounded_by_what_it_unpacks_to_not_only_by_what_is_sent() {
+    let app = spawn_app_with(|s| s.recording.max_import_mb = 4).await;
+    // 64 MiB of zeros in a file of a few kilobytes: refused before anything is unpacked.
+    let bomb = compressed_zeros(64 << 20);
+    assert!(bomb.len() < 64 * 1024, "{} bytes sent", bomb.len());
+    let refused = app
+        .post_bytes("/api/v1/recordings", bomb, "application/octet-stream")
+        .await;
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unpack") && e.contains("recording.max_import_mb")),
+        "{}",
+        refused.body
+    );
+    // Within the limit unpacked, the same kind of file is taken.
+    let small = compressed_zeros(1 << 20);
+    let taken = app
+        .post_bytes("/api/v1/recordings", small, "application/octet-stream")
+        .await;
+    assert_eq!(taken.status, 201, "{}", taken.body);
+    assert_eq!(taken.body["events"], 1);
+    let listed = app.get("/api/v1/recordings").await.body;
+    assert_eq!(
+        listed["recordings"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+}

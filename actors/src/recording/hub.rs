@@ -32,6 +32,9 @@ pub enum RecordingError {
     /// Not a recording (422).
     #[error("{0}")]
     Invalid(String),
+    /// Larger than an import may be, as sent or unpacked (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The store could not keep it (503).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -309,6 +312,8 @@ impl RecordingHub {
     /// call it off the async threads, then [`keep_imported`](Self::keep_imported).
     pub fn import(&self, bytes: &[u8], name: &str) -> Result<RecordingInfo, RecordingError> {
         let hub = self.hub()?;
+        super::reader::check_unpacked_size(bytes, hub.settings.max_import_bytes)
+            .map_err(RecordingError::TooLarge)?;
         let recorded = super::reader::read_bytes(bytes, &super::reader::Keep::everything())
             .map_err(RecordingError::Invalid)?;
         let frames: usize = recorded.detections.values().map(Vec::len).sum();

@@ -51,6 +51,9 @@ pub struct RecordingSettings {
     pub max_active: usize,
     /// Folders a source's `frame_ref` pictures may be read from.
     pub frame_ref_dirs: Vec<PathBuf>,
+    /// Most bytes an imported file may hold once its chunks are unpacked: a small file of
+    /// highly compressed zeros would otherwise cost seconds of CPU and gigabytes.
+    pub max_import_bytes: u64,
 }
 
 impl Default for RecordingSettings {
@@ -63,6 +66,7 @@ impl Default for RecordingSettings {
             max_total_bytes: None,
             max_active: 32,
             frame_ref_dirs: Vec::new(),
+            max_import_bytes: 1 << 30,
         }
     }
 }

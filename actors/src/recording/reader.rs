@@ -183,6 +183,35 @@ pub fn read_bytes(bytes: &[u8], keep: &Keep) -> Result<Recorded, String> {
     Ok(out)
 }
 
+/// Checks, without unpacking anything, that the chunks of `bytes` unpack to at most
+/// `limit` bytes in all (what each says it holds; an unpacker never gives more than a
+/// chunk says). Stops at the first chunk that goes past it.
+pub fn check_unpacked_size(bytes: &[u8], limit: u64) -> Result<u64, String> {
+    let reader = mcap::read::LinearReader::new_with_options(
+        bytes,
+        mcap::read::Options::IgnoreEndMagic.into(),
+    )
+    .map_err(|e| format!("not an MCAP file: {e}"))?;
+    let mut total: u64 = 0;
+    for record in reader {
+        match record {
+            Ok(mcap::records::Record::Chunk { header, .. }) => {
+                total = total.saturating_add(header.uncompressed_size);
+                if total > limit {
+                    return Err(format!(
+                        "the file's chunks unpack to more than {} MiB, the most an import may hold",
+                        limit >> 20
+                    ));
+                }
+            }
+            Ok(_) => {}
+            // A cut-short file: what follows is read (or not) by the reader itself.
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
 /// The metadata records, read linearly (a cut-short file has no index).
 fn metadata(bytes: &[u8]) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut found = BTreeMap::new();
