@@ -382,6 +382,10 @@ pub struct ServerSettings {
     /// Of those, the last slots only sources and devices made over REST (or declared) may
     /// take: devices inputs register on their own never do.
     pub reserved_sources: usize,
+    /// Edge messages (posted detections, inputs) stamped longer ago than this many seconds
+    /// are refused, as ones more than 300 s ahead are (a device whose clock was reset says
+    /// 1970); 0: any age.
+    pub edge_max_age_secs: u64,
     /// Folders `file` and `folder` sources may read from; empty: any path the server
     /// can read (an operator could then replay any image or video on the machine).
     #[serde(default)]

@@ -262,18 +262,24 @@ impl Application {
         }
 
         let models = Arc::new(ModelHub::start(&settings.inference, &actors.handle()));
-        let sources = Arc::new(SourceHub::new(
-            actors.handle(),
-            registry.clone().recipient(),
-            models.clone(),
-            settings.server.max_sources,
-            // With other users (production, or authentication on), no folders means none.
-            MediaAccess::new(
-                &settings.server.media_dirs,
-                settings.server.production() || settings.auth_enabled(),
+        let sources = Arc::new(
+            SourceHub::new(
+                actors.handle(),
+                registry.clone().recipient(),
+                models.clone(),
+                settings.server.max_sources,
+                // With other users (production, or authentication on), no folders means none.
+                MediaAccess::new(
+                    &settings.server.media_dirs,
+                    settings.server.production() || settings.auth_enabled(),
+                ),
+                rails.egress.clone(),
+            )
+            .refusing_timestamps_older_than(
+                (settings.server.edge_max_age_secs > 0)
+                    .then(|| Duration::from_secs(settings.server.edge_max_age_secs)),
             ),
-            rails.egress.clone(),
-        ));
+        );
         // Rules are in place before anything can raise an event: a source or an input
         // started first could have its first crossings pass no rule.
         let rules = Arc::new(RuleEngine::new(

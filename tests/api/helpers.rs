@@ -47,6 +47,9 @@ pub fn test_settings() -> Settings {
         .join(format!("synopticon-recordings-{}", uuid::Uuid::new_v4()))
         .display()
         .to_string();
+    // Test data carries fixed dates (the golden re-analysis holds them): edge messages of
+    // any age are taken, but in the tests of the age limit itself.
+    settings.server.edge_max_age_secs = 0;
     // Models load only in the tests that ask for them (see `with_models`).
     settings.inference.models.clear();
     settings.inference.default_model = String::new();
@@ -191,6 +194,8 @@ impl ServerProcess {
             .arg(&file)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("NO_COLOR", "1")
+            // As in `test_settings`: test data carries fixed dates.
+            .env("SYNOPTICON__SERVER__EDGE_MAX_AGE_SECS", "0")
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());

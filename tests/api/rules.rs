@@ -632,3 +632,74 @@ async fn what_cannot_succeed_fails_at_once_and_a_rule_without_events_skips_per_f
         crossing.body
     );
 }
+
+#[tokio::test]
+async fn an_alert_is_never_lost_to_the_length_of_its_subject_or_lines() {
+    let smtp = Smtp::start();
+    let port = smtp.port;
+    let app = spawn_app_with(move |s| {
+        s.rules.smtp.host = "127.0.0.1".into();
+        s.rules.smtp.port = port;
+        s.rules.smtp.security = "none".into();
+        s.rules.smtp.from = "alerts@lab.example".into();
+    })
+    .await;
+    door_cam(&app).await;
+    // A subject of 1,500 characters without a space (no SMTP line may pass 998), and a
+    // body line of 3,000.
+    let long_word = "x".repeat(1500);
+    let long_line = format!("data:{}:end", "y".repeat(3000));
+    let put = app
+        .put(
+            "/api/v1/rules/long-mail",
+            &json!({"match": {"events": ["line_cross"]},
+                "actions": [{"type": "email_immediate", "to": ["ops@lab.example"],
+                    "subject": format!("{{rule}} {long_word}"), "body": format!("{{class}}\n{long_line}\n"),
+                    "attachCapture": false}]}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    feed(&app, &there_and_back()[..8]).await;
+    let sent = rule_status(&app, "long-mail", |s| {
+        s["actions"][0]["done"] == 1 || s["actions"][0]["failed"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(sent["actions"][0]["done"], 1, "sent, not failed: {sent}");
+    let messages = wait_until("the e-mail", DEADLINE, || async {
+        let m = smtp.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    let mail = &messages[0];
+    assert!(
+        mail.lines().all(|l| l.len() <= 998),
+        "every line within SMTP's limit"
+    );
+    let subject = mail
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .expect("a subject");
+    // Cut to 200 characters, on one line (a header folded at its space continues on the
+    // next line, starting with white space).
+    let folded: String = mail
+        .split_once("Subject: ")
+        .map(|(_, rest)| {
+            let mut lines = rest.lines();
+            let first = lines.next().unwrap_or_default().to_string();
+            lines
+                .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+                .fold(first, |acc, l| acc + l.trim_start_matches([' ', '\t']))
+        })
+        .unwrap_or_default();
+    assert!(folded.starts_with("long-mail"), "{subject:.80}");
+    assert!(folded.ends_with("..."), "{folded}");
+    assert_eq!(
+        folded.chars().filter(|c| *c == 'x').count(),
+        190,
+        "{folded}"
+    );
+    // The body comes back whole once its soft line breaks are undone.
+    let unfolded = mail.replace("=\r\n", "").replace("=\n", "");
+    assert!(unfolded.contains(&long_line), "the long line, whole");
+    assert!(unfolded.contains("person"), "{mail:.400}");
+}

@@ -720,3 +720,86 @@ async fn messages_delivered_again_change_nothing_and_edge_track_ids_are_kept() {
         assert_eq!(data["track_id"], 42, "{name}: the edge's own id");
     }
 }
+
+#[tokio::test]
+async fn an_edge_message_with_a_runaway_name_or_a_reset_clock_is_refused() {
+    // The embedded default's window (a week), not the tests' "any age".
+    let app = crate::helpers::spawn_app_with(|s| s.server.edge_max_age_secs = 7 * 86_400).await;
+    add_door_cam(&app).await;
+    let at = |age: chrono::Duration| {
+        let mut e = envelope(0, &[(300.0, 200.0)]);
+        e["source"]["timestamp"] = json!((Utc::now() - age).to_rfc3339());
+        e
+    };
+    let post = |body: Value| {
+        let app = &app;
+        async move { app.post("/api/v1/sources/door-cam/detections", &body).await }
+    };
+    // A 2 KB class name (it went into e-mail subjects, logs and events).
+    let mut long = at(chrono::Duration::zero());
+    long["detections"][0]["class_name"] = json!("x".repeat(2048));
+    let refused = post(long).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("class_name"),
+        "{}",
+        refused.body
+    );
+    let mut control = at(chrono::Duration::zero());
+    control["detections"][0]["class_name"] = json!("person\r\nBcc: everyone");
+    assert_eq!(post(control).await.status, 422);
+    // A clock reset to 1970, and one a week and a day behind.
+    let mut epoch = at(chrono::Duration::zero());
+    epoch["source"]["timestamp"] = json!("1970-01-01T00:00:00Z");
+    let old = post(epoch).await;
+    assert_eq!(old.status, 422, "{}", old.body);
+    assert!(
+        old.body.to_string().contains("server.edge_max_age_secs"),
+        "{}",
+        old.body
+    );
+    assert_eq!(post(at(chrono::Duration::days(8))).await.status, 422);
+    // Within the window, and with an ordinary name: taken.
+    let mut fine = at(chrono::Duration::days(6));
+    fine["detections"][0]["class_name"] = json!("person");
+    let taken = post(fine).await;
+    assert_eq!(taken.status, 202, "{}", taken.body);
+    let source = app.get("/api/v1/sources/door-cam").await.body;
+    assert_eq!(source["stats"]["frames_processed"], 1, "{source}");
+}
+
+#[tokio::test]
+async fn line_and_zone_ids_take_only_the_characters_every_id_does() {
+    let app = spawn_app().await;
+    let with = |line: &str, zone: &str| {
+        json!({"id": "ids-cam", "kind": "external",
+            "lines": [{"id": line, "points": [[0, "50%"], ["100%", "50%"]]}],
+            "zones": [{"id": zone, "points": [[0, 0], [10, 0], [10, 10]]}]})
+    };
+    let refused = app
+        .post(
+            "/api/v1/sources",
+            &with("door\r\nX-Injected: 1", "<b>desk</b>"),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let details = refused.body["details"].to_string();
+    assert!(details.contains("lines[0].id"), "{details}");
+    assert!(details.contains("zones[0].id"), "{details}");
+    assert!(
+        details.contains("letters, digits"),
+        "the rule is named: {details}"
+    );
+    let made = app
+        .post("/api/v1/sources", &with("door-1", "desk_2.a"))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    // Changing them is held to the same rule.
+    let patched = app
+        .patch(
+            "/api/v1/sources/ids-cam",
+            &json!({"lines": [{"id": "a b", "points": [[0, 1], [5, 1]]}]}),
+        )
+        .await;
+    assert_eq!(patched.status, 422, "{}", patched.body);
+}

@@ -814,6 +814,14 @@ fn device_key(envelope: &Value) -> Result<(String, String), Failure> {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    for (field, text) in [("device_id", &device_id), ("camera_id", &camera_id)] {
+        if !text.is_empty() && !crate::tracker::actor::is_edge_text(text) {
+            return Err(Failure::Dead(format!(
+                "source.{field}: at most {} characters, without control characters",
+                crate::tracker::actor::MAX_EDGE_TEXT
+            )));
+        }
+    }
     Ok((device_id, camera_id))
 }
 

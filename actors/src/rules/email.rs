@@ -156,7 +156,7 @@ pub async fn send(
         .from
         .parse()
         .map_err(|e| fail(format!("rules.smtp.from: {e}")))?;
-    let mut builder = Message::builder().from(from).subject(subject);
+    let mut builder = Message::builder().from(from).subject(subject_line(subject));
     for t in to {
         builder = builder.to(t.parse().map_err(|e| fail(format!("{t}: {e}")))?);
     }
@@ -185,6 +185,25 @@ pub async fn send(
             retryable: !e.is_permanent(),
             message: format!("SMTP {}:{}: {e}", smtp.host, smtp.port),
         }),
+    }
+}
+
+/// Longest subject sent, in characters: a header line can be folded only where it has
+/// spaces, and SMTP servers refuse lines over 998 bytes, so a long one would fail the
+/// alert for good.
+const MAX_SUBJECT_CHARS: usize = 200;
+
+/// A subject as it can be sent: on one line (line breaks and other control characters
+/// become spaces) and at most [`MAX_SUBJECT_CHARS`] long (cut, ending in `...`). The body
+/// needs nothing of the kind: long lines go out quoted-printable, folded losslessly.
+pub fn subject_line(subject: &str) -> String {
+    let one_line: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match one_line.char_indices().nth(MAX_SUBJECT_CHARS) {
+        Some((end, _)) => format!("{}...", &one_line[..end]),
+        None => one_line,
     }
 }
 

@@ -166,6 +166,9 @@ pub struct SourceShared {
     pub latest: RwLock<Option<Arc<crate::messages::FrameRef>>>,
     /// Crossings per line and visits per zone since the source started.
     counts: parking_lot::Mutex<Counts>,
+    /// Edge messages stamped longer ago than this are refused: a device whose clock was
+    /// reset (1970) would otherwise put its frames decades back.
+    pub oldest_timestamp: Option<std::time::Duration>,
 }
 
 /// Per line: crossings `in` and `out`; per zone: entries and exits.
@@ -278,17 +281,30 @@ pub struct CameraActor {
 
 impl SourceShared {
     /// State for a new source running `config`, connecting where `egress` allows.
-    pub fn new(config: SourceConfig, egress: Arc<EgressPolicy>) -> Arc<Self> {
-        Self::with_metrics(config, egress, true)
+    /// State of a running source; its edge messages may not be stamped more than
+    /// `oldest_timestamp` ago.
+    pub fn new(
+        config: SourceConfig,
+        egress: Arc<EgressPolicy>,
+        oldest_timestamp: Option<std::time::Duration>,
+    ) -> Arc<Self> {
+        Self::with_metrics(config, egress, true, oldest_timestamp)
     }
 
-    /// State for a scratch tracker: counted nowhere.
+    /// State for a scratch tracker: counted nowhere, any time taken (a recording's times
+    /// are as old as it is).
     pub fn detached(config: SourceConfig) -> Arc<Self> {
-        Self::with_metrics(config, Arc::new(EgressPolicy::open()), false)
+        Self::with_metrics(config, Arc::new(EgressPolicy::open()), false, None)
     }
 
-    fn with_metrics(config: SourceConfig, egress: Arc<EgressPolicy>, counted: bool) -> Arc<Self> {
+    fn with_metrics(
+        config: SourceConfig,
+        egress: Arc<EgressPolicy>,
+        counted: bool,
+        oldest_timestamp: Option<std::time::Duration>,
+    ) -> Arc<Self> {
         Arc::new(SourceShared {
+            oldest_timestamp,
             egress,
             stats: SourceStats::default(),
             status: RwLock::new(SourceStatus {

@@ -99,6 +99,8 @@ pub struct SourceHub {
     media: MediaAccess,
     /// Where stream sources may connect.
     egress: Arc<EgressPolicy>,
+    /// Edge timestamps older than this are refused (`server.edge_max_age_secs`).
+    oldest_timestamp: Option<std::time::Duration>,
 }
 
 /// Where `file` and `folder` sources may read (`server.media_dirs`).
@@ -164,7 +166,14 @@ impl SourceHub {
             max_sources,
             media,
             egress,
+            oldest_timestamp: None,
         }
+    }
+
+    /// The hub, its sources refusing edge timestamps older than `age` (`None`: any).
+    pub fn refusing_timestamps_older_than(mut self, age: Option<std::time::Duration>) -> Self {
+        self.oldest_timestamp = age;
+        self
     }
 
     /// Checks a configuration against the models too.
@@ -272,7 +281,7 @@ impl SourceHub {
                 .ok()
                 .map(|m| m.addr.clone()),
         };
-        let shared = SourceShared::new(config.clone(), self.egress.clone());
+        let shared = SourceShared::new(config.clone(), self.egress.clone(), self.oldest_timestamp);
         let tracker = {
             let (shared, sink) = (shared.clone(), self.sink.clone());
             let thread = Arbiter::new();

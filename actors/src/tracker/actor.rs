@@ -31,6 +31,24 @@ use crate::source::SourceConfig;
 /// alike.
 pub const MAX_EDGE_DETECTIONS: usize = 1000;
 
+/// Longest name an edge device may give a class: names travel into events, logs, e-mail
+/// subjects and metric-free text everywhere, so a 2 KB one is refused, not carried.
+pub const MAX_EDGE_TEXT: usize = 128;
+
+/// Whether `text` may stand as a name an edge device gives (a class, a camera).
+pub fn is_edge_text(text: &str) -> bool {
+    !text.is_empty() && text.chars().count() <= MAX_EDGE_TEXT && !text.chars().any(char::is_control)
+}
+
+/// A value shown in an error, cut to a readable length.
+fn clip_for_error(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(60) {
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+        None => text,
+    }
+}
+
 /// How far ahead of the server's clock an edge timestamp may be.
 pub const MAX_CLOCK_AHEAD_SECS: i64 = 300;
 
@@ -579,6 +597,9 @@ impl TrackerActor {
     /// One edge message: checked, recognised if delivered again, tracked.
     fn ingest(&mut self, envelope: &Value, warm: bool) -> Result<Ingested, String> {
         let message = parse_envelope(envelope)?;
+        if let (true, Some(age)) = (message.timed, self.shared.oldest_timestamp) {
+            check_age(message.at, age, Utc::now())?;
+        }
         let count = message.detections.len();
         // At-least-once delivery gives some messages twice: the second changes nothing
         // (no line counted again). Only messages that say which frame, and when, can be
@@ -632,6 +653,26 @@ impl TrackerActor {
             detections: count,
             duplicate: false,
         })
+    }
+}
+
+/// Refuses a timestamp more than `age` before `now`, as one too far ahead is.
+fn check_age(
+    at: DateTime<Utc>,
+    age: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let oldest = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age));
+    match oldest {
+        Some(oldest) if at < oldest => Err(format!(
+            "source.timestamp: {} is more than {} s before the server's clock ({}; server.edge_max_age_secs); check the device's clock",
+            at.to_rfc3339(),
+            age.as_secs(),
+            now.to_rfc3339()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -871,10 +912,17 @@ pub fn parse_envelope(v: &Value) -> Result<EdgeMessage, String> {
                     )
                 })?,
         };
-        let class_name = d["class_name"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("class_{class_id}"));
+        let class_name = match &d["class_name"] {
+            Value::Null => format!("class_{class_id}"),
+            Value::String(name) if name.is_empty() => format!("class_{class_id}"),
+            Value::String(name) if is_edge_text(name) => name.clone(),
+            other => {
+                return Err(format!(
+                    "detections[{i}].class_name: a name of 1 to {MAX_EDGE_TEXT} characters without control characters, got {}",
+                    clip_for_error(other)
+                ))
+            }
+        };
         out.push(Detection {
             class_id,
             class_name: Arc::from(class_name),
@@ -966,5 +1014,19 @@ mod tests {
         let err = at(3600).unwrap_err();
         assert!(err.starts_with("source.timestamp: "), "{err}");
         assert!(err.contains("ahead of the server's clock"), "{err}");
+    }
+
+    #[test]
+    fn a_timestamp_older_than_the_window_is_refused() {
+        let now = Utc::now();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let epoch = DateTime::<Utc>::from_timestamp(0, 0).expect("1970");
+        let err = check_age(epoch, week, now).unwrap_err();
+        assert!(err.contains("server.edge_max_age_secs"), "{err}");
+        assert!(check_age(now - chrono::Duration::days(8), week, now).is_err());
+        assert!(check_age(now - chrono::Duration::days(6), week, now).is_ok());
+        assert!(check_age(now, week, now).is_ok());
+        // A window longer than time itself takes everything.
+        assert!(check_age(epoch, std::time::Duration::from_secs(u64::MAX), now).is_ok());
     }
 }

@@ -163,8 +163,10 @@ impl AnalyticsConfig {
             ids.push(("zone", &zone.id, i));
         }
         for (n, (kind, id, i)) in ids.iter().enumerate() {
-            if id.is_empty() {
-                report.error(format!("{at}.{kind}s[{i}].id: must not be empty"));
+            // Ids travel into events, logs, e-mails and the dashboard: the same characters
+            // as every other id (no line breaks, no markup).
+            if let Err(e) = crate::session::spec::check_session_id(id) {
+                report.error(format!("{at}.{kind}s[{i}].id: {e}"));
             }
             if ids[..n]
                 .iter()
