@@ -275,3 +275,48 @@ async fn stream_errors_are_for_admins_only() {
     let in_health = &health["components"]["sources"]["sources"]["probe"]["last_error"];
     assert_eq!(in_health, hidden, "{health}");
 }
+
+#[tokio::test]
+async fn an_input_the_egress_policy_refuses_is_refused_when_it_is_put() {
+    let app = spawn_app_with(production).await.with_token(ADMIN);
+    for (name, body, needle) in [
+        (
+            "meta-redis",
+            json!({"kind": "redis_stream", "url": "redis://169.254.169.254:6379"}),
+            "169.254.169.254:6379",
+        ),
+        (
+            "meta-mqtt",
+            json!({"kind": "mqtt", "broker": "mqtt://[::ffff:169.254.169.254]", "topic": "d/#"}),
+            "169.254.169.254:1883",
+        ),
+        (
+            "link-local",
+            json!({"kind": "mqtt", "broker": "mqtt://[fe80::1]", "topic": "d/#"}),
+            "[fe80::1]:1883",
+        ),
+    ] {
+        let answer = app.put(&format!("/api/v1/inputs/{name}"), &body).await;
+        assert_eq!(answer.status, 422, "{name}: {}", answer.body);
+        let text = details(&answer);
+        assert!(
+            text.contains("egress policy refuses") && text.contains(needle),
+            "{name}: {text}"
+        );
+    }
+    let inputs = app.get("/api/v1/inputs").await.body;
+    assert_eq!(inputs["inputs"], json!([]), "none was started: {inputs}");
+    // An IPv6 broker without a port takes the scheme's: allowed here, so it is put.
+    let v6 = app
+        .put(
+            "/api/v1/inputs/v6",
+            &json!({"kind": "mqtt", "broker": "mqtt://[fd00::1]", "topic": "d/#"}),
+        )
+        .await;
+    assert_eq!(v6.status, 201, "{}", v6.body);
+    assert_eq!(
+        v6.body["config"]["broker"], "mqtt://[fd00::1]",
+        "{}",
+        v6.body
+    );
+}

@@ -110,20 +110,41 @@ pub(crate) fn parse_broker(path: &str, url: &str) -> Result<Broker, String> {
         None => (None, None),
     };
     let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port = p.parse::<u64>().ok().filter(|n| (1..=65535).contains(n));
-            (
-                h.trim_matches(['[', ']']).to_string(),
-                port.ok_or_else(|| format!("{path}: port must be 1-65535"))?,
-            )
+    let port_of = |p: &str| {
+        p.parse::<u64>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n))
+            .ok_or_else(|| format!("{path}: port must be 1-65535"))
+    };
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        // An IPv6 address, in brackets, with or without a port.
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{path}: {url:?}: an IPv6 address needs its closing ]"))?;
+        let port = match after {
+            "" => default_port,
+            p => port_of(p.strip_prefix(':').unwrap_or(p))?,
+        };
+        (inside.to_string(), port)
+    } else {
+        match hostport.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(format!(
+                    "{path}: {url:?}: write an IPv6 address in brackets (mqtt://[fd00::1]:1883)"
+                ))
+            }
+            Some((h, p)) => (h.to_string(), port_of(p)?),
+            None => (hostport.to_string(), default_port),
         }
-        _ => (hostport.to_string(), default_port),
     };
     if host.is_empty() {
         return Err(format!("{path}: {url:?} has no host"));
     }
-    let shown = format!("{scheme}://{host}:{port}");
+    let shown = if host.contains(':') {
+        format!("{scheme}://[{host}]:{port}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    };
     Ok(Broker {
         shown,
         host,
@@ -734,6 +755,24 @@ mod tests {
         assert!(parse_broker("b", "mqtt://x:0")
             .unwrap_err()
             .contains("port must be 1-65535"));
+    }
+
+    #[test]
+    fn an_ipv6_broker_takes_the_schemes_port_when_it_names_none() {
+        let b = parse_broker("b", "mqtt://[fd00::1]").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("fd00::1", 1883));
+        assert_eq!(b.shown, "mqtt://[fd00::1]:1883");
+        let b = parse_broker("b", "mqtts://u:p@[::1]:8884/x").unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("::1", 8884, true));
+        let b = parse_broker("b", "mqtts://[fd00::1]").unwrap();
+        assert_eq!(b.port, 8883);
+        assert!(parse_broker("b", "mqtt://fd00::1")
+            .unwrap_err()
+            .contains("brackets"));
+        assert!(parse_broker("b", "mqtt://[fd00::1")
+            .unwrap_err()
+            .contains("closing ]"));
+        assert!(parse_broker("b", "mqtt://[fd00::1]:99999").is_err());
     }
 
     #[test]

@@ -897,9 +897,37 @@ impl Inputs {
         &self.instance
     }
 
-    /// Checks `body` as input `name`.
+    /// Checks `body` as input `name`, and where it would connect against the egress
+    /// policy (an address as written now; a name where it is resolved, at each connection),
+    /// as distributors, rules and devices are.
     pub fn check(&self, name: &str, body: &Value) -> Result<InputConfig, Report> {
-        InputConfig::parse(name, body, &self.instance)
+        let config = InputConfig::parse(name, body, &self.instance)?;
+        let refused = match &config.kind {
+            InputKind::Mqtt(m) => self
+                .egress
+                .check_written(&m.broker.host, m.broker.port)
+                .err()
+                .map(|e| format!("broker: {e}")),
+            InputKind::RedisStream(r) => match reqwest::Url::parse(&r.url) {
+                Ok(u) => self
+                    .egress
+                    .check_written(
+                        u.host_str().unwrap_or("127.0.0.1"),
+                        u.port().unwrap_or(6379),
+                    )
+                    .err()
+                    .map(|e| format!("url: {e}")),
+                Err(_) => None,
+            },
+        };
+        match refused {
+            Some(e) => {
+                let mut report = Report::default();
+                report.error(e);
+                Err(report)
+            }
+            None => Ok(config),
+        }
     }
 
     /// Starts (or replaces) input `name`; whether it replaced one.
