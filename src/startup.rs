@@ -42,7 +42,8 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 const RECORDING_FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for each session to close.
 const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often live connections of expired tokens are closed.
+/// How often live connections of expired tokens are looked for, at the latest (the sweep
+/// also wakes when the next token expires).
 const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait at shutdown for a model that is still loading.
 const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
@@ -495,9 +496,10 @@ impl Application {
 
         let tokens = state.tokens.clone();
         actix_rt::spawn(async move {
-            let mut tick = actix_rt::time::interval(TOKEN_SWEEP_INTERVAL);
             loop {
-                tick.tick().await;
+                // Woken when the next token expires, so its feeds close right then.
+                let wait = tokens.until_next_sweep(Utc::now(), TOKEN_SWEEP_INTERVAL);
+                actix_rt::time::sleep(wait).await;
                 tokens.sweep_expired();
             }
         });

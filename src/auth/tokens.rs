@@ -679,6 +679,28 @@ impl TokenStore {
         self.disconnect(id);
     }
 
+    /// The soonest time a token still valid now expires.
+    pub fn next_expiry(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.tokens
+            .read()
+            .iter()
+            .filter_map(|e| e.record.expires_at)
+            .filter(|at| *at > now)
+            .min()
+    }
+
+    /// How long the sweeper waits before its next sweep: until the next token expires
+    /// (its connections are cut at once, not up to a period later), at most `period`.
+    pub fn until_next_sweep(
+        &self,
+        now: DateTime<Utc>,
+        period: std::time::Duration,
+    ) -> std::time::Duration {
+        self.next_expiry(now)
+            .and_then(|at| (at - now).to_std().ok())
+            .map_or(period, |left| left.min(period))
+    }
+
     /// Closes the live connections of tokens that have expired; returns how many.
     pub fn sweep_expired(&self) -> usize {
         let now = Utc::now();
@@ -812,6 +834,36 @@ mod tests {
             s.delete("ops", &TokenScope::default()),
             Err(TokenError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn the_sweep_wakes_when_the_next_token_expires() {
+        let s = store();
+        let period = std::time::Duration::from_secs(1);
+        let now = Utc::now();
+        assert_eq!(s.until_next_sweep(now, period), period, "nothing expires");
+        for (id, secs) in [("soon", 2), ("later", 60)] {
+            let body = serde_json::json!({"id": id, "role": "viewer", "expiresInSecs": secs});
+            s.create(
+                TokenRequest::parse(&body, false).unwrap(),
+                "admin",
+                &TokenScope::default(),
+            )
+            .unwrap();
+        }
+        let expiry = s.get("soon").unwrap().expires_at.expect("an expiry");
+        // A second and a half before: the period; a quarter before: exactly then.
+        let early = expiry - chrono::Duration::milliseconds(1500);
+        assert_eq!(s.until_next_sweep(early, period), period);
+        let close = expiry - chrono::Duration::milliseconds(250);
+        assert_eq!(
+            s.until_next_sweep(close, period),
+            std::time::Duration::from_millis(250)
+        );
+        // Once it has expired, the next one counts (no wake-up storm on a past expiry).
+        let after = expiry + chrono::Duration::milliseconds(1);
+        assert_eq!(s.next_expiry(after), s.get("later").unwrap().expires_at);
+        assert_eq!(s.until_next_sweep(after, period), period);
     }
 
     #[test]

@@ -1794,12 +1794,20 @@ async fn a_token_scoped_to_no_events_receives_none_and_an_expired_token_is_cut_o
         )
         .await;
     let brief = app.with_token(made.body["token"].as_str().unwrap_or_default());
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(made.body["expiresAt"].clone()).expect("expiresAt");
     let mut ws = brief.ws("lab", "").await;
     let (code, reason) = ws.closed().await;
+    let closed_at = chrono::Utc::now();
     assert_eq!(
         (code, reason.as_str()),
         (1008, "token_revoked"),
         "expired: cut off"
+    );
+    assert!(closed_at >= expires_at, "not before it expired");
+    eprintln!(
+        "closed {} ms after the token expired",
+        (closed_at - expires_at).num_milliseconds()
     );
 }
 
