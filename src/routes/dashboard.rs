@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::Api;
+use super::{Answers, Api, Content};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 
@@ -37,9 +37,13 @@ const POLICY: &str = "default-src 'self'; img-src 'self' blob: data:; connect-sr
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
-    api.resource("/", ResourceScope::None, |r| r.get(Access::Public, index));
+    api.resource("/", ResourceScope::None, |r| {
+        r.get(Access::Public, index)
+            .answers(Answers::ok(Content::Text("text/html")))
+    });
     api.resource("/assets/{name}", ResourceScope::None, |r| {
         r.get(Access::Public, asset)
+            .answers(Answers::ok(Content::Text("text/*")))
     });
 }
 

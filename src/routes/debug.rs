@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use synopticon_actors::distributor::DistributorKind;
 
-use super::Api;
+use super::{Answers, Api, Takes};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -17,7 +17,11 @@ pub fn configure(api: &mut Api) {
     api.resource(
         "/api/v1/debug/sessions/{id}/distributors/{kind}/panic",
         ResourceScope::Session,
-        |r| r.post(Access::ServerAdmin, panic),
+        |r| {
+            r.post(Access::ServerAdmin, panic)
+                .takes(Takes::Nothing)
+                .answers(Answers::ACCEPTED)
+        },
     );
 }
 

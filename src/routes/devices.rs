@@ -16,7 +16,7 @@ use synopticon_actors::validation::Report;
 
 use super::sessions::check_outputs_scope;
 use super::sources::disclosed;
-use super::{redacted_json, Api};
+use super::{redacted_json, Answers, Api, Takes};
 use crate::audit;
 use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
@@ -30,22 +30,29 @@ const DEFAULT_PAGE: usize = 100;
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
     api.resource("/api/v1/devices", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, list).post(Access::OPERATOR, create)
+        r.get(Access::VIEWER, list)
+            .post(Access::OPERATOR, create)
+            .answers(Answers::CREATED)
     });
     api.resource("/api/v1/devices/{id}", ResourceScope::None, |r| {
         r.get(Access::VIEWER, get_by_id)
             .patch(Access::OPERATOR, patch_by_id)
             .delete(Access::OPERATOR, delete_by_id)
+            .answers(Answers::NO_CONTENT)
     });
     api.resource("/api/v1/devices/sn/{serial}", ResourceScope::None, |r| {
         r.get(Access::VIEWER, get_by_serial)
             .patch(Access::OPERATOR, patch_by_serial)
             .delete(Access::OPERATOR, delete_by_serial)
+            .answers(Answers::NO_CONTENT)
     });
     api.resource(
         "/api/v1/sessions/{id}/devices",
         ResourceScope::Session,
-        |r| r.put(Access::OPERATOR, session_devices),
+        |r| {
+            r.put(Access::OPERATOR, session_devices)
+                .takes(Takes::Strings)
+        },
     );
 }
 
@@ -105,7 +112,7 @@ async fn list(
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(serial) = body["serial"].as_str() {
         if !principal.scope.allows_device(serial) {
@@ -195,7 +202,7 @@ async fn patch_by_id(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     patch(state, principal, DeviceKey::Id(&id), body.into_inner()).await
 }
@@ -204,7 +211,7 @@ async fn patch_by_serial(
     state: web::Data<AppState>,
     principal: Principal,
     serial: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     patch(
         state,
@@ -269,7 +276,7 @@ async fn session_devices(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonArray,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
     let devices = parse_serial_patterns("devices", &body, &mut report);

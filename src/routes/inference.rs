@@ -18,7 +18,7 @@ use synopticon_actors::inference::frame::{self, ImageLimits};
 use synopticon_actors::inference::hub::ModelHandle;
 use synopticon_actors::inference::{runtime, DetectImage, DetectOptions, Detections};
 
-use super::Api;
+use super::{Api, Takes};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -27,9 +27,11 @@ use crate::startup::AppState;
 pub fn configure(api: &mut Api) {
     api.resource("/api/v1/detect", ResourceScope::None, |r| {
         r.post(Access::OPERATOR, detect)
+            .takes(Takes::Binary(IMAGE_TYPES))
     });
     api.resource("/api/v1/batch", ResourceScope::None, |r| {
         r.post(Access::OPERATOR, batch)
+            .takes(Takes::Binary(&["multipart/form-data"]))
     });
     api.resource("/api/pipelines", ResourceScope::None, |r| {
         r.get(Access::VIEWER, pipelines)

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use synopticon_actors::input::{InputStatus, InputsError};
 use synopticon_actors::store::Kind;
 
-use super::{redacted_json, Api};
+use super::{redacted_json, Answers, Api, Takes};
 use crate::audit;
 use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
@@ -25,7 +25,10 @@ pub fn configure(api: &mut Api) {
         // admins.
         r.get(Access::Unscoped(Role::Viewer), get)
             .put(Access::ServerAdmin, put)
+            .takes(Takes::Object { required: true })
+            .answers(Answers::PUT)
             .delete(Access::ServerAdmin, remove)
+            .answers(Answers::NO_CONTENT)
     });
 }
 
@@ -71,7 +74,7 @@ async fn put(
     state: web::Data<AppState>,
     principal: Principal,
     name: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if state.inputs.is_declared(&name) {
         return Err(InputsError::Declared(name.to_string()).into());

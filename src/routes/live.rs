@@ -25,7 +25,7 @@ use synopticon_actors::distributor::{CloseReason, DistributorKind, LiveAttach};
 use synopticon_actors::glob::{is_valid_pattern, PATTERN_RULE};
 use synopticon_actors::telemetry::{DELIVERY_LATENCY, LIVE_FRAMES};
 
-use super::Api;
+use super::{Answers, Api, Content};
 use crate::auth::tokens::LiveLimit;
 use crate::auth::{Access, Principal, ResourceScope, TokenScope};
 use crate::error::ApiError;
@@ -40,10 +40,15 @@ pub const WS_PROTOCOL: &str = "synopticon";
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
     api.live_feed("/api/v1/sessions/{id}/ws", ResourceScope::Session, |r| {
-        r.get(Access::VIEWER, websocket)
+        r.get(Access::VIEWER, websocket).answers(Answers {
+            status: 101,
+            content: Content::Upgrade,
+            or_created: false,
+        })
     });
     api.live_feed("/api/v1/sessions/{id}/sse", ResourceScope::Session, |r| {
         r.get(Access::VIEWER, sse)
+            .answers(Answers::ok(Content::Text("text/event-stream")))
     });
 }
 

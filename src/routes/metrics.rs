@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::Api;
+use super::{Answers, Api, Content};
 use crate::auth::{Access, ResourceScope};
 use crate::startup::AppState;
 
@@ -10,6 +10,7 @@ use crate::startup::AppState;
 pub fn configure(api: &mut Api) {
     api.resource("/metrics", ResourceScope::None, |r| {
         r.get(Access::Metrics, render)
+            .answers(Answers::ok(Content::Text("text/plain")))
     });
 }
 

@@ -63,6 +63,108 @@ pub struct RouteSpec {
     /// Who may call it, which resource it scopes, whether it is a live feed.
     #[serde(flatten)]
     pub rule: RouteRule,
+    /// What it takes as a body.
+    pub takes: Takes,
+    /// What it answers when it succeeds.
+    pub answers: Answers,
+}
+
+/// What a route takes as its body (the OpenAPI document says so, and the handler refuses
+/// anything else: 415 for another type, 400 or 422 for another JSON shape).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Takes {
+    /// No body.
+    Nothing,
+    /// A JSON object (`required`: an empty body is refused; otherwise it means the
+    /// defaults).
+    Object {
+        /// Whether a body must be sent.
+        required: bool,
+    },
+    /// A JSON array of strings (ids, patterns).
+    Strings,
+    /// An event object or an array of them.
+    Events,
+    /// A binary body of one of these media types.
+    Binary(&'static [&'static str]),
+}
+
+/// What a route answers when it succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Answers {
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub content: Content,
+    /// A `PUT` that answers 201 (with the same body) when it made what it names.
+    pub or_created: bool,
+}
+
+/// The body of a successful answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    /// A JSON object.
+    Object,
+    /// Nothing (204).
+    Empty,
+    /// Text of this media type (`text/plain`, `text/html`, `text/event-stream`).
+    Text(&'static str),
+    /// Bytes of this media type (`image/jpeg`, `application/octet-stream`).
+    Binary(&'static str),
+    /// A WebSocket handshake (101).
+    Upgrade,
+}
+
+impl Answers {
+    /// 200 with a JSON object.
+    pub const OK: Answers = Answers {
+        status: 200,
+        content: Content::Object,
+        or_created: false,
+    };
+    /// 201 with the JSON object made.
+    pub const CREATED: Answers = Answers {
+        status: 201,
+        content: Content::Object,
+        or_created: false,
+    };
+    /// 202 with a JSON object saying what was accepted.
+    pub const ACCEPTED: Answers = Answers {
+        status: 202,
+        content: Content::Object,
+        or_created: false,
+    };
+    /// 204, no body.
+    pub const NO_CONTENT: Answers = Answers {
+        status: 204,
+        content: Content::Empty,
+        or_created: false,
+    };
+    /// 200, or 201 when the PUT made it: two answers the document lists.
+    pub const PUT: Answers = Answers {
+        status: 200,
+        content: Content::Object,
+        or_created: true,
+    };
+
+    /// 200 with this content.
+    pub const fn ok(content: Content) -> Answers {
+        Answers {
+            status: 200,
+            content,
+            or_created: false,
+        }
+    }
+}
+
+/// One method of a resource as declared.
+struct Declared {
+    method: Method,
+    access: Access,
+    takes: Takes,
+    answers: Answers,
 }
 
 /// Declares routes: registers each handler behind the auth guard and records its rule.
@@ -77,11 +179,13 @@ pub struct ResourceRoutes {
     scope: ResourceScope,
     live_feed: bool,
     resource: actix_web::Resource,
-    rules: Vec<(Method, Access)>,
+    rules: Vec<Declared>,
 }
 
 impl ResourceRoutes {
-    /// Adds `handler` for `method`, callable with `access`.
+    /// Adds `handler` for `method`, callable with `access`. It takes a JSON object
+    /// (`POST`, `PATCH`; optional for `PUT`) or nothing, and answers 200 with a JSON
+    /// object, unless [`takes`](Self::takes) and [`answers`](Self::answers) say otherwise.
     pub fn route<F, Args>(mut self, method: Method, access: Access, handler: F) -> Self
     where
         F: Handler<Args>,
@@ -89,7 +193,33 @@ impl ResourceRoutes {
         F::Output: Responder + 'static,
     {
         self.resource = self.resource.route(web::method(method.clone()).to(handler));
-        self.rules.push((method, access));
+        let takes = match method {
+            Method::POST | Method::PATCH => Takes::Object { required: true },
+            Method::PUT => Takes::Object { required: false },
+            _ => Takes::Nothing,
+        };
+        self.rules.push(Declared {
+            method,
+            access,
+            takes,
+            answers: Answers::OK,
+        });
+        self
+    }
+
+    /// What the method declared last takes as its body.
+    pub fn takes(mut self, takes: Takes) -> Self {
+        if let Some(last) = self.rules.last_mut() {
+            last.takes = takes;
+        }
+        self
+    }
+
+    /// What the method declared last answers when it succeeds.
+    pub fn answers(mut self, answers: Answers) -> Self {
+        if let Some(last) = self.rules.last_mut() {
+            last.answers = answers;
+        }
         self
     }
 }
@@ -152,26 +282,35 @@ impl Api<'_> {
             rules: Vec::new(),
         });
         let mut rules = HashMap::new();
-        for (method, access) in routes.rules {
+        let allowed: Vec<String> = routes.rules.iter().map(|d| d.method.to_string()).collect();
+        for declared in routes.rules {
             let rule = RouteRule {
-                access,
+                access: declared.access,
                 scope: routes.scope,
                 live_feed: routes.live_feed,
             };
             self.table.push(RouteSpec {
-                method: method.to_string(),
+                method: declared.method.to_string(),
                 path: routes.path,
                 rule,
+                takes: declared.takes,
+                answers: declared.answers,
             });
-            rules.insert(method, rule);
+            rules.insert(declared.method, rule);
         }
         let guard = Guard::new(rules);
+        // A method the resource does not have: 405, saying which it has.
+        let allow = allowed.join(", ");
+        let resource = routes
+            .resource
+            .default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move { not_allowed(&req, &allow) }
+            }));
         self.cfg.service(
-            routes
-                .resource
-                .wrap(actix_web::middleware::from_fn(move |req, next| {
-                    guard.clone().call(req, next)
-                })),
+            resource.wrap(actix_web::middleware::from_fn(move |req, next| {
+                guard.clone().call(req, next)
+            })),
         );
     }
 }
@@ -253,6 +392,53 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     }
 }
 
+/// A JSON body of one kind: [`JsonObject`] or [`JsonArray`]. Anything else valid JSON (a
+/// boolean, `null`, a number) is a 422 naming what came, as any other invalid body.
+pub struct JsonOf<const ARRAY: bool>(serde_json::Value);
+
+/// A JSON object body (`web::Json<Value>`, checked to be an object).
+pub type JsonObject = JsonOf<false>;
+/// A JSON array body.
+pub type JsonArray = JsonOf<true>;
+
+impl<const ARRAY: bool> JsonOf<ARRAY> {
+    /// The value.
+    pub fn into_inner(self) -> serde_json::Value {
+        self.0
+    }
+}
+
+impl<const ARRAY: bool> std::ops::Deref for JsonOf<ARRAY> {
+    type Target = serde_json::Value;
+
+    fn deref(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+impl<const ARRAY: bool> FromRequest for JsonOf<ARRAY> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            let wanted = if ARRAY { "an array" } else { "an object" };
+            if value.is_array() == ARRAY && (ARRAY || value.is_object()) {
+                return Ok(Self(value));
+            }
+            let mut report = synopticon_actors::validation::Report::default();
+            report.error(format!(
+                "the body must be a JSON {}, got {}",
+                wanted.trim_start_matches("an "),
+                synopticon_actors::validation::kind_of(&value)
+            ));
+            Err(ApiError::invalid(format!("the body is not {wanted}"), report).into())
+        })
+    }
+}
+
 /// The 415 of a route that takes JSON, sent something else.
 fn not_json_type() -> ApiError {
     ApiError::UnsupportedMediaType(
@@ -271,8 +457,8 @@ fn is_json(req: &HttpRequest) -> bool {
     matches!(req.mime_type(), Ok(Some(mime)) if mime.subtype() == actix_web::mime::JSON || mime.suffix() == Some(actix_web::mime::JSON))
 }
 
-/// A body a route may go without (`null` when empty); one that is there must say it is
-/// JSON (415 otherwise) and be JSON (400).
+/// An object body a route may go without (`null` when empty); one that is there must say
+/// it is JSON (415 otherwise), be JSON (400) and be an object (422).
 pub fn optional_json(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Value::Null);
@@ -280,8 +466,17 @@ pub fn optional_json(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value
     if !is_json(req) {
         return Err(not_json_type());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        let mut report = synopticon_actors::validation::Report::default();
+        report.error(format!(
+            "the body must be a JSON object (or nothing), got {}",
+            synopticon_actors::validation::kind_of(&value)
+        ));
+        return Err(ApiError::invalid("the body is not an object", report));
+    }
+    Ok(value)
 }
 
 /// A JSON body a route needs, read whole within `limit` bytes: its type is checked before
@@ -333,15 +528,26 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// A resource whose unsupported methods answer 405 with a JSON body.
+/// A resource; its unsupported methods get [`not_allowed`] once its methods are known.
 pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
-        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(format!(
-            "{} is not supported on {}",
-            req.method(),
-            req.path()
-        )))
-    }))
+    web::resource(path)
+}
+
+/// The 405 of a method `req`'s resource does not have, with `Allow` naming those it has.
+fn not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = ApiError::MethodNotAllowed(format!(
+        "{} is not supported on {} (it takes {allow})",
+        req.method(),
+        req.path()
+    ))
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// Reads a whole request body of at most `limit` bytes; `too_large` words the 413 (a

@@ -1,13 +1,14 @@
 //! `GET /api/openapi.json`: an OpenAPI 3.1 document of every route, generated from the
 //! route table the router is built from (so a route cannot be missing from it): paths,
 //! methods, path and feed parameters, who may call each (`security` and
-//! `x-synopticon-access`), request bodies and answers. Request and answer bodies are
-//! described in the docs each operation links to.
+//! `x-synopticon-access`), what each takes (JSON, which media types) and answers (its
+//! status, JSON or a file). The fields of bodies are described in the docs each operation
+//! links to.
 
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::{Api, RouteSpec};
+use super::{Answers, Api, Content, RouteSpec, Takes};
 use crate::auth::{Access, ResourceScope, Role};
 use crate::startup::AppState;
 
@@ -56,6 +57,15 @@ pub fn build(table: &[RouteSpec]) -> Value {
                     "description": "A token from auth.tokens or POST /api/v1/tokens. Live feeds also take it as ?access_token= or the WebSocket subprotocol bearer.TOKEN."},
             },
             "schemas": {
+                "Event": {
+                    "type": "object",
+                    "required": ["event"],
+                    "properties": {
+                        "event": {"type": "string", "description": "The event type: 1-128 letters, digits, _ . : -"},
+                        "data": {"description": "The payload, any JSON (an object by default)."},
+                        "ts": {"type": "string", "format": "date-time", "description": "When it happened; the arrival time when absent."},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error", "details"],
@@ -83,7 +93,7 @@ fn operation(route: &RouteSpec, tag: &str) -> Value {
         "summary": summary(method, &openapi_path(route.path), route.rule.live_feed),
         "tags": [tag],
         "x-synopticon-access": access_name(route.rule.access),
-        "responses": responses(method, route.path, route.rule.live_feed),
+        "responses": responses(route),
     });
     if let Some(doc) = doc_for(route.path) {
         op["externalDocs"] = json!({"url": format!("docs/{doc}"), "description": doc});
@@ -124,78 +134,86 @@ fn operation(route: &RouteSpec, tag: &str) -> Value {
     if !parameters.is_empty() {
         op["parameters"] = json!(parameters);
     }
-    if matches!(method, "POST" | "PUT" | "PATCH") {
-        op["requestBody"] = json!({
-            "required": method != "PUT",
-            "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
-        });
+    if let Some(body) = request_body(route.takes) {
+        op["requestBody"] = body;
     }
     op
 }
 
-fn responses(method: &str, path: &str, live_feed: bool) -> Value {
-    let ok = |code: &str, description: &str, content: Option<(&str, Value)>| {
-        let mut r = json!({"description": description});
-        if let Some((kind, schema)) = content {
-            r["content"] = json!({kind: {"schema": schema}});
+/// What the route takes, as an OpenAPI request body.
+fn request_body(takes: Takes) -> Option<Value> {
+    let json_body = |required: bool, schema: Value| json!({"required": required, "content": {"application/json": {"schema": schema}}});
+    Some(match takes {
+        Takes::Nothing => return None,
+        Takes::Object { required } => json_body(
+            required,
+            json!({"type": "object", "description": "The fields are described in the document this operation links to; every problem is answered at once (422)."}),
+        ),
+        Takes::Strings => json_body(true, json!({"type": "array", "items": {"type": "string"}})),
+        Takes::Events => json_body(
+            true,
+            json!({"oneOf": [
+                {"$ref": "#/components/schemas/Event"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "minItems": 1},
+            ]}),
+        ),
+        Takes::Binary(types) => {
+            let content: Map<String, Value> = types
+                .iter()
+                .map(|t| {
+                    let schema = if *t == "multipart/form-data" {
+                        json!({"type": "object", "additionalProperties": {"type": "string", "format": "binary"}})
+                    } else {
+                        json!({"type": "string", "format": "binary"})
+                    };
+                    (t.to_string(), json!({"schema": schema}))
+                })
+                .collect();
+            json!({"required": true, "content": content})
         }
-        json!({code: r, "default": {"$ref": "#/components/responses/Error"}})
-    };
-    let object = json!({"type": "object"});
-    if live_feed && path.ends_with("/ws") {
-        return ok("101", "Switching to the WebSocket protocol.", None);
-    }
-    if live_feed {
-        return ok(
-            "200",
+    })
+}
+
+fn responses(route: &RouteSpec) -> Value {
+    let Answers {
+        status,
+        content,
+        or_created,
+    } = route.answers;
+    let (description, body) = match content {
+        Content::Object => (
+            "The answer.",
+            Some(("application/json", json!({"type": "object"}))),
+        ),
+        Content::Empty => ("Done; nothing to say.", None),
+        Content::Text("text/event-stream") => (
             "A Server-Sent Events stream.",
             Some(("text/event-stream", json!({"type": "string"}))),
-        );
-    }
-    if path == "/metrics" {
-        return ok(
-            "200",
-            "The Prometheus text exposition.",
-            Some(("text/plain", json!({"type": "string"}))),
-        );
-    }
-    if path.ends_with("/download") {
-        return ok(
-            "200",
-            "The recording's MCAP file.",
-            Some((
-                "application/octet-stream",
-                json!({"type": "string", "contentMediaType": "application/octet-stream"}),
-            )),
-        );
-    }
-    if path.ends_with(".jpg") {
-        return ok(
-            "200",
-            "A JPEG image.",
-            Some((
-                "image/jpeg",
-                json!({"type": "string", "contentMediaType": "image/jpeg"}),
-            )),
-        );
-    }
-    if path == "/" || path.starts_with("/assets") {
-        return ok(
-            "200",
-            "A page of the dashboard.",
-            Some(("text/html", json!({"type": "string"}))),
-        );
-    }
-    match method {
-        "GET" => ok("200", "The answer.", Some(("application/json", object))),
-        // Which success each change answers (200, 201 created, 202 accepted, 204 nothing
-        // to say) is written per route in the documents, not in the route table.
-        _ => ok(
-            "2XX",
-            "Done: 200 with the result, 201 when something was created, 202 when events were accepted, 204 with no body (docs/API.md says which, per route).",
-            Some(("application/json", object)),
         ),
+        Content::Text(kind) => ("Text.", Some((kind, json!({"type": "string"})))),
+        Content::Binary(kind) => (
+            "The file.",
+            Some((kind, json!({"type": "string", "contentMediaType": kind}))),
+        ),
+        Content::Upgrade => ("Switching to the WebSocket protocol.", None),
+    };
+    let answer = |description: &str| {
+        let mut r = json!({"description": description});
+        if let Some((kind, schema)) = &body {
+            r["content"] = json!({*kind: {"schema": schema}});
+        }
+        r
+    };
+    let mut out = Map::new();
+    out.insert(status.to_string(), answer(description));
+    if or_created {
+        out.insert("201".into(), answer("Made: what did not exist before."));
     }
+    out.insert(
+        "default".into(),
+        json!({"$ref": "#/components/responses/Error"}),
+    );
+    Value::Object(out)
 }
 
 /// The path as OpenAPI writes it: `{path:.*}` (a parameter taking slashes) is `{path}`.

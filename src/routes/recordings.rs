@@ -10,7 +10,7 @@ use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
 use synopticon_actors::rules::engine::RuleEngine;
 use synopticon_actors::validation::Report;
 
-use super::{optional_json, redacted_json, Api};
+use super::{optional_json, redacted_json, Answers, Api, Content, Takes};
 use crate::auth::{Access, Principal, ResourceScope, Role, TokenScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -23,23 +23,32 @@ pub fn configure(api: &mut Api) {
         |r| {
             r.get(Access::VIEWER, of_session)
                 .post(Access::OPERATOR, start)
+                .takes(Takes::Object { required: false })
+                .answers(Answers::CREATED)
         },
     );
     api.resource("/api/v1/recordings", ResourceScope::None, |r| {
         r.get(Access::VIEWER, list)
             // A file names its own session: only a token limited to no sessions.
             .post(Access::Unscoped(Role::Operator), import)
+            .takes(Takes::Binary(MCAP_TYPES))
+            .answers(Answers::CREATED)
     });
     api.resource("/api/v1/recordings/{rid}", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, get).delete(Access::OPERATOR, delete)
+        r.get(Access::VIEWER, get)
+            .delete(Access::OPERATOR, delete)
+            .answers(Answers::NO_CONTENT)
     });
     api.resource("/api/v1/recordings/{rid}/stop", ResourceScope::None, |r| {
-        r.post(Access::OPERATOR, stop)
+        r.post(Access::OPERATOR, stop).takes(Takes::Nothing)
     });
     api.resource(
         "/api/v1/recordings/{rid}/download",
         ResourceScope::None,
-        |r| r.get(Access::VIEWER, download),
+        |r| {
+            r.get(Access::VIEWER, download)
+                .answers(Answers::ok(Content::Binary("application/octet-stream")))
+        },
     );
     api.resource(
         "/api/v1/sessions/{id}/replay",
@@ -47,13 +56,17 @@ pub fn configure(api: &mut Api) {
         |r| {
             r.get(Access::VIEWER, replay_status)
                 .post(Access::OPERATOR, replay_start)
+                .answers(Answers::CREATED)
                 .delete(Access::OPERATOR, replay_stop)
         },
     );
     api.resource(
         "/api/v1/sessions/{id}/replay/{action}",
         ResourceScope::Session,
-        |r| r.post(Access::OPERATOR, replay_control),
+        |r| {
+            r.post(Access::OPERATOR, replay_control)
+                .takes(Takes::Object { required: false })
+        },
     );
 }
 

@@ -12,7 +12,7 @@ use synopticon_actors::rules::{normalize, EventView};
 use synopticon_actors::store::Kind;
 use synopticon_actors::validation::Report;
 
-use super::{redacted_json, Api};
+use super::{redacted_json, Answers, Api, Content, Takes};
 use crate::audit;
 use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
@@ -32,7 +32,10 @@ pub fn configure(api: &mut Api) {
     api.resource(
         "/api/v1/rules/captures/{path:.*}",
         ResourceScope::None,
-        |r| r.get(Access::Unscoped(Role::Viewer), capture),
+        |r| {
+            r.get(Access::Unscoped(Role::Viewer), capture)
+                .answers(Answers::ok(Content::Binary("image/jpeg")))
+        },
     );
     api.resource("/api/v1/rules/test", ResourceScope::None, |r| {
         r.post(Access::Unscoped(Role::Operator), test)
@@ -40,7 +43,10 @@ pub fn configure(api: &mut Api) {
     api.resource("/api/v1/rules/{name}", ResourceScope::None, |r| {
         r.get(Access::Unscoped(Role::Viewer), get)
             .put(Access::ServerAdmin, put)
+            .takes(Takes::Object { required: true })
+            .answers(Answers::PUT)
             .delete(Access::ServerAdmin, remove)
+            .answers(Answers::NO_CONTENT)
     });
 }
 
@@ -120,7 +126,7 @@ async fn put(
     state: web::Data<AppState>,
     principal: Principal,
     name: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if state.rules.is_declared(&name) {
         return Err(RulesError::Declared(name.to_string()).into());
@@ -168,7 +174,7 @@ async fn remove(
 async fn test(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(envelopes) = body.get("envelopes") {
         let envelopes = envelopes.clone();

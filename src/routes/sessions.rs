@@ -15,7 +15,9 @@ use synopticon_actors::session::routing::check_event_name;
 use synopticon_actors::session::SessionStatus;
 use synopticon_actors::validation::{kind_of, Report};
 
-use super::{body_too_large, optional_json, read_body, read_json_body, redacted_json, Api};
+use super::{
+    body_too_large, optional_json, read_body, read_json_body, redacted_json, Answers, Api, Takes,
+};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope};
@@ -28,7 +30,9 @@ pub fn configure(api: &mut Api) {
         r.post(Access::OPERATOR, validate)
     });
     api.resource("/api/v1/sessions", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, list).post(Access::OPERATOR, create)
+        r.get(Access::VIEWER, list)
+            .post(Access::OPERATOR, create)
+            .answers(Answers::CREATED)
     });
     api.resource("/api/v1/sessions/{id}", ResourceScope::Session, |r| {
         r.get(Access::VIEWER, status)
@@ -39,25 +43,33 @@ pub fn configure(api: &mut Api) {
         ResourceScope::Session,
         |r| {
             r.put(Access::OPERATOR, put_distributor)
+                .takes(Takes::Object { required: false })
                 .delete(Access::OPERATOR, delete_distributor)
         },
     );
     api.resource(
         "/api/v1/sessions/{id}/routing",
         ResourceScope::Session,
-        |r| r.put(Access::OPERATOR, put_routing),
+        |r| {
+            r.put(Access::OPERATOR, put_routing)
+                .takes(Takes::Object { required: true })
+        },
     );
     api.resource(
         "/api/v1/sessions/{id}/events",
         ResourceScope::Session,
-        |r| r.post(Access::OPERATOR, post_events),
+        |r| {
+            r.post(Access::OPERATOR, post_events)
+                .takes(Takes::Events)
+                .answers(Answers::ACCEPTED)
+        },
     );
 }
 
 async fn validate(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     // The answer says whether an id is taken: only for ids the token may see.
@@ -73,7 +85,7 @@ async fn validate(
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_new_session_scope(&principal, &body)?;
@@ -341,7 +353,7 @@ async fn put_routing(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     check_outputs_scope(&state, &principal, &id, None).await?;
     let (status, report) = state

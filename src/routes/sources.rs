@@ -18,7 +18,7 @@ use synopticon_actors::store::Kind;
 use synopticon_actors::validation::Report;
 
 use super::sessions::check_outputs_scope;
-use super::{redacted_json, Api};
+use super::{redacted_json, Answers, Api, Content, Takes};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope, Role};
@@ -28,17 +28,23 @@ use crate::startup::AppState;
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
     api.resource("/api/v1/sources", ResourceScope::None, |r| {
-        r.get(Access::VIEWER, list).post(Access::OPERATOR, create)
+        r.get(Access::VIEWER, list)
+            .post(Access::OPERATOR, create)
+            .answers(Answers::CREATED)
     });
     api.resource("/api/v1/sources/{id}", ResourceScope::Source, |r| {
         r.get(Access::VIEWER, get)
             .patch(Access::OPERATOR, patch)
             .delete(Access::OPERATOR, remove)
+            .answers(Answers::NO_CONTENT)
     });
     api.resource(
         "/api/v1/sources/{id}/frame.jpg",
         ResourceScope::Source,
-        |r| r.get(Access::VIEWER, frame),
+        |r| {
+            r.get(Access::VIEWER, frame)
+                .answers(Answers::ok(Content::Binary("image/jpeg")))
+        },
     );
     api.resource("/api/v1/sources/{id}/tracks", ResourceScope::Source, |r| {
         r.get(Access::VIEWER, tracks)
@@ -46,12 +52,18 @@ pub fn configure(api: &mut Api) {
     api.resource(
         "/api/v1/sources/{id}/detections",
         ResourceScope::Source,
-        |r| r.post(Access::OPERATOR, detections),
+        |r| {
+            r.post(Access::OPERATOR, detections)
+                .answers(Answers::ACCEPTED)
+        },
     );
     api.resource(
         "/api/v1/sessions/{id}/sources",
         ResourceScope::Session,
-        |r| r.put(Access::OPERATOR, session_sources),
+        |r| {
+            r.put(Access::OPERATOR, session_sources)
+                .takes(Takes::Strings)
+        },
     );
 }
 
@@ -103,7 +115,7 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse 
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let config: SourceConfig =
         serde_path_to_error::deserialize(body.into_inner()).map_err(|e| {
@@ -262,7 +274,7 @@ async fn patch(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let before = visible_source(&state, &principal, &id)?;
     refuse_device_source(&before)?;
@@ -308,7 +320,7 @@ async fn detections(
     principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     limit_events(&state, &req, &principal, 1)?;
     visible_source(&state, &principal, &id)?;
@@ -325,7 +337,7 @@ async fn session_sources(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonArray,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
     let sources = parse_sources("sources", &body, &mut report);

@@ -3,11 +3,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 use synopticon_actors::session::templates::TemplateOrigin;
 use synopticon_actors::store::Kind;
 
-use super::{redacted_json, Api};
+use super::{redacted_json, Answers, Api, Takes};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -21,7 +21,10 @@ pub fn configure(api: &mut Api) {
         // A template shapes other people's future sessions: configuration, for admins.
         r.get(Access::VIEWER, get)
             .put(Access::ServerAdmin, put)
+            .takes(Takes::Object { required: true })
+            .answers(Answers::PUT)
             .delete(Access::ServerAdmin, remove)
+            .answers(Answers::NO_CONTENT)
     });
 }
 
@@ -52,7 +55,7 @@ async fn put(
     state: web::Data<AppState>,
     principal: crate::auth::Principal,
     name: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let previous = state.templates.put(&name, &body, TemplateOrigin::Api)?;
     if let Err(error) = state.store.put(Kind::Template, &name, &body).await {

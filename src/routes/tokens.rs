@@ -5,7 +5,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use super::Api;
+use super::{Answers, Api};
 use crate::audit;
 use synopticon_actors::store::Kind;
 
@@ -23,12 +23,15 @@ async fn keep(state: &AppState, record: &TokenRecord) -> Result<(), ApiError> {
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
     api.resource("/api/v1/tokens", ResourceScope::None, |r| {
-        r.get(Access::ADMIN, list).post(Access::ADMIN, create)
+        r.get(Access::ADMIN, list)
+            .post(Access::ADMIN, create)
+            .answers(Answers::CREATED)
     });
     api.resource("/api/v1/tokens/{token}", ResourceScope::None, |r| {
         r.get(Access::ADMIN, get)
             .patch(Access::ADMIN, update)
             .delete(Access::ADMIN, delete)
+            .answers(Answers::NO_CONTENT)
     });
 }
 
@@ -48,7 +51,7 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse 
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, false)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;
@@ -89,7 +92,7 @@ async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: web::Json<Value>,
+    body: super::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, true)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;

@@ -23,6 +23,7 @@ mod recording_scopes;
 mod redis;
 mod resume;
 mod rules;
+mod schemathesis;
 mod security;
 mod sessions;
 mod shutdown;
