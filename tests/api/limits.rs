@@ -62,6 +62,15 @@ async fn a_history_flood_stays_within_the_memory_budget_and_memory_returns_after
         app.publish("flood", body.clone()).await;
         peak = peak.max(server.rss_kib());
     }
+    // What the budget promises is the bytes it accounts (asserted below, exactly), and so
+    // what the process holds for them. During the flood RSS also counts pages jemalloc has
+    // not yet handed back from the evicted entries: about 40 MiB here, gone within its
+    // decay time (1 s, main.rs; with `dirty_decay_ms:0` the peak itself stays within this
+    // bound). So, with every event the budget kept still held, RSS settles within the
+    // budget, its allocation size classes (a 100 KB event takes a 112 KiB one: 1/7 more)
+    // and the requests and queues in flight.
+    let bound_kib = (budget + budget / 7 + 24 * MIB) / 1024;
+    let settled = settled_rss(&server).await;
     let sse = app.distributor("flood", "sse").await;
     let health = app.get("/api/health").await.body;
     let metrics = app.metrics().await;
@@ -109,18 +118,20 @@ async fn a_history_flood_stays_within_the_memory_budget_and_memory_returns_after
             "{field}: {details}"
         );
     }
-    let grown_mib = (peak - before) / 1024;
     eprintln!(
-        "RSS {} MiB before, {} MiB at the peak, {} MiB after the close; budget {} MiB",
+        "RSS {} MiB before, {} MiB at the peak, {} MiB settled, {} MiB after the close; budget {} MiB",
         before / 1024,
         peak / 1024,
+        settled / 1024,
         after_close / 1024,
         budget / MIB
     );
     assert!(
-        grown_mib < budget / MIB + 48,
-        "RSS grew {grown_mib} MiB with a budget of {} MiB",
-        budget / MIB
+        settled.saturating_sub(before) <= bound_kib,
+        "RSS settled {} MiB above the start with a budget of {} MiB (at most {} MiB)",
+        settled.saturating_sub(before) / 1024,
+        budget / MIB,
+        bound_kib / 1024
     );
     assert!(sse["budget_evictions"].as_u64().unwrap() > 3000, "{sse}");
     assert!(sse["held_bytes"].as_u64().unwrap() <= budget, "{sse}");
@@ -156,6 +167,21 @@ async fn a_history_flood_stays_within_the_memory_budget_and_memory_returns_after
         health_after["components"]["memory"]["used_bytes"], held,
         "{health_after}"
     );
+}
+
+/// The RSS of `server` once it has stopped falling: two readings a second apart within
+/// a MiB of each other (at most [`DEADLINE`] of waiting; the last reading then).
+async fn settled_rss(server: &ServerProcess) -> u64 {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let mut last = server.rss_kib();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = server.rss_kib();
+        if last.abs_diff(now) < 1024 || tokio::time::Instant::now() > until {
+            return now;
+        }
+        last = now;
+    }
 }
 
 const ADMIN: &str = "syn_limits-admin-000000000000000000000000000000000";
