@@ -40,11 +40,7 @@ pub const WS_PROTOCOL: &str = "synopticon";
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
     api.live_feed("/api/v1/sessions/{id}/ws", ResourceScope::Session, |r| {
-        r.get(Access::VIEWER, websocket).answers(Answers {
-            status: 101,
-            content: Content::Upgrade,
-            or_created: false,
-        })
+        r.get(Access::VIEWER, websocket).answers(Answers::UPGRADE)
     });
     api.live_feed("/api/v1/sessions/{id}/sse", ResourceScope::Session, |r| {
         r.get(Access::VIEWER, sse)

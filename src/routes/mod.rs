@@ -119,40 +119,30 @@ pub enum Content {
 
 impl Answers {
     /// 200 with a JSON object.
-    pub const OK: Answers = Answers {
-        status: 200,
-        content: Content::Object,
-        or_created: false,
-    };
+    pub const OK: Answers = Answers::ok(Content::Object);
     /// 201 with the JSON object made.
-    pub const CREATED: Answers = Answers {
-        status: 201,
-        content: Content::Object,
-        or_created: false,
-    };
+    pub const CREATED: Answers = Answers::with(201, Content::Object);
     /// 202 with a JSON object saying what was accepted.
-    pub const ACCEPTED: Answers = Answers {
-        status: 202,
-        content: Content::Object,
-        or_created: false,
-    };
+    pub const ACCEPTED: Answers = Answers::with(202, Content::Object);
     /// 204, no body.
-    pub const NO_CONTENT: Answers = Answers {
-        status: 204,
-        content: Content::Empty,
-        or_created: false,
-    };
+    pub const NO_CONTENT: Answers = Answers::with(204, Content::Empty);
     /// 200, or 201 when the PUT made it: two answers the document lists.
     pub const PUT: Answers = Answers {
-        status: 200,
-        content: Content::Object,
         or_created: true,
+        ..Answers::OK
     };
+    /// 101: a WebSocket.
+    pub const UPGRADE: Answers = Answers::with(101, Content::Upgrade);
 
     /// 200 with this content.
     pub const fn ok(content: Content) -> Answers {
+        Answers::with(200, content)
+    }
+
+    /// `status` with this content.
+    pub const fn with(status: u16, content: Content) -> Answers {
         Answers {
-            status: 200,
+            status,
             content,
             or_created: false,
         }
