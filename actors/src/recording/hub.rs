@@ -253,6 +253,10 @@ impl RecordingHub {
             let asked_to_stop = info.state == RecordingState::Stopping;
             info.state = RecordingState::Interrupted;
             info.stop_reason = Some("the server stopped while recording".into());
+            // Whose data it holds was kept every few seconds, the file flushed every
+            // second: what the last moments wrote may be missing from the kept list, so it
+            // is not known (only tokens without a source, device or event limit see it).
+            info.holds = None;
             info.stopped_at.get_or_insert_with(Utc::now);
             if let Ok(m) = std::fs::metadata(hub.settings.dir.join(&info.file)) {
                 info.bytes = m.len();
