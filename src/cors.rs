@@ -152,14 +152,16 @@ const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 impl HostList {
     /// `server.allowed_hosts`; when empty, the mode's default: without authentication
-    /// (`local_testing`) this machine's loopback names with any port and the configured
-    /// `server.host`; with authentication (`production`) any host, since every request
-    /// needs a token a rebinding page does not have.
+    /// (`local_testing`), or with `/metrics` open to all (`auth.metrics_public`), this
+    /// machine's loopback names with any port and the configured `server.host`; with
+    /// authentication (`production`) any host otherwise, since every route with something
+    /// to read needs a token a rebinding page does not have.
     pub fn from_settings(settings: &Settings) -> Self {
         let listed = &settings.server.allowed_hosts;
         let entries: Vec<String> = if !listed.is_empty() {
             listed.clone()
-        } else if settings.auth_enabled() {
+        } else if settings.auth_enabled() && !settings.auth.metrics_public {
+            // Every route with something to read needs a token a rebinding page lacks.
             vec!["*".into()]
         } else {
             let mut local: Vec<String> = LOOPBACK_NAMES.iter().map(|s| s.to_string()).collect();
@@ -267,32 +269,29 @@ fn named_hosts(req: &HttpRequest) -> Vec<&str> {
     hosts
 }
 
-/// Whether `origin` (`scheme://host[:port]`) is the server itself, as the request names it.
+/// Whether `origin` (`scheme://host[:port]`) is the server itself, as the request names it:
+/// the same host, and the same port when `Host` names one. A `Host` without a port is the
+/// default port of whatever scheme the browser used: a proxy that ends TLS and passes the
+/// `Host` on (`Origin: https://lab.example.org`, `Host: lab.example.org`) is the same
+/// origin, though this listener speaks plain HTTP.
 fn same_origin(req: &HttpRequest, origin: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
-    let default_port = |scheme: &str| {
-        if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            80
-        }
-    };
     let Some((origin_host, origin_port)) = split_authority(authority) else {
         return false;
     };
-    let origin_port = origin_port.unwrap_or(default_port(scheme));
-    let own_scheme = if req.app_config().secure() {
-        "https"
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
     } else {
-        "http"
+        80
     };
+    let origin_port = origin_port.unwrap_or(default_port);
     let hosts = named_hosts(req);
     !hosts.is_empty()
         && hosts.iter().all(|h| {
             split_authority(h).is_some_and(|(host, port)| {
-                host == origin_host && port.unwrap_or(default_port(own_scheme)) == origin_port
+                host == origin_host && port.unwrap_or(origin_port) == origin_port
             })
         })
 }
@@ -308,7 +307,7 @@ fn is_safe(method: &Method) -> bool {
 /// Why a request is refused before any route, if it is.
 fn cross_site_refusal(req: &HttpRequest, state: &AppState) -> Option<(&'static str, ApiError)> {
     let hosts = named_hosts(req);
-    if hosts.is_empty() {
+    if hosts.is_empty() && !state.hosts.everyone {
         return Some((
             "host",
             ApiError::MisdirectedRequest("the request names no host: send a Host header".into()),

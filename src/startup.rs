@@ -565,10 +565,16 @@ async fn restore_sources(
     sources: &SourceHub,
     declared: &[SourceConfig],
 ) -> anyhow::Result<()> {
-    for (id, body) in store.list(Kind::Source).await? {
+    for (id, mut body) in store.list(Kind::Source).await? {
         if declared.iter().any(|d| d.id == id) {
             tracing::warn!(source = %id, "a kept source has the id of a declared one, which runs");
             continue;
+        }
+        // Kept before line and zone ids were held to the rule ids follow: renamed, kept.
+        let renamed = synopticon_actors::tracker::analytics::migrate_ids(&mut body);
+        if !renamed.is_empty() {
+            tracing::warn!(source = %id, ?renamed, "line and zone ids of a kept source renamed to the characters ids take");
+            store.put(Kind::Source, &id, &body).await?;
         }
         let started = serde_json::from_value::<SourceConfig>(body)
             .map_err(|e| e.to_string())

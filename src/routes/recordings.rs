@@ -72,6 +72,7 @@ pub fn configure(api: &mut Api) {
 
 async fn start(
     state: web::Data<AppState>,
+    principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Bytes,
@@ -81,10 +82,62 @@ async fn start(
     if !report.is_valid() {
         return Err(ApiError::invalid("invalid recording", report));
     }
+    check_recording_scope(&state, &principal, &id, &spec).await?;
     let info = state.sessions.start_recording(&id, spec, None).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/recordings/{}", info.id)))
         .json(info))
+}
+
+/// A token limited to some sources, devices or events starts only recordings it will see:
+/// of a session that hears nothing outside its scope, keeping only events within it.
+/// Anything else would take disk and one of `recording.max_active` while answering 404 to
+/// the one who started it.
+async fn check_recording_scope(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    spec: &synopticon_actors::recording::RecordingSpec,
+) -> Result<(), ApiError> {
+    let scope = &principal.scope;
+    if scope.sources.is_none() && scope.devices.is_none() && scope.events.is_none() {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        ApiError::Forbidden(format!(
+            "token {:?} is limited; it may record only what it may see: {why}",
+            principal.token_id
+        ))
+    };
+    if id == synopticon_actors::system::SYSTEM_SESSION {
+        return Err(refuse(
+            "the system session hears every source and device".into(),
+        ));
+    }
+    let status = state.sessions.status(id).await?;
+    if let Some(s) = status
+        .config
+        .sources
+        .iter()
+        .find(|s| !scope.may_name_source(s))
+    {
+        return Err(refuse(format!("the session hears source {s:?}")));
+    }
+    if let Some(d) = status
+        .config
+        .devices
+        .iter()
+        .find(|d| !scope.may_name_devices(d))
+    {
+        return Err(refuse(format!("the session hears devices {d:?}")));
+    }
+    if let Some(e) = spec.events.iter().find(|e| !scope.allows_events(e)) {
+        return Err(refuse(format!(
+            "events {e:?} reach beyond {:?}; name the events to keep (\"events\")",
+            scope.events.clone().unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 /// Whether a token sees a recording: only as far as its live feed of the recorded session
@@ -125,12 +178,23 @@ async fn visible(
     }
 }
 
+/// The recordings a token sees, for a list: without `holds`, which can name thousands
+/// of event types (`GET /api/v1/recordings/{rid}` has it).
+fn listed(principal: &Principal, all: Vec<RecordingInfo>, session: Option<&str>) -> Vec<Value> {
+    all.into_iter()
+        .filter(|r| session.is_none_or(|s| r.session == s) && may_see(&principal.scope, r))
+        .map(|r| {
+            let mut shown = serde_json::to_value(&r).unwrap_or(Value::Null);
+            if let Value::Object(fields) = &mut shown {
+                fields.remove("holds");
+            }
+            shown
+        })
+        .collect()
+}
+
 async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
-    let all = state.rails.recordings.list().await?;
-    let seen: Vec<_> = all
-        .into_iter()
-        .filter(|r| may_see(&principal.scope, r))
-        .collect();
+    let seen = listed(&principal, state.rails.recordings.list().await?, None);
     Ok(HttpResponse::Ok().json(json!({"recordings": seen})))
 }
 
@@ -180,11 +244,7 @@ async fn of_session(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let all = state.rails.recordings.list().await?;
-    let of: Vec<_> = all
-        .into_iter()
-        .filter(|r| r.session == *id && may_see(&principal.scope, r))
-        .collect();
+    let of = listed(&principal, state.rails.recordings.list().await?, Some(&id));
     Ok(HttpResponse::Ok().json(json!({"recordings": of})))
 }
 
@@ -361,26 +421,38 @@ fn cues(
     Ok(replay::cues_of_reanalysis(&frames, raised, request))
 }
 
-async fn player_of(state: &AppState, id: &str) -> Result<std::sync::Arc<Player>, ApiError> {
-    state
-        .sessions
-        .replay(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no recording is playing into session {id:?}")))
+/// The player of session `id`, if a recording the token may see plays into it (one it may
+/// not see is answered as no replay at all).
+async fn player_of(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<std::sync::Arc<Player>, ApiError> {
+    let none = || ApiError::NotFound(format!("no recording is playing into session {id:?}"));
+    let player = state.sessions.replay(id).await?.ok_or_else(none)?;
+    let recording = player.status().recording;
+    match state.rails.recordings.get(&recording).await {
+        Ok(info) if may_see(&principal.scope, &info) => Ok(player),
+        // Deleted while it plays: whoever may see everything may still stop it.
+        Err(_) if principal.scope.is_unlimited() => Ok(player),
+        _ => Err(none()),
+    }
 }
 
 async fn replay_status(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(player_of(&state, &id).await?.status()))
+    Ok(HttpResponse::Ok().json(player_of(&state, &principal, &id).await?.status()))
 }
 
 async fn replay_stop(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let player = player_of(&state, &id).await?;
+    let player = player_of(&state, &principal, &id).await?;
     player.stop();
     Ok(HttpResponse::Ok().json(player.status()))
 }
@@ -388,12 +460,13 @@ async fn replay_stop(
 /// `pause`, `resume`, `stop`, or `seek` with `{"position_s": S}`.
 async fn replay_control(
     state: web::Data<AppState>,
+    principal: Principal,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
-    let player = player_of(&state, &id).await?;
+    let player = player_of(&state, &principal, &id).await?;
     match action.as_str() {
         "pause" => player.pause(),
         "resume" => player.resume(),

@@ -111,14 +111,38 @@ async fn create(
     }
     Ok(redacted_json(
         StatusCode::CREATED,
-        &scoped_status(&principal, &created),
+        &scoped_status(&state, &principal, &created).await,
     ))
 }
 
 /// A session status as a token sees it: of the sources and devices the session listens
-/// to, only those in the token's scope are named.
-fn scoped_status(principal: &Principal, status: &SessionStatus) -> Value {
+/// to, only those in the token's scope are named, and of its recordings and the one
+/// playing into it, only those the token may see (`recordings::may_see`).
+async fn scoped_status(state: &AppState, principal: &Principal, status: &SessionStatus) -> Value {
     let mut value = serde_json::to_value(status).unwrap_or(Value::Null);
+    if !principal.scope.is_unlimited() {
+        let hub = &state.rails.recordings;
+        let mut seen = Vec::new();
+        for id in &status.recordings {
+            if hub
+                .get(id)
+                .await
+                .is_ok_and(|info| super::recordings::may_see(&principal.scope, &info))
+            {
+                seen.push(id.clone());
+            }
+        }
+        value["recordings"] = json!(seen);
+        if let Some(replay) = &status.replay {
+            let visible = hub
+                .get(&replay.recording)
+                .await
+                .is_ok_and(|info| super::recordings::may_see(&principal.scope, &info));
+            if !visible {
+                value["replay"] = Value::Null;
+            }
+        }
+    }
     if principal.scope.devices.is_some() {
         if let Some(Value::Array(devices)) = value.pointer_mut("/config/devices") {
             devices.retain(|d| {
@@ -183,14 +207,12 @@ fn check_new_session_scope(principal: &Principal, body: &Value) -> Result<(), Ap
 }
 
 async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
-    let statuses: Vec<_> = state
-        .sessions
-        .list()
-        .await?
-        .into_iter()
-        .filter(|s| principal.scope.allows_session(&s.id))
-        .map(|s| scoped_status(&principal, &s))
-        .collect();
+    let mut statuses = Vec::new();
+    for s in state.sessions.list().await? {
+        if principal.scope.allows_session(&s.id) {
+            statuses.push(scoped_status(&state, &principal, &s).await);
+        }
+    }
     Ok(redacted_json(
         StatusCode::OK,
         &json!({"sessions": statuses}),
@@ -205,7 +227,7 @@ async fn status(
     let status = state.sessions.status(&id).await?;
     Ok(redacted_json(
         StatusCode::OK,
-        &scoped_status(&principal, &status),
+        &scoped_status(&state, &principal, &status).await,
     ))
 }
 
@@ -220,7 +242,7 @@ async fn close(
     audit::record(&principal, "session.close", &status.id);
     Ok(redacted_json(
         StatusCode::OK,
-        &scoped_status(&principal, &status),
+        &scoped_status(&state, &principal, &status).await,
     ))
 }
 

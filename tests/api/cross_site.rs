@@ -354,6 +354,15 @@ async fn a_page_from_an_unlisted_origin_changes_nothing_in_any_mode() {
 async fn a_request_naming_another_host_is_refused_so_dns_rebinding_gets_nothing() {
     let app = spawn_app().await;
     let port = app.port;
+    // Counters are the process's: what this test adds is what is compared.
+    let host_refusals = |metrics: &str| {
+        metric_value(
+            metrics,
+            "synopticon_http_cross_site_refused_total{reason=\"host\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = host_refusals(&app.metrics().await);
     let get = |host: String| {
         let app = &app;
         async move {
@@ -429,14 +438,7 @@ async fn a_request_naming_another_host_is_refused_so_dns_rebinding_gets_nothing(
         other => panic!("expected 421, got {:?}", other.map(|(_, r)| r.status())),
     }
     let metrics = app.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "synopticon_http_cross_site_refused_total{reason=\"host\"}"
-        ),
-        Some(8.0),
-        "{metrics}"
-    );
+    assert_eq!(host_refusals(&metrics) - before, 8.0, "{metrics}");
 
     // Listed names, with or without a port; production answers any name by default.
     let listed = spawn_app_with(|s| {
@@ -501,4 +503,106 @@ async fn a_request_naming_another_host_is_refused_so_dns_rebinding_gets_nothing(
         .filter(|e| e.contains("server.allowed_hosts"))
         .collect();
     assert_eq!(problems.len(), 2, "{:?}", report.errors);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_that_ends_tls_the_dashboard_is_still_its_own_origin() {
+    // The proxy passes `Host: lab.example.org` on; the browser's page is https://.
+    let app = spawn_app_with(|s| s.server.allowed_hosts = vec!["lab.example.org".into()]).await;
+    let json = ("content-type", "application/json");
+    let post = |host: &'static str, origin: &'static str, id: &'static str| {
+        let app = &app;
+        async move {
+            send(
+                app,
+                reqwest::Method::POST,
+                "/api/v1/sessions",
+                &[json, ("host", host), ("origin", origin)],
+                Some(&json!({"id": id, "template": "local_testing"}).to_string()),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(
+        post("lab.example.org", "https://lab.example.org", "tls").await,
+        201
+    );
+    assert_eq!(
+        post("lab.example.org", "http://lab.example.org", "plain").await,
+        201
+    );
+    // A port the Host names must be the page's.
+    assert_eq!(
+        post("lab.example.org:8443", "https://lab.example.org", "a").await,
+        403
+    );
+    assert_eq!(
+        post("lab.example.org:8443", "https://lab.example.org:8443", "b").await,
+        201
+    );
+    assert_eq!(
+        post("lab.example.org", "https://other.example.org", "c").await,
+        403
+    );
+}
+
+#[tokio::test]
+async fn with_metrics_open_to_all_production_answers_only_the_names_it_is_reached_by() {
+    let open = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
+        s.auth.metrics_public = true;
+    })
+    .await;
+    let metrics = |host: String| {
+        let open = &open;
+        async move {
+            send(
+                open,
+                reqwest::Method::GET,
+                "/metrics",
+                &[("host", &host)],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    // A rebinding page would read every session's and source's name otherwise.
+    assert_eq!(metrics("evil.example".into()).await, 421);
+    assert_eq!(metrics(format!("127.0.0.1:{}", open.port)).await, 200);
+    // Without /metrics open, any name (every readable route needs a token); a request
+    // naming no host at all is taken too (an HTTP/1.0 probe), and answered 401.
+    let closed = spawn_app_with(|s| {
+        s.server.mode = "production".into();
+        s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
+    })
+    .await;
+    let answer = send(
+        &closed.with_token(ADMIN),
+        reqwest::Method::GET,
+        "/api/v1/sessions",
+        &[("host", "synopticon.lab.example")],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", closed.port))
+        .await
+        .expect("connect");
+    raw.write_all(b"GET /api/v1/sessions HTTP/1.0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = vec![0u8; 64];
+    let n = tokio::time::timeout(DEADLINE, raw.read(&mut head))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(
+        head.starts_with("HTTP/1.0 401") || head.starts_with("HTTP/1.1 401"),
+        "{head}"
+    );
 }

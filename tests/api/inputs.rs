@@ -403,15 +403,17 @@ async fn a_processor_killed_mid_stream_counts_every_crossing_once_after_its_rest
     let _ = std::fs::remove_dir_all(&store);
 }
 
-/// A server whose edge input reads `stream`, registering unknown devices.
+/// A server whose input `name` reads `stream`, registering unknown devices (each test
+/// names its own: metric series are the process's).
 async fn flooded_server(
+    name: &str,
     stream: &str,
     tweak: impl FnOnce(&mut synopticon::configuration::Settings) + Send + 'static,
 ) -> TestApp {
     let app = spawn_app_with(tweak).await;
     let put = app
         .put(
-            "/api/v1/inputs/edge",
+            &format!("/api/v1/inputs/{name}"),
             &json!({"kind": "redis_stream", "url": SHARED, "stream": stream, "blockMs": 100,
                 "deviceTemplate": {"source": {"detections_events": false}}}),
         )
@@ -429,26 +431,26 @@ fn flood(stream: &str, n: usize) {
     }
 }
 
-fn registered_by_inputs(devices: &Value) -> usize {
+fn registered_by(input: &str, devices: &Value) -> usize {
     devices["devices"]
         .as_array()
         .expect("a list")
         .iter()
-        .filter(|d| d["registered_by"] == "input:edge")
+        .filter(|d| d["registered_by"] == format!("input:{input}").as_str())
         .count()
 }
 
 #[tokio::test]
 async fn a_flood_of_unknown_devices_leaves_the_api_its_source_slots() {
     let stream = unique("flood");
-    let app = flooded_server(&stream, |s| {
+    let app = flooded_server("flood-edge", &stream, |s| {
         s.server.max_sources = 12;
         s.server.reserved_sources = 4;
         s.devices.auto_registered_per_minute = 10_000.0;
     })
     .await;
     flood(&stream, 30);
-    let status = input_status(&app, "edge", |s| s["acknowledged"] == 30).await;
+    let status = input_status(&app, "flood-edge", |s| s["acknowledged"] == 30).await;
     // 12 slots, 4 kept for the API: 8 devices registered, every other one refused and
     // counted, no device record left without its source.
     assert_eq!(status["devices_created"], 8, "{status}");
@@ -461,7 +463,7 @@ async fn a_flood_of_unknown_devices_leaves_the_api_its_source_slots() {
         "{status}"
     );
     let devices = app.get("/api/v1/devices").await.body;
-    assert_eq!(registered_by_inputs(&devices), 8, "{devices}");
+    assert_eq!(registered_by("flood-edge", &devices), 8, "{devices}");
     assert_eq!(devices["devices"].as_array().map(Vec::len), Some(8));
     // The API still makes sources, up to the last slot.
     for i in 0..4 {
@@ -492,7 +494,7 @@ async fn a_flood_of_unknown_devices_leaves_the_api_its_source_slots() {
     assert_eq!(
         metric_value(
             &metrics,
-            "synopticon_input_unknown_devices_total{input=\"edge\",outcome=\"limited\"}"
+            "synopticon_input_unknown_devices_total{input=\"flood-edge\",outcome=\"limited\"}"
         ),
         Some(22.0),
         "{metrics}"
@@ -502,13 +504,13 @@ async fn a_flood_of_unknown_devices_leaves_the_api_its_source_slots() {
 #[tokio::test]
 async fn devices_inputs_register_have_their_own_ceiling_and_rate() {
     let stream = unique("ceiling");
-    let app = flooded_server(&stream, |s| {
+    let app = flooded_server("ceiling-edge", &stream, |s| {
         s.devices.max_auto_registered = 3;
         s.devices.auto_registered_per_minute = 10_000.0;
     })
     .await;
     flood(&stream, 10);
-    let status = input_status(&app, "edge", |s| s["acknowledged"] == 10).await;
+    let status = input_status(&app, "ceiling-edge", |s| s["acknowledged"] == 10).await;
     assert_eq!(status["devices_created"], 3, "{status}");
     assert_eq!(status["devices_limited"], 7, "{status}");
     assert!(
@@ -524,12 +526,12 @@ async fn devices_inputs_register_have_their_own_ceiling_and_rate() {
     assert_eq!(made.status, 201, "{}", made.body);
 
     let stream = unique("rate");
-    let app = flooded_server(&stream, |s| {
+    let app = flooded_server("rate-edge", &stream, |s| {
         s.devices.auto_registered_per_minute = 2.0;
     })
     .await;
     flood(&stream, 6);
-    let status = input_status(&app, "edge", |s| s["acknowledged"] == 6).await;
+    let status = input_status(&app, "rate-edge", |s| s["acknowledged"] == 6).await;
     // A burst of two, then about one every half minute: none within this test.
     assert_eq!(status["devices_created"], 2, "{status}");
     assert_eq!(status["devices_limited"], 4, "{status}");

@@ -152,7 +152,8 @@ async fn a_recording_is_seen_only_by_tokens_whose_live_feed_would_have_carried_a
     let info = finish(&admin, &all, 5).await;
     let holds = &info["holds"];
     assert_eq!(holds["sources"], json!(["cam-a1", "cam-b1"]), "{info}");
-    assert_eq!(holds["devices"], json!(["LAB-B1"]), "{info}");
+    // The session's device pattern (its header names it) and the device that wrote.
+    assert_eq!(holds["devices"], json!(["*", "LAB-B1"]), "{info}");
     assert_eq!(holds["complete"], true);
     for name in ["detections", "device.updated", "gaze_secret", "face_seen"] {
         assert!(
@@ -339,4 +340,130 @@ async fn a_replayed_event_keeps_the_marks_live_feeds_filter_on() {
         [original[0], original[2], original[3]],
         "cam-b1's event left out: {seen:?}"
     );
+}
+
+#[tokio::test]
+async fn a_replay_and_a_sessions_recordings_show_only_what_the_token_may_see() {
+    let admin = server().await.with_token(ADMIN);
+    camera(&admin, "cam-a1").await;
+    camera(&admin, "cam-b1").await;
+    admin
+        .create_session(json!({"id": "rec-both", "sources": ["cam-a1", "cam-b1"]}))
+        .await;
+    let both = start_recording(&admin, "rec-both", json!({})).await;
+    let both = both["id"].as_str().expect("id").to_string();
+    frame(&admin, "cam-b1", 0).await;
+    finish(&admin, &both, 1).await;
+    // Running again, and played (slowly) into a session the cam-a token may see.
+    let running = start_recording(&admin, "rec-both", json!({})).await;
+    let running = running["id"].as_str().expect("id").to_string();
+    admin
+        .create_session(json!({"id": "rec-view", "enabledDistributors": ["websocket"]}))
+        .await;
+    let r = admin
+        .post(
+            "/api/v1/sessions/rec-view/replay",
+            &json!({"recording": both, "rate": 0.001, "loop": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let scoped = admin.with_token(SOURCES);
+    assert_eq!(
+        scoped.get("/api/v1/sessions/rec-view/replay").await.status,
+        404
+    );
+    for action in ["pause", "stop"] {
+        let r = scoped
+            .post(
+                &format!("/api/v1/sessions/rec-view/replay/{action}"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{action}: {}", r.body);
+    }
+    assert_eq!(
+        scoped
+            .delete("/api/v1/sessions/rec-view/replay")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        admin.status("rec-view").await["replay"]["state"],
+        "playing",
+        "untouched"
+    );
+    let seen = scoped.get("/api/v1/sessions/rec-view").await.body;
+    assert_eq!(seen["replay"], Value::Null, "{seen}");
+    let listed = scoped.get("/api/v1/sessions").await.body;
+    let view = listed["sessions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|s| s["id"] == "rec-view")
+        .cloned()
+        .expect("rec-view listed");
+    assert_eq!(view["replay"], Value::Null, "{view}");
+    // The session hearing cam-b1 names its running recording only to those who see it.
+    assert_eq!(
+        admin.status("rec-both").await["recordings"],
+        json!([running])
+    );
+    let hidden = scoped.get("/api/v1/sessions/rec-both").await.body;
+    assert_eq!(hidden["recordings"], json!([]), "{hidden}");
+    // Lists leave the holds out; one recording shows them.
+    let list = admin.get("/api/v1/recordings").await.body;
+    assert!(
+        list["recordings"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|r| r.get("holds").is_none()),
+        "{list}"
+    );
+    assert!(admin.get(&format!("/api/v1/recordings/{both}")).await.body["holds"].is_object());
+}
+
+#[tokio::test]
+async fn a_limited_token_starts_only_recordings_it_will_see() {
+    let admin = server().await.with_token(ADMIN);
+    camera(&admin, "cam-a1").await;
+    camera(&admin, "cam-b1").await;
+    admin
+        .create_session(json!({"id": "rec-both", "sources": ["cam-a1", "cam-b1"]}))
+        .await;
+    admin
+        .create_session(json!({"id": "rec-a", "sources": ["cam-a1"]}))
+        .await;
+    let start = |token: &'static str, session: &'static str, spec: Value| {
+        let app = admin.with_token(token);
+        async move {
+            app.post(&format!("/api/v1/sessions/{session}/recordings"), &spec)
+                .await
+        }
+    };
+    let refused = start(SOURCES, "rec-both", json!({})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("cam-b1"));
+    assert_eq!(start(SOURCES, "rec-a", json!({})).await.status, 201);
+    // Events-scoped: only the events it may see.
+    let everything = start(EVENTS, "rec-a", json!({})).await;
+    assert_eq!(everything.status, 403, "{}", everything.body);
+    let faces = start(EVENTS, "rec-a", json!({"events": ["face_*"]})).await;
+    assert_eq!(faces.status, 201, "{}", faces.body);
+    let rid = faces.body["id"].as_str().expect("id");
+    // ...which it then sees, and may stop.
+    let stopped = admin
+        .with_token(EVENTS)
+        .post(&format!("/api/v1/recordings/{rid}/stop"), &json!({}))
+        .await;
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    // Devices-scoped, on a session that hears every device.
+    admin
+        .create_session(json!({"id": "rec-devices", "devices": ["*"]}))
+        .await;
+    assert_eq!(start(DEVICES, "rec-devices", json!({})).await.status, 403);
 }

@@ -1805,10 +1805,11 @@ async fn a_token_scoped_to_no_events_receives_none_and_an_expired_token_is_cut_o
         "expired: cut off"
     );
     assert!(closed_at >= expires_at, "not before it expired");
-    eprintln!(
-        "closed {} ms after the token expired",
-        (closed_at - expires_at).num_milliseconds()
-    );
+    // The documented promise: cut off within a second of expiring (the sweep wakes at the
+    // expiry; it closed 1 ms after it here, and up to 2 s after it with a once-a-second
+    // sweep).
+    let late = (closed_at - expires_at).num_milliseconds();
+    assert!(late < 1000, "closed {late} ms after the token expired");
 }
 
 #[tokio::test]

@@ -571,3 +571,86 @@ fn a_damaged_store_stops_start_up_naming_the_file_and_the_fix() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn kept_line_and_zone_ids_from_before_the_id_rule_are_renamed_and_start() {
+    // A source and a device kept by a version that took any id: made now, then their kept
+    // records given such ids through a backup, as an old server's backup would hold them.
+    let from = TestStore::sqlite();
+    let mut server = server_on(&from);
+    let admin = server.app.with_token(ADMIN);
+    let source = admin
+        .post(
+            "/api/v1/sources",
+            &json!({"id": "old-cam", "kind": "external",
+                "lines": [{"id": "door", "points": [[0, "50%"], ["100%", "50%"]]}],
+                "zones": [{"id": "desk", "points": [[0, 0], [10, 0], [10, 10]]}]}),
+        )
+        .await;
+    assert_eq!(source.status, 201, "{}", source.body);
+    let device = admin
+        .post(
+            "/api/v1/devices",
+            &json!({"id": "old-dev", "serial": "OLD-1", "stream_url": "external", "stream_on": true,
+                "source": {"lines": [{"id": "gate", "points": [[0, 5], [9, 5]]}]}}),
+        )
+        .await;
+    assert_eq!(device.status, 201, "{}", device.body);
+    let TestStore::Sqlite(dir) = &from else {
+        unreachable!()
+    };
+    let backup = dir.join("backup.json");
+    let (ok, said) = cli(&from.config(), &["backup", &backup.display().to_string()]);
+    assert!(ok, "{said}");
+    stop(&mut server, "-TERM");
+    let old = std::fs::read_to_string(&backup)
+        .expect("the backup")
+        .replace(r#"\"id\":\"door\""#, r#"\"id\":\"Door A\""#)
+        .replace(r#"\"id\":\"desk\""#, r#"\"id\":\"<b>desk</b>\""#)
+        .replace(r#"\"id\":\"gate\""#, r#"\"id\":\"Gate 1\""#);
+    assert!(
+        old.contains("Door A") && old.contains("Gate 1"),
+        "the backup was edited"
+    );
+    std::fs::write(&backup, old).expect("the old backup");
+    let to = TestStore::sqlite();
+    let TestStore::Sqlite(to_dir) = &to else {
+        unreachable!()
+    };
+    let key_file = dir.join("secret.key").display().to_string();
+    let to_config = format!(
+        "[store]\nurl = \"sqlite://{}/store.db\"\nkey_file = \"{key_file}\"\n",
+        to_dir.display()
+    );
+    let (ok, said) = cli(&to_config, &["restore", &backup.display().to_string()]);
+    assert!(ok, "{said}");
+
+    // They start, with ids that follow the rule, and keep them.
+    for round in 0..2 {
+        let mut restored = ServerProcess::start(&format!(
+            "[server]\nport = 0\nmode = \"production\"\n[[auth.tokens]]\nid = \"admin\"\nrole = \"admin\"\n\
+             sha256 = \"{}\"\n{to_config}",
+            hash_hex(ADMIN)
+        ));
+        let admin = restored.app.with_token(ADMIN);
+        let source = admin.get("/api/v1/sources/old-cam").await;
+        assert_eq!(source.status, 200, "round {round}: {}", source.body);
+        assert_eq!(source.body["state"], "running", "{}", source.body);
+        assert_eq!(
+            source.body["config"]["lines"][0]["id"], "Door_A",
+            "{}",
+            source.body
+        );
+        assert_eq!(source.body["config"]["zones"][0]["id"], "id-_b_desk__b_");
+        let device_source = admin.get("/api/v1/sources/device-old-dev").await;
+        assert_eq!(device_source.status, 200, "{}", device_source.body);
+        assert_eq!(device_source.body["config"]["lines"][0]["id"], "Gate_1");
+        let device = admin.get("/api/v1/devices/old-dev").await;
+        assert_eq!(
+            device.body["source"]["lines"][0]["id"], "Gate_1",
+            "{}",
+            device.body
+        );
+        stop(&mut restored, "-TERM");
+    }
+}

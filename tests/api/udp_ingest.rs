@@ -182,13 +182,14 @@ async fn a_numbering_that_jumps_or_goes_back_is_a_producer_restart_not_a_loss() 
         s.udp_ingest.port = port;
     })
     .await;
-    app.create_session(json!({"id": "eye", "enabledDistributors": ["websocket"]}))
+    // Its own session name: metric series are the process's.
+    app.create_session(json!({"id": "eye-restart", "enabledDistributors": ["websocket"]}))
         .await;
-    let mut consumer = app.ws("eye", "").await;
+    let mut consumer = app.ws("eye-restart", "").await;
     let producer = UdpSocket::bind("127.0.0.1:0").expect("a socket");
     let target = format!("127.0.0.1:{port}");
     let numbered = |pseq: u64| {
-        json!({"session": "eye", "event": "gaze_data", "data": {"n": pseq}, "producer": "t", "pseq": pseq})
+        json!({"session": "eye-restart", "event": "gaze_data", "data": {"n": pseq}, "producer": "t", "pseq": pseq})
             .to_string()
     };
     // Until the port knows the session (it looks sessions up every second).
@@ -197,10 +198,10 @@ async fn a_numbering_that_jumps_or_goes_back_is_a_producer_restart_not_a_loss() 
             .send_to(numbered(1).as_bytes(), &target)
             .expect("sent");
         let m = app.metrics().await;
-        (series(&m, "eye", "accepted", "") > 0).then_some(())
+        (series(&m, "eye-restart", "accepted", "") > 0).then_some(())
     })
     .await;
-    let accepted_before = series(&app.metrics().await, "eye", "accepted", "");
+    let accepted_before = series(&app.metrics().await, "eye-restart", "accepted", "");
     // 2^63 after 1: a new counter, not 9.2e18 lost datagrams. Then 3 lost; then back to 1.
     for pseq in [1u64 << 63, (1u64 << 63) + 4, 1, 2] {
         producer
@@ -210,13 +211,13 @@ async fn a_numbering_that_jumps_or_goes_back_is_a_producer_restart_not_a_loss() 
     }
     let metrics = wait_until("the four datagrams", DEADLINE, || async {
         let m = app.metrics().await;
-        (series(&m, "eye", "accepted", "") == accepted_before + 4).then_some(m)
+        (series(&m, "eye-restart", "accepted", "") == accepted_before + 4).then_some(m)
     })
     .await;
     assert_eq!(
         metric_value(
             &metrics,
-            "synopticon_udp_ingest_gaps_total{session=\"eye\"}"
+            "synopticon_udp_ingest_gaps_total{session=\"eye-restart\"}"
         ),
         Some(3.0),
         "{metrics}"
@@ -224,7 +225,7 @@ async fn a_numbering_that_jumps_or_goes_back_is_a_producer_restart_not_a_loss() 
     assert_eq!(
         metric_value(
             &metrics,
-            "synopticon_udp_ingest_producer_restarts_total{session=\"eye\"}"
+            "synopticon_udp_ingest_producer_restarts_total{session=\"eye-restart\"}"
         ),
         Some(2.0),
         "the jump and the way back: {metrics}"

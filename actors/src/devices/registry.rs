@@ -303,12 +303,30 @@ impl DeviceRegistry {
     /// whose source could not start, and why.
     pub async fn start_sources(&self) -> Result<Vec<(String, String)>, DeviceError> {
         let mut failed = Vec::new();
-        for device in self.list().await? {
+        for mut device in self.list().await? {
+            self.migrate_ids(&mut device).await;
             if let Some(e) = self.reconcile(None, Some(&device)) {
                 failed.push((text(&device, "serial"), e));
             }
         }
         Ok(failed)
+    }
+
+    /// Brings the line and zone ids of a device's kept `source` settings within the rule
+    /// ids follow now (`tracker::analytics::migrate_ids`), and keeps the result; a write
+    /// that loses to a change made meanwhile is left to that change.
+    async fn migrate_ids(&self, device: &mut Value) {
+        let renamed = crate::tracker::analytics::migrate_ids(&mut device["source"]);
+        if renamed.is_empty() {
+            return;
+        }
+        let (id, serial) = (text(device, "id"), text(device, "serial"));
+        tracing::warn!(device = %serial, ?renamed, "line and zone ids of a kept device renamed to the characters ids take");
+        if let Ok(Some((_, stamp))) = self.store.device_stamped(DeviceKey::Id(&id)).await {
+            if let Err(error) = self.store.update_device(&id, &serial, device, &stamp).await {
+                tracing::warn!(device = %serial, %error, "the renamed ids could not be kept; they are renamed again at the next start");
+            }
+        }
     }
 
     /// Refuses a device whose source would not start (a bad URL, a path outside

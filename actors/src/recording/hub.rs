@@ -154,6 +154,7 @@ impl RecordingHub {
                 on_done: Box::new(move || {
                     let _ = notes.send(done_id);
                 }),
+                holds: heard(config),
             },
         )
         .map_err(RecordingError::Unavailable)?;
@@ -522,6 +523,19 @@ impl RecordingHub {
         }
         Ok(deleted)
     }
+}
+
+/// What a recording holds before anything is written: the sources and device patterns
+/// the session's configuration names, which its header carries.
+fn heard(config: &SessionConfig) -> super::Contents {
+    let mut holds = super::Contents::empty();
+    for source in &config.sources {
+        holds.add_source(source);
+    }
+    for pattern in &config.devices {
+        holds.add_device(pattern);
+    }
+    holds
 }
 
 /// Keeps `info` in the store.

@@ -123,6 +123,9 @@ pub struct Start<'a> {
     pub header: Header,
     /// Called on the writing thread once the file is finished (or failed).
     pub on_done: Box<dyn FnOnce() + Send>,
+    /// Whose data it holds from the start: the sources and devices its header's session
+    /// configuration names.
+    pub holds: Contents,
 }
 
 impl Recorder {
@@ -154,7 +157,7 @@ impl Recorder {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let (tx, rx) = sync_channel(settings.queue.max(1));
         let progress = Arc::new(Progress {
-            holds: Mutex::new(Contents::empty()),
+            holds: Mutex::new(start.holds),
             ..Progress::default()
         });
         let recorder = Arc::new(Recorder {

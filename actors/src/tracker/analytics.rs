@@ -129,6 +129,61 @@ fn default_hysteresis() -> f32 {
     8.0
 }
 
+/// Brings the line and zone ids of a kept configuration (a source's, or a device's `source`
+/// settings: an object with `lines` and `zones`) within the characters ids take now: each
+/// other character becomes `_`, an id that does not start with a letter or digit is
+/// prefixed with `id-`, one that is too long is cut, and one that would then repeat
+/// another gets `-2`, `-3`, ... Returns each id changed, old and new. Configurations kept
+/// before ids were held to the rule start again after an upgrade, rather than not at all.
+pub fn migrate_ids(config: &mut serde_json::Value) -> Vec<(String, String)> {
+    use crate::session::spec::{check_session_id, MAX_SESSION_ID_LEN};
+    let mut changed = Vec::new();
+    for kind in ["lines", "zones"] {
+        let Some(items) = config.get_mut(kind).and_then(|v| v.as_array_mut()) else {
+            continue;
+        };
+        let taken: Vec<String> = items
+            .iter()
+            .filter_map(|i| i.get("id").and_then(|v| v.as_str()))
+            .filter(|id| check_session_id(id).is_ok())
+            .map(str::to_string)
+            .collect();
+        let mut taken = taken;
+        for item in items.iter_mut() {
+            let Some(old) = item.get("id").and_then(|v| v.as_str()).map(str::to_string) else {
+                continue;
+            };
+            if check_session_id(&old).is_ok() {
+                continue;
+            }
+            let mut id: String = old
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                id = format!("id-{id}");
+            }
+            id.truncate(MAX_SESSION_ID_LEN - 8);
+            let base = id.clone();
+            let mut n = 2;
+            while taken.contains(&id) {
+                id = format!("{base}-{n}");
+                n += 1;
+            }
+            taken.push(id.clone());
+            item["id"] = serde_json::Value::String(id.clone());
+            changed.push((old, id));
+        }
+    }
+    changed
+}
+
 impl AnalyticsConfig {
     /// Every problem at once, prefixed with `at`.
     pub fn validate(&self, at: &str, report: &mut Report) {
@@ -502,6 +557,25 @@ impl Analytics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_ids_are_brought_within_the_rule_once_without_clashes() {
+        let mut config = serde_json::json!({
+            "lines": [{"id": "Door A"}, {"id": "Door_A"}, {"id": "ok-1"}],
+            "zones": [{"id": "<b>desk</b>"}, {"id": "_hidden"}],
+        });
+        let changed = migrate_ids(&mut config);
+        assert_eq!(
+            changed,
+            vec![
+                ("Door A".to_string(), "Door_A-2".to_string()),
+                ("<b>desk</b>".to_string(), "id-_b_desk__b_".to_string()),
+                ("_hidden".to_string(), "id-_hidden".to_string()),
+            ]
+        );
+        assert_eq!(config["lines"][2]["id"], "ok-1");
+        assert!(migrate_ids(&mut config).is_empty(), "once is enough");
+    }
 
     fn track(id: u64, x: f32, y_bottom: f32) -> TrackView {
         TrackView {
