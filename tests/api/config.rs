@@ -231,3 +231,102 @@ fn check_config_warns_loudly_when_authentication_is_off_beyond_loopback() {
         assert!(out.contains(needle), "{needle} in {out}");
     }
 }
+
+/// The `SYNOPTICON__...` variables `docker-compose.yml` gives the synopticon service.
+fn compose_environment() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+        .expect("docker-compose.yml");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("SYNOPTICON__"))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let unquoted = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            // `${VAR:?...}` is what the user gives: a hash stands in for it.
+            let value = if unquoted.starts_with("${") {
+                synopticon::auth::tokens::hash_hex("syn_compose")
+            } else {
+                unquoted.to_string()
+            };
+            (k.to_string(), value)
+        })
+        .collect()
+}
+
+/// The `ENV` of the `Dockerfile` (one instruction, continued over lines).
+fn dockerfile_environment() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("Dockerfile");
+    let mut joined = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            inside = true;
+            joined.push_str(rest);
+        } else if inside {
+            joined.push(' ');
+            joined.push_str(line);
+        } else {
+            continue;
+        }
+        match joined.strip_suffix('\\') {
+            Some(cut) => joined = cut.to_string(),
+            None => inside = false,
+        }
+    }
+    // NAME=value, the value bare or in single quotes (which may hold spaces).
+    let mut out = Vec::new();
+    let mut rest = joined.trim();
+    while let Some((name, after)) = rest.split_once('=') {
+        let (value, next) = match after.strip_prefix('\'') {
+            Some(quoted) => quoted.split_once('\'').unwrap_or((quoted, "")),
+            None => after.split_once(char::is_whitespace).unwrap_or((after, "")),
+        };
+        out.push((name.trim().to_string(), value.to_string()));
+        rest = next.trim();
+    }
+    out
+}
+
+#[test]
+fn the_compose_file_and_the_dockerfile_configure_a_server_that_starts() {
+    let compose = compose_environment();
+    assert!(
+        compose
+            .iter()
+            .any(|(k, _)| k == "SYNOPTICON__SERVER__ALLOWED_HOSTS"),
+        "{compose:?}"
+    );
+    let (settings, report) =
+        synopticon::configuration::Settings::load_with_env(None, compose.clone())
+            .expect("it loads");
+    assert!(report.is_valid(), "{:?}", report.errors);
+    let checked = settings.validate(&synopticon_actors::session::templates::TemplateStore::new());
+    assert!(checked.is_valid(), "{:?}", checked.errors);
+    assert!(settings.server.production() && settings.auth.metrics_public);
+    // Prometheus scrapes the service by its name; a rebinding page's name gets nothing.
+    let hosts = synopticon::cors::HostList::from_settings(&settings);
+    assert!(hosts.allows("synopticon:8080"));
+    assert!(hosts.allows("localhost:8080"));
+    assert!(!hosts.allows("evil.example:8080"));
+
+    let docker = dockerfile_environment();
+    let names: Vec<&str> = docker.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"SYNOPTICON__SERVER__MODE"), "{docker:?}");
+    let settings_vars: Vec<(String, String)> = docker
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("SYNOPTICON__"))
+        .collect();
+    let (settings, report) =
+        synopticon::configuration::Settings::load_with_env(None, settings_vars).expect("it loads");
+    assert!(report.is_valid(), "{:?}", report.errors);
+    assert!(settings.server.production());
+    assert_eq!(settings.server.host, "0.0.0.0");
+    assert_eq!(settings.inference.models.len(), 1, "the face model");
+}
