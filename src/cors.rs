@@ -17,12 +17,10 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, ConnectionType, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, ResponseError};
+use actix_web::{HttpRequest, ResponseError};
 use metrics::{counter, describe_counter};
 
-use crate::configuration::Settings;
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// Requests refused because of the host they named or the page that sent them.
 pub const CROSS_SITE_REFUSED: &str = "synopticon_http_cross_site_refused_total";
@@ -47,15 +45,9 @@ pub struct OriginList {
 }
 
 impl OriginList {
-    /// `server.cors_origins`, or in `local_testing` with none listed, the pages of this
-    /// machine (`http://localhost:*`, `http://127.0.0.1:*`).
-    pub fn from_settings(settings: &Settings) -> Self {
-        let listed = &settings.server.cors_origins;
-        let entries: Vec<String> = if listed.is_empty() && settings.server.local_testing() {
-            vec!["http://localhost:*".into(), "http://127.0.0.1:*".into()]
-        } else {
-            listed.clone()
-        };
+    /// The origins of `entries` (`server.cors_origins` with its default filled in:
+    /// [`Settings::cors_origins`](crate::configuration::Settings::cors_origins)).
+    pub fn new(entries: &[String]) -> Self {
         let mut list = OriginList::default();
         for entry in entries {
             let entry = entry.trim_end_matches('/').to_ascii_lowercase();
@@ -147,36 +139,10 @@ pub struct HostList {
     everyone: bool,
 }
 
-/// The names of this machine a browser can reach a loopback server by.
-const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
-
 impl HostList {
-    /// `server.allowed_hosts`; when empty, the mode's default: without authentication
-    /// (`local_testing`), or with `/metrics` open to all (`auth.metrics_public`), this
-    /// machine's loopback names with any port and the configured `server.host`; with
-    /// authentication (`production`) any host otherwise, since every route with something
-    /// to read needs a token a rebinding page does not have.
-    pub fn from_settings(settings: &Settings) -> Self {
-        let listed = &settings.server.allowed_hosts;
-        let entries: Vec<String> = if !listed.is_empty() {
-            listed.clone()
-        } else if settings.auth_enabled() && !settings.auth.metrics_public {
-            // Every route with something to read needs a token a rebinding page lacks.
-            vec!["*".into()]
-        } else {
-            let mut local: Vec<String> = LOOPBACK_NAMES.iter().map(|s| s.to_string()).collect();
-            let host = settings.server.host.trim();
-            let unspecified = host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_unspecified());
-            if !host.is_empty() && !unspecified {
-                local.push(match host.parse::<std::net::Ipv6Addr>() {
-                    Ok(v6) => format!("[{v6}]"),
-                    Err(_) => host.to_string(),
-                });
-            }
-            local
-        };
+    /// The names of `entries` (`server.allowed_hosts` with its default filled in:
+    /// [`Settings::allowed_hosts`](crate::configuration::Settings::allowed_hosts)).
+    pub fn new(entries: &[String]) -> Self {
         let mut list = HostList::default();
         for entry in entries {
             let entry = entry.trim().to_ascii_lowercase();
@@ -304,8 +270,18 @@ fn is_safe(method: &Method) -> bool {
     )
 }
 
+/// The names a server answers to and the pages that may change things on it: what
+/// [`refuse_cross_site`] checks.
+#[derive(Debug, Clone, Default)]
+pub struct CrossSite {
+    /// `server.allowed_hosts`.
+    pub hosts: HostList,
+    /// `server.cors_origins`.
+    pub origins: Arc<OriginList>,
+}
+
 /// Why a request is refused before any route, if it is.
-fn cross_site_refusal(req: &HttpRequest, state: &AppState) -> Option<(&'static str, ApiError)> {
+fn cross_site_refusal(req: &HttpRequest, state: &CrossSite) -> Option<(&'static str, ApiError)> {
     let hosts = named_hosts(req);
     if hosts.is_empty() && !state.hosts.everyone {
         return Some((
@@ -359,13 +335,11 @@ fn cross_site_refusal(req: &HttpRequest, state: &AppState) -> Option<(&'static s
 /// `server.cors_origins` (403), in every mode. The refusal closes the connection, since
 /// the body is never read.
 pub async fn refuse_cross_site<B: MessageBody + 'static>(
+    site: Arc<CrossSite>,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let refusal = req
-        .app_data::<web::Data<AppState>>()
-        .and_then(|state| cross_site_refusal(req.request(), state));
-    match refusal {
+    match cross_site_refusal(req.request(), &site) {
         None => Ok(next.call(req).await?.map_into_boxed_body()),
         Some((reason, error)) => {
             counter!(CROSS_SITE_REFUSED, "reason" => reason).increment(1);
@@ -405,11 +379,7 @@ mod tests {
     use super::*;
 
     fn list(entries: &[&str]) -> OriginList {
-        let (mut settings, _) =
-            Settings::load_with_env(None, std::iter::empty()).expect("the embedded default");
-        settings.server.mode = "production".into();
-        settings.server.cors_origins = entries.iter().map(|s| s.to_string()).collect();
-        OriginList::from_settings(&settings)
+        OriginList::new(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
     #[test]

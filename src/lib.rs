@@ -25,6 +25,7 @@ pub mod error;
 pub mod replay_cli;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod system_feed;
 pub mod telemetry;
 pub mod tls;

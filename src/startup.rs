@@ -10,13 +10,11 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context as _};
-use chrono::{DateTime, Utc};
-use metrics_exporter_prometheus::PrometheusHandle;
+use chrono::Utc;
 use serde_json::Value;
 use synopticon_actors::bus::RedisBus;
 use synopticon_actors::devices::registry::{DeviceRegistry, DeviceSettings};
 use synopticon_actors::distributor::CloseReason;
-use synopticon_actors::guardrails::Guardrails;
 use synopticon_actors::inference::actor::ModelState;
 use synopticon_actors::inference::ModelHub;
 use synopticon_actors::input::{AutoRegistration, Inputs, Processor};
@@ -30,10 +28,12 @@ use synopticon_actors::source::hub::{MediaAccess, SourceError, SourceHub};
 use synopticon_actors::source::SourceConfig;
 use synopticon_actors::store::{Kind, Store};
 
-use crate::auth::guard::Limits;
 use crate::auth::inflight::InFlight;
+use crate::auth::rate_limit::Limits;
+use crate::auth::state::AuthState;
 use crate::auth::tokens::{LiveLimits, TokenRecord, TokenStore};
 use crate::configuration::Settings;
+use crate::state::AppState;
 use crate::{routes, telemetry};
 
 /// How often histogram summaries are maintained.
@@ -47,71 +47,6 @@ const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait at shutdown for a model that is still loading.
 const MODEL_LOAD_GRACE: Duration = Duration::from_secs(10);
-
-/// A source's latest frame as a JPEG at one quality.
-pub struct Snapshot {
-    /// The frame it was made from.
-    pub frame: Arc<synopticon_actors::messages::FrameRef>,
-    /// Its JPEG quality.
-    pub quality: u8,
-    /// The JPEG.
-    pub jpeg: bytes::Bytes,
-}
-
-/// What every request handler can reach.
-pub struct AppState {
-    /// The OpenAPI document, built from the route table at its first request.
-    pub openapi: std::sync::OnceLock<Value>,
-    /// The latest frame of each watched source as a JPEG: (frame, quality, bytes), so
-    /// several viewers of one source cost one encoding per frame.
-    pub snapshots: std::sync::Mutex<std::collections::HashMap<String, Snapshot>>,
-    /// Origins whose pages may call the API and open its WebSockets.
-    pub origins: Arc<crate::cors::OriginList>,
-    /// Names the server answers to (`server.allowed_hosts`).
-    pub hosts: crate::cors::HostList,
-    /// Where the server's own events go (the system session).
-    pub system: synopticon_actors::system::SystemFeed,
-    /// Every session operation.
-    pub sessions: Sessions,
-    /// Where what is created over REST is kept.
-    pub store: Arc<Store>,
-    /// Templates, shared with the registry.
-    pub templates: Arc<TemplateStore>,
-    /// Effective configuration.
-    pub settings: Arc<Settings>,
-    /// Monotonic start time, for uptime.
-    pub started: Instant,
-    /// Wall-clock start time.
-    pub started_at: DateTime<Utc>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// How long a handler waits for an actor.
-    pub request_timeout: Duration,
-    /// The detection models.
-    pub models: Arc<ModelHub>,
-    /// The vision sources.
-    pub sources: Arc<SourceHub>,
-    /// The registered devices.
-    pub devices: Arc<DeviceRegistry>,
-    /// The broker inputs.
-    pub inputs: Arc<Inputs>,
-    /// The rules.
-    pub rules: Arc<RuleEngine>,
-    /// The server's own Redis connection (`redis.url`), if any.
-    pub bus: Option<RedisBus>,
-    /// Whether routes need a token.
-    pub auth_enabled: bool,
-    /// Bearer tokens, and the live connections held under each.
-    pub tokens: Arc<TokenStore>,
-    /// Rate limiters, when rate limiting is on.
-    pub limits: Option<Limits>,
-    /// Ceilings on sessions' sizes and the memory budget they share.
-    pub rails: Arc<Guardrails>,
-    /// Requests running now, per token, address and in all.
-    pub inflight: Arc<InFlight>,
-    /// Live connections allowed in all, per token and per address.
-    pub live_limits: LiveLimits,
-}
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -366,7 +301,7 @@ impl Application {
             tracing::error!(%address, "{warning}");
             eprintln!("\n*** WARNING ***\n{warning}\n");
         }
-        if !auth_enabled && settings.server.mode != "local_testing" {
+        if !auth_enabled && !settings.server.local_testing() {
             tracing::warn!(
                 "authentication is off (auth.enabled = false) in {} mode",
                 settings.server.mode
@@ -422,8 +357,24 @@ impl Application {
                 health_every: Duration::from_secs(settings.system.health_interval_secs),
             }));
         }
-        let origins = Arc::new(crate::cors::OriginList::from_settings(&settings));
-        let hosts = crate::cors::HostList::from_settings(&settings);
+        let origins = Arc::new(crate::cors::OriginList::new(&settings.cors_origins()));
+        let site = Arc::new(crate::cors::CrossSite {
+            hosts: crate::cors::HostList::new(&settings.allowed_hosts()),
+            origins: origins.clone(),
+        });
+        let auth = Arc::new(AuthState {
+            enabled: auth_enabled,
+            metrics_public: settings.auth.metrics_public,
+            tokens,
+            limits,
+            inflight,
+            live_limits,
+        });
+        let deadlines = crate::auth::inflight::Deadlines {
+            body: Duration::from_millis(settings.server.body_timeout_ms),
+            answer: Duration::from_millis(settings.server.request_deadline_ms),
+        };
+        let routes = routes::table(&settings);
         let state = web::Data::new(AppState {
             system: feed,
             sessions,
@@ -440,29 +391,30 @@ impl Application {
             inputs,
             rules,
             bus,
-            auth_enabled,
-            tokens,
-            limits,
+            auth: auth.clone(),
             rails,
-            inflight,
-            live_limits,
             origins,
-            hosts,
+            routes,
             openapi: std::sync::OnceLock::new(),
             snapshots: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app_state = state.clone();
+        let auth_state = web::Data::from(auth);
         let origins = state.origins.clone();
         let server = HttpServer::new(move || {
+            let site = site.clone();
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::from_fn(crate::auth::inflight::bound))
+                .app_data(auth_state.clone())
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    crate::auth::inflight::bound(deadlines, req, next)
+                }))
                 .wrap(crate::cors::layer(origins.clone()))
                 // Outermost: a request for another host, or from a page that may not
                 // change anything, is refused before CORS or any route sees it.
-                .wrap(actix_web::middleware::from_fn(
-                    crate::cors::refuse_cross_site,
-                ))
+                .wrap(actix_web::middleware::from_fn(move |req, next| {
+                    crate::cors::refuse_cross_site(site.clone(), req, next)
+                }))
                 .configure(|cfg| {
                     routes::configure(cfg, &app_state.settings);
                 })
@@ -494,7 +446,7 @@ impl Application {
             .shutdown_timeout(state.settings.server.shutdown_timeout_ms.div_ceil(1000))
             .run();
 
-        let tokens = state.tokens.clone();
+        let tokens = state.auth.tokens.clone();
         actix_rt::spawn(async move {
             loop {
                 // Woken when the next token expires, so its feeds close right then.
@@ -622,7 +574,7 @@ async fn start_named<E: std::fmt::Display>(
 ) -> anyhow::Result<()> {
     let mut names = Vec::new();
     for entry in declared {
-        let (name, body) = Settings::input_entry(entry);
+        let (name, body) = crate::configuration::named_entry(entry);
         put(&name, &body, true).map_err(|e| anyhow::anyhow!("declared {what} {name:?}: {e}"))?;
         names.push(name);
     }

@@ -54,7 +54,7 @@ pub fn init_logging(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
-    let _ = if settings.format == "json" {
+    let _ = if settings.format == crate::configuration::LogFormat::Json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()

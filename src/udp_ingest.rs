@@ -70,6 +70,22 @@ pub struct UdpIngestSettings {
     pub queue: usize,
 }
 
+impl UdpIngestSettings {
+    /// Checks `[udp_ingest]`; `production` warns of a port open beyond this machine.
+    pub fn validate(&self, production: bool, r: &mut synopticon_actors::validation::Report) {
+        let u = self;
+        if !(1..=65507).contains(&u.max_datagram_bytes) {
+            r.error("udp_ingest.max_datagram_bytes: must be 1 to 65507");
+        }
+        if u.queue == 0 || u.events_per_sec <= 0.0 || u.event_burst < 1.0 {
+            r.error("udp_ingest: queue must be at least 1, events_per_sec above 0, event_burst at least 1");
+        }
+        if u.enabled && production && u.host != "127.0.0.1" && u.host != "::1" {
+            r.warn("udp_ingest: open beyond this machine in production; datagrams carry no token, so anyone who reaches the port can publish into any session they name");
+        }
+    }
+}
+
 /// How often the open sessions are looked up (for names and binary session hashes).
 const SESSIONS_EVERY: Duration = Duration::from_secs(1);
 /// Producers whose numbering is followed at most.

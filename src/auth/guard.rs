@@ -8,21 +8,23 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::BoxBody;
+use actix_web::dev::Payload;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::ResponseError;
-use actix_web::{web, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use metrics::{counter, describe_counter};
 use serde::Serialize;
 
-use super::rate_limit::RateLimiter;
+use super::rate_limit::Limits;
+use super::state::AuthState;
 use super::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// Requests and events refused by a rate limit.
 pub const RATE_LIMITED: &str = "synopticon_http_rate_limited_total";
@@ -54,47 +56,6 @@ pub struct RouteRule {
     pub live_feed: bool,
 }
 
-/// Rate limiters of a server that limits. Tokens and addresses have separate maps, so a
-/// flood of new addresses cannot push out the buckets of busy tokens.
-pub struct Limits {
-    /// API requests with a valid token, per token.
-    pub requests_by_token: RateLimiter,
-    /// API requests without one, per client address.
-    pub requests_by_address: RateLimiter,
-    /// Posted events and edge messages, per token.
-    pub events_by_token: RateLimiter,
-    /// Posted events without a token (authentication off), per client address.
-    pub events_by_address: RateLimiter,
-    /// Every request with a valid token, per client address (the address ceiling).
-    pub requests_per_address: RateLimiter,
-    /// Every posted event with a valid token, per client address.
-    pub events_per_address: RateLimiter,
-}
-
-impl Limits {
-    /// Limiters with the configured rates.
-    pub fn new(r: &crate::configuration::RateLimitSettings) -> Self {
-        let requests = || RateLimiter::new(r.requests_per_sec, r.request_burst, r.max_clients);
-        let events = || RateLimiter::new(r.events_per_sec, r.event_burst, r.max_clients);
-        Self {
-            requests_by_token: requests(),
-            requests_by_address: requests(),
-            events_by_token: events(),
-            events_by_address: events(),
-            requests_per_address: RateLimiter::new(
-                r.address_requests_per_sec,
-                r.address_request_burst,
-                r.max_clients,
-            ),
-            events_per_address: RateLimiter::new(
-                r.address_events_per_sec,
-                r.address_event_burst,
-                r.max_clients,
-            ),
-        }
-    }
-}
-
 /// The rules of one resource, by method.
 #[derive(Clone)]
 pub struct Guard {
@@ -120,7 +81,7 @@ impl Guard {
         let rule = self.rules.get(req.method()).copied();
         let admitted = check(req.request(), rule).and_then(|principal| {
             let state = req
-                .app_data::<web::Data<AppState>>()
+                .app_data::<web::Data<AuthState>>()
                 .ok_or_else(|| ApiError::Internal("the server state is missing".into()))?;
             let place = state
                 .inflight
@@ -173,7 +134,7 @@ fn refused(status: &'static str, reason: &'static str) {
 /// Who may go on, or the answer for who may not.
 pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, ApiError> {
     let state = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<web::Data<AuthState>>()
         .ok_or_else(|| ApiError::Internal("the server state is missing".into()))?;
     // A method the resource does not have: anyone authenticated gets the 405.
     let rule = rule.unwrap_or(RouteRule {
@@ -181,7 +142,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
         scope: ResourceScope::None,
         live_feed: false,
     });
-    if !state.auth_enabled {
+    if !state.enabled {
         let principal = Principal::local();
         limit_requests(state, req, None)?;
         return Ok(principal);
@@ -189,7 +150,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
     let token = presented_token(req, rule.live_feed);
     let open = match rule.access {
         Access::Public => true,
-        Access::Metrics => state.settings.auth.metrics_public,
+        Access::Metrics => state.metrics_public,
         Access::Role(_) | Access::Unscoped(_) | Access::ServerAdmin => false,
     };
     let authenticated = token.as_deref().map(|t| state.tokens.authenticate(t));
@@ -237,7 +198,7 @@ pub fn check(req: &HttpRequest, rule: Option<RouteRule>) -> Result<Principal, Ap
             }
             Some(Role::Admin)
         }
-        Access::Metrics if !state.settings.auth.metrics_public => {
+        Access::Metrics if !state.metrics_public => {
             // Metric labels name every session, source and distributor, and count every
             // event type's traffic: not for a token limited in any way.
             if !principal.scope.is_unlimited() {
@@ -368,7 +329,7 @@ fn charge_at(
 
 /// Takes one request from the caller's budget.
 fn limit_requests(
-    state: &AppState,
+    state: &AuthState,
     req: &HttpRequest,
     principal: Option<&Principal>,
 ) -> Result<(), ApiError> {
@@ -381,7 +342,7 @@ fn limit_requests(
 /// Takes `events` from the event budget of a caller at `address` (events published over
 /// a WebSocket, after the request that opened it).
 pub fn limit_events_at(
-    state: &AppState,
+    state: &AuthState,
     address: &str,
     principal: &Principal,
     events: usize,
@@ -400,7 +361,7 @@ pub fn limit_events_at(
 
 /// Takes `events` from the caller's event budget (posted events, edge messages).
 pub fn limit_events(
-    state: &AppState,
+    state: &AuthState,
     req: &HttpRequest,
     principal: &Principal,
     events: usize,
@@ -416,7 +377,7 @@ pub fn limit_events(
 /// address's bucket without a token), at most a bucket at a time, and the replay waits
 /// when the budget is spent. `None` when events are not rate-limited.
 pub fn replay_pace(
-    state: &web::Data<AppState>,
+    state: &Arc<AuthState>,
     address: String,
     principal: Principal,
 ) -> Option<synopticon_actors::recording::replay::Pace> {
@@ -454,5 +415,21 @@ fn too_many(wait: Duration, what: &str) -> ApiError {
     ApiError::TooManyRequests {
         message: format!("too many {what}; retry in {retry_after} s"),
         retry_after,
+    }
+}
+
+/// Handlers take the guard's [`Principal`]. A request the guard did not see is refused:
+/// a route that forgot its guard fails closed.
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or_else(|| ApiError::Unauthorized("this route checked no token".into())),
+        )
     }
 }

@@ -25,7 +25,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::{header, ConnectionType};
 use actix_web::middleware::Next;
-use actix_web::web::{self, Bytes};
+use actix_web::web::Bytes;
 use actix_web::{HttpMessage, ResponseError};
 use futures_util::Stream;
 
@@ -34,7 +34,6 @@ use parking_lot::Mutex;
 
 use super::{Principal, Role};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// Requests refused because too many were already running.
 pub const INFLIGHT_REFUSED: &str = "synopticon_http_inflight_refused_total";
@@ -53,6 +52,15 @@ pub fn describe_metrics() {
     );
 }
 
+/// How long a request's body may take to arrive and its answer to be ready.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// `server.body_timeout_ms`.
+    pub body: Duration,
+    /// `server.request_deadline_ms`.
+    pub answer: Duration,
+}
+
 /// Time limits of every request, routes and unknown paths alike: its body must arrive
 /// within `server.body_timeout_ms` (408) and its answer be ready within
 /// `server.request_deadline_ms` (503). An answer given before the request's body was read
@@ -60,16 +68,14 @@ pub fn describe_metrics() {
 /// holding) a slow chunked body after answering it. A WebSocket upgrade keeps its payload
 /// as it is: it carries the connection's frames for as long as it lasts.
 pub async fn bound(
+    deadlines: Deadlines,
     mut req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let (body_limit, deadline) = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => (
-            Duration::from_millis(state.settings.server.body_timeout_ms),
-            Duration::from_millis(state.settings.server.request_deadline_ms),
-        ),
-        None => return next.call(req).await,
-    };
+    let Deadlines {
+        body: body_limit,
+        answer: deadline,
+    } = deadlines;
     let body = Arc::new(BodyState::default());
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let unread = match req.take_payload() {

@@ -10,21 +10,20 @@
 //! - [`rate_limit`]: token buckets per token and per client address.
 //! - [`inflight`]: requests running at once per token, address and server, and the
 //!   deadline of a request's body.
-//! - [`guard`]: the check itself, run before every handler.
+//! - [`state`]: what the check needs of the server ([`state::AuthState`]).
+//! - [`guard`]: the check itself, run before every handler, and the [`Principal`] it
+//!   hands to handlers.
 
 pub mod guard;
 pub mod inflight;
 pub mod rate_limit;
+pub mod state;
 pub mod tokens;
 
 use std::sync::Arc;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use serde::{Deserialize, Serialize};
 use synopticon_actors::glob::Glob;
-
-use crate::error::ApiError;
 
 /// What a token may do; each role includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -250,22 +249,6 @@ impl Principal {
                 generation: 0,
             })
             .clone()
-    }
-}
-
-/// Handlers take the guard's [`Principal`]. A request the guard did not see is refused:
-/// a route that forgot its guard fails closed.
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(
-            req.extensions()
-                .get::<Principal>()
-                .cloned()
-                .ok_or_else(|| ApiError::Unauthorized("this route checked no token".into())),
-        )
     }
 }
 

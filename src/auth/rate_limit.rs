@@ -102,6 +102,47 @@ impl RateLimiter {
     }
 }
 
+/// Rate limiters of a server that limits. Tokens and addresses have separate maps, so a
+/// flood of new addresses cannot push out the buckets of busy tokens.
+pub struct Limits {
+    /// API requests with a valid token, per token.
+    pub requests_by_token: RateLimiter,
+    /// API requests without one, per client address.
+    pub requests_by_address: RateLimiter,
+    /// Posted events and edge messages, per token.
+    pub events_by_token: RateLimiter,
+    /// Posted events without a token (authentication off), per client address.
+    pub events_by_address: RateLimiter,
+    /// Every request with a valid token, per client address (the address ceiling).
+    pub requests_per_address: RateLimiter,
+    /// Every posted event with a valid token, per client address.
+    pub events_per_address: RateLimiter,
+}
+
+impl Limits {
+    /// Limiters with the configured rates.
+    pub fn new(r: &crate::configuration::RateLimitSettings) -> Self {
+        let requests = || RateLimiter::new(r.requests_per_sec, r.request_burst, r.max_clients);
+        let events = || RateLimiter::new(r.events_per_sec, r.event_burst, r.max_clients);
+        Self {
+            requests_by_token: requests(),
+            requests_by_address: requests(),
+            events_by_token: events(),
+            events_by_address: events(),
+            requests_per_address: RateLimiter::new(
+                r.address_requests_per_sec,
+                r.address_request_burst,
+                r.max_clients,
+            ),
+            events_per_address: RateLimiter::new(
+                r.address_events_per_sec,
+                r.address_event_burst,
+                r.max_clients,
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{Answers, Api, Content};
+use super::api::{Answers, Api, Content};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
 

@@ -7,10 +7,10 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use synopticon_actors::distributor::DistributorKind;
 
-use super::{Answers, Api, Takes};
+use super::api::{Answers, Api, Takes};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {

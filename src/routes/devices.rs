@@ -14,13 +14,13 @@ use synopticon_actors::session::spec::parse_serial_patterns;
 use synopticon_actors::store::DeviceKey;
 use synopticon_actors::validation::Report;
 
-use super::sessions::check_outputs_scope;
-use super::sources::disclosed;
-use super::{redacted_json, Answers, Api, Takes};
+use super::api::{Answers, Api, Takes};
+use super::body::redacted_json;
+use super::scope::{check_outputs_scope, disclosed};
 use crate::audit;
 use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most devices one page lists.
 const MAX_PAGE: usize = 1000;
@@ -112,7 +112,7 @@ async fn list(
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(serial) = body["serial"].as_str() {
         if !principal.scope.allows_device(serial) {
@@ -202,7 +202,7 @@ async fn patch_by_id(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     patch(state, principal, DeviceKey::Id(&id), body.into_inner()).await
 }
@@ -211,7 +211,7 @@ async fn patch_by_serial(
     state: web::Data<AppState>,
     principal: Principal,
     serial: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     patch(
         state,
@@ -276,7 +276,7 @@ async fn session_devices(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: super::JsonArray,
+    body: super::body::JsonArray,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
     let devices = parse_serial_patterns("devices", &body, &mut report);

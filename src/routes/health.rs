@@ -5,9 +5,10 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use synopticon_actors::source::actor::SourceState;
 
-use super::{redacted_json, Api};
+use super::api::Api;
+use super::body::redacted_json;
 use crate::auth::{Access, ResourceScope};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the route.
 pub fn configure(api: &mut Api) {
@@ -89,7 +90,7 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
     let source_states: serde_json::Map<String, serde_json::Value> = all_sources
         .into_iter()
         .filter(|(id, _)| principal.scope.allows_source(id) && !hidden_devices.contains(id))
-        .map(|(id, s)| (id, json!(super::sources::disclosed(&principal, s))))
+        .map(|(id, s)| (id, json!(super::scope::disclosed(&principal, s))))
         .collect();
     let sources_status = if sources_ok { "ok" } else { "degraded" };
     let budget = state.rails.budget.status();
@@ -115,7 +116,7 @@ async fn health(state: web::Data<AppState>, principal: crate::auth::Principal) -
     } else {
         "degraded"
     };
-    if state.auth_enabled && !principal.authenticated {
+    if state.auth.enabled && !principal.authenticated {
         let mut answer = json!({
             "status": overall,
             "version": env!("CARGO_PKG_VERSION"),

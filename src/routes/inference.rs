@@ -18,10 +18,10 @@ use synopticon_actors::inference::frame::{self, ImageLimits};
 use synopticon_actors::inference::hub::ModelHandle;
 use synopticon_actors::inference::{runtime, DetectImage, DetectOptions, Detections};
 
-use super::{Api, Takes};
+use super::api::{Api, Takes};
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -131,7 +131,7 @@ async fn detect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    super::require_media_type(&req, IMAGE_TYPES)?;
+    super::body::require_media_type(&req, IMAGE_TYPES)?;
     let query = DetectQuery::parse(&req)?;
     let model = state.models.get(query.model.as_deref())?;
     let limits = state.settings.inference.limits();
@@ -275,7 +275,8 @@ async fn read_uploads(
     max_images: usize,
 ) -> Result<Vec<Upload>, ApiError> {
     if !is_multipart(req) {
-        let bytes = super::read_body(req, payload, limits.max_bytes, || too_large(limits)).await?;
+        let bytes =
+            super::body::read_body(req, payload, limits.max_bytes, || too_large(limits)).await?;
         frame::check(&bytes, limits)?;
         return Ok(vec![Upload { name: None, bytes }]);
     }

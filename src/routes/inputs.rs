@@ -8,11 +8,12 @@ use serde_json::{json, Value};
 use synopticon_actors::input::{InputStatus, InputsError};
 use synopticon_actors::store::Kind;
 
-use super::{redacted_json, Answers, Api, Takes};
+use super::api::{Answers, Api, Takes};
+use super::body::redacted_json;
 use crate::audit;
 use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -74,7 +75,7 @@ async fn put(
     state: web::Data<AppState>,
     principal: Principal,
     name: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if state.inputs.is_declared(&name) {
         return Err(InputsError::Declared(name.to_string()).into());

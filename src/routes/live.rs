@@ -25,11 +25,11 @@ use synopticon_actors::distributor::{CloseReason, DistributorKind, LiveAttach};
 use synopticon_actors::glob::{is_valid_pattern, PATTERN_RULE};
 use synopticon_actors::telemetry::{DELIVERY_LATENCY, LIVE_FRAMES};
 
-use super::{Answers, Api, Content};
+use super::api::{Answers, Api, Content};
 use crate::auth::tokens::LiveLimit;
 use crate::auth::{Access, Principal, ResourceScope, TokenScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Client operations that could not be understood.
 const LIVE_CLIENT_ERRORS: &str = "synopticon_live_client_errors_total";
@@ -146,8 +146,9 @@ fn register(
 ) -> Result<(), ApiError> {
     let address = crate::auth::guard::address_key(req);
     state
+        .auth
         .tokens
-        .register_live(principal, &address, queue, state.live_limits)
+        .register_live(principal, &address, queue, state.auth.live_limits)
         .map_err(|limit| {
             queue.close(CloseReason::ClientGone);
             match limit {
@@ -498,16 +499,19 @@ impl WsConnection {
             }
         };
         let max = p.state.settings.server.max_events_per_request;
-        let events = match super::sessions::parse_events(body.as_bytes(), max) {
+        let events = match super::body::parse_events(body.as_bytes(), max) {
             Ok(events) => events,
             Err(e) => return self.publish_failed(ctx, reference.as_ref(), e),
         };
-        if let Err(e) = super::sessions::check_publish_scope(&p.principal, &events) {
+        if let Err(e) = super::scope::check_publish_scope(&p.principal, &events) {
             return self.publish_failed(ctx, reference.as_ref(), e);
         }
-        if let Err(e) =
-            crate::auth::guard::limit_events_at(&p.state, &p.address, &p.principal, events.len())
-        {
+        if let Err(e) = crate::auth::guard::limit_events_at(
+            &p.state.auth,
+            &p.address,
+            &p.principal,
+            events.len(),
+        ) {
             return self.publish_failed(ctx, reference.as_ref(), e);
         }
         let (sessions, id, ack) = (p.state.sessions.clone(), self.session.clone(), op.ack);
@@ -675,11 +679,12 @@ impl WsConnection {
             }
             act.queue.close(CloseReason::ClientGone);
             let p = &act.publisher;
-            if let Err(limit) =
-                p.state
-                    .tokens
-                    .register_live(&p.principal, &p.address, &queue, p.state.live_limits)
-            {
+            if let Err(limit) = p.state.auth.tokens.register_live(
+                &p.principal,
+                &p.address,
+                &queue,
+                p.state.auth.live_limits,
+            ) {
                 // The old feed is gone and the new one is not allowed (the token was
                 // revoked meanwhile, or a limit): the connection ends, saying why.
                 queue.close(CloseReason::ClientGone);

@@ -2,9 +2,9 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::{Answers, Api, Content};
+use super::api::{Answers, Api, Content};
 use crate::auth::{Access, ResourceScope};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the route.
 pub fn configure(api: &mut Api) {

@@ -8,9 +8,9 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::{Answers, Api, Content, RouteSpec, Takes};
+use super::api::{Answers, Api, Content, RouteSpec, Takes};
 use crate::auth::{Access, ResourceScope, Role};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the route.
 pub fn configure(api: &mut Api) {
@@ -20,9 +20,7 @@ pub fn configure(api: &mut Api) {
 }
 
 async fn document(state: web::Data<AppState>) -> HttpResponse {
-    let doc = state
-        .openapi
-        .get_or_init(|| build(&super::table(&state.settings)));
+    let doc = state.openapi.get_or_init(|| build(&state.routes));
     HttpResponse::Ok().json(doc)
 }
 

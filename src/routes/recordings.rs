@@ -10,10 +10,12 @@ use synopticon_actors::recording::{parse_spec, reader, RecordingInfo};
 use synopticon_actors::rules::engine::RuleEngine;
 use synopticon_actors::validation::Report;
 
-use super::{optional_json, redacted_json, Answers, Api, Content, Takes};
-use crate::auth::{Access, Principal, ResourceScope, Role, TokenScope};
+use super::api::{Answers, Api, Content, Takes};
+use super::body::{optional_json, redacted_json};
+use super::scope::may_see;
+use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -140,30 +142,6 @@ async fn check_recording_scope(
     Ok(())
 }
 
-/// Whether a token sees a recording: only as far as its live feed of the recorded session
-/// would have carried all of it (docs/SECURITY.md#recordings). The session must be in its
-/// scope; a recording taken in from a file needs a token without any scope; and a token
-/// limited to some sources, devices or events sees a recording only when every source,
-/// device and event type the recording holds lies within those limits (one whose
-/// contents are not known, it does not see).
-pub(super) fn may_see(scope: &TokenScope, info: &RecordingInfo) -> bool {
-    if !scope.allows_session(&info.session) {
-        return false;
-    }
-    if info.is_imported() {
-        return scope.is_unlimited();
-    }
-    if scope.sources.is_none() && scope.devices.is_none() && scope.events.is_none() {
-        return true;
-    }
-    info.holds.as_ref().is_some_and(|holds| {
-        holds.complete
-            && holds.sources.iter().all(|s| scope.allows_source(s))
-            && holds.devices.iter().all(|d| scope.allows_device(d))
-            && holds.events.iter().all(|e| scope.allows_event(e))
-    })
-}
-
 /// A recording the caller may see ([`may_see`]), or 404, exactly as one that does not exist.
 async fn visible(
     state: &AppState,
@@ -209,7 +187,7 @@ async fn import(
     payload: web::Payload,
     query: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    super::require_media_type(&req, MCAP_TYPES)?;
+    super::body::require_media_type(&req, MCAP_TYPES)?;
     let limit = usize::try_from(
         state
             .settings
@@ -218,7 +196,7 @@ async fn import(
             .saturating_mul(1 << 20),
     )
     .unwrap_or(usize::MAX);
-    let body = super::read_body(&req, payload, limit, || {
+    let body = super::body::read_body(&req, payload, limit, || {
         ApiError::PayloadTooLarge(format!(
             "the file is larger than recording.max_import_mb ({} MiB)",
             state.settings.recording.max_import_mb
@@ -353,7 +331,7 @@ async fn replay_start(
         .path(&info)
         .ok_or_else(|| ApiError::NotFound(format!("recording {:?} has no file", info.id)))?;
     let source = match &request.reanalyze {
-        Some(source) => Some(super::sources::visible_source(&state, &principal, source)?.config),
+        Some(source) => Some(super::scope::visible_source(&state, &principal, source)?.config),
         None => None,
     };
     let request_for_cues = request.clone();
@@ -379,7 +357,7 @@ async fn replay_start(
             request.rate,
             request.looping,
             crate::auth::guard::replay_pace(
-                &state,
+                &state.auth,
                 crate::auth::guard::address_key(&req),
                 principal.clone(),
             ),

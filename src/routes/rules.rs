@@ -12,11 +12,12 @@ use synopticon_actors::rules::{normalize, EventView};
 use synopticon_actors::store::Kind;
 use synopticon_actors::validation::Report;
 
-use super::{redacted_json, Answers, Api, Content, Takes};
+use super::api::{Answers, Api, Content, Takes};
+use super::body::redacted_json;
 use crate::audit;
 use crate::auth::{Access, Principal, ResourceScope, Role};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -126,7 +127,7 @@ async fn put(
     state: web::Data<AppState>,
     principal: Principal,
     name: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if state.rules.is_declared(&name) {
         return Err(RulesError::Declared(name.to_string()).into());
@@ -174,7 +175,7 @@ async fn remove(
 async fn test(
     state: web::Data<AppState>,
     principal: Principal,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(envelopes) = body.get("envelopes") {
         let envelopes = envelopes.clone();
@@ -257,7 +258,7 @@ async fn replay(
     if !principal.scope.allows_source(source) {
         return Err(ApiError::NotFound(format!("source {source:?} not found")));
     }
-    let config = super::sources::visible_source(&state, principal, source)?.config;
+    let config = super::scope::visible_source(&state, principal, source)?.config;
     let device = config.device_serial.clone();
     let id = source.to_string();
     // Up to ten thousand frames tracked and tested: off the server's threads.

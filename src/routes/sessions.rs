@@ -1,28 +1,22 @@
 //! Sessions over REST: create (from a template with overrides), validate, list, status,
 //! close; enable/reconfigure/disable one distributor; replace routing; post events.
 
-use std::collections::HashMap;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use synopticon_actors::distributor::DistributorKind;
-use synopticon_actors::json::{self, kind_of_raw};
-use synopticon_actors::messages::*;
-use synopticon_actors::session::routing::check_event_name;
 use synopticon_actors::session::SessionStatus;
-use synopticon_actors::validation::{kind_of, Report};
 
-use super::{
-    body_too_large, optional_json, read_body, read_json_body, redacted_json, Answers, Api, Takes,
+use super::api::{Answers, Api, Takes};
+use super::body::{
+    body_too_large, optional_json, parse_events, read_body, read_json_body, redacted_json,
 };
+use super::scope::{check_outputs_scope, check_publish_scope, is_live};
 use crate::audit;
 use crate::auth::guard::limit_events;
 use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -69,7 +63,7 @@ pub fn configure(api: &mut Api) {
 async fn validate(
     state: web::Data<AppState>,
     principal: Principal,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     // The answer says whether an id is taken: only for ids the token may see.
@@ -85,7 +79,7 @@ async fn validate(
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_new_session_scope(&principal, &body)?;
@@ -127,7 +121,7 @@ async fn scoped_status(state: &AppState, principal: &Principal, status: &Session
             if hub
                 .get(id)
                 .await
-                .is_ok_and(|info| super::recordings::may_see(&principal.scope, &info))
+                .is_ok_and(|info| super::scope::may_see(&principal.scope, &info))
             {
                 seen.push(id.clone());
             }
@@ -137,7 +131,7 @@ async fn scoped_status(state: &AppState, principal: &Principal, status: &Session
             let visible = hub
                 .get(&replay.recording)
                 .await
-                .is_ok_and(|info| super::recordings::may_see(&principal.scope, &info));
+                .is_ok_and(|info| super::scope::may_see(&principal.scope, &info));
             if !visible {
                 value["replay"] = Value::Null;
             }
@@ -246,81 +240,6 @@ async fn close(
     ))
 }
 
-/// Live feeds filter by the token that opened them; other outputs (webhooks, MQTT, ...)
-/// carry whatever the session routes to them.
-fn is_live(kind: DistributorKind) -> bool {
-    matches!(kind, DistributorKind::Websocket | DistributorKind::Sse)
-}
-
-/// Where a scoped token may send a session's events. A token limited to some events may
-/// not enable an output other than live feeds (which filter by its scope), nor change the
-/// routing or sources of a session that has one; a token limited to some sources may
-/// change where a session's events go only when the session listens to no source outside
-/// that scope (and likewise for devices). `kind` is the distributor changed; `None` for
-/// routing, sources and devices.
-pub(crate) async fn check_outputs_scope(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    kind: Option<DistributorKind>,
-) -> Result<(), ApiError> {
-    let scope = &principal.scope;
-    if scope.events.is_none() && scope.sources.is_none() && scope.devices.is_none() {
-        return Ok(());
-    }
-    if id == synopticon_actors::system::SYSTEM_SESSION {
-        return Err(ApiError::Forbidden(format!(
-            "the system session carries every source's and device's events: token {:?} is \
-             limited, and only a token without a scope may change where they go",
-            principal.token_id
-        )));
-    }
-    let events_only = || {
-        ApiError::Forbidden(format!(
-            "token {:?} is limited to some events or devices; it may not send events to \
-             distributors other than live feeds",
-            principal.token_id
-        ))
-    };
-    if scope.live_outputs_only() && kind.is_some_and(|k| !is_live(k)) {
-        return Err(events_only());
-    }
-    let status = state.sessions.status(id).await?;
-    if scope.live_outputs_only()
-        && kind.is_none()
-        && status.distributors.iter().any(|d| !is_live(d.kind))
-    {
-        return Err(events_only());
-    }
-    if scope.sources.is_some()
-        && status
-            .config
-            .sources
-            .iter()
-            .any(|s| !scope.may_name_source(s))
-    {
-        return Err(ApiError::Forbidden(format!(
-            "session {id:?} listens to sources outside token {:?}'s scope; only a token that \
-             may see all of them can change its distributors, routing or sources",
-            principal.token_id
-        )));
-    }
-    if scope.devices.is_some()
-        && status
-            .config
-            .devices
-            .iter()
-            .any(|d| !scope.may_name_devices(d))
-    {
-        return Err(ApiError::Forbidden(format!(
-            "session {id:?} listens to devices outside token {:?}'s scope; only a token that \
-             may see all of them can change its distributors, routing, sources or devices",
-            principal.token_id
-        )));
-    }
-    Ok(())
-}
-
 fn parse_kind(kind: &str) -> Result<DistributorKind, ApiError> {
     DistributorKind::parse(kind).ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -375,7 +294,7 @@ async fn put_routing(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     check_outputs_scope(&state, &principal, &id, None).await?;
     let (status, report) = state
@@ -402,159 +321,7 @@ async fn post_events(
     state.sessions.status(&id).await?;
     let events = parse_events(&body, state.settings.server.max_events_per_request)?;
     check_publish_scope(&principal, &events)?;
-    limit_events(&state, &req, &principal, events.len())?;
+    limit_events(&state.auth, &req, &principal, events.len())?;
     let routed = state.sessions.publish(&id, events).await?;
     Ok(HttpResponse::Accepted().json(json!({"accepted": routed.len(), "events": routed})))
-}
-
-/// A token limited to some events publishes only those, as its live feeds receive only
-/// those (403 naming the first outside, nothing accepted).
-pub fn check_publish_scope(
-    principal: &Principal,
-    events: &[IncomingEvent],
-) -> Result<(), ApiError> {
-    match events
-        .iter()
-        .find(|e| !principal.scope.allows_event(&e.name))
-    {
-        None => Ok(()),
-        Some(e) => Err(ApiError::Forbidden(format!(
-            "token {:?} may not publish {:?}: it is limited to the events {:?}",
-            principal.token_id,
-            e.name,
-            principal.scope.events.clone().unwrap_or_default()
-        ))),
-    }
-}
-
-/// Checks every event of a request; all problems are reported together (422). Each
-/// event's `data` is kept as the producer's JSON text ([`synopticon_actors::json`]).
-pub fn parse_events(body: &[u8], max: usize) -> Result<Vec<IncomingEvent>, ApiError> {
-    let not_json =
-        |e: serde_json::Error| ApiError::BadRequest(format!("request body is not valid JSON: {e}"));
-    let whole: &RawValue = serde_json::from_slice(body).map_err(not_json)?;
-    let (items, batch): (Vec<&RawValue>, bool) = match kind_of_raw(whole) {
-        "an array" => (serde_json::from_str(whole.get()).map_err(not_json)?, true),
-        "an object" => (vec![whole], false),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "body must be an event object or an array of them, got {other}"
-            )))
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::invalid("no events", {
-            let mut r = Report::default();
-            r.error("the array is empty: send at least one event");
-            r
-        }));
-    }
-    if items.len() > max {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "{} events in one request; the limit is {max} (server.max_events_per_request)",
-            items.len()
-        )));
-    }
-    let mut report = Report::default();
-    let mut events = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let at = if batch {
-            format!("[{i}].")
-        } else {
-            String::new()
-        };
-        if kind_of_raw(item) != "an object" {
-            report.error(format!(
-                "{at}: must be an object with \"event\" and \"data\", got {}",
-                kind_of_raw(item)
-            ));
-            continue;
-        }
-        let mut map: HashMap<String, Box<RawValue>> = match serde_json::from_str(item.get()) {
-            Ok(map) => map,
-            Err(e) => {
-                report.error(format!("{at}: {e}"));
-                continue;
-            }
-        };
-        let field =
-            |raw: Option<Box<RawValue>>| raw.map(|r| serde_json::from_str::<Value>(r.get()));
-        let name = match field(map.remove("event")) {
-            Some(Ok(Value::String(s))) => match check_event_name(&s) {
-                Ok(()) => Some(s),
-                Err(e) => {
-                    report.error(format!("{at}event: {e}"));
-                    None
-                }
-            },
-            Some(Ok(other)) => {
-                report.error(format!(
-                    "{at}event: must be a string, got {}",
-                    kind_of(&other)
-                ));
-                None
-            }
-            Some(Err(e)) => {
-                report.error(format!("{at}event: {e}"));
-                None
-            }
-            None => {
-                report.error(format!(
-                    "{at}event: is required (the event type, e.g. \"face_detected\")"
-                ));
-                None
-            }
-        };
-        let data = match map.remove("data").map(json::compact) {
-            None => Some(json::empty_object()),
-            Some(Ok(data)) => Some(data),
-            Some(Err(e)) => {
-                report.error(format!("{at}data: {e}"));
-                None
-            }
-        };
-        let ts = match field(map.remove("ts")) {
-            None | Some(Ok(Value::Null)) => None,
-            Some(Ok(Value::String(s))) => match DateTime::parse_from_rfc3339(&s) {
-                Ok(t) => Some(t.with_timezone(&Utc)),
-                Err(e) => {
-                    report.error(format!("{at}ts: {s:?} is not an RFC 3339 time: {e}"));
-                    None
-                }
-            },
-            Some(Ok(other)) => {
-                report.error(format!(
-                    "{at}ts: must be an RFC 3339 string, got {}",
-                    kind_of(&other)
-                ));
-                None
-            }
-            Some(Err(e)) => {
-                report.error(format!("{at}ts: {e}"));
-                None
-            }
-        };
-        let mut unknown: Vec<&String> = map.keys().collect();
-        unknown.sort();
-        for key in unknown {
-            report.error(format!(
-                "{at}{key}: unknown field (known fields: event, data, ts)"
-            ));
-        }
-        if let (Some(name), Some(data)) = (name, data) {
-            events.push(IncomingEvent {
-                name,
-                data: data.into(),
-                ts,
-                origin: Default::default(),
-            });
-        }
-    }
-    if !report.is_valid() {
-        return Err(ApiError::invalid(
-            "invalid events; none were accepted",
-            report,
-        ));
-    }
-    Ok(events)
 }

@@ -10,20 +10,21 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use synopticon_actors::devices::registry::DEVICE_SOURCE_PREFIX;
 use synopticon_actors::session::spec::parse_sources;
-use synopticon_actors::source::actor::SourceStatus;
 use synopticon_actors::source::hub::SourceReport;
 use synopticon_actors::source::hub::PATCHABLE;
 use synopticon_actors::source::SourceConfig;
 use synopticon_actors::store::Kind;
 use synopticon_actors::validation::Report;
 
-use super::sessions::check_outputs_scope;
-use super::{redacted_json, Answers, Api, Content, Takes};
+use super::api::{Answers, Api, Content, Takes};
+use super::body::redacted_json;
+pub use super::scope::HIDDEN_SOURCE_ERROR;
+use super::scope::{check_outputs_scope, disclosed, sees_device_of, visible_source};
 use crate::audit;
 use crate::auth::guard::limit_events;
-use crate::auth::{Access, Principal, ResourceScope, Role};
+use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -79,20 +80,6 @@ fn patchable(config: &Value) -> Value {
     Value::Object(fields)
 }
 
-/// What a source's capture error is replaced with for anyone but an admin.
-pub const HIDDEN_SOURCE_ERROR: &str =
-    "the source cannot be read; the error itself is shown to admins";
-
-/// A source's status as `principal` may see it. Capture errors are for admins: a stream's
-/// says whether a port answered and how (operators could map a network with stream
-/// sources), a file's whether a path exists.
-pub fn disclosed(principal: &Principal, mut status: SourceStatus) -> SourceStatus {
-    if principal.role != Role::Admin && status.last_error.is_some() {
-        status.last_error = Some(HIDDEN_SOURCE_ERROR.into());
-    }
-    status
-}
-
 fn report_for(principal: &Principal, report: SourceReport) -> SourceReport {
     SourceReport {
         status: disclosed(principal, report.status),
@@ -115,7 +102,7 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse 
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let config: SourceConfig =
         serde_path_to_error::deserialize(body.into_inner()).map_err(|e| {
@@ -151,29 +138,6 @@ async fn create(
         StatusCode::CREATED,
         &report_for(&principal, created),
     ))
-}
-
-/// Whether the token may see the device a source belongs to (a source of no device: yes).
-fn sees_device_of(principal: &Principal, report: &SourceReport) -> bool {
-    report
-        .device
-        .as_deref()
-        .is_none_or(|serial| principal.scope.allows_device(serial))
-}
-
-/// The source, if the token may see it: a device's source outside the token's device
-/// scope is not found, like the device itself.
-pub(super) fn visible_source(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<SourceReport, ApiError> {
-    let report = state.sources.get(id)?;
-    if sees_device_of(principal, &report) {
-        Ok(report)
-    } else {
-        Err(ApiError::NotFound(format!("source {id:?} not found")))
-    }
 }
 
 /// Stream URLs may carry a camera's password: every answer goes through the redaction.
@@ -254,7 +218,7 @@ async fn frame(
                 }
                 snapshots.insert(
                     id.to_string(),
-                    crate::startup::Snapshot {
+                    crate::state::Snapshot {
                         frame: latest,
                         quality,
                         jpeg: jpeg.clone(),
@@ -274,7 +238,7 @@ async fn patch(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let before = visible_source(&state, &principal, &id)?;
     refuse_device_source(&before)?;
@@ -320,9 +284,9 @@ async fn detections(
     principal: Principal,
     req: HttpRequest,
     id: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    limit_events(&state, &req, &principal, 1)?;
+    limit_events(&state.auth, &req, &principal, 1)?;
     visible_source(&state, &principal, &id)?;
     let accepted = state.sources.ingest(&id, body.into_inner()).await?;
     // A message delivered again (same frame number and timestamp) is accepted and changes
@@ -337,7 +301,7 @@ async fn session_sources(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: super::JsonArray,
+    body: super::body::JsonArray,
 ) -> Result<HttpResponse, ApiError> {
     let mut report = Report::default();
     let sources = parse_sources("sources", &body, &mut report);

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use synopticon_actors::session::placeholders;
 
-use super::Api;
+use super::api::Api;
 use crate::auth::{Access, ResourceScope};
 use crate::configuration::environment_variables;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -33,7 +33,7 @@ async fn whoami(state: web::Data<AppState>, principal: crate::auth::Principal) -
         "token": &*principal.token_id,
         "role": principal.role,
         "scope": &*principal.scope,
-        "auth_enabled": state.auth_enabled,
+        "auth_enabled": state.auth.enabled,
         "mode": state.settings.server.mode,
     }))
 }

@@ -7,10 +7,11 @@ use serde_json::json;
 use synopticon_actors::session::templates::TemplateOrigin;
 use synopticon_actors::store::Kind;
 
-use super::{redacted_json, Answers, Api, Takes};
+use super::api::{Answers, Api, Takes};
+use super::body::redacted_json;
 use crate::auth::{Access, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(api: &mut Api) {
@@ -55,7 +56,7 @@ async fn put(
     state: web::Data<AppState>,
     principal: crate::auth::Principal,
     name: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let previous = state.templates.put(&name, &body, TemplateOrigin::Api)?;
     if let Err(error) = state.store.put(Kind::Template, &name, &body).await {

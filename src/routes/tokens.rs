@@ -5,14 +5,14 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use super::{Answers, Api};
+use super::api::{Answers, Api};
 use crate::audit;
 use synopticon_actors::store::Kind;
 
 use crate::auth::tokens::{TokenError, TokenRecord, TokenRequest};
 use crate::auth::{Access, Principal, ResourceScope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Writes a token made or changed over REST to the store (its hash, never its secret).
 async fn keep(state: &AppState, record: &TokenRecord) -> Result<(), ApiError> {
@@ -38,6 +38,7 @@ pub fn configure(api: &mut Api) {
 /// The tokens within the caller's scope (all, for an unscoped admin).
 async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse {
     let tokens: Vec<Value> = state
+        .auth
         .tokens
         .list()
         .iter()
@@ -51,16 +52,18 @@ async fn list(state: web::Data<AppState>, principal: Principal) -> HttpResponse 
 async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, false)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;
-    let (record, secret) = state
-        .tokens
-        .create(request, &principal.token_id, &principal.scope)?;
+    let (record, secret) =
+        state
+            .auth
+            .tokens
+            .create(request, &principal.token_id, &principal.scope)?;
     if let Err(error) = keep(&state, &record).await {
         // Not kept: taken back rather than handed out to die at the next restart.
-        state.tokens.forget(&record.id);
+        state.auth.tokens.forget(&record.id);
         return Err(error);
     }
     audit::record(&principal, "token.create", &record.id);
@@ -81,7 +84,7 @@ async fn get(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = state.tokens.get(&id)?;
+    let record = state.auth.tokens.get(&id)?;
     if !principal.scope.contains(&record.scope) {
         return Err(TokenError::NotFound(id.to_string()).into());
     }
@@ -92,14 +95,14 @@ async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: super::JsonObject,
+    body: super::body::JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let request = TokenRequest::parse(&body, true)
         .map_err(|report| ApiError::invalid("invalid token request", report))?;
-    let before = state.tokens.get(&id)?;
-    let record = state.tokens.update(&id, request, &principal.scope)?;
+    let before = state.auth.tokens.get(&id)?;
+    let record = state.auth.tokens.update(&id, request, &principal.scope)?;
     if let Err(error) = keep(&state, &record).await {
-        state.tokens.restore(before);
+        state.auth.tokens.restore(before);
         return Err(error);
     }
     audit::record(&principal, "token.update", &id);
@@ -115,10 +118,10 @@ async fn delete(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let before = state.tokens.get(&id)?;
-    state.tokens.delete(&id, &principal.scope)?;
+    let before = state.auth.tokens.get(&id)?;
+    state.auth.tokens.delete(&id, &principal.scope)?;
     if let Err(error) = state.store.delete(Kind::Token, &id).await {
-        state.tokens.restore(before);
+        state.auth.tokens.restore(before);
         return Err(error.into());
     }
     audit::record(&principal, "token.delete", &id);

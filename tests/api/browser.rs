@@ -719,7 +719,7 @@ async fn a_page_on_another_site_cannot_drive_a_local_testing_server() {
 async fn a_production_server_refuses_pages_from_origins_it_does_not_list() {
     check_tools();
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.server.cors_origins = vec!["http://localhost:*".into()];
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
@@ -777,7 +777,7 @@ async fn a_production_server_refuses_pages_from_origins_it_does_not_list() {
 async fn a_production_server_lets_the_origins_it_lists_in() {
     check_tools();
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.server.cors_origins = vec!["http://127.0.0.1:*".into()];
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
@@ -1257,7 +1257,7 @@ async fn the_live_events_page_follows_a_session_without_websocket_over_sse() {
 async fn the_live_events_page_follows_a_session_over_sse_with_a_token() {
     check_tools();
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
     .await
@@ -1272,7 +1272,7 @@ async fn the_recordings_page_records_a_session_downloads_it_and_replays_it_into_
     check_tools();
     // With a token: the download is fetched with it (a plain link would get a 401).
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
     .await

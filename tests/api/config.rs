@@ -311,7 +311,7 @@ fn the_compose_file_and_the_dockerfile_configure_a_server_that_starts() {
     assert!(checked.is_valid(), "{:?}", checked.errors);
     assert!(settings.server.production() && settings.auth.metrics_public);
     // Prometheus scrapes the service by its name; a rebinding page's name gets nothing.
-    let hosts = synopticon::cors::HostList::from_settings(&settings);
+    let hosts = synopticon::cors::HostList::new(&settings.allowed_hosts());
     assert!(hosts.allows("synopticon:8080"));
     assert!(hosts.allows("localhost:8080"));
     assert!(!hosts.allows("evil.example:8080"));

@@ -300,7 +300,7 @@ async fn a_page_from_an_unlisted_origin_changes_nothing_in_any_mode() {
 
     // Production: a valid admin token does not make a foreign page's request acceptable.
     let production = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
     .await
@@ -474,7 +474,7 @@ async fn a_request_naming_another_host_is_refused_so_dns_rebinding_gets_nothing(
         "a list replaces the default"
     );
     let production = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
     .await
@@ -550,7 +550,7 @@ async fn behind_a_proxy_that_ends_tls_the_dashboard_is_still_its_own_origin() {
 #[tokio::test]
 async fn with_metrics_open_to_all_production_answers_only_the_names_it_is_reached_by() {
     let open = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
         s.auth.metrics_public = true;
     })
@@ -575,7 +575,7 @@ async fn with_metrics_open_to_all_production_answers_only_the_names_it_is_reache
     // Without /metrics open, any name (every readable route needs a token); a request
     // naming no host at all is taken too (an HTTP/1.0 probe), and answered 401.
     let closed = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
     })
     .await;

@@ -348,7 +348,7 @@ const LAB: &str = "syn_dev-lab-00000000000000000000000000000000000000";
 #[tokio::test]
 async fn a_device_scoped_token_sees_only_its_devices_and_their_events() {
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         let mut lab = token_config("lab", "operator", LAB);
         lab.devices = Some(vec!["LAB-*".into()]);
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN), lab];

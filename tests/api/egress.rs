@@ -12,7 +12,7 @@ const OPERATOR: &str = "syn_egress-operator-0000000000000000000000000000000";
 
 /// Production mode with an admin and an operator token.
 fn production(s: &mut Settings) {
-    s.server.mode = "production".into();
+    s.server.mode = synopticon::configuration::Mode::Production;
     s.auth.tokens = vec![
         token_config("admin", "admin", ADMIN),
         token_config("operator", "operator", OPERATOR),

@@ -359,7 +359,7 @@ async fn an_answer_given_before_a_body_was_read_closes_the_connection() {
 #[tokio::test]
 async fn live_connections_are_bounded_per_address_but_not_for_an_admin() {
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![
             token_config("admin", "admin", ADMIN),
             token_config("operator", "operator", OPERATOR),

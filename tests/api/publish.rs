@@ -83,7 +83,7 @@ async fn a_producer_publishes_batches_over_its_websocket_in_order_with_acknowled
 #[tokio::test]
 async fn publishing_needs_an_operator_and_is_charged_to_the_event_rate_limit() {
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![
             token_config("operator", "operator", OPERATOR),
             token_config("viewer", "viewer", VIEWER),

@@ -1087,7 +1087,7 @@ async fn a_looping_replay_waits_between_passes_and_a_fast_one_pays_its_starters_
     // As fast as possible in production: no faster than the starter's event budget.
     const ADMIN: &str = "syn_replay-budget-admin-0000000000000000000000000000";
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "operator", ADMIN)];
         s.rate_limit.events_per_sec = 100.0;
         s.rate_limit.event_burst = 100.0;

@@ -21,7 +21,7 @@ const EVENTS: &str = "syn_rec-scope-events-000000000000000000000000000000";
 
 async fn server() -> TestApp {
     spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         let mut sessions = token_config("sessions", "operator", SESSIONS);
         sessions.sessions = Some(vec!["rec-*".into()]);
         let mut sources = token_config("sources", "operator", SOURCES);

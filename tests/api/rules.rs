@@ -365,7 +365,7 @@ async fn an_email_waits_for_an_smtp_server_that_is_down_and_arrives_with_its_cap
     let app = spawn_app_with(move |s| {
         s.rules.smtp.host = "127.0.0.1".into();
         s.rules.smtp.port = port;
-        s.rules.smtp.security = "none".into();
+        s.rules.smtp.security = synopticon_actors::rules::email::Security::None;
         s.rules.smtp.from = "Synopticon <alerts@lab.example>".into();
     })
     .await;
@@ -640,7 +640,7 @@ async fn an_alert_is_never_lost_to_the_length_of_its_subject_or_lines() {
     let app = spawn_app_with(move |s| {
         s.rules.smtp.host = "127.0.0.1".into();
         s.rules.smtp.port = port;
-        s.rules.smtp.security = "none".into();
+        s.rules.smtp.security = synopticon_actors::rules::email::Security::None;
         s.rules.smtp.from = "alerts@lab.example".into();
     })
     .await;

@@ -29,7 +29,7 @@ async fn the_server_answers_as_its_openapi_document_says() {
         st.display()
     );
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.server.debug_endpoints = false;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
         s.rate_limit.enabled = synopticon::configuration::Switch::Off;

@@ -27,7 +27,7 @@ const SCOPED: &str = "syn_test-scoped-0000000000000000000000000000000000";
 
 /// Production mode (authentication on) with one token of each role and a scoped one.
 fn secure(s: &mut Settings) {
-    s.server.mode = "production".into();
+    s.server.mode = synopticon::configuration::Mode::Production;
     let mut scoped = token_config("scoped", "operator", SCOPED);
     scoped.sessions = Some(vec!["scoped-*".into()]);
     scoped.sources = Some(vec!["scoped-*".into()]);

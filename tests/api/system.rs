@@ -271,7 +271,7 @@ async fn scoped_tokens_cannot_redirect_the_system_feed_and_see_only_their_own_de
     const OPERATOR: &str = "syn_system-operator-000000000000000000000000000000";
     const DEVICE_VIEWER: &str = "syn_system-devviewer-00000000000000000000000000000";
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         let mut operator = token_config("door-operator", "operator", OPERATOR);
         operator.sources = Some(vec!["door-*".into()]);
         let mut watcher = token_config("lobby-watcher", "viewer", DEVICE_VIEWER);
@@ -388,7 +388,7 @@ const FACES: &str = "syn_system-faces-000000000000000000000000000000000";
 async fn only_the_server_writes_into_the_system_session() {
     let port = crate::udp_ingest::free_udp_port();
     let app = spawn_app_with(move |s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         let mut faces = token_config("faces", "operator", FACES);
         faces.events = Some(vec!["face_*".into()]);
         s.auth.tokens = vec![
@@ -506,7 +506,7 @@ async fn only_the_server_writes_into_the_system_session() {
 #[tokio::test]
 async fn an_events_scoped_token_publishes_only_its_events() {
     let app = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         let mut faces = token_config("faces", "operator", FACES);
         faces.events = Some(vec!["face_*".into()]);
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN), faces];

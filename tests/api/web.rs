@@ -107,7 +107,7 @@ async fn pages_on_allowed_origins_may_call_the_api_and_others_may_not() {
 
     // Production: only what is listed.
     let production = spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![token_config("admin", "admin", ADMIN)];
         s.server.cors_origins = vec!["https://lab.example.org".into()];
     })
@@ -162,7 +162,7 @@ async fn pages_on_allowed_origins_may_call_the_api_and_others_may_not() {
 /// A production server with an admin and a viewer token.
 async fn production() -> TestApp {
     spawn_app_with(|s| {
-        s.server.mode = "production".into();
+        s.server.mode = synopticon::configuration::Mode::Production;
         s.auth.tokens = vec![
             token_config("admin", "admin", ADMIN),
             token_config("viewer", "viewer", VIEWER),

@@ -11,8 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::validation::{kind_of, Report};
 
-/// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the SMTP connection is protected (`rules.smtp.security`: `none`, `starttls` or
+/// `tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Security {
     /// Plain text (a relay on the same machine or a test server).
     None,
